@@ -1,0 +1,193 @@
+//! One error type for every handler: a status, a stable code and a message, rendered as
+//! `{"error":{"code","message"}}`. Business rejections are 4xx; infrastructure is 503.
+
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use crate::{
+    auth::TokenError, db::DbError, events::LogError, projector::NotYetApplied, wechat::WechatError,
+};
+
+/// An API error.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// Marks a response as the internal error, so the request-id layer can name the request.
+#[derive(Clone, Copy)]
+pub struct InternalErrorMarker;
+
+impl ApiError {
+    /// An error with a status, a stable code and a message for humans.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with code `invalid_field`, naming the field.
+    pub fn invalid_field(field: &str, problem: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("{field}: {problem}"),
+        )
+    }
+
+    /// 503 `unavailable`: a dependency is down; nothing was recorded; retry.
+    pub fn unavailable(what: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what} is unavailable; nothing was recorded; retry later"),
+        )
+    }
+
+    /// 500: a bug. Logged at ERROR; the body names only the request id.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            response.extensions_mut().insert(InternalErrorMarker);
+        }
+        response
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        tracing::warn!(error = %e, "event log append failed");
+        ApiError::unavailable("the event log")
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Query(q) => q.into(),
+            DbError::Pool(p) => {
+                tracing::warn!(error = %p, "postgres unavailable");
+                ApiError::unavailable("the database")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Pool(e).into()
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // A SQL state means the server answered: that is our bug. No state means the
+        // connection failed: infrastructure.
+        if e.code().is_some() {
+            ApiError::internal(e)
+        } else {
+            tracing::warn!(error = %e, "postgres connection failed");
+            ApiError::unavailable("the database")
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                "the token has expired; log in again",
+            ),
+            TokenError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the token is invalid",
+            ),
+        }
+    }
+}
+
+impl From<NotYetApplied> for ApiError {
+    fn from(e: NotYetApplied) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_yet_applied",
+            format!("{e}; it was recorded and will apply: read it back later"),
+        )
+    }
+}
+
+impl From<WechatError> for ApiError {
+    fn from(e: WechatError) -> Self {
+        match e {
+            WechatError::InvalidCode { .. } => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_code",
+                "the login code is invalid, expired or already used",
+            ),
+            WechatError::RateLimited => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "WeChat rate-limited this user; retry later",
+            ),
+            WechatError::RiskyUser => Self::new(
+                StatusCode::FORBIDDEN,
+                "risky_user",
+                "WeChat refused this user as risky",
+            ),
+            WechatError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "wechat_busy",
+                "WeChat is busy; retry later",
+            ),
+            WechatError::Unavailable(why) => {
+                tracing::warn!(error = %why, "WeChat unreachable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "wechat_unavailable",
+                    "WeChat could not be reached; retry later",
+                )
+            }
+            WechatError::Api { errcode, errmsg } => {
+                tracing::warn!(errcode, errmsg, "WeChat error");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechat_error",
+                    format!("WeChat answered errcode {errcode}"),
+                )
+            }
+        }
+    }
+}

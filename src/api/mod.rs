@@ -1,0 +1,170 @@
+//! The HTTP API: routes, shared state, and the layers every request passes through.
+
+mod error;
+mod extract;
+mod health;
+mod users;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{FromRef, Request},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+    Json, Router,
+};
+use deadpool_postgres::Pool;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+pub use error::ApiError;
+pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
+
+use crate::{
+    auth::Tokens,
+    clock::Clock,
+    crypto::Sealer,
+    events::{log::Draft, Appended, Event, EventLog},
+    projector::ProjectionWatch,
+    wechat::MiniProgram,
+};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+pub struct Shared {
+    /// The event log.
+    pub log: EventLog,
+    /// The projections' database.
+    pub pool: Pool,
+    /// WeChat's mini program API.
+    pub wechat: MiniProgram,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// Seals session keys at rest.
+    pub sealer: Sealer,
+    /// Read-your-writes.
+    pub projection: ProjectionWatch,
+    /// Now.
+    pub clock: Clock,
+    /// How long a handler waits for its event to be applied.
+    pub read_your_writes: Duration,
+    /// Set once migrations ran.
+    pub migrated: bool,
+}
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// Appends `event` durably, stamped with the clock's time.
+    pub async fn record(
+        &self,
+        event: &Event,
+        correlation_id: &str,
+        msg_id: &str,
+    ) -> Result<Appended, ApiError> {
+        let appended = self
+            .log
+            .append(Draft {
+                event,
+                correlation_id,
+                msg_id,
+                occurred_at: (self.clock)(),
+            })
+            .await?;
+        tracing::info!(
+            seq = appended.seq,
+            kind = event.kind(),
+            duplicate = appended.duplicate,
+            "event appended"
+        );
+        Ok(appended)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Tokens {
+    fn from_ref(state: &AppState) -> Tokens {
+        state.tokens.clone()
+    }
+}
+
+/// The API router with its layers.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v1/auth/login", post(users::login))
+        .route("/v1/me", get(users::me))
+        .route("/v1/me/phone", post(users::bind_phone))
+        .route("/v1/me/profile", put(users::update_profile))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(name_request_in_internal_errors))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// Rewrites an internal error's body to name the request, so support can find its logs.
+async fn name_request_in_internal_errors(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let response = next.run(req).await;
+    if response
+        .extensions()
+        .get::<error::InternalErrorMarker>()
+        .is_some()
+    {
+        let body = serde_json::json!({"error": {
+            "code": "internal",
+            "message": format!("internal error (request {id})"),
+        }});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+    }
+    response
+}

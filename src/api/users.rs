@@ -1,0 +1,331 @@
+//! Login, phone binding, profile and `GET /v1/me`.
+
+use axum::{extract::State, http::StatusCode, Json};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId};
+use crate::{
+    auth::user_id_for,
+    crypto::decrypt_open_data,
+    db::users,
+    domain::{valid_phone, AvatarUrl, Nickname, WxCode},
+    events::{Event, PhoneBound, PhoneSource, ProfileUpdated, UserLoggedIn, UserRegistered},
+    fold::{Phone, User},
+    wechat::{PhoneInfo, WechatError},
+};
+
+/// `POST /v1/auth/login` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    code: String,
+}
+
+/// `POST /v1/auth/login` answer.
+#[derive(Serialize)]
+pub struct LoginResponse {
+    token: String,
+    expires_in: i64,
+    user_id: Uuid,
+    has_phone: bool,
+}
+
+/// Exchanges a `wx.login` code for a bearer token; registers the user on first login.
+pub async fn login(
+    State(app): State<AppState>,
+    RequestId(request_id): RequestId,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let code = WxCode::parse(&body.code).map_err(|p| ApiError::invalid_field("code", p))?;
+    let session = app.wechat.code2session(code.as_str()).await?;
+    let user_id = user_id_for(app.wechat.appid(), &session.openid);
+
+    let known = users::get(&**app.pool.get().await?, user_id).await?;
+    let (event, msg_id) = match &known {
+        None => (
+            Event::UserRegistered(UserRegistered {
+                user_id,
+                openid: session.openid.clone(),
+                unionid: session.unionid.clone(),
+            }),
+            // Two racing first logins append one registration.
+            format!("user.registered:{user_id}"),
+        ),
+        Some(_) => (
+            Event::UserLoggedIn(UserLoggedIn {
+                user_id,
+                unionid: session.unionid.clone(),
+            }),
+            format!("user.logged_in:{}", Uuid::new_v4()),
+        ),
+    };
+    let appended = app.record(&event, &request_id, &msg_id).await?;
+
+    let sealed = app.sealer.seal(
+        user_id.as_bytes(),
+        session.session_key.expose_secret().as_bytes(),
+    );
+    users::put_session_key(&**app.pool.get().await?, user_id, &sealed, (app.clock)()).await?;
+
+    // The answer does not depend on the fold; waiting only makes an immediate
+    // GET /v1/me consistent, so a slow projector does not fail the login.
+    let _ = app
+        .projection
+        .wait_for(appended.seq, app.read_your_writes)
+        .await;
+    let has_phone = known.is_some_and(|u| u.phone.is_some());
+    let (token, expires_in) = app.tokens.issue(user_id, (app.clock)());
+    Ok(Json(LoginResponse {
+        token,
+        expires_in,
+        user_id,
+        has_phone,
+    }))
+}
+
+/// `POST /v1/me/phone` body: `{code}` or `{encrypted_data, iv}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneRequest {
+    code: Option<String>,
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+}
+
+/// The user as the API shows them.
+#[derive(Serialize)]
+pub struct UserView {
+    user_id: Uuid,
+    unionid: Option<String>,
+    has_phone: bool,
+    phone: Option<PhoneView>,
+    nickname: Option<String>,
+    avatar_url: Option<String>,
+    registered_at: chrono::DateTime<chrono::Utc>,
+    last_login_at: chrono::DateTime<chrono::Utc>,
+    login_count: i64,
+}
+
+/// A phone, masked.
+#[derive(Serialize)]
+pub struct PhoneView {
+    country_code: String,
+    masked: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            user_id: u.user_id,
+            unionid: u.unionid,
+            has_phone: u.phone.is_some(),
+            phone: u.phone.map(|p| PhoneView {
+                masked: p.masked(),
+                country_code: p.country_code,
+            }),
+            nickname: u.nickname,
+            avatar_url: u.avatar_url,
+            registered_at: u.registered_at,
+            last_login_at: u.last_login_at,
+            login_count: u.login_count,
+        }
+    }
+}
+
+fn bad_encrypted_data() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_encrypted_data",
+        "encrypted_data and iv do not decrypt to a phone number under this session",
+    )
+}
+
+/// Binds the phone number WeChat vouches for; 409 when another user holds it.
+pub async fn bind_phone(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    RequestId(request_id): RequestId,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    ApiJson(body): ApiJson<PhoneRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let (info, source) = match (body.code, body.encrypted_data, body.iv) {
+        (Some(code), None, None) => {
+            let code = WxCode::parse(&code).map_err(|p| ApiError::invalid_field("code", p))?;
+            let info = app
+                .wechat
+                .phone_number(code.as_str())
+                .await
+                .map_err(|e| match e {
+                    WechatError::InvalidCode { .. } => ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_phone_code",
+                        "the phone code is invalid, expired or already used",
+                    ),
+                    other => other.into(),
+                })?;
+            (info, PhoneSource::PhoneCode)
+        }
+        (None, Some(data), Some(iv)) => {
+            let sealed = users::session_key(&**app.pool.get().await?, user_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "session_expired",
+                        "no WeChat session for this user; log in again",
+                    )
+                })?;
+            let session_key = app.sealer.open(user_id.as_bytes(), &sealed).map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "session_expired",
+                    "the WeChat session cannot be used; log in again",
+                )
+            })?;
+            let session_key = String::from_utf8(session_key).map_err(ApiError::internal)?;
+            let plain =
+                decrypt_open_data(&session_key, &data, &iv).map_err(|_| bad_encrypted_data())?;
+            let info: PhoneInfo =
+                serde_json::from_slice(&plain).map_err(|_| bad_encrypted_data())?;
+            (info, PhoneSource::EncryptedData)
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "body",
+                "send either {code} or {encrypted_data, iv}",
+            ))
+        }
+    };
+    if info.watermark.appid != app.wechat.appid() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "watermark_mismatch",
+            "the phone data was issued to another app",
+        ));
+    }
+    if !valid_phone(&info.country_code, &info.pure_phone_number) {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "wechat_error",
+            "WeChat returned a phone number in an unexpected form",
+        ));
+    }
+    let phone = Phone::new(&info.country_code, &info.pure_phone_number);
+
+    let client = app.pool.get().await?;
+    match users::phone_owner(&**client, &phone).await? {
+        Some(owner) if owner != user_id => return Err(phone_taken()),
+        Some(_) => {
+            // Already this user's: nothing to record.
+            let user = users::get(&**client, user_id)
+                .await?
+                .ok_or_else(unknown_user)?;
+            return Ok(Json(user.into()));
+        }
+        None => {}
+    }
+    drop(client);
+
+    let event = Event::PhoneBound(PhoneBound {
+        user_id,
+        country_code: phone.country_code.clone(),
+        pure_phone_number: phone.pure_phone_number.clone(),
+        source,
+    });
+    let msg_id = match idempotency_key {
+        Some(key) => format!("user.phone_bound:{user_id}:{key}"),
+        None => format!("user.phone_bound:{}", Uuid::new_v4()),
+    };
+    let appended = app.record(&event, &request_id, &msg_id).await?;
+    // Whether the number is ours is the fold's decision (another user may have bound it
+    // a moment ago): wait for it, then read it back.
+    app.projection
+        .wait_for(appended.seq, app.read_your_writes)
+        .await?;
+    let user = users::get(&**app.pool.get().await?, user_id)
+        .await?
+        .ok_or_else(unknown_user)?;
+    if user.phone.as_ref() != Some(&phone) {
+        return Err(phone_taken());
+    }
+    Ok(Json(user.into()))
+}
+
+fn phone_taken() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "phone_taken",
+        "this phone number is bound to another user",
+    )
+}
+
+fn unknown_user() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "user_not_found",
+        "no such user; log in again",
+    )
+}
+
+/// `PUT /v1/me/profile` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRequest {
+    nickname: String,
+    #[serde(default)]
+    avatar_url: Option<String>,
+}
+
+/// Sets the user's nickname and avatar.
+pub async fn update_profile(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    RequestId(request_id): RequestId,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    ApiJson(body): ApiJson<ProfileRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let nickname =
+        Nickname::parse(&body.nickname).map_err(|p| ApiError::invalid_field("nickname", p))?;
+    let avatar_url = body
+        .avatar_url
+        .as_deref()
+        .map(AvatarUrl::parse)
+        .transpose()
+        .map_err(|p| ApiError::invalid_field("avatar_url", p))?;
+    if users::get(&**app.pool.get().await?, user_id)
+        .await?
+        .is_none()
+    {
+        return Err(unknown_user());
+    }
+    let event = Event::ProfileUpdated(ProfileUpdated {
+        user_id,
+        nickname: nickname.into_inner(),
+        avatar_url: avatar_url.map(AvatarUrl::into_inner),
+    });
+    let msg_id = match idempotency_key {
+        Some(key) => format!("user.profile_updated:{user_id}:{key}"),
+        None => format!("user.profile_updated:{}", Uuid::new_v4()),
+    };
+    let appended = app.record(&event, &request_id, &msg_id).await?;
+    app.projection
+        .wait_for(appended.seq, app.read_your_writes)
+        .await?;
+    let user = users::get(&**app.pool.get().await?, user_id)
+        .await?
+        .ok_or_else(unknown_user)?;
+    Ok(Json(user.into()))
+}
+
+/// The caller's user.
+pub async fn me(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+) -> Result<Json<UserView>, ApiError> {
+    let user = users::get(&**app.pool.get().await?, user_id)
+        .await?
+        .ok_or_else(unknown_user)?;
+    Ok(Json(user.into()))
+}

@@ -1,0 +1,155 @@
+//! Postgres: the pool (every connection's `search_path` is the configured schema), the
+//! migrations in `projections/`, and the advisory-lock keys.
+
+pub mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+use crate::settings::DatabaseSettings;
+
+/// Postgres failed or could not be reached: infrastructure, retry later.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had.
+    #[error("postgres unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("postgres: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// A migration file was edited after it had been applied.
+    #[error("projections/{0} changed after it was applied; add a new file instead")]
+    MigrationChanged(&'static str),
+    /// The settings do not make a connection string.
+    #[error("database.url: {0}")]
+    Config(String),
+}
+
+/// The SQL files of `projections/`, in the order they apply.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_projector.sql",
+        include_str!("../../projections/0001_projector.sql"),
+    ),
+    (
+        "0002_users.sql",
+        include_str!("../../projections/0002_users.sql"),
+    ),
+    (
+        "0003_sessions.sql",
+        include_str!("../../projections/0003_sessions.sql"),
+    ),
+];
+
+/// The connection settings: every session works in `settings.schema`.
+pub fn pg_config(settings: &DatabaseSettings) -> Result<tokio_postgres::Config, DbError> {
+    let mut config = tokio_postgres::Config::from_str(&settings.url)
+        .map_err(|e| DbError::Config(e.to_string()))?;
+    // The schema name was validated to be a plain identifier.
+    config.options(format!("-c search_path={}", settings.schema));
+    config.connect_timeout(Duration::from_secs(3));
+    config.application_name("wxledger");
+    Ok(config)
+}
+
+/// A connection of its own, outside the pool: it closes (releasing session-level
+/// advisory locks) as soon as the returned client is dropped.
+pub async fn connect_dedicated(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, DbError> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "dedicated postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A pool whose connections work in `settings.schema`.
+pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let config = pg_config(settings)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(3)))
+        .recycle_timeout(Some(Duration::from_secs(3)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// A stable 64-bit advisory-lock key for `name` within `schema`.
+pub fn lock_key(schema: &str, name: &str) -> i64 {
+    let digest = Sha256::digest(format!("wxledger:{schema}:{name}"));
+    i64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"))
+}
+
+/// Creates the schema and applies every file of `projections/` not applied yet.
+/// Safe to run from several processes at once (advisory lock) and again at every start.
+pub async fn migrate(pool: &Pool, schema: &str) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key(schema, "migrate")],
+    )
+    .await?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.projection_migrations (
+             name       text        PRIMARY KEY,
+             sha256     text        NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await?;
+    for (name, sql) in MIGRATIONS {
+        let digest = hex::encode(Sha256::digest(sql.as_bytes()));
+        let applied = tx
+            .query_opt(
+                "SELECT sha256 FROM projection_migrations WHERE name = $1",
+                &[name],
+            )
+            .await?;
+        match applied {
+            Some(row) if row.get::<_, String>(0) == digest => continue,
+            Some(_) => return Err(DbError::MigrationChanged(name)),
+            None => {
+                tx.batch_execute(sql).await?;
+                tx.execute(
+                    "INSERT INTO projection_migrations (name, sha256) VALUES ($1, $2)",
+                    &[name, &digest],
+                )
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Waits until Postgres answers, up to `timeout`.
+pub async fn wait_until_up(pool: &Pool, timeout: Duration) -> Result<(), DbError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match pool.get().await {
+            Ok(client) => {
+                client.simple_query("SELECT 1").await?;
+                return Ok(());
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

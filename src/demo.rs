@@ -1,0 +1,161 @@
+//! The scripted walk of the Quick start: a mini program user against a running daemon
+//! and simulator, printed step by step. CLI glue, so errors are `anyhow`.
+
+use anyhow::{bail, Context};
+use rand::Rng;
+use serde_json::{json, Value};
+
+struct Walk {
+    http: reqwest::Client,
+    api: String,
+    sim: String,
+}
+
+impl Walk {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, &url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.with_context(|| format!("calling {url}"))?;
+        let status = resp.status().as_u16();
+        let value = resp.json().await.unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    async fn sim(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, value) = self
+            .call(
+                reqwest::Method::POST,
+                format!("{}{path}", self.sim),
+                None,
+                Some(body),
+            )
+            .await?;
+        if status != 200 {
+            bail!("simulator {path} answered {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        want: u16,
+    ) -> anyhow::Result<Value> {
+        let (status, value) = self
+            .call(method.clone(), format!("{}{path}", self.api), token, body)
+            .await?;
+        println!("    {method} {path} -> {status}");
+        if status != want {
+            bail!("expected {want}, got {status}: {value}");
+        }
+        Ok(value)
+    }
+}
+
+/// Runs the walk; fails on the first unexpected answer.
+pub async fn run(api: &str, sim: &str) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let walk = Walk {
+        http: reqwest::Client::new(),
+        api: api.trim_end_matches('/').to_owned(),
+        sim: sim.trim_end_matches('/').to_owned(),
+    };
+    let mut rng = rand::thread_rng();
+    let openid = format!("o-demo-{:08x}", rng.gen::<u32>());
+    let phone = format!("139{:08}", rng.gen_range(0..100_000_000u32));
+
+    println!("1. wx.login in the mini program gives a one-time code (simulator)");
+    let code = walk
+        .sim("/sim/mini/login-codes", json!({"openid": openid}))
+        .await?;
+    println!("2. the mini program sends the code to wxledger");
+    let login = walk
+        .api(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"code": code["code"]})),
+            200,
+        )
+        .await?;
+    let token = login["token"].as_str().context("login returned no token")?;
+    println!(
+        "   registered user {} (has_phone: {}); the session key stayed on the server",
+        login["user_id"], login["has_phone"]
+    );
+
+    println!("3. reusing the same code is refused");
+    let reused = walk
+        .api(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"code": code["code"]})),
+            401,
+        )
+        .await?;
+    println!("   error code: {}", reused["error"]["code"]);
+
+    println!("4. getPhoneNumber gives a phone code; wxledger asks WeChat for the number");
+    let phone_code = walk
+        .sim("/sim/mini/phone-codes", json!({"phone_number": phone}))
+        .await?;
+    let bound = walk
+        .api(
+            Method::POST,
+            "/v1/me/phone",
+            Some(token),
+            Some(json!({"code": phone_code["code"]})),
+            200,
+        )
+        .await?;
+    println!("   bound phone {}", bound["phone"]["masked"]);
+
+    println!("5. the user sets a profile");
+    walk.api(
+        Method::PUT,
+        "/v1/me/profile",
+        Some(token),
+        Some(json!({"nickname": "小明", "avatar_url": "https://example.invalid/a.png"})),
+        200,
+    )
+    .await?;
+
+    println!("6. the user logs in again and reads their account");
+    let code = walk
+        .sim("/sim/mini/login-codes", json!({"openid": openid}))
+        .await?;
+    let again = walk
+        .api(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"code": code["code"]})),
+            200,
+        )
+        .await?;
+    let token = again["token"].as_str().context("login returned no token")?;
+    let me = walk
+        .api(Method::GET, "/v1/me", Some(token), None, 200)
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&me)?);
+    if me["user_id"] != login["user_id"] || me["login_count"] != 2 || me["has_phone"] != true {
+        bail!("GET /v1/me does not show the walk's result: {me}");
+    }
+    println!("demo walk complete: login -> bind phone -> profile -> GET /v1/me");
+    Ok(())
+}

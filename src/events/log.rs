@@ -1,0 +1,219 @@
+//! The event log on JetStream: the stream ensured from settings, durable appends with
+//! `Nats-Msg-Id`, and ordered reads from a sequence.
+
+use std::time::Duration;
+
+use async_nats::{
+    connection::State,
+    header::NATS_MESSAGE_ID,
+    jetstream::{self, consumer, stream},
+    HeaderMap,
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use uuid::Uuid;
+
+use super::{Envelope, Event};
+use crate::settings::NatsSettings;
+
+/// What can go wrong talking to the log. All of it is infrastructure: retry later.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Not connected to NATS right now.
+    #[error("NATS is not connected")]
+    Disconnected,
+    /// The append was not acknowledged (in time); it may or may not be stored, and a retry
+    /// with the same message id is deduplicated.
+    #[error("append not acknowledged: {0}")]
+    NotAcknowledged(String),
+    /// Any other NATS or JetStream failure.
+    #[error("jetstream: {0}")]
+    Jetstream(String),
+}
+
+fn js_err(e: impl std::fmt::Display) -> LogError {
+    LogError::Jetstream(e.to_string())
+}
+
+/// The acknowledgement of a durable append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's stream sequence (the original's, when this was a duplicate).
+    pub seq: u64,
+    /// The message id was seen inside the duplicate window: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// One event ready to append.
+pub struct Draft<'a> {
+    /// The fact.
+    pub event: &'a Event,
+    /// The request or notify that caused it.
+    pub correlation_id: &'a str,
+    /// Idempotency key for `Nats-Msg-Id`; a repeat inside the window appends nothing.
+    pub msg_id: &'a str,
+    /// Acceptance time, from the caller's clock (the fold has none).
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Handle on the stream; cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: String,
+    prefix: String,
+}
+
+impl EventLog {
+    /// Connects (waiting up to `connect_timeout_secs` for the server) and ensures the stream.
+    pub async fn connect(settings: &NatsSettings) -> Result<Self, LogError> {
+        let connect = async_nats::ConnectOptions::new()
+            .name("wxledger")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .connect(settings.url.as_str());
+        let client =
+            tokio::time::timeout(Duration::from_secs(settings.connect_timeout_secs), connect)
+                .await
+                .map_err(|_| LogError::Disconnected)?
+                .map_err(js_err)?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(Duration::from_millis(settings.ack_timeout_ms));
+        let log = Self {
+            client,
+            js,
+            stream: settings.stream.clone(),
+            prefix: settings.subject_prefix.clone(),
+        };
+        log.ensure_stream(settings).await?;
+        Ok(log)
+    }
+
+    /// Creates the stream, or brings an existing one in line with the settings.
+    async fn ensure_stream(&self, settings: &NatsSettings) -> Result<(), LogError> {
+        let config = stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![format!("{}.>", settings.subject_prefix)],
+            storage: if settings.storage == "memory" {
+                stream::StorageType::Memory
+            } else {
+                stream::StorageType::File
+            },
+            num_replicas: settings.replicas,
+            duplicate_window: Duration::from_secs(settings.duplicate_window_secs),
+            retention: stream::RetentionPolicy::Limits,
+            // Events are immutable: no message may be deleted or the stream purged.
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            description: Some("wxledger events (immutable)".into()),
+            ..Default::default()
+        };
+        match self.js.get_stream(&settings.stream).await {
+            Ok(mut existing) => {
+                let info = existing.info().await.map_err(js_err)?;
+                let current = &info.config;
+                if current.subjects != config.subjects
+                    || current.duplicate_window != config.duplicate_window
+                    || current.num_replicas != config.num_replicas
+                {
+                    self.js.update_stream(&config).await.map_err(js_err)?;
+                }
+            }
+            Err(_) => {
+                self.js.create_stream(config).await.map_err(js_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The subject an event type is published on.
+    pub fn subject(&self, kind: &str) -> String {
+        format!("{}.{}", self.prefix, kind)
+    }
+
+    /// True while the client holds a connection to NATS.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// Appends one event and waits for the stream's acknowledgement (durable).
+    pub async fn append(&self, draft: Draft<'_>) -> Result<Appended, LogError> {
+        // Refuse at once while disconnected: a publish queued now would be sent on
+        // reconnect, after the caller has been told it failed.
+        if !self.is_connected() {
+            return Err(LogError::Disconnected);
+        }
+        let envelope = Envelope {
+            id: Uuid::new_v4(),
+            kind: draft.event.kind().to_owned(),
+            version: draft.event.version(),
+            occurred_at: draft.occurred_at,
+            correlation_id: draft.correlation_id.to_owned(),
+            data: draft.event.to_data(),
+        };
+        let payload = serde_json::to_vec(&envelope).expect("an envelope always serializes");
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, draft.msg_id);
+        let ack = self
+            .js
+            .publish_with_headers(
+                self.subject(draft.event.kind()),
+                headers,
+                Bytes::from(payload),
+            )
+            .await
+            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+            .await
+            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
+        Ok(Appended {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// The sequence of the newest event (0 for an empty stream).
+    pub async fn last_seq(&self) -> Result<u64, LogError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        let info = stream.get_info().await.map_err(js_err)?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Every event from `start_seq` on, in stream order, as `(seq, payload)`; it waits
+    /// for new events at the end.
+    pub async fn read_from(
+        &self,
+        start_seq: u64,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start_seq.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(js_err)?;
+        let messages = consumer.messages().await.map_err(js_err)?;
+        Ok(messages.map(|m| {
+            let m = m.map_err(js_err)?;
+            let seq = m.info().map_err(js_err)?.stream_sequence;
+            Ok((seq, m.payload.clone()))
+        }))
+    }
+
+    /// Deletes the stream (tests and scratch tooling only).
+    pub async fn delete_stream(&self) -> Result<(), LogError> {
+        self.js.delete_stream(&self.stream).await.map_err(js_err)?;
+        Ok(())
+    }
+
+    /// Flushes and closes the connection.
+    pub async fn close(&self) {
+        let _ = self.client.flush().await;
+    }
+}

@@ -1,0 +1,247 @@
+//! Events: the envelope every fact is recorded in, and the typed facts themselves.
+//!
+//! An event's type (`user.phone_bound`) and version (`1`) name its JSON Schema in
+//! `schema/`; [`Event::decode`] is the one place that reads old versions (upcasting).
+
+pub mod log;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use log::{Appended, EventLog, LogError};
+
+/// The JSON that goes on the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Unique id of this event.
+    pub id: Uuid,
+    /// Event type, e.g. `user.registered`; the subject is `<prefix>.<type>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Schema version of that type.
+    pub version: u32,
+    /// When wxledger accepted the fact.
+    pub occurred_at: DateTime<Utc>,
+    /// The request id or WeChat notify id that caused it.
+    pub correlation_id: String,
+    /// The fact itself, shaped by `schema/<type>.v<version>.json`.
+    pub data: serde_json::Value,
+}
+
+/// A mini program user registered on their first login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRegistered {
+    /// Stable id, derived from the app id and openid.
+    pub user_id: Uuid,
+    /// The user's openid under our app id.
+    pub openid: String,
+    /// The user's unionid, when the app is bound to an open platform account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+}
+
+/// A known user logged in again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserLoggedIn {
+    /// Who logged in.
+    pub user_id: Uuid,
+    /// The unionid WeChat returned this time, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+}
+
+/// How a phone number reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhoneSource {
+    /// `getuserphonenumber` with a phone code.
+    PhoneCode,
+    /// Legacy `encryptedData` + `iv`, decrypted with the session key.
+    EncryptedData,
+}
+
+/// A user asked to bind a phone number that WeChat vouched for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneBound {
+    /// Whose phone.
+    pub user_id: Uuid,
+    /// Country calling code without `+`, e.g. `86`.
+    pub country_code: String,
+    /// The number without country code.
+    pub pure_phone_number: String,
+    /// Which WeChat path vouched for it.
+    pub source: PhoneSource,
+}
+
+/// A user set their profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdated {
+    /// Whose profile.
+    pub user_id: Uuid,
+    /// Display name.
+    pub nickname: String,
+    /// Avatar URL; `None` clears it.
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+}
+
+/// Every fact wxledger records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `user.registered` v1.
+    UserRegistered(UserRegistered),
+    /// `user.logged_in` v1.
+    UserLoggedIn(UserLoggedIn),
+    /// `user.phone_bound` v1.
+    PhoneBound(PhoneBound),
+    /// `user.profile_updated` v1.
+    ProfileUpdated(ProfileUpdated),
+}
+
+/// An event that cannot be read: an unknown type or version, or data off its schema.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON of the envelope's shape.
+    #[error("not an event envelope: {0}")]
+    Envelope(serde_json::Error),
+    /// A type or version this build does not know (written by a newer wxledger?).
+    #[error("unknown event {kind} v{version}")]
+    Unknown {
+        /// The envelope's type.
+        kind: String,
+        /// The envelope's version.
+        version: u32,
+    },
+    /// The data does not fit the type.
+    #[error("{kind} v{version}: {source}")]
+    Data {
+        /// The envelope's type.
+        kind: String,
+        /// The envelope's version.
+        version: u32,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// The event's type, which is also the tail of its subject.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::UserRegistered(_) => "user.registered",
+            Event::UserLoggedIn(_) => "user.logged_in",
+            Event::PhoneBound(_) => "user.phone_bound",
+            Event::ProfileUpdated(_) => "user.profile_updated",
+        }
+    }
+
+    /// The schema version this build writes.
+    pub fn version(&self) -> u32 {
+        1
+    }
+
+    /// The `data` of the envelope.
+    pub fn to_data(&self) -> serde_json::Value {
+        let v = match self {
+            Event::UserRegistered(e) => serde_json::to_value(e),
+            Event::UserLoggedIn(e) => serde_json::to_value(e),
+            Event::PhoneBound(e) => serde_json::to_value(e),
+            Event::ProfileUpdated(e) => serde_json::to_value(e),
+        };
+        v.expect("event data are plain structs that always serialize")
+    }
+
+    /// Reads `data` of the given type and version, upcasting older versions.
+    pub fn decode(kind: &str, version: u32, data: serde_json::Value) -> Result<Self, DecodeError> {
+        fn parse<T: serde::de::DeserializeOwned>(
+            kind: &str,
+            version: u32,
+            data: serde_json::Value,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_value(data).map_err(|source| DecodeError::Data {
+                kind: kind.to_owned(),
+                version,
+                source,
+            })
+        }
+        Ok(match (kind, version) {
+            ("user.registered", 1) => Event::UserRegistered(parse(kind, version, data)?),
+            ("user.logged_in", 1) => Event::UserLoggedIn(parse(kind, version, data)?),
+            ("user.phone_bound", 1) => Event::PhoneBound(parse(kind, version, data)?),
+            ("user.profile_updated", 1) => Event::ProfileUpdated(parse(kind, version, data)?),
+            _ => {
+                return Err(DecodeError::Unknown {
+                    kind: kind.to_owned(),
+                    version,
+                })
+            }
+        })
+    }
+}
+
+/// An event as read back from the stream, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Stream sequence: the event's place in the one total order.
+    pub seq: u64,
+    /// The envelope's id.
+    pub id: Uuid,
+    /// When it was accepted.
+    pub occurred_at: DateTime<Utc>,
+    /// What caused it.
+    pub correlation_id: String,
+    /// The fact.
+    pub event: Event,
+}
+
+impl Recorded {
+    /// Parses a stream message's payload.
+    pub fn from_payload(seq: u64, payload: &[u8]) -> Result<Self, DecodeError> {
+        let envelope: Envelope = serde_json::from_slice(payload).map_err(DecodeError::Envelope)?;
+        Ok(Self {
+            seq,
+            id: envelope.id,
+            occurred_at: envelope.occurred_at,
+            correlation_id: envelope.correlation_id,
+            event: Event::decode(&envelope.kind, envelope.version, envelope.data)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_reads_what_encode_writes() {
+        let event = Event::PhoneBound(PhoneBound {
+            user_id: Uuid::nil(),
+            country_code: "86".into(),
+            pure_phone_number: "13800138000".into(),
+            source: PhoneSource::PhoneCode,
+        });
+        let back = Event::decode(event.kind(), event.version(), event.to_data()).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn unknown_versions_and_extra_fields_are_refused() {
+        let data = serde_json::json!({"user_id": Uuid::nil(), "openid": "o"});
+        assert!(matches!(
+            Event::decode("user.registered", 9, data.clone()),
+            Err(DecodeError::Unknown { .. })
+        ));
+        let mut extra = data;
+        extra["session_key"] = "x".into();
+        assert!(matches!(
+            Event::decode("user.registered", 1, extra),
+            Err(DecodeError::Data { .. })
+        ));
+    }
+}

@@ -1,0 +1,22 @@
+//! wxledger: the money side of a WeChat mini program, event-sourced. Every accepted
+//! request and verified WeChat callback is an event on a JetStream stream; all state is
+//! a projection into Postgres that a pure fold rebuilds from that stream.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod crypto;
+pub mod db;
+pub mod demo;
+pub mod domain;
+pub mod events;
+pub mod fold;
+pub mod projector;
+pub mod settings;
+pub mod sim;
+pub mod startup;
+pub mod telemetry;
+pub mod wechat;
+
+pub use settings::Settings;
+pub use startup::App;

@@ -1,0 +1,82 @@
+//! The `wxledger` command: parse, set up tracing, load settings, run.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wxledger::{db, sim::Simulator, startup, telemetry, App, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "wxledger",
+    version,
+    about = "The money side of a WeChat mini program, event-sourced"
+)]
+struct Cli {
+    /// TOML settings file (then WXLEDGER__SECTION__KEY environment variables override it).
+    #[arg(long, short, global = true, env = "WXLEDGER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: API, webhooks and projector.
+    Serve,
+    /// Apply projections/*.sql to the configured schema and exit.
+    Migrate,
+    /// Run the WeChat simulator.
+    Sim,
+    /// Walk a scripted mini program user through the API (daemon and simulator running).
+    Demo {
+        /// The daemon's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// The simulator's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        sim: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_json);
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            let app = App::build(settings).await.context("starting the daemon")?;
+            tracing::info!(addr = %app.local_addr(), "wxledger serving");
+            let stop = app.stop_token();
+            tokio::spawn(async move {
+                startup::shutdown_signal().await;
+                tracing::info!("shutdown requested");
+                stop.cancel();
+            });
+            app.run_until_stopped().await?;
+        }
+        Command::Migrate => {
+            let pool = db::pool(&settings.database)?;
+            db::migrate(&pool, &settings.database.schema).await?;
+            tracing::info!(schema = %settings.database.schema, "migrations applied");
+        }
+        Command::Sim => {
+            let sim = Simulator::build(&settings.sim)
+                .await
+                .context("binding sim.listen")?;
+            tracing::info!(addr = %sim.local_addr(), "WeChat simulator serving");
+            let stop = sim.stop_token();
+            tokio::spawn(async move {
+                startup::shutdown_signal().await;
+                stop.cancel();
+            });
+            sim.run_until_stopped().await?;
+        }
+        Command::Demo { api, sim } => wxledger::demo::run(&api, &sim).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! The projector: reads the stream in order from `checkpoint + 1` and applies each batch
+//! of events, with the new checkpoint, in one Postgres transaction. One active projector
+//! per projection and schema (a session advisory lock on a dedicated connection); others
+//! stand by. It stops cleanly after the batch in hand.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    db::{self, users, DbError},
+    events::{DecodeError, EventLog, LogError, Recorded},
+    fold::{Keys, Outcome, State},
+};
+
+/// The name of the projection in `projector_checkpoints`.
+pub const PROJECTION: &str = "wxledger";
+
+/// Why a projector round ended; it starts over from the checkpoint after a pause.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// NATS failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// An event this build cannot read; the projector waits rather than skip it.
+    #[error("event {seq} cannot be read: {source}")]
+    Decode {
+        /// Its sequence.
+        seq: u64,
+        /// Why.
+        source: DecodeError,
+    },
+    /// Another writer moved the checkpoint under us.
+    #[error("checkpoint moved by another projector")]
+    CheckpointMoved,
+}
+
+impl From<tokio_postgres::Error> for ProjectorError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ProjectorError::Db(DbError::Query(e))
+    }
+}
+
+/// Folds the stream into the schema's tables.
+pub struct Projector {
+    pg: tokio_postgres::Config,
+    schema: String,
+    log: EventLog,
+    batch_size: usize,
+    linger: Duration,
+    applied: watch::Sender<u64>,
+}
+
+impl Projector {
+    /// A projector; `applied` receives the checkpoint after every commit.
+    pub fn new(
+        pg: tokio_postgres::Config,
+        schema: &str,
+        log: EventLog,
+        batch_size: usize,
+        linger: Duration,
+        applied: watch::Sender<u64>,
+    ) -> Self {
+        Self {
+            pg,
+            schema: schema.to_owned(),
+            log,
+            batch_size,
+            linger,
+            applied,
+        }
+    }
+
+    /// Runs until `stop` is cancelled: waits for the lock, then follows the stream;
+    /// after an error it pauses and starts again from the checkpoint.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            match self.round(&stop).await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "projector round failed; starting over from the checkpoint");
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(backoff) => {}
+            }
+        }
+        tracing::info!("projector stopped");
+    }
+
+    /// One attempt: lock, then apply batches until stopped or failed. The connection,
+    /// and with it the lock, is dropped when this returns.
+    async fn round(&self, stop: &CancellationToken) -> Result<(), ProjectorError> {
+        let mut client = db::connect_dedicated(&self.pg).await?;
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1)",
+                &[&db::lock_key(&self.schema, PROJECTION)],
+            )
+            .await?
+            .get(0);
+        if !locked {
+            tracing::debug!("another projector holds the lock; standing by");
+            return Ok(());
+        }
+        let mut checkpoint = load_checkpoint(&client).await?;
+        self.applied.send_replace(checkpoint);
+        tracing::info!(checkpoint, "projector active");
+        let mut messages = self.log.read_from(checkpoint + 1).await?;
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let Some(first) = first else {
+                return Err(LogError::Jetstream("event stream ended".into()).into());
+            };
+            let mut batch = vec![first?];
+            while batch.len() < self.batch_size {
+                match tokio::time::timeout(self.linger, messages.next()).await {
+                    Ok(Some(next)) => batch.push(next?),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let records = batch
+                .into_iter()
+                .filter(|(seq, _)| *seq > checkpoint)
+                .map(|(seq, payload)| {
+                    Recorded::from_payload(seq, &payload)
+                        .map_err(|source| ProjectorError::Decode { seq, source })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if records.is_empty() {
+                continue;
+            }
+            checkpoint = apply_batch(&mut client, checkpoint, &records).await?;
+            self.applied.send_replace(checkpoint);
+        }
+    }
+}
+
+async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, ProjectorError> {
+    let row = client
+        .query_opt(
+            "SELECT last_seq FROM projector_checkpoints WHERE projection = $1",
+            &[&PROJECTION],
+        )
+        .await?;
+    Ok(row.map_or(0, |r| {
+        u64::try_from(r.get::<_, i64>(0)).expect("checkpoints are not negative")
+    }))
+}
+
+/// Folds `records` (all newer than `checkpoint`) over the rows they touch and commits
+/// the changed rows with the new checkpoint. Returns the new checkpoint.
+pub async fn apply_batch(
+    client: &mut tokio_postgres::Client,
+    checkpoint: u64,
+    records: &[Recorded],
+) -> Result<u64, ProjectorError> {
+    let tx = client.transaction().await?;
+    let mut keys = Keys::default();
+    records.iter().for_each(|r| keys.add(&r.event));
+    let mut state = State::default();
+    for user in users::load_for(&tx, &keys).await? {
+        state.users.load(user);
+    }
+    for rec in records {
+        let outcome = state.apply(rec);
+        if let Outcome::Refused(reason) = outcome {
+            tracing::info!(
+                seq = rec.seq,
+                kind = rec.event.kind(),
+                reason,
+                "event refused by the fold"
+            );
+        }
+    }
+    users::upsert(&tx, &state.users.take_changed()).await?;
+    let last = records.last().expect("batches are not empty").seq;
+    let (old, new) = (
+        i64::try_from(checkpoint).expect("sequences fit in i64"),
+        i64::try_from(last).expect("sequences fit in i64"),
+    );
+    let moved = tx
+        .execute(
+            "INSERT INTO projector_checkpoints (projection, last_seq, updated_at)
+             VALUES ($1, $3, now())
+             ON CONFLICT (projection) DO UPDATE SET last_seq = $3, updated_at = now()
+             WHERE projector_checkpoints.last_seq = $2",
+            &[&PROJECTION, &old, &new],
+        )
+        .await?;
+    if moved != 1 {
+        return Err(ProjectorError::CheckpointMoved);
+    }
+    tx.commit().await?;
+    tracing::debug!(from = checkpoint + 1, to = last, "batch applied");
+    Ok(last)
+}
+
+/// Lets handlers wait until the projection has applied a given event.
+#[derive(Clone)]
+pub struct ProjectionWatch {
+    applied: watch::Receiver<u64>,
+    pool: deadpool_postgres::Pool,
+}
+
+/// The projection did not reach the event in time.
+#[derive(Debug, thiserror::Error)]
+#[error("projection has not applied event {0} yet")]
+pub struct NotYetApplied(pub u64);
+
+impl ProjectionWatch {
+    /// A watch fed by a local projector, falling back to the stored checkpoint (which a
+    /// projector in another process advances).
+    pub fn new(applied: watch::Receiver<u64>, pool: deadpool_postgres::Pool) -> Self {
+        Self { applied, pool }
+    }
+
+    /// Waits until event `seq` is applied, or `timeout` passes.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), NotYetApplied> {
+        let mut applied = self.applied.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *applied.borrow_and_update() >= seq {
+                return Ok(());
+            }
+            if let Ok(client) = self.pool.get().await {
+                if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Err(NotYetApplied(seq)),
+                _ = async {
+                    // A closed channel (no local projector) leaves the timer to poll.
+                    if applied.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// The checkpoint the local projector reported last.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+}

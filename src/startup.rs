@@ -1,0 +1,195 @@
+//! Building and running the daemon: `App::build(settings)` connects, migrates and binds;
+//! `run_until_stopped` serves until the shutdown token fires, then drains.
+
+use std::{net::SocketAddr, time::Duration};
+
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, AppState, Shared},
+    auth::Tokens,
+    clock::{self, Clock},
+    crypto::{decode_aes256_key, Sealer},
+    db::{self, DbError},
+    events::{EventLog, LogError},
+    projector::{ProjectionWatch, Projector},
+    settings::Settings,
+    wechat::MiniProgram,
+};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// NATS or the stream.
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    /// Postgres or a migration.
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    /// The listener.
+    #[error("http.listen: {0}")]
+    Bind(std::io::Error),
+}
+
+/// The daemon, built and bound, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    projector: Option<Projector>,
+    log: EventLog,
+    stop: CancellationToken,
+    grace: Duration,
+}
+
+impl App {
+    /// Connects to NATS and Postgres (waiting for them), migrates, binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        Self::build_with_clock(settings, clock::system()).await
+    }
+
+    /// [`App::build`] with an injected clock.
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartError> {
+        if settings.wechat.uses_simulator() {
+            tracing::warn!(
+                api_base = %settings.wechat.api_base,
+                "NO WECHAT CREDENTIALS CONFIGURED: running against the WeChat simulator"
+            );
+        }
+        let pool = db::pool(&settings.database)?;
+        db::wait_until_up(
+            &pool,
+            Duration::from_secs(settings.database.connect_timeout_secs),
+        )
+        .await?;
+        db::migrate(&pool, &settings.database.schema).await?;
+        let log = EventLog::connect(&settings.nats).await?;
+
+        let (applied_tx, applied_rx) = watch::channel(0);
+        let projector = settings.projector.enabled.then(|| {
+            Projector::new(
+                db::pg_config(&settings.database).expect("the pool was built from the same URL"),
+                &settings.database.schema,
+                log.clone(),
+                settings.projector.batch_size,
+                Duration::from_millis(settings.projector.batch_linger_ms),
+                applied_tx,
+            )
+        });
+
+        let state = AppState::new(Shared {
+            log: log.clone(),
+            pool: pool.clone(),
+            wechat: MiniProgram::new(&settings.wechat, clock.clone()),
+            tokens: Tokens::new(&jwt_secret(&settings), settings.auth.token_ttl_secs),
+            sealer: Sealer::new(&session_key_encryption_key(&settings)),
+            projection: ProjectionWatch::new(applied_rx, pool.clone()),
+            clock,
+            read_your_writes: settings.read_your_writes_timeout(),
+            migrated: true,
+        });
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .map_err(StartError::Bind)?;
+        Ok(Self {
+            listener,
+            router: api::router(state, settings.http.max_body_bytes),
+            projector,
+            log,
+            stop: CancellationToken::new(),
+            grace: Duration::from_millis(settings.http.shutdown_grace_ms),
+        })
+    }
+
+    /// Where the API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Cancelling this token stops the daemon gracefully.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until stopped: stops accepting, drains requests (up to the grace period),
+    /// lets the projector finish its batch, flushes NATS.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stop = self.stop.clone();
+        let projector = self
+            .projector
+            .map(|p| tokio::spawn(p.run(stop.child_token())));
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let served = tokio::spawn(async move { serve.await });
+        stop.cancelled().await;
+        let result = match tokio::time::timeout(self.grace, served).await {
+            Ok(joined) => joined.unwrap_or(Ok(())),
+            Err(_) => {
+                tracing::warn!("requests still in flight after the grace period; closing");
+                Ok(())
+            }
+        };
+        if let Some(projector) = projector {
+            let _ = tokio::time::timeout(self.grace, projector).await;
+        }
+        self.log.close().await;
+        result
+    }
+}
+
+fn jwt_secret(settings: &Settings) -> Vec<u8> {
+    match &settings.auth.jwt_secret {
+        Some(secret) => secret.expose_secret().as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "auth.jwt_secret is not set: tokens use a random key and die with this process"
+            );
+            random_key().to_vec()
+        }
+    }
+}
+
+fn session_key_encryption_key(settings: &Settings) -> [u8; 32] {
+    match &settings.auth.session_key_encryption_key {
+        Some(key) => decode_aes256_key(key.expose_secret()).expect("validated at load"),
+        None => {
+            tracing::warn!(
+                "auth.session_key_encryption_key is not set: session keys sealed now cannot be \
+                 opened after a restart (users log in again)"
+            );
+            random_key()
+        }
+    }
+}
+
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    key
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,5 @@
+//! Talking to WeChat (or the simulator, whose base URL is configuration).
+
+pub mod mini;
+
+pub use mini::{MiniProgram, PhoneInfo, WechatError};
