@@ -66,6 +66,28 @@ impl Walk {
     }
 }
 
+impl Walk {
+    /// Waits until the daemon says it is ready and the simulator answers.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+        for url in [
+            format!("{}/readyz", self.api),
+            format!("{}/sim/mini/stats", self.sim),
+        ] {
+            loop {
+                match self.http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => break,
+                    _ if tokio::time::Instant::now() > deadline => {
+                        bail!("{url} did not become ready within 90 s")
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs the walk; fails on the first unexpected answer.
 pub async fn run(api: &str, sim: &str) -> anyhow::Result<()> {
     use reqwest::Method;
@@ -74,6 +96,7 @@ pub async fn run(api: &str, sim: &str) -> anyhow::Result<()> {
         api: api.trim_end_matches('/').to_owned(),
         sim: sim.trim_end_matches('/').to_owned(),
     };
+    walk.wait_ready().await?;
     let mut rng = rand::thread_rng();
     let openid = format!("o-demo-{:08x}", rng.gen::<u32>());
     let phone = format!("139{:08}", rng.gen_range(0..100_000_000u32));

@@ -388,3 +388,19 @@ pub async fn revoke_tokens(State(sim): State<SimState>) -> Json<Value> {
 pub async fn stats(State(sim): State<SimState>) -> Json<Stats> {
     Json(sim.world.lock().await.stats.clone())
 }
+
+#[derive(Deserialize)]
+pub struct OpenidQuery {
+    openid: String,
+}
+
+/// `GET /sim/mini/session-key?openid=...`: the session key WeChat holds for that user,
+/// so tests can prove it never leaves wxledger.
+pub async fn session_key(
+    State(sim): State<SimState>,
+    Query(q): Query<OpenidQuery>,
+) -> Result<Json<Value>, StatusCode> {
+    let world = sim.world.lock().await;
+    let key = world.session_keys.get(&q.openid).ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(json!({"session_key": B64.encode(key)})))
+}

@@ -60,6 +60,7 @@ impl Simulator {
             .route("/sim/mini/faults", post(mini::arm_fault))
             .route("/sim/mini/revoke-tokens", post(mini::revoke_tokens))
             .route("/sim/mini/stats", get(mini::stats))
+            .route("/sim/mini/session-key", get(mini::session_key))
             .with_state(state);
         Ok(Self {
             listener: TcpListener::bind(settings.listen).await?,
