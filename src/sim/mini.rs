@@ -401,6 +401,9 @@ pub async fn session_key(
     Query(q): Query<OpenidQuery>,
 ) -> Result<Json<Value>, StatusCode> {
     let world = sim.world.lock().await;
-    let key = world.session_keys.get(&q.openid).ok_or(StatusCode::NOT_FOUND)?;
+    let key = world
+        .session_keys
+        .get(&q.openid)
+        .ok_or(StatusCode::NOT_FOUND)?;
     Ok(Json(json!({"session_key": B64.encode(key)})))
 }

@@ -1,0 +1,393 @@
+//! The test environment: the machine's real NATS and Postgres, a fresh schema and stream
+//! per test, the simulator and the daemon started in-process on free ports, spoken to
+//! over HTTP. Everything is removed when the environment drops.
+
+use std::{collections::HashMap, path::Path, time::Duration};
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wxledger::{events::EventLog, sim::Simulator, App, Settings};
+
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
+pub const SEALING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub fn nats_url() -> String {
+    std::env::var("WXLEDGER_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+pub fn database_url() -> String {
+    std::env::var("WXLEDGER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Settings for one isolated test: own schema, stream and subject prefix.
+pub fn isolated_settings(sim_base: &str) -> Settings {
+    let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let mut s = Settings::default();
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.sim.listen = "127.0.0.1:0".parse().unwrap();
+    s.nats.url = nats_url();
+    s.nats.stream = format!("T_{id}");
+    s.nats.subject_prefix = format!("t_{id}");
+    s.nats.connect_timeout_secs = 5;
+    s.database.url = database_url();
+    s.database.schema = format!("t_{id}");
+    s.database.pool_size = 4;
+    s.database.connect_timeout_secs = 5;
+    s.wechat.api_base = sim_base.to_owned();
+    s.wechat.busy_backoff_ms = 10;
+    s.auth.jwt_secret = Some(JWT_SECRET.into());
+    s.auth.session_key_encryption_key = Some(SEALING_KEY.into());
+    s.projector.batch_linger_ms = 2;
+    s
+}
+
+/// A running daemon and simulator with their own schema and stream.
+pub struct TestEnv {
+    pub api: String,
+    pub sim: String,
+    pub http: reqwest::Client,
+    pub schema: String,
+    pub stream: String,
+    pub prefix: String,
+    pub pool: deadpool_postgres::Pool,
+    pub log: EventLog,
+    app_stop: CancellationToken,
+    sim_stop: CancellationToken,
+    app_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestEnv {
+    /// Starts with default test settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts after `adjust` changed the settings.
+    pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let sim = Simulator::build(&sim_settings())
+            .await
+            .expect("simulator binds");
+        let sim_base = format!("http://{}", sim.local_addr());
+        let sim_stop = sim.stop_token();
+        tokio::spawn(sim.run_until_stopped());
+
+        let mut settings = isolated_settings(&sim_base);
+        adjust(&mut settings);
+        settings.validate().expect("test settings are valid");
+        let (schema, stream, prefix) = (
+            settings.database.schema.clone(),
+            settings.nats.stream.clone(),
+            settings.nats.subject_prefix.clone(),
+        );
+        let pool = wxledger::db::pool(&settings.database).unwrap();
+        // A reader of our own, straight to NATS (the daemon's URL may be a proxy).
+        let mut reader_settings = wxledger::settings::NatsSettings {
+            url: nats_url(),
+            ..Default::default()
+        };
+        reader_settings.stream = stream.clone();
+        reader_settings.subject_prefix = prefix.clone();
+
+        let app = App::build(settings).await.expect("daemon starts");
+        let api = format!("http://{}", app.local_addr());
+        let app_stop = app.stop_token();
+        let app_task = tokio::spawn(app.run_until_stopped());
+        let log = EventLog::connect(&reader_settings)
+            .await
+            .expect("reader connects");
+        Self {
+            api,
+            sim: sim_base,
+            http: reqwest::Client::new(),
+            schema,
+            stream,
+            prefix,
+            pool,
+            log,
+            app_stop,
+            sim_stop,
+            app_task: Some(app_task),
+        }
+    }
+
+    /// Stops the daemon and waits for it (the projector finishes its batch).
+    pub async fn stop_daemon(&mut self) {
+        self.app_stop.cancel();
+        if let Some(task) = self.app_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+    }
+
+    /// Calls the daemon; answers status and JSON body (Null when none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.api));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("daemon answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Calls a simulator control endpoint.
+    pub async fn sim_post(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.sim))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "sim {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn sim_get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.sim))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login_code(&self, openid: &str) -> String {
+        self.sim_post("/sim/mini/login-codes", json!({"openid": openid}))
+            .await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn phone_code(&self, phone: &str) -> String {
+        self.sim_post("/sim/mini/phone-codes", json!({"phone_number": phone}))
+            .await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Logs `openid` in; returns (token, user_id).
+    pub async fn login(&self, openid: &str) -> (String, String) {
+        let code = self.login_code(openid).await;
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(json!({ "code": code })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["user_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The newest stream sequence (0 when empty).
+    pub async fn last_seq(&self) -> u64 {
+        self.log.last_seq().await.expect("stream info")
+    }
+
+    /// Every event on the stream, as `(seq, subject-less envelope JSON)`.
+    pub async fn events(&self) -> Vec<(u64, Value)> {
+        let last = self.last_seq().await;
+        let mut out = Vec::new();
+        if last == 0 {
+            return out;
+        }
+        let mut messages = self.log.read_from(1).await.unwrap();
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await
+        {
+            let (seq, payload) = m.unwrap();
+            out.push((seq, serde_json::from_slice(&payload).unwrap()));
+            if seq >= last {
+                break;
+            }
+        }
+        assert_eq!(out.last().map(|e| e.0), Some(last), "read every event");
+        out
+    }
+
+    /// Every event's type, in order.
+    pub async fn event_types(&self) -> Vec<String> {
+        self.events()
+            .await
+            .into_iter()
+            .map(|(_, e)| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Checks every event on the stream against `schema/`.
+    pub async fn assert_events_match_schemas(&self) {
+        let validators = SchemaSet::load();
+        for (seq, event) in self.events().await {
+            validators.check(seq, &event);
+        }
+    }
+
+    /// A connection to the test's schema.
+    pub async fn db(&self) -> deadpool_postgres::Object {
+        self.pool.get().await.unwrap()
+    }
+
+    /// The users table as text, in a stable order: for byte-for-byte comparisons.
+    pub async fn users_dump(&self) -> String {
+        dump_table(&**self.db().await, "users", "user_id").await
+    }
+}
+
+/// A table as text (every column, `ORDER BY key`).
+pub async fn dump_table(client: &tokio_postgres::Client, table: &str, key: &str) -> String {
+    let rows = client
+        .query(
+            &format!("SELECT t::text FROM {table} t ORDER BY {key}"),
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.app_stop.cancel();
+        self.sim_stop.cancel();
+        let (schema, url, stream, prefix) = (
+            self.schema.clone(),
+            database_url(),
+            self.stream.clone(),
+            self.prefix.clone(),
+        );
+        // Drop cannot await; clean up on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+                let settings = wxledger::settings::NatsSettings {
+                    url: nats_url(),
+                    stream,
+                    subject_prefix: prefix,
+                    connect_timeout_secs: 3,
+                    ..Default::default()
+                };
+                if let Ok(log) = EventLog::connect(&settings).await {
+                    let _ = log.delete_stream().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The JSON Schemas of `schema/`, compiled.
+pub struct SchemaSet {
+    envelope: jsonschema::Validator,
+    data: HashMap<String, jsonschema::Validator>,
+}
+
+impl SchemaSet {
+    pub fn load() -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+        let compile = |file: &Path| {
+            let text = std::fs::read_to_string(file).unwrap();
+            let schema: Value = serde_json::from_str(&text).unwrap();
+            jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        };
+        let mut data = HashMap::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if name.ends_with(".json") && name != "envelope.v1.json" {
+                data.insert(name.trim_end_matches(".json").to_owned(), compile(&path));
+            }
+        }
+        Self {
+            envelope: compile(&dir.join("envelope.v1.json")),
+            data,
+        }
+    }
+
+    pub fn check(&self, seq: u64, event: &Value) {
+        let errors: Vec<String> = self
+            .envelope
+            .iter_errors(event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "event {seq} envelope: {errors:?}\n{event}"
+        );
+        let key = format!(
+            "{}.v{}",
+            event["type"].as_str().unwrap(),
+            event["version"].as_u64().unwrap()
+        );
+        let validator = self
+            .data
+            .get(&key)
+            .unwrap_or_else(|| panic!("no schema/{key}.json for event {seq}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&event["data"])
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "event {seq} data: {errors:?}\n{event}");
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Simulator settings on a free port.
+pub fn sim_settings() -> wxledger::settings::SimSettings {
+    wxledger::settings::SimSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the daemon and the simulator over HTTP, with the machine's real
+//! NATS JetStream and Postgres; each test in its own schema and stream.
+
+mod common;
+mod faults;
+mod login;
+mod phone;
+mod profile;
+mod projection;
+mod proxy;
