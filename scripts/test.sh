@@ -8,4 +8,13 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # Integration tests mostly wait on sockets: run more of them than there are cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
-cargo test --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over the test binaries.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

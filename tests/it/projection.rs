@@ -66,7 +66,7 @@ impl Scratch {
     }
 
     async fn users(&self) -> String {
-        dump_table(&**self.pool.get().await.unwrap(), "users", "user_id").await
+        dump_table(&self.pool.get().await.unwrap(), "users", "user_id").await
     }
 }
 
