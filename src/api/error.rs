@@ -86,7 +86,15 @@ impl IntoResponse for ApiError {
 impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         tracing::warn!(error = %e, "event log append failed");
-        ApiError::unavailable("the event log")
+        match e {
+            LogError::NotAcknowledged(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the event log did not confirm the write; retrying with the same \
+                 Idempotency-Key is safe",
+            ),
+            _ => ApiError::unavailable("the event log"),
+        }
     }
 }
 

@@ -116,6 +116,13 @@ impl EventLog {
             Ok(mut existing) => {
                 let info = existing.info().await.map_err(js_err)?;
                 let current = &info.config;
+                if current.storage != config.storage {
+                    return Err(LogError::Jetstream(format!(
+                        "stream {} exists with {:?} storage but nats.storage says {}; \
+                         storage cannot change in place",
+                        settings.stream, current.storage, settings.storage
+                    )));
+                }
                 if current.subjects != config.subjects
                     || current.duplicate_window != config.duplicate_window
                     || current.num_replicas != config.num_replicas

@@ -3,6 +3,7 @@
 
 mod common;
 mod faults;
+mod log;
 mod login;
 mod phone;
 mod profile;

@@ -1,0 +1,78 @@
+//! The event log itself: the stream ensured idempotently from settings, appends
+//! deduplicated by `Nats-Msg-Id`, reads from any sequence.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use uuid::Uuid;
+use wxledger::{
+    events::{log::Draft, Event, EventLog, Recorded, UserRegistered},
+    settings::NatsSettings,
+};
+
+use crate::common::nats_url;
+
+fn settings(id: &str, window: u64) -> NatsSettings {
+    NatsSettings {
+        url: nats_url(),
+        stream: format!("T_LOG_{id}"),
+        subject_prefix: format!("t_log_{id}"),
+        duplicate_window_secs: window,
+        connect_timeout_secs: 5,
+        ..Default::default()
+    }
+}
+
+fn registered(n: u128) -> Event {
+    Event::UserRegistered(UserRegistered {
+        user_id: Uuid::from_u128(n),
+        openid: format!("o-{n}"),
+        unionid: None,
+    })
+}
+
+async fn append(log: &EventLog, event: &Event, msg_id: &str) -> wxledger::events::Appended {
+    log.append(Draft {
+        event,
+        correlation_id: "test",
+        msg_id,
+        occurred_at: chrono::Utc::now(),
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_stream_is_ensured_idempotently_and_appends_dedupe_by_msg_id() {
+    let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let log = EventLog::connect(&settings(&id, 120)).await.unwrap();
+    // Connecting again, with another duplicate window, updates the same stream.
+    let again = EventLog::connect(&settings(&id, 60)).await.unwrap();
+
+    let first = append(&log, &registered(1), "k-1").await;
+    assert_eq!((first.seq, first.duplicate), (1, false));
+    let repeat = append(&again, &registered(1), "k-1").await;
+    assert_eq!(
+        (repeat.seq, repeat.duplicate),
+        (1, true),
+        "same msg id: nothing new"
+    );
+    let second = append(&log, &registered(2), "k-2").await;
+    assert_eq!(second.seq, 2);
+    append(&log, &registered(3), "k-3").await;
+    assert_eq!(log.last_seq().await.unwrap(), 3);
+
+    let mut from_two = log.read_from(2).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (seq, payload) = tokio::time::timeout(Duration::from_secs(5), from_two.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let rec = Recorded::from_payload(seq, &payload).unwrap();
+        seen.push((rec.seq, rec.event));
+    }
+    assert_eq!(seen, vec![(2, registered(2)), (3, registered(3))]);
+    log.delete_stream().await.unwrap();
+}
