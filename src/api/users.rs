@@ -234,23 +234,35 @@ pub async fn bind_phone(
         pure_phone_number: phone.pure_phone_number.clone(),
         source,
     });
-    let msg_id = match idempotency_key {
-        Some(key) => format!("user.phone_bound:{user_id}:{key}"),
-        None => format!("user.phone_bound:{}", Uuid::new_v4()),
-    };
-    let appended = app.record(&event, &request_id, &msg_id).await?;
     // Whether the number is ours is the fold's decision (another user may have bound it
-    // a moment ago): wait for it, then read it back.
-    app.projection
-        .wait_for(appended.seq, app.read_your_writes)
-        .await?;
-    let user = users::get(&**app.pool.get().await?, user_id)
-        .await?
-        .ok_or_else(unknown_user)?;
+    // a moment ago): record, wait for the fold, read back.
+    let user = record_and_read_back(&app, &event, user_id, &request_id, idempotency_key).await?;
     if user.phone.as_ref() != Some(&phone) {
         return Err(phone_taken());
     }
     Ok(Json(user.into()))
+}
+
+/// Appends a user's event (deduplicated by their `Idempotency-Key`, when given), waits
+/// until the projector has applied it, and reads the user back.
+async fn record_and_read_back(
+    app: &AppState,
+    event: &Event,
+    user_id: Uuid,
+    request_id: &str,
+    idempotency_key: Option<String>,
+) -> Result<User, ApiError> {
+    let msg_id = match idempotency_key {
+        Some(key) => format!("{}:{user_id}:{key}", event.kind()),
+        None => format!("{}:{}", event.kind(), Uuid::new_v4()),
+    };
+    let appended = app.record(event, request_id, &msg_id).await?;
+    app.projection
+        .wait_for(appended.seq, app.read_your_writes)
+        .await?;
+    users::get(&**app.pool.get().await?, user_id)
+        .await?
+        .ok_or_else(unknown_user)
 }
 
 fn phone_taken() -> ApiError {
@@ -305,17 +317,7 @@ pub async fn update_profile(
         nickname: nickname.into_inner(),
         avatar_url: avatar_url.map(AvatarUrl::into_inner),
     });
-    let msg_id = match idempotency_key {
-        Some(key) => format!("user.profile_updated:{user_id}:{key}"),
-        None => format!("user.profile_updated:{}", Uuid::new_v4()),
-    };
-    let appended = app.record(&event, &request_id, &msg_id).await?;
-    app.projection
-        .wait_for(appended.seq, app.read_your_writes)
-        .await?;
-    let user = users::get(&**app.pool.get().await?, user_id)
-        .await?
-        .ok_or_else(unknown_user)?;
+    let user = record_and_read_back(&app, &event, user_id, &request_id, idempotency_key).await?;
     Ok(Json(user.into()))
 }
 

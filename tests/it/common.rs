@@ -279,35 +279,43 @@ impl Drop for TestEnv {
             self.stream.clone(),
             self.prefix.clone(),
         );
-        // Drop cannot await; clean up on a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-                let settings = wxledger::settings::NatsSettings {
-                    url: nats_url(),
-                    stream,
-                    subject_prefix: prefix,
-                    connect_timeout_secs: 3,
-                    ..Default::default()
-                };
-                if let Ok(log) = EventLog::connect(&settings).await {
-                    let _ = log.delete_stream().await;
-                }
-            });
-        })
-        .join();
+        blocking(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop_schema(&url, &schema).await;
+            let settings = wxledger::settings::NatsSettings {
+                url: nats_url(),
+                stream,
+                subject_prefix: prefix,
+                connect_timeout_secs: 3,
+                ..Default::default()
+            };
+            if let Ok(log) = EventLog::connect(&settings).await {
+                let _ = log.delete_stream().await;
+            }
+        });
+    }
+}
+
+/// Runs `work` to completion on a thread with its own runtime: for clean-up in `Drop`,
+/// which cannot await.
+pub fn blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join();
+}
+
+/// Drops a test schema, ignoring failures (the test's verdict is already in).
+pub async fn drop_schema(url: &str, schema: &str) {
+    if let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
     }
 }
 

@@ -19,7 +19,7 @@ use wxledger::{
     settings::DatabaseSettings,
 };
 
-use crate::common::{database_url, dump_table, TestEnv};
+use crate::common::{blocking, database_url, drop_schema, dump_table, TestEnv};
 
 fn db_settings(schema: &str) -> DatabaseSettings {
     DatabaseSettings {
@@ -73,23 +73,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let schema = self.schema.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((c, conn)) =
-                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        blocking(async move { drop_schema(&database_url(), &schema).await });
     }
 }
 
