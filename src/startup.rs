@@ -25,13 +25,25 @@ use crate::{
 pub enum StartError {
     /// NATS or the stream.
     #[error("event log: {0}")]
-    Log(#[from] LogError),
+    Log(LogError),
     /// Postgres or a migration.
     #[error("database: {0}")]
-    Db(#[from] DbError),
+    Db(DbError),
     /// The listener.
     #[error("http.listen: {0}")]
     Bind(std::io::Error),
+}
+
+impl From<LogError> for StartError {
+    fn from(e: LogError) -> Self {
+        StartError::Log(e)
+    }
+}
+
+impl From<DbError> for StartError {
+    fn from(e: DbError) -> Self {
+        StartError::Db(e)
+    }
 }
 
 /// The daemon, built and bound, not yet serving.

@@ -15,17 +15,45 @@ use crate::settings::DatabaseSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No connection could be had.
-    #[error("postgres unavailable: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("postgres unavailable: {}", chain(.0))]
+    Pool(deadpool_postgres::PoolError),
     /// A statement failed.
-    #[error("postgres: {0}")]
-    Query(#[from] tokio_postgres::Error),
+    #[error("postgres: {}", chain(.0))]
+    Query(tokio_postgres::Error),
     /// A migration file was edited after it had been applied.
     #[error("projections/{0} changed after it was applied; add a new file instead")]
     MigrationChanged(&'static str),
     /// The settings do not make a connection string.
     #[error("database.url: {0}")]
     Config(String),
+}
+
+/// An error and its causes on one line, each said once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+// Causes are part of the message (not `source`), so a printed chain says each once.
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::Pool(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::Query(e)
+    }
 }
 
 /// The SQL files of `projections/`, in the order they apply.
