@@ -65,7 +65,7 @@ pub struct NatsSettings {
     /// Stream replicas: 1 on a single server, 3 on a cluster.
     pub replicas: usize,
     /// `file` (durable) or `memory`.
-    pub storage: String,
+    pub storage: Storage,
     /// Window in which a repeated `Nats-Msg-Id` appends nothing, in seconds.
     pub duplicate_window_secs: u64,
     /// How long an append waits for the stream's acknowledgement, in milliseconds.
@@ -81,12 +81,22 @@ impl Default for NatsSettings {
             stream: "WXLEDGER".into(),
             subject_prefix: "wxledger".into(),
             replicas: 1,
-            storage: "file".into(),
+            storage: Storage::File,
             duplicate_window_secs: 120,
             ack_timeout_ms: 3_000,
             connect_timeout_secs: 30,
         }
     }
+}
+
+/// Where JetStream keeps the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// On disk: survives a server restart.
+    File,
+    /// In memory: for throwaway streams only.
+    Memory,
 }
 
 /// The projections' Postgres.
@@ -274,21 +284,13 @@ impl Settings {
         if !(1..=5).contains(&self.nats.replicas) {
             return Err(invalid("nats.replicas", "must be between 1 and 5"));
         }
-        if !matches!(self.nats.storage.as_str(), "file" | "memory") {
-            return Err(invalid("nats.storage", "must be \"file\" or \"memory\""));
-        }
-        if !is_token(&self.nats.stream, false) {
+        if !is_token(&self.nats.stream) {
             return Err(invalid(
                 "nats.stream",
                 "must be letters, digits, '-' or '_' only",
             ));
         }
-        if !self
-            .nats
-            .subject_prefix
-            .split('.')
-            .all(|t| is_token(t, false))
-        {
+        if !self.nats.subject_prefix.split('.').all(is_token) {
             return Err(invalid(
                 "nats.subject_prefix",
                 "must be dot-separated tokens of letters, digits, '-' or '_'",
@@ -297,10 +299,17 @@ impl Settings {
         if self.nats.duplicate_window_secs == 0 {
             return Err(invalid("nats.duplicate_window_secs", "must be positive"));
         }
-        if !is_token(&self.database.schema, false) || self.database.schema.len() > 63 {
+        if !is_token(&self.database.schema)
+            || self.database.schema.contains('-')
+            || self
+                .database
+                .schema
+                .starts_with(|c: char| c.is_ascii_digit())
+            || self.database.schema.len() > 63
+        {
             return Err(invalid(
                 "database.schema",
-                "must be at most 63 letters, digits or '_'",
+                "must be at most 63 letters, digits or '_', not starting with a digit",
             ));
         }
         if self.database.pool_size < 2 {
@@ -351,10 +360,10 @@ impl Settings {
     }
 }
 
-fn is_token(s: &str, allow_dot: bool) -> bool {
+fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
 use super::{Envelope, Event};
-use crate::settings::NatsSettings;
+use crate::settings::{NatsSettings, Storage};
 
 /// What can go wrong talking to the log. All of it is infrastructure: retry later.
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +97,9 @@ impl EventLog {
         let config = stream::Config {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.>", settings.subject_prefix)],
-            storage: if settings.storage == "memory" {
-                stream::StorageType::Memory
-            } else {
-                stream::StorageType::File
+            storage: match settings.storage {
+                Storage::Memory => stream::StorageType::Memory,
+                Storage::File => stream::StorageType::File,
             },
             num_replicas: settings.replicas,
             duplicate_window: Duration::from_secs(settings.duplicate_window_secs),
@@ -118,9 +117,9 @@ impl EventLog {
                 let current = &info.config;
                 if current.storage != config.storage {
                     return Err(LogError::Jetstream(format!(
-                        "stream {} exists with {:?} storage but nats.storage says {}; \
+                        "stream {} exists with {:?} storage but nats.storage says {:?}; \
                          storage cannot change in place",
-                        settings.stream, current.storage, settings.storage
+                        settings.stream, current.storage, config.storage
                     )));
                 }
                 if current.subjects != config.subjects
