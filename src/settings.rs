@@ -376,6 +376,21 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_lists_every_field_and_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wxledger.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example exists");
+        let settings: Settings = Figment::new()
+            .merge(Toml::string(&text))
+            .extract()
+            .expect("the example parses (unknown fields are refused)");
+        settings.validate().expect("the example validates");
+        let defaults = Settings::default();
+        assert_eq!(settings.http.listen, defaults.http.listen);
+        assert_eq!(settings.nats.stream, defaults.nats.stream);
+        assert_eq!(settings.projector.batch_size, defaults.projector.batch_size);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let mut s = Settings::default();
         s.nats.replicas = 0;
