@@ -1,5 +1,6 @@
 //! Talking to WeChat (or the simulator, whose base URL is configuration).
 
 pub mod mini;
+pub mod pay;
 
 pub use mini::{MiniProgram, PhoneInfo, WechatError};
