@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod clock;
 pub mod crypto;
 pub mod db;

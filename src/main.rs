@@ -31,6 +31,12 @@ enum Command {
     Migrate,
     /// Run the WeChat simulator.
     Sim,
+    /// Print how fast this machine runs the crypto of the payment paths.
+    Bench {
+        /// What to measure.
+        #[arg(value_enum, default_value = "crypto")]
+        what: BenchTarget,
+    },
     /// Walk a scripted mini program user through the API (daemon and simulator running).
     Demo {
         /// The daemon's base URL.
@@ -40,6 +46,12 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8090")]
         sim: String,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchTarget {
+    /// RSA sign/verify and AES-GCM.
+    Crypto,
 }
 
 #[tokio::main]
@@ -57,8 +69,16 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_json);
+    // Benchmarks need no settings.
+    if let Command::Bench { what } = &cli.command {
+        match what {
+            BenchTarget::Crypto => wxledger::bench::crypto(),
+        }
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Bench { .. } => {}
         Command::Serve => {
             let app = App::build(settings).await.context("starting the daemon")?;
             tracing::info!(addr = %app.local_addr(), "wxledger serving");
