@@ -183,17 +183,21 @@ impl TestEnv {
             .to_owned()
     }
 
+    /// `POST /v1/auth/login {code}`.
+    pub async fn post_login(&self, code: impl serde::Serialize) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({ "code": code })),
+        )
+        .await
+    }
+
     /// Logs `openid` in; returns (token, user_id).
     pub async fn login(&self, openid: &str) -> (String, String) {
         let code = self.login_code(openid).await;
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/v1/auth/login",
-                None,
-                Some(json!({ "code": code })),
-            )
-            .await;
+        let (status, body) = self.post_login(code).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         (
             body["token"].as_str().unwrap().to_owned(),

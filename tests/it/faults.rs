@@ -30,14 +30,7 @@ async fn nats_unreachable_is_503_appends_nothing_and_recovers_without_restart() 
         "readyz notices NATS is gone"
     );
     let code = env.login_code("o-n2").await;
-    let (status, body) = env
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, body) = env.post_login(code).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     let (status, _) = env
@@ -60,14 +53,7 @@ async fn nats_unreachable_is_503_appends_nothing_and_recovers_without_restart() 
     assert!(
         eventually(Duration::from_secs(20), || async move {
             let code = env_ref.login_code("o-n2").await;
-            let (status, _) = env_ref
-                .call(
-                    Method::POST,
-                    "/v1/auth/login",
-                    None,
-                    Some(json!({"code": code})),
-                )
-                .await;
+            let (status, _) = env_ref.post_login(code).await;
             status == StatusCode::OK
         })
         .await,

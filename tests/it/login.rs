@@ -9,14 +9,7 @@ use crate::common::TestEnv;
 async fn first_login_registers_and_later_logins_are_recorded() {
     let env = TestEnv::start().await;
     let code = env.login_code("o-alice").await;
-    let (status, body) = env
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, body) = env.post_login(code).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["has_phone"], false);
     assert!(body["expires_in"].as_i64().unwrap() > 0);
@@ -186,25 +179,11 @@ async fn malformed_requests_get_stable_codes_and_append_nothing() {
 async fn used_or_unknown_codes_are_401_and_append_nothing() {
     let env = TestEnv::start().await;
     let code = env.login_code("o-once").await;
-    let (status, _) = env
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": code})),
-        )
-        .await;
+    let (status, _) = env.post_login(&code).await;
     assert_eq!(status, StatusCode::OK);
     let before = env.last_seq().await;
     for code in [code.as_str(), "neverissued0000000000000000000000"] {
-        let (status, body) = env
-            .call(
-                Method::POST,
-                "/v1/auth/login",
-                None,
-                Some(json!({"code": code})),
-            )
-            .await;
+        let (status, body) = env.post_login(code).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(body["error"]["code"], "invalid_code");
     }
@@ -218,13 +197,7 @@ async fn login_with_fault(env: &TestEnv, errcode: i64, times: u32) -> (StatusCod
     )
     .await;
     let code = env.login_code("o-fault").await;
-    env.call(
-        Method::POST,
-        "/v1/auth/login",
-        None,
-        Some(json!({"code": code})),
-    )
-    .await
+    env.post_login(code).await
 }
 
 #[tokio::test]

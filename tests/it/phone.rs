@@ -25,14 +25,7 @@ async fn binds_a_phone_by_code_and_masks_it() {
 
     let (_, me) = env.call(Method::GET, "/v1/me", Some(&token), None).await;
     assert_eq!(me["phone"]["masked"], "138****8000");
-    let (_, login) = env
-        .call(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": env.login_code("o-p1").await})),
-        )
-        .await;
+    let (_, login) = env.post_login(env.login_code("o-p1").await).await;
     assert_eq!(login["has_phone"], true);
 
     let events = env.events().await;
