@@ -234,20 +234,23 @@ impl ProjectionWatch {
             if *applied.borrow_and_update() >= seq {
                 return Ok(());
             }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Err(NotYetApplied(seq)),
+                changed = applied.changed() => {
+                    if changed.is_ok() {
+                        continue;
+                    }
+                    // No local projector: only the stored checkpoint can tell.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // The local projector may be standing by while another process applies.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            // Ask Postgres only when the local projector has not answered promptly.
             if let Ok(client) = self.pool.get().await {
                 if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) {
                     return Ok(());
                 }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return Err(NotYetApplied(seq)),
-                _ = async {
-                    // A closed channel (no local projector) leaves the timer to poll.
-                    if applied.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                } => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
     }

@@ -7,6 +7,27 @@ use serde_json::{json, Value};
 
 use crate::common::TestEnv;
 
+/// Logs in `openids`, then binds each user's phone code at once (concurrently).
+async fn bind_concurrently(
+    env: &TestEnv,
+    openids: &[String],
+    phones: &[String],
+) -> Vec<(StatusCode, Value)> {
+    let mut tokens = Vec::new();
+    let mut codes = Vec::new();
+    for (openid, phone) in openids.iter().zip(phones) {
+        tokens.push(env.login(openid).await.0);
+        codes.push(env.phone_code(phone).await);
+    }
+    futures::future::join_all(
+        tokens
+            .iter()
+            .zip(&codes)
+            .map(|(t, c)| bind(env, t, json!({"code": c}))),
+    )
+    .await
+}
+
 async fn bind(env: &TestEnv, token: &str, body: Value) -> (StatusCode, Value) {
     env.call(Method::POST, "/v1/me/phone", Some(token), Some(body))
         .await
@@ -86,27 +107,14 @@ async fn a_phone_bound_to_another_user_is_409_and_appends_nothing() {
 #[tokio::test]
 async fn racing_binds_of_one_number_leave_it_with_exactly_one_user() {
     let env = TestEnv::start().await;
-    let mut tokens = Vec::new();
-    for i in 0..6 {
-        tokens.push(env.login(&format!("o-race-{i}")).await.0);
-    }
-    let mut codes = Vec::new();
-    for _ in &tokens {
-        codes.push(env.phone_code("13700000000").await);
-    }
-    let results = futures::future::join_all(
-        tokens
-            .iter()
-            .zip(&codes)
-            .map(|(t, c)| bind(&env, t, json!({"code": c}))),
-    )
-    .await;
+    let openids: Vec<String> = (0..6).map(|i| format!("o-race-{i}")).collect();
+    let results = bind_concurrently(&env, &openids, &vec!["13700000000".into(); 6]).await;
     let ok = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
     let taken = results
         .iter()
         .filter(|(s, b)| *s == StatusCode::CONFLICT && b["error"]["code"] == "phone_taken")
         .count();
-    assert_eq!((ok, taken), (1, tokens.len() - 1), "{results:?}");
+    assert_eq!((ok, taken), (1, openids.len() - 1), "{results:?}");
     let holders: i64 = env
         .db()
         .await
@@ -227,21 +235,9 @@ async fn encrypted_data_from_an_older_session_is_refused() {
 #[tokio::test]
 async fn one_access_token_serves_concurrent_callers_and_is_renewed_once_when_revoked() {
     let env = TestEnv::start().await;
-    let mut tokens = Vec::new();
-    for i in 0..8 {
-        tokens.push(env.login(&format!("o-tok-{i}")).await.0);
-    }
-    let mut codes = Vec::new();
-    for i in 0..8 {
-        codes.push(env.phone_code(&format!("1330000000{i}")).await);
-    }
-    let results = futures::future::join_all(
-        tokens
-            .iter()
-            .zip(&codes)
-            .map(|(t, c)| bind(&env, t, json!({"code": c}))),
-    )
-    .await;
+    let openids: Vec<String> = (0..8).map(|i| format!("o-tok-{i}")).collect();
+    let phones: Vec<String> = (0..8).map(|i| format!("1330000000{i}")).collect();
+    let results = bind_concurrently(&env, &openids, &phones).await;
     assert!(
         results.iter().all(|(s, _)| *s == StatusCode::OK),
         "{results:?}"
