@@ -9,6 +9,7 @@ pub mod clock;
 pub mod crypto;
 pub mod db;
 pub mod demo;
+pub mod devkeys;
 pub mod domain;
 pub mod events;
 pub mod fold;

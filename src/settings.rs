@@ -1,7 +1,12 @@
 //! Typed settings: built-in defaults, then an optional TOML file, then `WXLEDGER__...`
 //! environment variables (`WXLEDGER__NATS__URL` sets `nats.url`), validated once at start.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use figment::{
     providers::{Env, Format, Toml},
@@ -22,6 +27,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// How the daemon reaches WeChat (or the simulator).
     pub wechat: WechatSettings,
+    /// WeChat Pay API v3: the merchant, its keys, orders and notifies.
+    pub pay: PaySettings,
     /// Bearer tokens and the at-rest key for session keys.
     pub auth: AuthSettings,
     /// The projector that folds the stream into Postgres.
@@ -170,6 +177,152 @@ impl WechatSettings {
     }
 }
 
+/// WeChat Pay API v3 for the merchant. The defaults are the simulator's public
+/// development credentials (`config/dev-keys/`); the daemon warns while it uses them.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaySettings {
+    /// Base URL of WeChat Pay (`https://api.mch.weixin.qq.com`, or the simulator).
+    pub api_base: String,
+    /// The merchant id (`mchid`).
+    pub mchid: String,
+    /// Serial of the merchant's API certificate (`serial_no` in request signatures).
+    pub merchant_serial: String,
+    /// The merchant's private key (`apiclient_key.pem`, PKCS#8 PEM) inline. Secret: set
+    /// it in the environment, or use `merchant_private_key_file`.
+    pub merchant_private_key: Option<SecretString>,
+    /// Path of the merchant's private key file.
+    pub merchant_private_key_file: Option<PathBuf>,
+    /// The 32-character APIv3 key. Secret: set it in the environment.
+    pub apiv3_key: SecretString,
+    /// WeChat Pay public key id (`PUB_KEY_ID_...`), for public key mode. Unset: the
+    /// merchant uses platform certificates only.
+    pub public_key_id: Option<String>,
+    /// The WeChat Pay public key (SPKI PEM) inline.
+    pub public_key: Option<String>,
+    /// Path of the WeChat Pay public key (`pub_key.pem`).
+    pub public_key_file: Option<PathBuf>,
+    /// Download platform certificates from `/v3/certificates` (certificate mode, or both
+    /// during a switch-over).
+    pub platform_certificates: bool,
+    /// How often the platform certificates are downloaded again, in seconds (an unknown
+    /// serial also triggers a download).
+    pub certificate_refresh_secs: u64,
+    /// The URL WeChat Pay sends notifies to: this daemon's `/webhooks/wechatpay`.
+    pub notify_url: String,
+    /// Largest amount of one order or recharge, in fen.
+    pub max_amount_fen: i64,
+    /// An order unpaid this long after it was placed is closed, in seconds.
+    pub order_ttl_secs: u64,
+    /// How often the expiry sweep looks for unpaid orders past their time, in ms.
+    pub expiry_sweep_ms: u64,
+    /// Largest notify body accepted, in bytes.
+    pub max_notify_bytes: usize,
+    /// A notify or answer whose `Wechatpay-Timestamp` is further off than this is
+    /// refused, in seconds.
+    pub timestamp_tolerance_secs: i64,
+    /// Timeout of one HTTP call to WeChat Pay, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for PaySettings {
+    fn default() -> Self {
+        Self {
+            api_base: "http://127.0.0.1:8090".into(),
+            mchid: crate::devkeys::MCHID.into(),
+            merchant_serial: crate::devkeys::MERCHANT_SERIAL.into(),
+            merchant_private_key: None,
+            merchant_private_key_file: None,
+            apiv3_key: crate::devkeys::APIV3_KEY.into(),
+            public_key_id: Some(crate::devkeys::PUBLIC_KEY_ID.into()),
+            public_key: None,
+            public_key_file: None,
+            platform_certificates: true,
+            certificate_refresh_secs: 12 * 3600,
+            notify_url: "http://127.0.0.1:8080/webhooks/wechatpay".into(),
+            max_amount_fen: 10_000_000,
+            order_ttl_secs: 1800,
+            expiry_sweep_ms: 10_000,
+            max_notify_bytes: 16 * 1024,
+            timestamp_tolerance_secs: 300,
+            timeout_ms: 4_000,
+        }
+    }
+}
+
+/// A key named by the settings could not be had.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct KeySourceError {
+    /// The setting.
+    pub field: &'static str,
+    /// What went wrong.
+    pub problem: String,
+}
+
+impl PaySettings {
+    /// True while the daemon uses the simulator's public merchant credentials.
+    pub fn uses_simulator(&self) -> bool {
+        self.mchid == crate::devkeys::MCHID
+    }
+
+    /// The merchant's private key PEM: inline, from its file, or (for the simulator's
+    /// merchant only) the development key.
+    pub fn merchant_key_pem(&self) -> Result<Cow<'_, str>, KeySourceError> {
+        read_key(
+            "pay.merchant_private_key",
+            self.merchant_private_key
+                .as_ref()
+                .map(|k| k.expose_secret()),
+            self.merchant_private_key_file.as_deref(),
+            self.uses_simulator()
+                .then_some(crate::devkeys::MERCHANT_KEY_PEM),
+        )?
+        .ok_or_else(|| KeySourceError {
+            field: "pay.merchant_private_key",
+            problem: "set it or pay.merchant_private_key_file".into(),
+        })
+    }
+
+    /// The WeChat Pay public key PEM, when a public key id is set.
+    pub fn public_key_pem(&self) -> Result<Option<Cow<'_, str>>, KeySourceError> {
+        if self.public_key_id.is_none() {
+            return Ok(None);
+        }
+        let dev = self.public_key_id.as_deref() == Some(crate::devkeys::PUBLIC_KEY_ID);
+        let pem = read_key(
+            "pay.public_key",
+            self.public_key.as_deref(),
+            self.public_key_file.as_deref(),
+            dev.then_some(crate::devkeys::PUBLIC_KEY_PEM),
+        )?;
+        pem.map(Some).ok_or_else(|| KeySourceError {
+            field: "pay.public_key",
+            problem: "pay.public_key_id is set: set pay.public_key or pay.public_key_file".into(),
+        })
+    }
+}
+
+fn read_key<'a>(
+    field: &'static str,
+    inline: Option<&'a str>,
+    file: Option<&Path>,
+    dev: Option<&'static str>,
+) -> Result<Option<Cow<'a, str>>, KeySourceError> {
+    if let Some(pem) = inline {
+        return Ok(Some(Cow::Borrowed(pem)));
+    }
+    if let Some(path) = file {
+        return std::fs::read_to_string(path)
+            .map(|s| Some(Cow::Owned(s)))
+            .map_err(|e| KeySourceError {
+                field,
+                problem: format!("cannot read {}: {e}", path.display()),
+            });
+    }
+    Ok(dev.map(Cow::Borrowed))
+}
+
 /// Bearer tokens and the key that seals session keys at rest.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -180,6 +333,9 @@ pub struct AuthSettings {
     pub token_ttl_secs: u64,
     /// Base64 of the 32-byte AES-256-GCM key for session keys. Unset: a random one per start.
     pub session_key_encryption_key: Option<SecretString>,
+    /// The bearer credential of the admin endpoints (`/v1/admin/...`), at least 32 bytes.
+    /// Unset: the admin endpoints answer 403.
+    pub admin_token: Option<SecretString>,
 }
 
 impl Default for AuthSettings {
@@ -188,6 +344,7 @@ impl Default for AuthSettings {
             jwt_secret: None,
             token_ttl_secs: 2 * 3600,
             session_key_encryption_key: None,
+            admin_token: None,
         }
     }
 }
@@ -229,6 +386,30 @@ pub struct SimSettings {
     pub app_secret: String,
     /// Lifetime of an access token it issues, in seconds.
     pub access_token_ttl_secs: u64,
+    /// The merchant id the simulated WeChat Pay serves.
+    pub mchid: String,
+    /// That merchant's APIv3 key (32 characters).
+    pub apiv3_key: String,
+    /// Serial of the merchant certificate whose key must sign requests.
+    pub merchant_serial: String,
+    /// Which key signs answers and notifies: `public_key` (with the public key id as
+    /// serial) or `certificate` (the current platform certificate).
+    pub pay_signing: SimSigning,
+    /// Scales WeChat's notify retry schedule (15 s, 15 s, 30 s, 3 min, ...): 1.0 is real
+    /// time, 0.001 turns 15 s into 15 ms.
+    pub time_factor: f64,
+    /// How long the simulator waits for the daemon's answer to a notify, in ms.
+    pub notify_timeout_ms: u64,
+}
+
+/// Which key the simulated WeChat Pay signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimSigning {
+    /// The WeChat Pay public key (`Wechatpay-Serial: PUB_KEY_ID_...`).
+    PublicKey,
+    /// The current platform certificate (`Wechatpay-Serial: <certificate serial>`).
+    Certificate,
 }
 
 impl Default for SimSettings {
@@ -238,6 +419,12 @@ impl Default for SimSettings {
             appid: SIM_APPID.into(),
             app_secret: SIM_APP_SECRET.into(),
             access_token_ttl_secs: 7200,
+            mchid: crate::devkeys::MCHID.into(),
+            apiv3_key: crate::devkeys::APIV3_KEY.into(),
+            merchant_serial: crate::devkeys::MERCHANT_SERIAL.into(),
+            pay_signing: SimSigning::PublicKey,
+            time_factor: 1.0,
+            notify_timeout_ms: 5_000,
         }
     }
 }
@@ -348,8 +535,96 @@ impl Settings {
         if self.auth.token_ttl_secs < 60 {
             return Err(invalid("auth.token_ttl_secs", "must be at least 60"));
         }
+        if let Some(token) = &self.auth.admin_token {
+            if token.expose_secret().len() < 32 {
+                return Err(invalid("auth.admin_token", "must be at least 32 bytes"));
+            }
+        }
+        self.validate_pay()?;
+        if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
+            return Err(invalid(
+                "sim.time_factor",
+                "must be above 0 and at most 1000",
+            ));
+        }
+        if self.sim.apiv3_key.len() != 32 {
+            return Err(invalid("sim.apiv3_key", "must be 32 characters"));
+        }
         if self.projector.batch_size == 0 {
             return Err(invalid("projector.batch_size", "must be positive"));
+        }
+        Ok(())
+    }
+
+    fn validate_pay(&self) -> Result<(), SettingsError> {
+        fn invalid(field: &'static str, problem: impl Into<String>) -> SettingsError {
+            SettingsError::Invalid {
+                field,
+                problem: problem.into(),
+            }
+        }
+        let pay = &self.pay;
+        if !(pay.api_base.starts_with("http://") || pay.api_base.starts_with("https://")) {
+            return Err(invalid("pay.api_base", "must be an http(s) URL"));
+        }
+        if !(pay.notify_url.starts_with("http://") || pay.notify_url.starts_with("https://")) {
+            return Err(invalid("pay.notify_url", "must be an http(s) URL"));
+        }
+        if pay.mchid.is_empty() || !pay.mchid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("pay.mchid", "must be the merchant's digits"));
+        }
+        if pay.merchant_serial.is_empty()
+            || !pay.merchant_serial.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(invalid("pay.merchant_serial", "must be a hex serial"));
+        }
+        if pay.apiv3_key.expose_secret().len() != 32 {
+            return Err(invalid("pay.apiv3_key", "must be exactly 32 characters"));
+        }
+        let merchant = pay
+            .merchant_key_pem()
+            .map_err(|e| invalid(e.field, e.problem))?;
+        crate::wechat::pay::crypto::SigningKey::from_pkcs8_pem(&merchant)
+            .map_err(|e| invalid("pay.merchant_private_key", e.to_string()))?;
+        if let Some(pem) = pay
+            .public_key_pem()
+            .map_err(|e| invalid(e.field, e.problem))?
+        {
+            crate::wechat::pay::crypto::VerifyingKey::from_public_key_pem(&pem)
+                .map_err(|e| invalid("pay.public_key", e.to_string()))?;
+        }
+        if pay.public_key_id.is_none() && !pay.platform_certificates {
+            return Err(invalid(
+                "pay.platform_certificates",
+                "with no pay.public_key_id, platform certificates are the only way to verify WeChat",
+            ));
+        }
+        if pay.max_amount_fen < 1 {
+            return Err(invalid("pay.max_amount_fen", "must be at least 1"));
+        }
+        if pay.order_ttl_secs < 60 || pay.order_ttl_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                "pay.order_ttl_secs",
+                "must be between 60 s and 7 days",
+            ));
+        }
+        if pay.certificate_refresh_secs < 60 {
+            return Err(invalid(
+                "pay.certificate_refresh_secs",
+                "must be at least 60",
+            ));
+        }
+        if !(1..=300).contains(&pay.timestamp_tolerance_secs) {
+            return Err(invalid(
+                "pay.timestamp_tolerance_secs",
+                "must be between 1 and 300 (WeChat's rule)",
+            ));
+        }
+        if pay.max_notify_bytes < 1024 {
+            return Err(invalid("pay.max_notify_bytes", "must be at least 1024"));
+        }
+        if pay.expiry_sweep_ms == 0 {
+            return Err(invalid("pay.expiry_sweep_ms", "must be positive"));
         }
         Ok(())
     }

@@ -4,12 +4,17 @@
 //! `schema/`; [`Event::decode`] is the one place that reads old versions (upcasting).
 
 pub mod log;
+pub mod pay;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use log::{Appended, EventLog, LogError};
+pub use pay::{
+    CloseReason, Evidence, OrderClosed, OrderKind, OrderPlaced, Payer, PaymentNotified,
+    PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
+};
 
 /// The JSON that goes on the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +107,16 @@ pub enum Event {
     PhoneBound(PhoneBound),
     /// `user.profile_updated` v1.
     ProfileUpdated(ProfileUpdated),
+    /// `order.placed` v1.
+    OrderPlaced(OrderPlaced),
+    /// `order.prepay_issued` v1.
+    PrepayIssued(PrepayIssued),
+    /// `order.closed` v1.
+    OrderClosed(OrderClosed),
+    /// `payment.notified` v1.
+    PaymentNotified(PaymentNotified),
+    /// `payment.queried` v1.
+    PaymentQueried(PaymentQueried),
 }
 
 /// An event that cannot be read: an unknown type or version, or data off its schema.
@@ -138,6 +153,11 @@ impl Event {
             Event::UserLoggedIn(_) => "user.logged_in",
             Event::PhoneBound(_) => "user.phone_bound",
             Event::ProfileUpdated(_) => "user.profile_updated",
+            Event::OrderPlaced(_) => "order.placed",
+            Event::PrepayIssued(_) => "order.prepay_issued",
+            Event::OrderClosed(_) => "order.closed",
+            Event::PaymentNotified(_) => "payment.notified",
+            Event::PaymentQueried(_) => "payment.queried",
         }
     }
 
@@ -153,6 +173,11 @@ impl Event {
             Event::UserLoggedIn(e) => serde_json::to_value(e),
             Event::PhoneBound(e) => serde_json::to_value(e),
             Event::ProfileUpdated(e) => serde_json::to_value(e),
+            Event::OrderPlaced(e) => serde_json::to_value(e),
+            Event::PrepayIssued(e) => serde_json::to_value(e),
+            Event::OrderClosed(e) => serde_json::to_value(e),
+            Event::PaymentNotified(e) => serde_json::to_value(e),
+            Event::PaymentQueried(e) => serde_json::to_value(e),
         };
         v.expect("event data are plain structs that always serialize")
     }
@@ -175,6 +200,11 @@ impl Event {
             ("user.logged_in", 1) => Event::UserLoggedIn(parse(kind, version, data)?),
             ("user.phone_bound", 1) => Event::PhoneBound(parse(kind, version, data)?),
             ("user.profile_updated", 1) => Event::ProfileUpdated(parse(kind, version, data)?),
+            ("order.placed", 1) => Event::OrderPlaced(parse(kind, version, data)?),
+            ("order.prepay_issued", 1) => Event::PrepayIssued(parse(kind, version, data)?),
+            ("order.closed", 1) => Event::OrderClosed(parse(kind, version, data)?),
+            ("payment.notified", 1) => Event::PaymentNotified(parse(kind, version, data)?),
+            ("payment.queried", 1) => Event::PaymentQueried(parse(kind, version, data)?),
             _ => {
                 return Err(DecodeError::Unknown {
                     kind: kind.to_owned(),

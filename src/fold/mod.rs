@@ -59,6 +59,7 @@ impl Keys {
             Event::ProfileUpdated(e) => {
                 self.user_ids.insert(e.user_id);
             }
+            _ => {}
         }
     }
 }
@@ -72,6 +73,7 @@ impl State {
             Event::UserLoggedIn(e) => self.users.logged_in(seq, rec.occurred_at, e),
             Event::PhoneBound(e) => self.users.phone_bound(seq, rec.occurred_at, e),
             Event::ProfileUpdated(e) => self.users.profile_updated(seq, e),
+            _ => Outcome::Refused("not_folded_yet"),
         }
     }
 
