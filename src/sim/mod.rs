@@ -1,8 +1,9 @@
 //! `wxledger sim`: a WeChat stand-in for development, demos and tests. It speaks the
-//! mini program endpoints with real crypto, and has control endpoints under `/sim/...`
-//! to mint codes, arm faults and read what it was asked.
+//! mini program and WeChat Pay API v3 endpoints with real crypto, and has control
+//! endpoints under `/sim/...` to mint codes, pay, arm faults and read what it was asked.
 
 mod mini;
+mod pay;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -26,6 +27,7 @@ pub struct Simulator {
 struct SimState {
     settings: Arc<SimConfig>,
     world: Arc<Mutex<mini::World>>,
+    pay: pay::Pay,
 }
 
 struct SimConfig {
@@ -37,6 +39,7 @@ struct SimConfig {
 impl Simulator {
     /// Binds the simulator's listener.
     pub async fn build(settings: &SimSettings) -> std::io::Result<Self> {
+        let stop = CancellationToken::new();
         let state = SimState {
             settings: Arc::new(SimConfig {
                 appid: settings.appid.clone(),
@@ -45,6 +48,7 @@ impl Simulator {
                     .unwrap_or(7200),
             }),
             world: Arc::new(Mutex::new(mini::World::default())),
+            pay: pay::Pay::new(settings, stop.clone())?,
         };
         let router = Router::new()
             .route("/sns/jscode2session", get(mini::jscode2session))
@@ -61,11 +65,12 @@ impl Simulator {
             .route("/sim/mini/revoke-tokens", post(mini::revoke_tokens))
             .route("/sim/mini/stats", get(mini::stats))
             .route("/sim/mini/session-key", get(mini::session_key))
+            .merge(pay::routes())
             .with_state(state);
         Ok(Self {
             listener: TcpListener::bind(settings.listen).await?,
             router,
-            stop: CancellationToken::new(),
+            stop,
         })
     }
 
