@@ -9,3 +9,4 @@ mod phone;
 mod profile;
 mod projection;
 mod proxy;
+mod sim_pay;
