@@ -34,6 +34,7 @@ pub(super) async fn jsapi(
     State(pay): State<Pay>,
     MerchantRequest(body): MerchantRequest,
 ) -> Response {
+    pay.count(|s| &mut s.jsapi).await;
     let parsed: JsapiBody = match serde_json::from_slice(&body) {
         Ok(parsed) => parsed,
         Err(e) => return pay.param_error(&format!("malformed request: {e}")),
@@ -43,7 +44,6 @@ pub(super) async fn jsapi(
         Err(message) => return pay.param_error(&message),
     };
     let mut world = pay.world.lock().await;
-    world.stats.jsapi += 1;
     let prepay_id = match world.orders.get(&out_trade_no) {
         Some(order) if order.state == TradeState::Success => {
             return pay.error(StatusCode::BAD_REQUEST, "ORDERPAID", "该订单已支付");
@@ -84,11 +84,11 @@ pub(super) async fn query(
     uri: Uri,
     MerchantRequest(_): MerchantRequest,
 ) -> Response {
+    pay.count(|s| &mut s.query).await;
     if query_mchid(&uri).as_deref() != Some(pay.config.mchid.as_str()) {
         return pay.param_error("mchid is missing or not this merchant");
     }
-    let mut world = pay.world.lock().await;
-    world.stats.query += 1;
+    let world = pay.world.lock().await;
     let Some(order) = world.orders.get(&out_trade_no) else {
         drop(world);
         return pay.not_exist();
@@ -109,13 +109,13 @@ pub(super) async fn close(
     Path(out_trade_no): Path<String>,
     MerchantRequest(body): MerchantRequest,
 ) -> Response {
+    pay.count(|s| &mut s.close).await;
     match serde_json::from_slice::<CloseBody>(&body) {
         Ok(close) if close.mchid == pay.config.mchid => {}
         Ok(_) => return pay.param_error("mchid is not this merchant"),
         Err(e) => return pay.param_error(&format!("malformed request: {e}")),
     }
     let mut world = pay.world.lock().await;
-    world.stats.close += 1;
     let outcome = match world.orders.get_mut(&out_trade_no) {
         None => Err(None),
         Some(order) if order.state == TradeState::Success => Err(Some("ORDERPAID")),
@@ -137,7 +137,7 @@ pub(super) async fn certificates(
     State(pay): State<Pay>,
     MerchantRequest(_): MerchantRequest,
 ) -> Response {
-    pay.world.lock().await.stats.certificates += 1;
+    pay.count(|s| &mut s.certificates).await;
     let data: Vec<Value> = pay
         .published()
         .iter()

@@ -103,7 +103,7 @@ struct PlatformKey {
     expire_time: String,
 }
 
-/// Counts of calls, for tests that check caching and retries.
+/// Counts of authenticated calls (and of notifies created and attempts sent), for tests that check caching and retries.
 #[derive(Default, Clone, Serialize)]
 pub(super) struct PayStats {
     jsapi: u64,
@@ -159,9 +159,7 @@ fn validity(certificate_pem: &str) -> std::io::Result<(String, String)> {
     let body: String = certificate_pem
         .lines()
         .filter(|l| !l.starts_with("-----"))
-        .collect::<String>()
-        .chars()
-        .filter(|c| !c.is_whitespace())
+        .map(str::trim)
         .collect();
     let der = B64
         .decode(body)
@@ -221,6 +219,11 @@ impl Pay {
             http,
             stop,
         })
+    }
+
+    /// Counts one authenticated call of a `/v3/...` endpoint.
+    async fn count(&self, api: impl FnOnce(&mut PayStats) -> &mut u64) {
+        *api(&mut self.world.lock().await.stats) += 1;
     }
 
     /// The key and serial that sign answers and notifies now.
