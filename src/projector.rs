@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db::{self, users, DbError},
+    db::{self, orders, users, DbError},
     events::{DecodeError, EventLog, LogError, Recorded},
     fold::{Keys, Outcome, State},
 };
@@ -173,6 +173,18 @@ pub async fn apply_batch(
     for user in users::load_for(&tx, &keys).await? {
         state.users.load(user);
     }
+    // Two phases: a payment may credit the wallet of an order placed in an earlier batch,
+    // so the loaded orders name more accounts to load.
+    for order in orders::load_orders(&tx, &keys).await? {
+        keys.add_order(&order);
+        state.orders.load(order);
+    }
+    for payment in orders::load_payments(&tx, &keys).await? {
+        state.ledger.load_payment(payment);
+    }
+    for balance in orders::load_balances(&tx, &keys).await? {
+        state.ledger.load_balance(balance);
+    }
     for rec in records {
         let outcome = state.apply(rec);
         if let Outcome::Refused(reason) = outcome {
@@ -184,7 +196,23 @@ pub async fn apply_batch(
             );
         }
     }
+    let failures = state.ledger.take_new_failures();
+    for f in &failures {
+        tracing::warn!(
+            seq = f.seq,
+            reason = %f.reason,
+            out_trade_no = f.out_trade_no.as_deref(),
+            transaction_id = f.transaction_id.as_deref(),
+            amount = f.amount,
+            "payment failure logged"
+        );
+    }
     users::upsert(&tx, &state.users.take_changed()).await?;
+    orders::upsert_orders(&tx, &state.orders.take_changed()).await?;
+    orders::insert_payments(&tx, &state.ledger.take_new_payments()).await?;
+    orders::insert_entries(&tx, &state.ledger.take_new_entries()).await?;
+    orders::upsert_balances(&tx, &state.ledger.take_changed_balances()).await?;
+    orders::insert_failures(&tx, &failures).await?;
     let last = records.last().expect("batches are not empty").seq;
     let (old, new) = (
         i64::try_from(checkpoint).expect("sequences fit in i64"),

@@ -1,6 +1,7 @@
 //! Postgres: the pool (every connection's `search_path` is the configured schema), the
 //! migrations in `projections/`, and the advisory-lock keys.
 
+pub mod orders;
 pub mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -69,6 +70,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_sessions.sql",
         include_str!("../../projections/0003_sessions.sql"),
+    ),
+    (
+        "0004_payments.sql",
+        include_str!("../../projections/0004_payments.sql"),
     ),
 ];
 

@@ -4,14 +4,22 @@
 //! The projector loads the slice of state an event batch touches ([`Keys`]), folds the
 //! batch in memory and writes back what changed; a full rebuild folds from empty.
 
+pub mod ledger;
+pub mod orders;
 pub mod users;
 
 use std::collections::BTreeSet;
 
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::events::{Event, Recorded};
 
+pub use ledger::{
+    is_wallet, wallet_account, Balance, BookedAs, EntryKind, Failure, Ledger, LedgerEntry,
+    PaySource, Payment, PostError, CLEARING, SALES, SUSPENSE,
+};
+pub use orders::{Order, OrderState, Orders};
 pub use users::{Phone, User, Users};
 
 /// The state the fold decides over.
@@ -19,6 +27,10 @@ pub use users::{Phone, User, Users};
 pub struct State {
     /// Users by id, with the phone index.
     pub users: Users,
+    /// Orders and recharges by out_trade_no.
+    pub orders: Orders,
+    /// Balances, payments, postings and the failure log.
+    pub ledger: Ledger,
 }
 
 /// What applying one event did.
@@ -39,6 +51,13 @@ pub struct Keys {
     pub user_ids: BTreeSet<Uuid>,
     /// Users by phone key (see [`Phone::key`]).
     pub phones: BTreeSet<String>,
+    /// Orders by out_trade_no.
+    pub out_trade_nos: BTreeSet<String>,
+    /// Payments by WeChat transaction id.
+    pub transaction_ids: BTreeSet<String>,
+    /// Balances by account. Loading is two-phase: once the orders are loaded, add their
+    /// wallets with [`Keys::add_order`].
+    pub accounts: BTreeSet<String>,
 }
 
 impl Keys {
@@ -59,7 +78,33 @@ impl Keys {
             Event::ProfileUpdated(e) => {
                 self.user_ids.insert(e.user_id);
             }
-            _ => {}
+            Event::OrderPlaced(e) => {
+                self.out_trade_nos.insert(e.out_trade_no.clone());
+                self.accounts.insert(wallet_account(e.user_id));
+            }
+            Event::PrepayIssued(e) => {
+                self.out_trade_nos.insert(e.out_trade_no.clone());
+            }
+            Event::OrderClosed(e) => {
+                self.out_trade_nos.insert(e.out_trade_no.clone());
+            }
+            Event::PaymentNotified(e) => self.add_transaction(&e.transaction),
+            Event::PaymentQueried(e) => self.add_transaction(&e.transaction),
+        }
+    }
+
+    /// Adds the wallet of a loaded order (the second loading phase).
+    pub fn add_order(&mut self, order: &Order) {
+        self.accounts.insert(wallet_account(order.user_id));
+    }
+
+    fn add_transaction(&mut self, tx: &crate::events::Transaction) {
+        self.out_trade_nos.insert(tx.out_trade_no.clone());
+        if let Some(id) = &tx.transaction_id {
+            self.transaction_ids.insert(id.clone());
+        }
+        for account in [CLEARING, SALES, SUSPENSE] {
+            self.accounts.insert(account.to_owned());
         }
     }
 }
@@ -73,7 +118,39 @@ impl State {
             Event::UserLoggedIn(e) => self.users.logged_in(seq, rec.occurred_at, e),
             Event::PhoneBound(e) => self.users.phone_bound(seq, rec.occurred_at, e),
             Event::ProfileUpdated(e) => self.users.profile_updated(seq, e),
-            _ => Outcome::Refused("not_folded_yet"),
+            Event::OrderPlaced(e) => self.orders.placed(seq, rec.occurred_at, e),
+            Event::PrepayIssued(e) => self.orders.prepay_issued(seq, e),
+            Event::OrderClosed(e) => self.orders.closed(seq, rec.occurred_at, e),
+            Event::PaymentNotified(e) => {
+                let report = orders::Report {
+                    source: PaySource::Notify,
+                    context: json!({"source": "notify", "notify_id": e.notify_id}),
+                };
+                let at = rec.occurred_at;
+                orders::reported(
+                    &mut self.orders,
+                    &mut self.ledger,
+                    seq,
+                    at,
+                    &report,
+                    &e.transaction,
+                )
+            }
+            Event::PaymentQueried(e) => {
+                let report = orders::Report {
+                    source: PaySource::Query,
+                    context: json!({"source": "query", "query_reason": e.reason}),
+                };
+                let at = rec.occurred_at;
+                orders::reported(
+                    &mut self.orders,
+                    &mut self.ledger,
+                    seq,
+                    at,
+                    &report,
+                    &e.transaction,
+                )
+            }
         }
     }
 
@@ -85,5 +162,7 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod pay_tests;
 #[cfg(test)]
 mod tests;
