@@ -21,6 +21,8 @@ mkdir -p .demo
 export WXLEDGER__HTTP__LISTEN="127.0.0.1:$api_port"
 export WXLEDGER__SIM__LISTEN="127.0.0.1:$sim_port"
 export WXLEDGER__WECHAT__API_BASE="http://127.0.0.1:$sim_port"
+export WXLEDGER__PAY__API_BASE="http://127.0.0.1:$sim_port"
+export WXLEDGER__PAY__NOTIFY_URL="http://127.0.0.1:$api_port/webhooks/wechatpay"
 export WXLEDGER__DATABASE__URL="${WXLEDGER__DATABASE__URL:-postgres://postgres@127.0.0.1:5432/wxledger}"
 # Fresh secrets each run: the demo keeps nothing that needs them afterwards.
 WXLEDGER__AUTH__JWT_SECRET=$(head -c 32 /dev/urandom | base64)

@@ -179,6 +179,97 @@ pub async fn run(api: &str, sim: &str) -> anyhow::Result<()> {
     if me["user_id"] != login["user_id"] || me["login_count"] != 2 || me["has_phone"] != true {
         bail!("GET /v1/me does not show the walk's result: {me}");
     }
-    println!("demo walk complete: login -> bind phone -> profile -> GET /v1/me");
+
+    println!("7. the user recharges 50.00 yuan (5000 fen): an order of kind recharge + wx.requestPayment params");
+    let recharge = walk
+        .api(
+            Method::POST,
+            "/v1/recharges",
+            Some(token),
+            Some(json!({"amount": 5000})),
+            201,
+        )
+        .await?;
+    let recharge_no = recharge["order"]["out_trade_no"]
+        .as_str()
+        .context("recharge returned no out_trade_no")?
+        .to_owned();
+    println!("   wx.requestPayment({})", recharge["payment"]);
+    println!(
+        "8. the user pays in WeChat (simulator); WeChat Pay sends the signed, encrypted notify"
+    );
+    walk.sim("/sim/pay/pay", json!({"out_trade_no": recharge_no}))
+        .await?;
+    let order = walk.wait_state(token, &recharge_no, "paid").await?;
+    println!(
+        "   recharge {} is {} (transaction {})",
+        recharge_no, order["state"], order["transaction_id"]
+    );
+    let me = walk
+        .api(Method::GET, "/v1/me", Some(token), None, 200)
+        .await?;
+    println!("   balance: {} fen", me["balance"]);
+    if me["balance"].as_i64() != Some(5000) {
+        bail!("the wallet does not show the credit: {me}");
+    }
+
+    println!("9. the user orders a coffee for 18.00 yuan and pays with WeChat Pay");
+    let placed = walk
+        .api(
+            Method::POST,
+            "/v1/orders",
+            Some(token),
+            Some(json!({"amount": 1800, "description": "拿铁 latte"})),
+            201,
+        )
+        .await?;
+    let order_no = placed["out_trade_no"]
+        .as_str()
+        .context("order returned no out_trade_no")?
+        .to_owned();
+    let params = walk
+        .api(
+            Method::POST,
+            &format!("/v1/orders/{order_no}/wechat-pay"),
+            Some(token),
+            None,
+            200,
+        )
+        .await?;
+    println!("   wx.requestPayment({params})");
+    walk.sim("/sim/pay/pay", json!({"out_trade_no": order_no}))
+        .await?;
+    let order = walk.wait_state(token, &order_no, "paid").await?;
+    println!("   order {} is {}", order_no, order["state"]);
+    let ledger = walk
+        .api(Method::GET, "/v1/me/ledger", Some(token), None, 200)
+        .await?;
+    println!("   wallet ledger: {}", ledger);
+    println!(
+        "demo walk complete: login -> bind phone -> profile -> recharge -> paid -> balance -> order -> paid"
+    );
     Ok(())
+}
+
+impl Walk {
+    /// Polls the order until it reaches `state` (the notify is asynchronous).
+    async fn wait_state(&self, token: &str, no: &str, state: &str) -> anyhow::Result<Value> {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            let (_, order) = self
+                .call(
+                    reqwest::Method::GET,
+                    format!("{}/v1/orders/{no}", self.api),
+                    Some(token),
+                    None,
+                )
+                .await?;
+            if order["state"] == state {
+                return Ok(order);
+            }
+            last = order;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        bail!("order {no} did not become {state} within 10 s: {last}")
+    }
 }

@@ -90,6 +90,104 @@ pub fn valid_phone(country_code: &str, pure_phone_number: &str) -> bool {
     digits(country_code, 1, 4) && digits(pure_phone_number, 4, 20)
 }
 
+/// An amount of money in fen (1/100 yuan): a positive integer within the configured
+/// maximum. Parsed from the JSON value itself, so `100.0`, `"100"` and `1e2` are refused
+/// rather than rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fen(i64);
+
+impl Fen {
+    /// Parses a JSON amount: an integer from 1 to `max`.
+    pub fn parse(value: &serde_json::Value, max: i64) -> Result<Self, String> {
+        let n = match value {
+            serde_json::Value::Number(n) => n,
+            serde_json::Value::String(_) => {
+                return Err("must be a JSON integer of fen, not a string".into())
+            }
+            _ => return Err("must be an integer number of fen".into()),
+        };
+        let fen = n.as_i64().ok_or_else(|| {
+            "must be an integer number of fen (no fraction, no exponent)".to_owned()
+        })?;
+        if fen < 1 {
+            return Err("must be at least 1 fen".into());
+        }
+        if fen > max {
+            return Err(format!("must be at most {max} fen"));
+        }
+        Ok(Self(fen))
+    }
+
+    /// The amount.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// What WeChat's payment sheet shows: 1 to 127 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    /// Validates a description.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        let trimmed = s.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty");
+        }
+        if trimmed.chars().count() > 127 {
+            return Err("must be at most 127 characters");
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The text.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A merchant order number as wxledger issues them: 32 lowercase hex characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutTradeNo(String);
+
+impl OutTradeNo {
+    /// A new number; with an idempotency key, the same key (for the same user and kind)
+    /// always gives the same number.
+    pub fn issue(user_id: uuid::Uuid, kind: &str, idempotency_key: Option<&str>) -> Self {
+        let id = match idempotency_key {
+            Some(key) => uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("wxledger:{kind}:{user_id}:{key}").as_bytes(),
+            ),
+            None => uuid::Uuid::new_v4(),
+        };
+        Self(id.simple().to_string())
+    }
+
+    /// Validates a number from a path: 6 to 32 of `[A-Za-z0-9_-]` (WeChat's rule).
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if !(6..=32).contains(&s.len()) {
+            return Err("must be 6 to 32 characters");
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err("must be letters, digits, '_' or '-'");
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The number.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +216,43 @@ mod tests {
         assert!(valid_phone("86", "13800138000"));
         assert!(!valid_phone("+86", "13800138000"));
         assert!(!valid_phone("86", "138-0013"));
+    }
+
+    #[test]
+    fn fen_takes_positive_json_integers_within_the_maximum_only() {
+        use serde_json::json;
+        assert_eq!(Fen::parse(&json!(100), 1000).unwrap().get(), 100);
+        assert_eq!(Fen::parse(&json!(1000), 1000).unwrap().get(), 1000);
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1001),
+            json!(1.5),
+            json!(100.0),
+            json!("100"),
+            json!(null),
+            json!(1e2),
+        ] {
+            assert!(Fen::parse(&bad, 1000).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn out_trade_numbers_are_stable_per_idempotency_key() {
+        let u = uuid::Uuid::nil();
+        let a = OutTradeNo::issue(u, "order", Some("k1"));
+        assert_eq!(a, OutTradeNo::issue(u, "order", Some("k1")));
+        assert_ne!(a, OutTradeNo::issue(u, "recharge", Some("k1")));
+        assert_ne!(a, OutTradeNo::issue(u, "order", None));
+        assert_eq!(a.as_str().len(), 32);
+        assert!(OutTradeNo::parse(a.as_str()).is_ok());
+        assert!(OutTradeNo::parse("abc").is_err());
+        assert!(OutTradeNo::parse("abc/../x").is_err());
+        assert!(Description::parse("  ").is_err());
+        assert!(Description::parse(&"x".repeat(128)).is_err());
+        assert_eq!(
+            Description::parse(" 会员充值 ").unwrap().into_inner(),
+            "会员充值"
+        );
     }
 }

@@ -31,11 +31,19 @@ enum Command {
     Migrate,
     /// Run the WeChat simulator.
     Sim,
-    /// Print how fast this machine runs the crypto of the payment paths.
+    /// Print how fast this machine runs the crypto of the payment paths (`crypto`), or a
+    /// load of notifies through the webhook into the books (`notifies`; needs NATS and
+    /// Postgres, uses a scratch schema and stream).
     Bench {
         /// What to measure.
         #[arg(value_enum, default_value = "crypto")]
         what: BenchTarget,
+        /// Notifies to post (`notifies`).
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Notifies in flight (`notifies`).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Walk a scripted mini program user through the API (daemon and simulator running).
     Demo {
@@ -52,6 +60,8 @@ enum Command {
 enum BenchTarget {
     /// RSA sign/verify and AES-GCM.
     Crypto,
+    /// Signed notifies through the webhook, booked by the projector.
+    Notifies,
 }
 
 #[tokio::main]
@@ -69,16 +79,20 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_json);
-    // Benchmarks need no settings.
-    if let Command::Bench { what } = &cli.command {
-        match what {
-            BenchTarget::Crypto => wxledger::bench::crypto(),
-        }
+    // The crypto benchmark needs no settings.
+    if let Command::Bench {
+        what: BenchTarget::Crypto,
+        ..
+    } = &cli.command
+    {
+        wxledger::bench::crypto();
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Bench { .. } => {}
+        Command::Bench {
+            count, concurrency, ..
+        } => wxledger::bench::notifies::run(settings, count, concurrency.max(1)).await?,
         Command::Serve => {
             let app = App::build(settings).await.context("starting the daemon")?;
             tracing::info!(addr = %app.local_addr(), "wxledger serving");

@@ -15,9 +15,10 @@ use crate::{
     crypto::{decode_aes256_key, Sealer},
     db::{self, DbError},
     events::{EventLog, LogError},
+    metrics::Metrics,
     projector::{ProjectionWatch, Projector},
     settings::Settings,
-    wechat::MiniProgram,
+    wechat::{MiniProgram, PayClient},
 };
 
 /// Why the daemon could not start.
@@ -32,6 +33,9 @@ pub enum StartError {
     /// The listener.
     #[error("http.listen: {0}")]
     Bind(std::io::Error),
+    /// WeChat Pay's keys.
+    #[error("pay: {0}")]
+    Pay(String),
 }
 
 impl From<LogError> for StartError {
@@ -54,6 +58,9 @@ pub struct App {
     log: EventLog,
     stop: CancellationToken,
     grace: Duration,
+    state: AppState,
+    expiry_every: Duration,
+    certificates_every: Duration,
 }
 
 impl App {
@@ -64,6 +71,26 @@ impl App {
 
     /// [`App::build`] with an injected clock.
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .map_err(StartError::Bind)?;
+        Self::build_on(settings, clock, listener).await
+    }
+
+    /// [`App::build_with_clock`] on a listener bound by the caller (who may need its
+    /// address first, e.g. for `pay.notify_url`).
+    pub async fn build_on(
+        settings: Settings,
+        clock: Clock,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
+        if settings.pay.uses_simulator() {
+            tracing::warn!(
+                api_base = %settings.pay.api_base,
+                mchid = %settings.pay.mchid,
+                "NO WECHAT PAY MERCHANT CONFIGURED: using the simulator's public development keys"
+            );
+        }
         if settings.wechat.uses_simulator() {
             tracing::warn!(
                 api_base = %settings.wechat.api_base,
@@ -91,6 +118,15 @@ impl App {
             )
         });
 
+        let pay = PayClient::new(&settings.pay, &settings.wechat.appid, clock.clone())
+            .map_err(|e| StartError::Pay(e.to_string()))?;
+        if settings.pay.platform_certificates {
+            // WeChat Pay may be down at start; verification then downloads on demand.
+            if let Err(e) = pay.refresh_certificates().await {
+                tracing::warn!(error = %e, "platform certificates not downloaded at start");
+            }
+        }
+        let metrics = Metrics::default();
         let state = AppState::new(Shared {
             log: log.clone(),
             pool: pool.clone(),
@@ -101,17 +137,29 @@ impl App {
             clock,
             read_your_writes: settings.read_your_writes_timeout(),
             migrated: true,
+            pay,
+            metrics: metrics.clone(),
+            max_amount_fen: settings.pay.max_amount_fen,
+            order_ttl: chrono::Duration::seconds(
+                i64::try_from(settings.pay.order_ttl_secs).expect("validated: at most 7 days"),
+            ),
+            max_notify_bytes: settings.pay.max_notify_bytes,
+            admin_token: settings.auth.admin_token.clone(),
         });
-        let listener = TcpListener::bind(settings.http.listen)
-            .await
-            .map_err(StartError::Bind)?;
         Ok(Self {
             listener,
-            router: api::router(state, settings.http.max_body_bytes),
+            router: api::router(state.clone(), settings.http.max_body_bytes),
             projector,
             log,
             stop: CancellationToken::new(),
             grace: Duration::from_millis(settings.http.shutdown_grace_ms),
+            state,
+            expiry_every: Duration::from_millis(settings.pay.expiry_sweep_ms),
+            certificates_every: if settings.pay.platform_certificates {
+                Duration::from_secs(settings.pay.certificate_refresh_secs)
+            } else {
+                Duration::MAX
+            },
         })
     }
 
@@ -134,6 +182,16 @@ impl App {
         let projector = self
             .projector
             .map(|p| tokio::spawn(p.run(stop.child_token())));
+        let expiry = tokio::spawn(crate::expiry::run(
+            self.state.clone(),
+            self.expiry_every,
+            stop.child_token(),
+        ));
+        let certificates = tokio::spawn(refresh_certificates(
+            self.state.clone(),
+            self.certificates_every,
+            stop.child_token(),
+        ));
         let serve = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let served = tokio::spawn(async move { serve.await });
@@ -148,8 +206,25 @@ impl App {
         if let Some(projector) = projector {
             let _ = tokio::time::timeout(self.grace, projector).await;
         }
+        let _ = tokio::time::timeout(self.grace, expiry).await;
+        certificates.abort();
         self.log.close().await;
         result
+    }
+}
+
+async fn refresh_certificates(app: AppState, every: Duration, stop: CancellationToken) {
+    if every == Duration::MAX {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = app.pay.refresh_certificates().await {
+            tracing::warn!(error = %e, "platform certificate refresh failed; keeping the ones held");
+        }
     }
 }
 

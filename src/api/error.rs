@@ -199,3 +199,55 @@ impl From<WechatError> for ApiError {
         }
     }
 }
+
+impl From<crate::wechat::PayError> for ApiError {
+    fn from(e: crate::wechat::PayError) -> Self {
+        use crate::wechat::PayError;
+        match e {
+            PayError::Api { code, message, .. } => match code.as_str() {
+                "ORDERPAID" => Self::new(
+                    StatusCode::CONFLICT,
+                    "order_paid",
+                    "WeChat Pay says the order is already paid",
+                ),
+                "ORDER_CLOSED" => Self::new(
+                    StatusCode::CONFLICT,
+                    "order_closed",
+                    "WeChat Pay says the order is closed",
+                ),
+                _ => {
+                    tracing::warn!(code, message, "WeChat Pay refused a request");
+                    Self::new(
+                        StatusCode::BAD_GATEWAY,
+                        "wechat_pay_error",
+                        format!("WeChat Pay answered {code}: {message}"),
+                    )
+                }
+            },
+            PayError::Unavailable(why) => {
+                tracing::warn!(error = %why, "WeChat Pay unreachable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "wechat_pay_unavailable",
+                    "WeChat Pay could not be reached; retry later",
+                )
+            }
+            PayError::Unverified(why) => {
+                tracing::warn!(error = %why, "WeChat Pay answer failed verification");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechat_pay_unverified",
+                    "WeChat Pay's answer did not verify; nothing was recorded",
+                )
+            }
+            PayError::Malformed(why) => {
+                tracing::warn!(error = %why, "WeChat Pay answer unreadable");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "wechat_pay_error",
+                    "WeChat Pay's answer could not be read",
+                )
+            }
+        }
+    }
+}

@@ -1,9 +1,13 @@
 //! The HTTP API: routes, shared state, and the layers every request passes through.
 
+mod admin;
 mod error;
 mod extract;
 mod health;
+mod operations;
+mod orders;
 mod users;
+mod webhook;
 
 use std::{sync::Arc, time::Duration};
 
@@ -58,6 +62,18 @@ pub struct Shared {
     pub read_your_writes: Duration,
     /// Set once migrations ran.
     pub migrated: bool,
+    /// WeChat Pay.
+    pub pay: crate::wechat::PayClient,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Largest order or recharge, in fen.
+    pub max_amount_fen: i64,
+    /// How long an order stays payable.
+    pub order_ttl: chrono::Duration,
+    /// Largest notify body.
+    pub max_notify_bytes: usize,
+    /// The admin endpoints' bearer credential.
+    pub admin_token: Option<secrecy::SecretString>,
 }
 
 impl AppState {
@@ -88,6 +104,13 @@ impl AppState {
             duplicate = appended.duplicate,
             "event appended"
         );
+        if !appended.duplicate {
+            self.metrics.inc(
+                "wxledger_events_appended_total",
+                "Events appended to the stream, by type.",
+                &[("type", event.kind())],
+            );
+        }
         Ok(appended)
     }
 }
@@ -108,18 +131,41 @@ impl FromRef<AppState> for Tokens {
 /// The API router with its layers.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let api = Router::new()
         .route("/v1/auth/login", post(users::login))
         .route("/v1/me", get(users::me))
         .route("/v1/me/phone", post(users::bind_phone))
         .route("/v1/me/profile", put(users::update_profile))
+        .route("/v1/orders", post(orders::place_order))
+        .route("/v1/orders/{out_trade_no}", get(orders::get_order))
+        .route(
+            "/v1/orders/{out_trade_no}/wechat-pay",
+            post(orders::wechat_pay),
+        )
+        .route("/v1/me/orders", get(orders::my_orders))
+        .route("/v1/me/ledger", get(orders::my_ledger))
+        .route("/v1/recharges", post(orders::place_recharge))
+        .route(
+            "/v1/admin/orders/{out_trade_no}/sync",
+            post(admin::sync_order),
+        )
+        .route("/v1/admin/failures", get(admin::failures))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(operations::metrics))
+        .route("/openapi.json", get(operations::openapi))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes));
+    // The webhook reads its body itself, with its own limit and WeChat's error shape.
+    let webhooks = Router::new().route("/webhooks/wechatpay", post(webhook::wechatpay));
+    api.merge(webhooks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            operations::measure,
+        ))
         .with_state(state)
         .layer(middleware::from_fn(name_request_in_internal_errors))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -106,6 +106,9 @@ pub struct UserView {
     registered_at: chrono::DateTime<chrono::Utc>,
     last_login_at: chrono::DateTime<chrono::Utc>,
     login_count: i64,
+    /// The wallet balance in fen (on `GET /v1/me`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    balance: Option<i64>,
 }
 
 /// A phone, masked.
@@ -130,6 +133,7 @@ impl From<User> for UserView {
             registered_at: u.registered_at,
             last_login_at: u.last_login_at,
             login_count: u.login_count,
+            balance: None,
         }
     }
 }
@@ -326,8 +330,13 @@ pub async fn me(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
 ) -> Result<Json<UserView>, ApiError> {
-    let user = users::get(&**app.pool.get().await?, user_id)
+    let client = app.pool.get().await?;
+    let user = users::get(&**client, user_id)
         .await?
         .ok_or_else(unknown_user)?;
-    Ok(Json(user.into()))
+    let balance =
+        crate::db::orders::balance(&**client, &crate::fold::wallet_account(user_id)).await?;
+    let mut view = UserView::from(user);
+    view.balance = Some(balance);
+    Ok(Json(view))
 }

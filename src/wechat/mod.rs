@@ -4,3 +4,4 @@ pub mod mini;
 pub mod pay;
 
 pub use mini::{MiniProgram, PhoneInfo, WechatError};
+pub use pay::{PayClient, PayError};

@@ -2,7 +2,15 @@
 //! per test, the simulator and the daemon started in-process on free ports, spoken to
 //! over HTTP. Everything is removed when the environment drops.
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
@@ -13,6 +21,7 @@ use wxledger::{events::EventLog, sim::Simulator, App, Settings};
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 pub const SEALING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
 pub fn nats_url() -> String {
     std::env::var("WXLEDGER_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -42,6 +51,9 @@ pub fn isolated_settings(sim_base: &str) -> Settings {
     s.auth.jwt_secret = Some(JWT_SECRET.into());
     s.auth.session_key_encryption_key = Some(SEALING_KEY.into());
     s.projector.batch_linger_ms = 2;
+    s.auth.admin_token = Some(ADMIN_TOKEN.into());
+    s.pay.api_base = sim_base.to_owned();
+    s.pay.expiry_sweep_ms = 100;
     s
 }
 
@@ -55,6 +67,8 @@ pub struct TestEnv {
     pub prefix: String,
     pub pool: deadpool_postgres::Pool,
     pub log: EventLog,
+    /// Seconds added to the daemon's clock (tests move time with it).
+    pub clock_offset: Arc<AtomicI64>,
     app_stop: CancellationToken,
     sim_stop: CancellationToken,
     app_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -68,7 +82,17 @@ impl TestEnv {
 
     /// Starts after `adjust` changed the settings.
     pub async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Self {
-        let sim = Simulator::build(&sim_settings())
+        Self::start_full(|_| {}, adjust).await
+    }
+
+    /// Starts after `adjust_sim` changed the simulator's settings and `adjust` the daemon's.
+    pub async fn start_full(
+        adjust_sim: impl FnOnce(&mut wxledger::settings::SimSettings),
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let mut sim_settings = sim_settings();
+        adjust_sim(&mut sim_settings);
+        let sim = Simulator::build(&sim_settings)
             .await
             .expect("simulator binds");
         let sim_base = format!("http://{}", sim.local_addr());
@@ -76,6 +100,11 @@ impl TestEnv {
         tokio::spawn(sim.run_until_stopped());
 
         let mut settings = isolated_settings(&sim_base);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        settings.pay.notify_url = format!(
+            "http://{}/webhooks/wechatpay",
+            listener.local_addr().unwrap()
+        );
         adjust(&mut settings);
         settings.validate().expect("test settings are valid");
         let (schema, stream, prefix) = (
@@ -92,7 +121,14 @@ impl TestEnv {
         reader_settings.stream = stream.clone();
         reader_settings.subject_prefix = prefix.clone();
 
-        let app = App::build(settings).await.expect("daemon starts");
+        let clock_offset = Arc::new(AtomicI64::new(0));
+        let offset = clock_offset.clone();
+        let clock: wxledger::clock::Clock = Arc::new(move || {
+            chrono::Utc::now() + chrono::Duration::seconds(offset.load(Ordering::Relaxed))
+        });
+        let app = App::build_on(settings, clock, listener)
+            .await
+            .expect("daemon starts");
         let api = format!("http://{}", app.local_addr());
         let app_stop = app.stop_token();
         let app_task = tokio::spawn(app.run_until_stopped());
@@ -108,6 +144,7 @@ impl TestEnv {
             prefix,
             pool,
             log,
+            clock_offset,
             app_stop,
             sim_stop,
             app_task: Some(app_task),
@@ -400,6 +437,183 @@ where
 pub fn sim_settings() -> wxledger::settings::SimSettings {
     wxledger::settings::SimSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
+        // WeChat's retry schedule (15 s, 15 s, 30 s, ...) in milliseconds.
+        time_factor: 0.001,
+        notify_timeout_ms: 2_000,
         ..Default::default()
+    }
+}
+
+/// Payments: placing, paying in the simulator, reading the books.
+impl TestEnv {
+    /// `POST /v1/orders`.
+    pub async fn place_order(&self, token: &str, amount: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/v1/orders",
+            Some(token),
+            Some(json!({"amount": amount, "description": "一杯咖啡 coffee"})),
+        )
+        .await
+    }
+
+    /// Places an order of `amount` fen and gets its prepay; returns its out_trade_no.
+    pub async fn order_with_prepay(&self, token: &str, amount: i64) -> String {
+        let (status, order) = self.place_order(token, json!(amount)).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let no = order["out_trade_no"].as_str().unwrap().to_owned();
+        let (status, params) = self
+            .call(
+                Method::POST,
+                &format!("/v1/orders/{no}/wechat-pay"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{params}");
+        no
+    }
+
+    /// `POST /v1/recharges`; returns its out_trade_no.
+    pub async fn recharge(&self, token: &str, amount: i64) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/v1/recharges",
+                Some(token),
+                Some(json!({"amount": amount})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["order"]["out_trade_no"].as_str().unwrap().to_owned()
+    }
+
+    /// The user pays in the simulator (`extra` adds fields such as `amount`).
+    pub async fn sim_pay(&self, out_trade_no: &str, extra: Value) -> Value {
+        let mut body = json!({"out_trade_no": out_trade_no});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        self.sim_post("/sim/pay/pay", body).await
+    }
+
+    /// Arms simulator faults for the next notify.
+    pub async fn sim_faults(&self, faults: Value) {
+        self.sim_post("/sim/pay/faults", faults).await;
+    }
+
+    /// Delivery attempts the simulator made for an order.
+    pub async fn deliveries(&self, out_trade_no: &str) -> Vec<Value> {
+        self.sim_get(&format!("/sim/pay/deliveries?out_trade_no={out_trade_no}"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the simulator saw an answer with `status` for the order's notify.
+    pub async fn wait_delivered(&self, out_trade_no: &str, status: u16) -> Vec<Value> {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            seen = self.deliveries(out_trade_no).await;
+            if seen.iter().any(|d| d["status"] == json!(status)) {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no delivery answered {status} for {out_trade_no}: {seen:?}");
+    }
+
+    /// Waits until the user's order is in `state`; returns it.
+    pub async fn wait_order_state(&self, token: &str, no: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let (_, order) = self
+                .call(Method::GET, &format!("/v1/orders/{no}"), Some(token), None)
+                .await;
+            if order["state"] == state {
+                return order;
+            }
+            last = order;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("order {no} never reached {state}: {last}");
+    }
+
+    /// The wallet balance from `GET /v1/me`.
+    pub async fn balance(&self, token: &str) -> i64 {
+        let (status, me) = self.call(Method::GET, "/v1/me", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        me["balance"].as_i64().unwrap()
+    }
+
+    /// Calls an admin endpoint with the admin token.
+    pub async fn admin(&self, method: Method, path: &str) -> (StatusCode, Value) {
+        self.call(method, path, Some(ADMIN_TOKEN), None).await
+    }
+
+    /// The failure log's reasons, once the projector applied everything appended.
+    pub async fn failure_reasons(&self) -> Vec<String> {
+        self.wait_applied().await;
+        let (status, body) = self.admin(Method::GET, "/v1/admin/failures").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["reason"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until the projection's checkpoint reached the stream's last event.
+    pub async fn wait_applied(&self) {
+        let head = self.last_seq().await;
+        for _ in 0..400 {
+            let row = self
+                .db()
+                .await
+                .query_opt("SELECT last_seq FROM projector_checkpoints", &[])
+                .await
+                .unwrap();
+            if row.is_some_and(|r| r.get::<_, i64>(0) as u64 >= head) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("projection never reached event {head}");
+    }
+
+    /// Every posting group sums to zero, and returns (account, balance) pairs.
+    pub async fn books(&self) -> Vec<(String, i64)> {
+        self.wait_applied().await;
+        let db = self.db().await;
+        let unbalanced: i64 = db
+            .query_one(
+                "SELECT count(*) FROM (SELECT group_id FROM ledger_entries GROUP BY group_id \
+                 HAVING sum(amount) <> 0) g",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(unbalanced, 0, "every posting group sums to zero");
+        db.query(
+            "SELECT account, balance FROM balances ORDER BY account",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    }
+
+    /// How many events of `kind` the stream holds.
+    pub async fn count_events(&self, kind: &str) -> usize {
+        self.event_types()
+            .await
+            .iter()
+            .filter(|t| *t == kind)
+            .count()
     }
 }

@@ -1,3 +1,8 @@
-//! WeChat Pay (API v3): the crypto every request, answer and callback needs.
+//! WeChat Pay (API v3): the crypto every request, answer and callback needs, the key
+//! store of WeChat's keys, and the client.
 
+pub mod client;
 pub mod crypto;
+pub mod keys;
+
+pub use client::{PayClient, PayError, PayParams, Prepay};

@@ -1,11 +1,14 @@
-//! `wxledger bench crypto`: how fast the crypto on the notify and payment paths runs on
+//! `wxledger bench`: `crypto` measures how fast the crypto on the notify and payment paths runs on
 //! this machine, printed as a table (one core, release build recommended).
+
+pub mod notifies;
 
 use std::time::Instant;
 
 use crate::wechat::pay::crypto::{response_message, ApiV3Key, SigningKey};
 
-const MERCHANT_KEY: &str = include_str!("../tests/vectors/wechatpay/java_merchant_private_key.pem");
+const MERCHANT_KEY: &str =
+    include_str!("../../tests/vectors/wechatpay/java_merchant_private_key.pem");
 
 fn rate(iterations: u32, mut op: impl FnMut()) -> f64 {
     op();

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Writes src/api/openapi.json: the API's OpenAPI 3.1 description.
+
+Edit this file, run it, commit both. tests/it/operations.rs checks every route of the
+router and every error code of src/api/ against the output.
+"""
+import json, pathlib
+
+ERROR_CODES = {
+    "invalid_field": "A field is missing, malformed or out of range (the message names it).",
+    "malformed_json": "The body is not JSON of the expected shape.",
+    "unsupported_media_type": "The body is not application/json.",
+    "body_too_large": "The body is over http.max_body_bytes.",
+    "invalid_idempotency_key": "Idempotency-Key is not 1 to 128 visible ASCII characters.",
+    "idempotency_key_reused": "The Idempotency-Key was used for a different request.",
+    "missing_token": "No bearer token.",
+    "invalid_token": "The bearer token is not valid.",
+    "token_expired": "The bearer token expired; log in again.",
+    "unknown_user": "The token's user is not known; log in again.",
+    "user_not_found": "The user is not known.",
+    "invalid_code": "The wx.login code is invalid, expired or used.",
+    "invalid_phone_code": "The phone code is invalid, expired or used.",
+    "invalid_encrypted_data": "encryptedData does not decrypt under the user's session key.",
+    "session_expired": "No session key on file: log in again first.",
+    "watermark_mismatch": "The phone data was issued to another app.",
+    "phone_taken": "The phone number is bound to another user.",
+    "rate_limited": "WeChat rate-limited the user.",
+    "risky_user": "WeChat refused the user as risky.",
+    "wechat_busy": "WeChat answered -1 after every retry.",
+    "wechat_unavailable": "WeChat could not be reached.",
+    "wechat_error": "WeChat answered another errcode.",
+    "order_not_found": "No such order for this caller (also another user's order).",
+    "order_paid": "The order is already paid.",
+    "order_closed": "The order is closed.",
+    "order_expired": "The order is past its expiry; place a new one.",
+    "wechat_pay_error": "WeChat Pay refused the request, or answered something unreadable.",
+    "wechat_pay_unavailable": "WeChat Pay could not be reached.",
+    "wechat_pay_unverified": "WeChat Pay's answer failed signature verification; nothing was recorded.",
+    "admin_disabled": "auth.admin_token is not set.",
+    "invalid_admin_token": "The admin credential is missing or wrong.",
+    "not_yet_applied": "Recorded, but the projection did not apply it within the timeout.",
+    "unavailable": "NATS or Postgres is down; nothing was recorded; retry.",
+    "not_found": "No such route.",
+    "method_not_allowed": "The route does not take this method.",
+    "internal": "A bug; the message names the request id.",
+}
+
+def err(*codes):
+    return {"description": "Error: one of " + ", ".join(codes),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+def ok(desc, schema=None, status="200"):
+    r = {"description": desc}
+    if schema:
+        r["content"] = {"application/json": {"schema": schema}}
+    return {status: r}
+
+def body(schema):
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+ref = lambda n: {"$ref": f"#/components/schemas/{n}"}
+bearer = [{"bearer": []}]
+admin = [{"admin": []}]
+idem = {"name": "Idempotency-Key", "in": "header", "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "description": "Retrying with the same key returns the same result and appends nothing new."}
+no = {"name": "out_trade_no", "in": "path", "required": True, "schema": {"type": "string"}}
+auth_errors = ("missing_token", "invalid_token", "token_expired")
+amount = {"type": "integer", "minimum": 1, "description": "Fen: a JSON integer (no fraction, no string), at most pay.max_amount_fen."}
+
+def op(summary, responses, security=None, params=None, request=None, errors=()):
+    o = {"summary": summary, "responses": dict(responses)}
+    if errors:
+        o["responses"]["4XX"] = err(*errors)
+    o["responses"]["5XX"] = err("unavailable", "internal", "not_yet_applied")
+    if security is not None:
+        o["security"] = security
+    if params:
+        o["parameters"] = params
+    if request:
+        o["requestBody"] = request
+    return o
+
+paths = {
+ "/v1/auth/login": {"post": op("Exchange a wx.login code for a bearer token; registers on first login.",
+     ok("Logged in", ref("Login")), request=body({"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}),
+     errors=("invalid_field", "malformed_json", "invalid_code", "rate_limited", "risky_user"))},
+ "/v1/me": {"get": op("The caller, with the phone masked and the wallet balance.", ok("The user", ref("User")), bearer, errors=auth_errors + ("unknown_user",))},
+ "/v1/me/phone": {"post": op("Bind a phone number: {code} or {encrypted_data, iv}.", ok("Bound", ref("User")), bearer,
+     request=body({"type": "object", "properties": {"code": {"type": "string"}, "encrypted_data": {"type": "string"}, "iv": {"type": "string"}}}),
+     errors=auth_errors + ("invalid_field", "invalid_phone_code", "invalid_encrypted_data", "session_expired", "watermark_mismatch", "phone_taken"))},
+ "/v1/me/profile": {"put": op("Set nickname and avatar.", ok("Updated", ref("User")), bearer,
+     request=body({"type": "object", "required": ["nickname"], "properties": {"nickname": {"type": "string"}, "avatar_url": {"type": ["string", "null"]}}}),
+     errors=auth_errors + ("invalid_field",))},
+ "/v1/orders": {"post": op("Place an order (amount in fen).", {**ok("Placed", ref("Order"), "201"), **ok("The same order again (Idempotency-Key seen)", ref("Order"))}, bearer, [idem],
+     body({"type": "object", "required": ["amount", "description"], "properties": {"amount": amount, "description": {"type": "string", "maxLength": 127}}}),
+     errors=auth_errors + ("invalid_field", "malformed_json", "invalid_idempotency_key", "idempotency_key_reused"))},
+ "/v1/orders/{out_trade_no}": {"get": op("One of the caller's orders.", ok("The order", ref("Order")), bearer, [no], errors=auth_errors + ("order_not_found",))},
+ "/v1/orders/{out_trade_no}/wechat-pay": {"post": op("WeChat Pay JSAPI prepay; returns exactly wx.requestPayment's params.", ok("Params", ref("PayParams")), bearer, [no],
+     errors=auth_errors + ("order_not_found", "order_paid", "order_closed", "order_expired", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable"))},
+ "/v1/me/orders": {"get": op("The caller's newest 100 orders.", ok("Orders", {"type": "object", "properties": {"orders": {"type": "array", "items": ref("Order")}}}), bearer, errors=auth_errors)},
+ "/v1/me/ledger": {"get": op("The wallet's balance and newest 100 postings.", ok("Ledger", ref("Ledger")), bearer, errors=auth_errors)},
+ "/v1/recharges": {"post": op("Place a wallet recharge and get its wx.requestPayment params.",
+     {**ok("Placed", ref("Recharge"), "201"), **ok("The same recharge again (Idempotency-Key seen)", ref("Recharge"))}, bearer, [idem],
+     body({"type": "object", "required": ["amount"], "properties": {"amount": amount}}),
+     errors=auth_errors + ("invalid_field", "malformed_json", "invalid_idempotency_key", "idempotency_key_reused", "wechat_pay_error", "wechat_pay_unavailable"))},
+ "/v1/admin/orders/{out_trade_no}/sync": {"post": op("Query WeChat Pay for the order and record a final answer as payment.queried.",
+     ok("WeChat's state and the order after it", {"type": "object", "properties": {"wechat_trade_state": {"type": "string"}, "recorded": {"type": "boolean"}, "order": ref("Order")}}), admin, [no],
+     errors=("admin_disabled", "invalid_admin_token", "order_not_found", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable"))},
+ "/v1/admin/failures": {"get": op("The failure log, newest first.", ok("Failures", {"type": "object", "properties": {"failures": {"type": "array", "items": ref("Failure")}}}), admin,
+     [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+     errors=("admin_disabled", "invalid_admin_token", "invalid_field"))},
+ "/webhooks/wechatpay": {"post": {"summary": "WeChat Pay v3 notifies. 204 once the verified, decrypted notify is durable on the stream.",
+     "description": "Refusals answer {\"code\":\"FAIL\",\"message\":...} with 401 (signtest, unknown_serial, bad_signature), 400 (malformed, stale_timestamp, wrong_algorithm, undecryptable, unsupported_event), 413 (too_large) or 503 (log_unavailable: WeChat retries). The reason is the `outcome` label of wxledger_notifies_total.",
+     "parameters": [{"name": h, "in": "header", "required": h != "Wechatpay-Signature-Type", "schema": {"type": "string"}} for h in ["Wechatpay-Serial", "Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature-Type"]],
+     "requestBody": body({"type": "object"}),
+     "responses": {"204": {"description": "Recorded (or already recorded)."},
+                   "4XX": {"description": "Refused; nothing recorded.", "content": {"application/json": {"schema": ref("WechatFail")}}},
+                   "5XX": {"description": "Not recorded; retry.", "content": {"application/json": {"schema": ref("WechatFail")}}}}}},
+ "/healthz": {"get": {"summary": "Liveness.", "responses": ok("Alive")}},
+ "/readyz": {"get": {"summary": "Readiness: migrations, NATS, Postgres.", "responses": {**ok("Ready"), "503": {"description": "Not ready"}}}},
+ "/metrics": {"get": {"summary": "Prometheus text: requests by route/status with latency, events appended by type, notifies by outcome, projector lag.", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+ "/openapi.json": {"get": {"summary": "This document.", "responses": ok("OpenAPI 3.1", {"type": "object"})}},
+}
+
+ts = {"type": "string", "format": "date-time"}
+nts = {"type": ["string", "null"], "format": "date-time"}
+schemas = {
+ "ErrorCode": {"type": "string", "enum": sorted(ERROR_CODES), "description": "\n".join(f"- `{k}`: {v}" for k, v in sorted(ERROR_CODES.items()))},
+ "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": ref("ErrorCode"), "message": {"type": "string"}}}}},
+ "WechatFail": {"type": "object", "required": ["code", "message"], "properties": {"code": {"const": "FAIL"}, "message": {"type": "string"}}},
+ "Login": {"type": "object", "properties": {"token": {"type": "string"}, "expires_in": {"type": "integer"}, "user_id": {"type": "string", "format": "uuid"}, "has_phone": {"type": "boolean"}}},
+ "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "has_phone": {"type": "boolean"}, "phone": {"type": ["object", "null"]}, "nickname": {"type": ["string", "null"]}, "avatar_url": {"type": ["string", "null"]}, "balance": {"type": "integer", "description": "Wallet balance in fen (GET /v1/me)."}}},
+ "Order": {"type": "object", "properties": {"out_trade_no": {"type": "string"}, "kind": {"enum": ["order", "recharge"]}, "state": {"enum": ["created", "prepay_issued", "paid", "closed", "pay_error"]}, "amount": {"type": "integer"}, "currency": {"const": "CNY"}, "description": {"type": "string"}, "transaction_id": {"type": ["string", "null"]}, "placed_at": ts, "expires_at": ts, "paid_at": nts, "closed_at": nts}},
+ "PayParams": {"type": "object", "required": ["timeStamp", "nonceStr", "package", "signType", "paySign"], "additionalProperties": False, "properties": {"timeStamp": {"type": "string"}, "nonceStr": {"type": "string"}, "package": {"type": "string", "pattern": "^prepay_id="}, "signType": {"const": "RSA"}, "paySign": {"type": "string"}}},
+ "Recharge": {"type": "object", "properties": {"order": ref("Order"), "payment": ref("PayParams")}},
+ "Ledger": {"type": "object", "properties": {"balance": {"type": "integer"}, "currency": {"const": "CNY"}, "entries": {"type": "array", "items": {"type": "object", "properties": {"seq": {"type": "integer"}, "group_id": {"type": "string"}, "amount": {"type": "integer", "description": "Credit positive, debit negative."}, "kind": {"type": "string"}, "out_trade_no": {"type": ["string", "null"]}, "transaction_id": {"type": ["string", "null"]}, "occurred_at": ts}}}}},
+ "Failure": {"type": "object", "properties": {"seq": {"type": "integer"}, "reason": {"type": "string"}, "out_trade_no": {"type": ["string", "null"]}, "transaction_id": {"type": ["string", "null"]}, "amount": {"type": ["integer", "null"]}, "detail": {"type": "object"}, "occurred_at": ts}},
+}
+
+doc = {"openapi": "3.1.0",
+       "info": {"title": "wxledger", "version": "1", "description": "The money side of a WeChat mini program. Errors: {\"error\":{\"code\",\"message\"}} with a stable code (components.schemas.ErrorCode)."},
+       "paths": paths,
+       "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Token from /v1/auth/login."}, "admin": {"type": "http", "scheme": "bearer", "description": "auth.admin_token."}}}}
+out = pathlib.Path(__file__).resolve().parents[2] / "src/api/openapi.json"
+out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+print(f"wrote {out}")

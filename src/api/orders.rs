@@ -1,0 +1,354 @@
+//! Orders and recharges: placing them, their WeChat Pay prepay (`wx.requestPayment`
+//! params), reading them back, and the wallet's ledger.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId};
+use crate::{
+    db::{orders, users},
+    domain::{Description, Fen, OutTradeNo},
+    events::{Event, OrderKind, OrderPlaced, PrepayIssued},
+    fold::{wallet_account, LedgerEntry, Order, OrderState},
+    wechat::pay::{PayParams, Prepay},
+};
+
+/// An order as its owner sees it.
+#[derive(Serialize)]
+pub struct OrderView {
+    out_trade_no: String,
+    kind: &'static str,
+    state: &'static str,
+    amount: i64,
+    currency: String,
+    description: String,
+    transaction_id: Option<String>,
+    placed_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        Self {
+            out_trade_no: o.out_trade_no,
+            kind: o.kind.as_str(),
+            state: o.state.as_str(),
+            amount: o.amount,
+            currency: o.currency,
+            description: o.description,
+            transaction_id: o.transaction_id,
+            placed_at: o.placed_at,
+            expires_at: o.expires_at,
+            paid_at: o.paid_at,
+            closed_at: o.closed_at,
+        }
+    }
+}
+
+/// `POST /v1/orders` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrder {
+    amount: Value,
+    description: String,
+}
+
+/// `POST /v1/recharges` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceRecharge {
+    amount: Value,
+}
+
+/// `POST /v1/recharges` answer: the order and what `wx.requestPayment` needs.
+#[derive(Serialize)]
+pub struct RechargeView {
+    order: OrderView,
+    payment: PayParams,
+}
+
+/// Places an order (201; 200 with the same order when the `Idempotency-Key` was seen).
+pub async fn place_order(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    RequestId(request_id): RequestId,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<PlaceOrder>,
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    let amount = Fen::parse(&body.amount, app.max_amount_fen)
+        .map_err(|p| ApiError::invalid_field("amount", &p))?;
+    let description = Description::parse(&body.description)
+        .map_err(|p| ApiError::invalid_field("description", p))?;
+    let (status, order) = place(
+        &app,
+        user_id,
+        &request_id,
+        key.as_deref(),
+        OrderKind::Order,
+        amount,
+        description,
+    )
+    .await?;
+    Ok((status, Json(order.into())))
+}
+
+/// Places a recharge and returns its payment params.
+pub async fn place_recharge(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    RequestId(request_id): RequestId,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<PlaceRecharge>,
+) -> Result<(StatusCode, Json<RechargeView>), ApiError> {
+    let amount = Fen::parse(&body.amount, app.max_amount_fen)
+        .map_err(|p| ApiError::invalid_field("amount", &p))?;
+    let description = Description::parse("钱包充值 wallet recharge").expect("a valid constant");
+    let (status, order) = place(
+        &app,
+        user_id,
+        &request_id,
+        key.as_deref(),
+        OrderKind::Recharge,
+        amount,
+        description,
+    )
+    .await?;
+    let (order, payment) = prepay(&app, &request_id, order).await?;
+    Ok((
+        status,
+        Json(RechargeView {
+            order: order.into(),
+            payment,
+        }),
+    ))
+}
+
+async fn place(
+    app: &AppState,
+    user_id: Uuid,
+    request_id: &str,
+    key: Option<&str>,
+    kind: OrderKind,
+    amount: Fen,
+    description: Description,
+) -> Result<(StatusCode, Order), ApiError> {
+    let out_trade_no = OutTradeNo::issue(user_id, kind.as_str(), key);
+    let client = app.pool.get().await?;
+    if let Some(existing) = orders::get(&**client, out_trade_no.as_str()).await? {
+        return if existing.amount == amount.get() {
+            Ok((StatusCode::OK, existing))
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ))
+        };
+    }
+    let user = users::get(&**client, user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown_user", "log in again"))?;
+    drop(client);
+    let now = (app.clock)();
+    let event = Event::OrderPlaced(OrderPlaced {
+        out_trade_no: out_trade_no.as_str().to_owned(),
+        user_id,
+        openid: user.openid,
+        kind,
+        amount: amount.get(),
+        currency: "CNY".into(),
+        description: description.into_inner(),
+        appid: app.pay.appid().to_owned(),
+        mchid: app.pay.mchid().to_owned(),
+        expires_at: now + app.order_ttl,
+    });
+    let msg_id = format!("order.placed:{}", out_trade_no.as_str());
+    let appended = app.record(&event, request_id, &msg_id).await?;
+    app.projection
+        .wait_for(appended.seq, app.read_your_writes)
+        .await?;
+    let order = orders::get(&**app.pool.get().await?, out_trade_no.as_str())
+        .await?
+        .ok_or_else(|| ApiError::internal("a placed order is missing after its event applied"))?;
+    if order.user_id != user_id || order.amount != amount.get() {
+        // Another request took this number first (same key, other body).
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request",
+        ));
+    }
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, order))
+}
+
+/// The caller's order, or 404 (also for another user's order: no probing).
+async fn own_order(app: &AppState, user_id: Uuid, no: &str) -> Result<Order, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "order_not_found", "no such order");
+    let no = OutTradeNo::parse(no).map_err(|_| not_found())?;
+    orders::get(&**app.pool.get().await?, no.as_str())
+        .await?
+        .filter(|o| o.user_id == user_id)
+        .ok_or_else(not_found)
+}
+
+/// `GET /v1/orders/{out_trade_no}`.
+pub async fn get_order(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    Path(no): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    Ok(Json(own_order(&app, user_id, &no).await?.into()))
+}
+
+/// `GET /v1/me/orders` answer.
+#[derive(Serialize)]
+pub struct OrderList {
+    orders: Vec<OrderView>,
+}
+
+/// `GET /v1/me/orders`: the newest 100.
+pub async fn my_orders(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+) -> Result<Json<OrderList>, ApiError> {
+    let list = orders::for_user(&**app.pool.get().await?, user_id, 100).await?;
+    Ok(Json(OrderList {
+        orders: list.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// `POST /v1/orders/{out_trade_no}/wechat-pay`: exactly `wx.requestPayment`'s params.
+pub async fn wechat_pay(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    RequestId(request_id): RequestId,
+    Path(no): Path<String>,
+) -> Result<Json<PayParams>, ApiError> {
+    let order = own_order(&app, user_id, &no).await?;
+    let (_, params) = prepay(&app, &request_id, order).await?;
+    Ok(Json(params))
+}
+
+/// Gets WeChat's prepay id for a payable order, records it, and signs the params.
+async fn prepay(
+    app: &AppState,
+    request_id: &str,
+    order: Order,
+) -> Result<(Order, PayParams), ApiError> {
+    match order.state {
+        OrderState::Paid => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "order_paid",
+                "the order is already paid",
+            ))
+        }
+        OrderState::Closed => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "order_closed",
+                "the order is closed",
+            ))
+        }
+        _ => {}
+    }
+    if order.expires_at <= (app.clock)() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_expired",
+            "the order expired; place a new one",
+        ));
+    }
+    let prepay_id = app
+        .pay
+        .jsapi_prepay(&Prepay {
+            out_trade_no: &order.out_trade_no,
+            description: &order.description,
+            amount: order.amount,
+            openid: &order.openid,
+            time_expire: order.expires_at,
+        })
+        .await?;
+    if order.prepay_id.as_deref() != Some(prepay_id.as_str()) {
+        let event = Event::PrepayIssued(PrepayIssued {
+            out_trade_no: order.out_trade_no.clone(),
+            prepay_id: prepay_id.clone(),
+        });
+        let msg_id = format!("order.prepay_issued:{}:{prepay_id}", order.out_trade_no);
+        let appended = app.record(&event, request_id, &msg_id).await?;
+        // The params do not depend on the fold; waiting keeps a following GET consistent.
+        let _ = app
+            .projection
+            .wait_for(appended.seq, app.read_your_writes)
+            .await;
+    }
+    let params = app.pay.pay_params(&prepay_id);
+    let order = orders::get(&**app.pool.get().await?, &order.out_trade_no)
+        .await?
+        .unwrap_or(order);
+    Ok((order, params))
+}
+
+/// One posting of the wallet, as its owner sees it.
+#[derive(Serialize)]
+pub struct EntryView {
+    seq: i64,
+    group_id: String,
+    amount: i64,
+    kind: String,
+    out_trade_no: String,
+    transaction_id: Option<String>,
+    occurred_at: DateTime<Utc>,
+}
+
+impl From<LedgerEntry> for EntryView {
+    fn from(e: LedgerEntry) -> Self {
+        Self {
+            seq: e.seq,
+            group_id: e.group_id,
+            amount: e.amount,
+            kind: e.kind.as_str().to_owned(),
+            out_trade_no: e.out_trade_no,
+            transaction_id: e.transaction_id,
+            occurred_at: e.occurred_at,
+        }
+    }
+}
+
+/// `GET /v1/me/ledger` answer.
+#[derive(Serialize)]
+pub struct LedgerView {
+    balance: i64,
+    currency: &'static str,
+    entries: Vec<EntryView>,
+}
+
+/// `GET /v1/me/ledger`: the wallet's balance and its newest 100 postings.
+pub async fn my_ledger(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+) -> Result<Json<LedgerView>, ApiError> {
+    let client = app.pool.get().await?;
+    let account = wallet_account(user_id);
+    let balance = orders::balance(&**client, &account).await?;
+    let entries = orders::ledger_for_account(&**client, &account, 100).await?;
+    Ok(Json(LedgerView {
+        balance,
+        currency: "CNY",
+        entries: entries.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,199 @@
+//! `POST /webhooks/wechatpay`: WeChat Pay's v3 notifies. Verified (serial → key,
+//! signature over the raw body, timestamp), decrypted, appended with their evidence,
+//! and only then answered 204. Anything that does not verify is refused with a 4xx
+//! and appends nothing; a log that cannot take the event gets a 5xx, so WeChat retries.
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+
+use super::AppState;
+use crate::{
+    events::{Event, PaymentNotified, Transaction},
+    wechat::pay::client::evidence_from_headers,
+};
+
+/// Why a notify was refused; `outcome` labels the metric and the log line.
+struct Refusal {
+    status: StatusCode,
+    outcome: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, outcome: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            outcome,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Notify {
+    id: String,
+    event_type: String,
+    resource: Resource,
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    algorithm: String,
+    ciphertext: String,
+    #[serde(default)]
+    associated_data: String,
+    nonce: String,
+}
+
+const NOTIFIES: &str = "wxledger_notifies_total";
+const NOTIFIES_HELP: &str = "WeChat Pay notifies received, by outcome.";
+
+/// The webhook.
+pub async fn wechatpay(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match accept(&app, &headers, body).await {
+        Ok(outcome) => {
+            app.metrics
+                .inc(NOTIFIES, NOTIFIES_HELP, &[("outcome", outcome)]);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refusal) => {
+            app.metrics
+                .inc(NOTIFIES, NOTIFIES_HELP, &[("outcome", refusal.outcome)]);
+            if refusal.status.is_server_error() {
+                tracing::warn!(outcome = refusal.outcome, message = %refusal.message, "notify not recorded; WeChat will retry");
+            } else {
+                tracing::warn!(outcome = refusal.outcome, message = %refusal.message, "notify refused");
+            }
+            let body = serde_json::json!({"code": "FAIL", "message": refusal.message});
+            (refusal.status, Json(body)).into_response()
+        }
+    }
+}
+
+async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, Refusal> {
+    let raw = axum::body::to_bytes(body, app.max_notify_bytes)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body over {} bytes", app.max_notify_bytes),
+            )
+        })?;
+    let evidence = evidence_from_headers(headers, &raw).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "missing Wechatpay-* headers or a body that is not UTF-8",
+        )
+    })?;
+    if evidence.signature.starts_with("WECHATPAY/SIGNTEST/") {
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "signtest",
+            "signature probe refused",
+        ));
+    }
+    if let Some(kind) = &evidence.signature_type {
+        if kind != "WECHATPAY2-SHA256-RSA2048" {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "wrong_algorithm",
+                format!("signature type {kind} is not supported"),
+            ));
+        }
+    }
+    let pay = &app.pay;
+    let ts: i64 = evidence.timestamp.parse().map_err(|_| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "timestamp is not a number",
+        )
+    })?;
+    if (pay.now().timestamp() - ts).abs() > pay.tolerance_secs() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "stale_timestamp",
+            format!("timestamp more than {} s off", pay.tolerance_secs()),
+        ));
+    }
+    let key = pay.key_for(&evidence.serial).await.ok_or_else(|| {
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown_serial",
+            format!("no key for serial {}", evidence.serial),
+        )
+    })?;
+    pay.check(&evidence, &key, &raw)
+        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", e))?;
+
+    let notify: Notify = serde_json::from_slice(&raw).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("notify body: {e}"),
+        )
+    })?;
+    if notify.resource.algorithm != "AEAD_AES_256_GCM" {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_algorithm",
+            format!(
+                "resource algorithm {} is not supported",
+                notify.resource.algorithm
+            ),
+        ));
+    }
+    let plain = pay
+        .apiv3_key()
+        .decrypt(
+            &notify.resource.nonce,
+            &notify.resource.associated_data,
+            &notify.resource.ciphertext,
+        )
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "undecryptable", e.to_string()))?;
+    let event = match notify.event_type.as_str() {
+        "TRANSACTION.SUCCESS" => {
+            let transaction: Transaction = serde_json::from_slice(&plain).map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    format!("transaction: {e}"),
+                )
+            })?;
+            Event::PaymentNotified(PaymentNotified {
+                notify_id: notify.id.clone(),
+                event_type: notify.event_type.clone(),
+                transaction,
+                evidence,
+            })
+        }
+        other => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_event",
+                format!("event type {other} is not handled"),
+            ))
+        }
+    };
+    let msg_id = format!("payment.notified:{}", notify.id);
+    let appended = app.record(&event, &notify.id, &msg_id).await.map_err(|_| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            "the event log is unavailable; retry",
+        )
+    })?;
+    Ok(if appended.duplicate {
+        "duplicate"
+    } else {
+        "recorded"
+    })
+}

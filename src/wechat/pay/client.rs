@@ -1,0 +1,521 @@
+//! The WeChat Pay API v3 client: every request signed with the merchant key, every
+//! answer verified against WeChat's key before it is believed. JSAPI prepay, query by
+//! `out_trade_no`, close, the certificate download, and `wx.requestPayment` params.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, FixedOffset, Utc};
+use rand::{distributions::Alphanumeric, Rng};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    crypto::{
+        authorization, pay_sign_message, request_message, response_message, ApiV3Key, SigningKey,
+        VerifyingKey,
+    },
+    keys::{CertificateSource, KeySet, KeyStore},
+};
+use crate::{
+    clock::Clock,
+    events::{Evidence, Transaction},
+    settings::PaySettings,
+};
+
+/// Why a WeChat Pay call did not give an answer we can use.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    /// No answer (connection, timeout) or a 5xx: try again later.
+    #[error("WeChat Pay unreachable: {0}")]
+    Unavailable(String),
+    /// An answer whose signature, serial or timestamp does not check out.
+    #[error("WeChat Pay answer not verified: {0}")]
+    Unverified(String),
+    /// WeChat Pay said no, with its code and message.
+    #[error("WeChat Pay {status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// WeChat's error code, e.g. `ORDER_NOT_EXIST`, `ORDERPAID`.
+        code: String,
+        /// WeChat's message.
+        message: String,
+    },
+    /// A verified answer of a shape we do not understand.
+    #[error("WeChat Pay answer unreadable: {0}")]
+    Malformed(String),
+}
+
+impl PayError {
+    /// WeChat's error code, if it answered one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PayError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A verified answer.
+pub struct Verified {
+    /// HTTP status.
+    pub status: u16,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// What proves it came from WeChat.
+    pub evidence: Evidence,
+}
+
+/// `wx.requestPayment`'s parameters, exactly as the mini program passes them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PayParams {
+    /// Unix seconds, as a string.
+    #[serde(rename = "timeStamp")]
+    pub time_stamp: String,
+    /// Random string.
+    #[serde(rename = "nonceStr")]
+    pub nonce_str: String,
+    /// `prepay_id=...`.
+    pub package: String,
+    /// Always `RSA` on API v3.
+    #[serde(rename = "signType")]
+    pub sign_type: String,
+    /// RSA-SHA256 over `appId\ntimeStamp\nnonceStr\npackage\n`.
+    #[serde(rename = "paySign")]
+    pub pay_sign: String,
+}
+
+/// A JSAPI prepay request.
+pub struct Prepay<'a> {
+    /// Our order number.
+    pub out_trade_no: &'a str,
+    /// What the payment sheet shows.
+    pub description: &'a str,
+    /// Fen.
+    pub amount: i64,
+    /// The payer's openid.
+    pub openid: &'a str,
+    /// WeChat refuses payment after this.
+    pub time_expire: DateTime<Utc>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    appid: String,
+    mchid: String,
+    merchant_serial: String,
+    merchant_key: SigningKey,
+    apiv3_key: ApiV3Key,
+    notify_url: String,
+    keys: KeyStore,
+    clock: Clock,
+    tolerance_secs: i64,
+}
+
+/// The client; cheap to clone.
+#[derive(Clone)]
+pub struct PayClient(Arc<Inner>);
+
+/// The settings could not make a client (a bad key).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PayConfigError(String);
+
+impl PayClient {
+    /// A client for the merchant in `settings`, paying under mini program `appid`.
+    pub fn new(settings: &PaySettings, appid: &str, clock: Clock) -> Result<Self, PayConfigError> {
+        let pem = settings
+            .merchant_key_pem()
+            .map_err(|e| PayConfigError(e.to_string()))?;
+        let merchant_key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| PayConfigError(format!("pay.merchant_private_key: {e}")))?;
+        let public = match (settings.public_key_id.as_ref(), settings.public_key_pem()) {
+            (Some(id), Ok(Some(pem))) => Some((
+                id.clone(),
+                VerifyingKey::from_public_key_pem(&pem)
+                    .map_err(|e| PayConfigError(format!("pay.public_key: {e}")))?,
+            )),
+            (_, Err(e)) => return Err(PayConfigError(e.to_string())),
+            _ => None,
+        };
+        let apiv3_key = ApiV3Key::new(settings.apiv3_key.expose_secret())
+            .ok_or_else(|| PayConfigError("pay.apiv3_key: must be 32 characters".into()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .build()
+            .map_err(|e| PayConfigError(e.to_string()))?;
+        Ok(Self(Arc::new(Inner {
+            http,
+            base: settings.api_base.trim_end_matches('/').to_owned(),
+            appid: appid.to_owned(),
+            mchid: settings.mchid.clone(),
+            merchant_serial: settings.merchant_serial.clone(),
+            merchant_key,
+            apiv3_key,
+            notify_url: settings.notify_url.clone(),
+            keys: KeyStore::new(public, settings.platform_certificates),
+            clock,
+            tolerance_secs: settings.timestamp_tolerance_secs,
+        })))
+    }
+
+    /// The app id payments are made under.
+    pub fn appid(&self) -> &str {
+        &self.0.appid
+    }
+
+    /// The merchant id.
+    pub fn mchid(&self) -> &str {
+        &self.0.mchid
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &KeyStore {
+        &self.0.keys
+    }
+
+    /// The APIv3 key, for notify resources.
+    pub fn apiv3_key(&self) -> &ApiV3Key {
+        &self.0.apiv3_key
+    }
+
+    /// How far a WeChat timestamp may be from our clock, in seconds.
+    pub fn tolerance_secs(&self) -> i64 {
+        self.0.tolerance_secs
+    }
+
+    /// Now, from the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0.clock)()
+    }
+
+    /// The key for a `Wechatpay-Serial`, downloading certificates on an unknown serial.
+    pub async fn key_for(&self, serial: &str) -> Option<VerifyingKey> {
+        self.0.keys.key_for(serial, self).await
+    }
+
+    /// Downloads the platform certificates now (start-up and timer).
+    pub async fn refresh_certificates(&self) -> Result<usize, String> {
+        self.0.keys.refresh(self).await
+    }
+
+    /// JSAPI prepay: WeChat's `prepay_id` for the order.
+    pub async fn jsapi_prepay(&self, p: &Prepay<'_>) -> Result<String, PayError> {
+        let china = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+        let body = serde_json::json!({
+            "appid": self.0.appid,
+            "mchid": self.0.mchid,
+            "description": p.description,
+            "out_trade_no": p.out_trade_no,
+            "time_expire": p.time_expire.with_timezone(&china).to_rfc3339(),
+            "notify_url": self.0.notify_url,
+            "amount": {"total": p.amount, "currency": "CNY"},
+            "payer": {"openid": p.openid},
+        });
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                "/v3/pay/transactions/jsapi",
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct PrepayAnswer {
+            prepay_id: String,
+        }
+        let parsed: PrepayAnswer = serde_json::from_slice(&answer.body)
+            .map_err(|e| PayError::Malformed(format!("prepay: {e}")))?;
+        Ok(parsed.prepay_id)
+    }
+
+    /// The transaction of an order, with the signed answer as evidence.
+    pub async fn query(&self, out_trade_no: &str) -> Result<(Transaction, Evidence), PayError> {
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={}",
+            self.0.mchid
+        );
+        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        let transaction = serde_json::from_slice(&answer.body)
+            .map_err(|e| PayError::Malformed(format!("query: {e}")))?;
+        Ok((transaction, answer.evidence))
+    }
+
+    /// Closes an unpaid order at WeChat.
+    pub async fn close(&self, out_trade_no: &str) -> Result<(), PayError> {
+        let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
+        let body = serde_json::json!({"mchid": self.0.mchid}).to_string();
+        self.call(reqwest::Method::POST, &path, Some(body.into_bytes()))
+            .await
+            .map(|_| ())
+    }
+
+    /// `wx.requestPayment` parameters for a prepay id, signed with the merchant key.
+    pub fn pay_params(&self, prepay_id: &str) -> PayParams {
+        let time_stamp = self.now().timestamp().to_string();
+        let nonce_str = nonce(32);
+        let package = format!("prepay_id={prepay_id}");
+        let pay_sign = self.0.merchant_key.sign(&pay_sign_message(
+            &self.0.appid,
+            &time_stamp,
+            &nonce_str,
+            &package,
+        ));
+        PayParams {
+            time_stamp,
+            nonce_str,
+            package,
+            sign_type: "RSA".into(),
+            pay_sign,
+        }
+    }
+
+    /// Sends a signed request and verifies the answer; a non-2xx answer becomes
+    /// [`PayError::Api`] (after it verified) or [`PayError::Unavailable`] (5xx).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Verified, PayError> {
+        let answer = self.send(method, path_and_query, body).await?;
+        let status = answer.status;
+        if (200..300).contains(&status) {
+            return Ok(answer);
+        }
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            code: String,
+            #[serde(default)]
+            message: String,
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_slice(&answer.body).ok();
+        if status >= 500 {
+            return Err(PayError::Unavailable(format!(
+                "HTTP {status} {}",
+                parsed.map(|b| b.code).unwrap_or_default()
+            )));
+        }
+        let ErrorBody { code, message } = parsed.ok_or_else(|| {
+            PayError::Malformed(format!("HTTP {status} without WeChat's error body"))
+        })?;
+        Err(PayError::Api {
+            status,
+            code,
+            message,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Verified, PayError> {
+        let timestamp = self.now().timestamp();
+        let nonce_str = nonce(32);
+        let body = body.unwrap_or_default();
+        let signature = self.0.merchant_key.sign(&request_message(
+            method.as_str(),
+            path_and_query,
+            timestamp,
+            &nonce_str,
+            &body,
+        ));
+        let mut request = self
+            .0
+            .http
+            .request(method, format!("{}{path_and_query}", self.0.base))
+            .header(
+                reqwest::header::AUTHORIZATION,
+                authorization(
+                    &self.0.mchid,
+                    &nonce_str,
+                    timestamp,
+                    &self.0.merchant_serial,
+                    &signature,
+                ),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::USER_AGENT, "wxledger");
+        if !body.is_empty() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| PayError::Unavailable(e.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let raw = response
+            .bytes()
+            .await
+            .map_err(|e| PayError::Unavailable(e.without_url().to_string()))?;
+        let evidence = evidence_from_headers(&headers, &raw).ok_or_else(|| {
+            PayError::Unverified(format!("HTTP {status} without signature headers"))
+        })?;
+        let key = self
+            .key_for(&evidence.serial)
+            .await
+            .ok_or_else(|| PayError::Unverified(format!("unknown serial {}", evidence.serial)))?;
+        self.check(&evidence, &key, &raw)
+            .map_err(PayError::Unverified)?;
+        Ok(Verified {
+            status,
+            body: raw.to_vec(),
+            evidence,
+        })
+    }
+
+    /// Checks a signed message: not a probe, timestamp in tolerance, signature.
+    pub fn check(
+        &self,
+        evidence: &Evidence,
+        key: &VerifyingKey,
+        body: &[u8],
+    ) -> Result<(), String> {
+        if evidence.signature.starts_with("WECHATPAY/SIGNTEST/") {
+            return Err("signature probe (WECHATPAY/SIGNTEST/)".into());
+        }
+        let ts: i64 = evidence
+            .timestamp
+            .parse()
+            .map_err(|_| "timestamp is not a number".to_owned())?;
+        if (self.now().timestamp() - ts).abs() > self.0.tolerance_secs {
+            return Err(format!(
+                "timestamp {ts} is more than {} s off",
+                self.0.tolerance_secs
+            ));
+        }
+        key.verify(
+            &response_message(&evidence.timestamp, &evidence.nonce, body),
+            &evidence.signature,
+        )
+        .map_err(|_| "signature does not verify".to_owned())
+    }
+}
+
+/// The `Wechatpay-*` headers and body of a message, if the headers are all there and the
+/// body is UTF-8.
+pub fn evidence_from_headers(headers: &axum::http::HeaderMap, body: &[u8]) -> Option<Evidence> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Some(Evidence {
+        serial: get("wechatpay-serial")?,
+        signature: get("wechatpay-signature")?,
+        timestamp: get("wechatpay-timestamp")?,
+        nonce: get("wechatpay-nonce")?,
+        signature_type: get("wechatpay-signature-type"),
+        body: String::from_utf8(body.to_vec()).ok()?,
+    })
+}
+
+fn nonce(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl CertificateSource for PayClient {
+    fn fetch(
+        &self,
+        known: KeySet,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<(String, VerifyingKey)>, String>> {
+        Box::pin(async move {
+            let timestamp = self.now().timestamp();
+            let nonce_str = nonce(32);
+            let path = "/v3/certificates";
+            let signature = self
+                .0
+                .merchant_key
+                .sign(&request_message("GET", path, timestamp, &nonce_str, b""));
+            let response = self
+                .0
+                .http
+                .get(format!("{}{path}", self.0.base))
+                .header(
+                    reqwest::header::AUTHORIZATION,
+                    authorization(
+                        &self.0.mchid,
+                        &nonce_str,
+                        timestamp,
+                        &self.0.merchant_serial,
+                        &signature,
+                    ),
+                )
+                .header(reqwest::header::ACCEPT, "application/json")
+                .send()
+                .await
+                .map_err(|e| format!("certificates: {}", e.without_url()))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let raw = response
+                .bytes()
+                .await
+                .map_err(|e| format!("certificates: {}", e.without_url()))?;
+            if !status.is_success() {
+                return Err(format!("certificates: HTTP {status}"));
+            }
+            #[derive(Deserialize)]
+            struct Listing {
+                data: Vec<Entry>,
+            }
+            #[derive(Deserialize)]
+            struct Entry {
+                serial_no: String,
+                encrypt_certificate: Sealed,
+            }
+            #[derive(Deserialize)]
+            struct Sealed {
+                algorithm: String,
+                nonce: String,
+                associated_data: String,
+                ciphertext: String,
+            }
+            let listing: Listing =
+                serde_json::from_slice(&raw).map_err(|e| format!("certificates: {e}"))?;
+            let mut fetched = Vec::new();
+            for entry in listing.data {
+                let sealed = entry.encrypt_certificate;
+                if sealed.algorithm != "AEAD_AES_256_GCM" {
+                    return Err(format!("certificates: algorithm {}", sealed.algorithm));
+                }
+                let pem = self
+                    .0
+                    .apiv3_key
+                    .decrypt(&sealed.nonce, &sealed.associated_data, &sealed.ciphertext)
+                    .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
+                let pem = String::from_utf8(pem)
+                    .map_err(|_| format!("certificate {}: not PEM", entry.serial_no))?;
+                let (serial, key) = VerifyingKey::from_certificate_pem(&pem)
+                    .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
+                if serial != super::crypto::normalize_serial(&entry.serial_no) {
+                    return Err(format!(
+                        "certificate listed as {} has serial {serial}",
+                        entry.serial_no
+                    ));
+                }
+                fetched.push((serial, key));
+            }
+            // The listing is signed like any answer; a new certificate may vouch for itself
+            // only because the listing decrypted under our APIv3 key.
+            let evidence = evidence_from_headers(&headers, &raw)
+                .ok_or("certificates: answer without signature headers")?;
+            let keys = known.with(&fetched);
+            let key = keys.get(&evidence.serial).ok_or_else(|| {
+                format!("certificates: signed by unknown serial {}", evidence.serial)
+            })?;
+            self.check(&evidence, key, &raw)
+                .map_err(|e| format!("certificates: {e}"))?;
+            Ok(fetched)
+        })
+    }
+}
