@@ -127,6 +127,16 @@ impl App {
             }
         }
         let metrics = Metrics::default();
+        // When the projector last committed, for the lag gauge of /metrics.
+        let mut committed = applied_rx.clone();
+        let commit_clock = clock.clone();
+        let commit_metrics = metrics.clone();
+        tokio::spawn(async move {
+            while committed.changed().await.is_ok() {
+                let now = commit_clock().timestamp_micros() as f64 / 1e6;
+                commit_metrics.set(api::PROJECTOR_COMMITTED_AT, now);
+            }
+        });
         let state = AppState::new(Shared {
             log: log.clone(),
             pool: pool.clone(),

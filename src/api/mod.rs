@@ -27,6 +27,7 @@ use tower_http::{
 };
 
 pub use error::ApiError;
+pub use operations::PROJECTOR_COMMITTED_AT;
 pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
 
 use crate::{
