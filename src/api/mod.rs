@@ -27,8 +27,8 @@ use tower_http::{
 };
 
 pub use error::ApiError;
-pub use operations::PROJECTOR_COMMITTED_AT;
 pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
+pub use operations::PROJECTOR_COMMITTED_AT;
 
 use crate::{
     auth::Tokens,

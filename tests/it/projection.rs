@@ -241,3 +241,146 @@ async fn two_projectors_on_one_schema_give_the_clean_rows() {
     project_until(&reference.schema, &env.log, last, 500).await;
     assert_eq!(env.users_dump().await, reference.users().await);
 }
+
+/// Recharges for 40 users, each paid, about a third of them notified twice more (later
+/// sequences, as WeChat's retries and a query would be); returns the events and each
+/// wallet's expected balance.
+fn credit_history(seed: u64) -> (Vec<Event>, std::collections::BTreeMap<Uuid, i64>) {
+    use wxledger::events::{
+        Evidence, OrderKind, OrderPlaced, PaymentNotified, Transaction, TransactionAmount,
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut events = Vec::new();
+    let mut expected = std::collections::BTreeMap::new();
+    let mut pending = Vec::new();
+    for u in 0..40u32 {
+        let user_id = Uuid::from_u128(0x00C0_FFEE_0000 + u128::from(u));
+        for r in 0..8u32 {
+            let no = format!("rc{u:04}x{r:04}{seed}");
+            let amount = rng.gen_range(1..100_000);
+            events.push(Event::OrderPlaced(OrderPlaced {
+                out_trade_no: no.clone(),
+                user_id,
+                openid: format!("o-{u}"),
+                kind: OrderKind::Recharge,
+                amount,
+                currency: "CNY".into(),
+                description: "recharge".into(),
+                appid: wxledger::settings::SIM_APPID.into(),
+                mchid: wxledger::devkeys::MCHID.into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            }));
+            *expected.entry(user_id).or_insert(0) += amount;
+            let notify = Event::PaymentNotified(PaymentNotified {
+                notify_id: format!("n-{no}"),
+                event_type: "TRANSACTION.SUCCESS".into(),
+                transaction: Transaction {
+                    appid: wxledger::settings::SIM_APPID.into(),
+                    mchid: wxledger::devkeys::MCHID.into(),
+                    out_trade_no: no.clone(),
+                    transaction_id: Some(format!("42{u:08}{r:08}{seed:010}")),
+                    trade_type: Some("JSAPI".into()),
+                    trade_state: "SUCCESS".into(),
+                    trade_state_desc: None,
+                    bank_type: None,
+                    attach: None,
+                    success_time: Some("2026-11-21T10:00:00+08:00".into()),
+                    payer: None,
+                    amount: Some(TransactionAmount {
+                        total: Some(amount),
+                        payer_total: Some(amount),
+                        currency: Some("CNY".into()),
+                        payer_currency: Some("CNY".into()),
+                    }),
+                },
+                evidence: Evidence {
+                    serial: "PUB_KEY_ID_TEST".into(),
+                    signature: "c2lnbmF0dXJl".into(),
+                    timestamp: "1795000000".into(),
+                    nonce: "nonce".into(),
+                    signature_type: None,
+                    body: "{}".into(),
+                },
+            });
+            pending.push(notify.clone());
+            if rng.gen_bool(0.35) {
+                pending.push(notify.clone());
+                pending.push(notify);
+            }
+        }
+        // Notifies interleave with later users' orders.
+        while pending.len() > 6 {
+            let i = rng.gen_range(0..pending.len());
+            events.push(pending.swap_remove(i));
+        }
+    }
+    events.append(&mut pending);
+    (events, expected)
+}
+
+async fn dump_books(pool: &deadpool_postgres::Pool) -> String {
+    let client = pool.get().await.unwrap();
+    let mut out = String::new();
+    for (table, key) in [
+        ("orders", "out_trade_no"),
+        ("payments", "transaction_id"),
+        ("ledger_entries", "seq, line"),
+        ("balances", "account"),
+        ("failure_log", "seq, reason"),
+    ] {
+        out.push_str(&dump_table(&client, table, key).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_projector_killed_during_credits_neither_loses_nor_doubles_one() {
+    let env = TestEnv::start_with(|s| s.projector.enabled = false).await;
+    let (events, expected) = credit_history(5);
+    let last = append_all(&env.log, &events).await;
+
+    let mut rng = StdRng::seed_from_u64(13);
+    let mut killed_midway = 0;
+    for _ in 0..10 {
+        let (tx, rx) = watch::channel(0);
+        let projector = Projector::new(
+            db::pg_config(&db_settings(&env.schema)).unwrap(),
+            &env.schema,
+            env.log.clone(),
+            rng.gen_range(5..60),
+            Duration::from_millis(1),
+            tx,
+        );
+        let task = tokio::spawn(projector.run(CancellationToken::new()));
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(5..40))).await;
+        task.abort();
+        let _ = task.await;
+        if *rx.borrow() < last {
+            killed_midway += 1;
+        }
+    }
+    assert!(killed_midway > 0, "the kills landed inside the history");
+    project_until(&env.schema, &env.log, last, 50).await;
+
+    let client = env.db().await;
+    for (user_id, want) in &expected {
+        let account = wxledger::fold::wallet_account(*user_id);
+        let got = db::orders::balance(&**client, &account).await.unwrap();
+        assert_eq!(got, *want, "wallet of {user_id}");
+    }
+    let groups: i64 = client
+        .query_one("SELECT count(DISTINCT group_id) FROM ledger_entries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(groups, 40 * 8, "one posting group per transaction");
+    drop(client);
+
+    let reference = Scratch::new().await;
+    project_until(&reference.schema, &env.log, last, 500).await;
+    assert_eq!(
+        dump_books(&env.pool).await,
+        dump_books(&reference.pool).await
+    );
+    env.assert_events_match_schemas().await;
+}

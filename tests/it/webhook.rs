@@ -288,3 +288,27 @@ async fn metrics_report_requests_events_notifies_and_lag() {
         assert!(text.contains(needle), "missing {needle}\n{text}");
     }
 }
+
+#[tokio::test]
+async fn notifies_held_and_delivered_in_reverse_order_are_each_booked_once() {
+    let env = TestEnv::start().await;
+    let (token, _) = env.login("o-wh-9").await;
+    let mut orders = Vec::new();
+    for amount in [100, 200, 300] {
+        let no = env.recharge(&token, amount).await;
+        env.sim_faults(json!({"hold": true, "duplicates": 1})).await;
+        env.sim_pay(&no, json!({})).await;
+        orders.push(no);
+    }
+    assert_eq!(env.count_events("payment.notified").await, 0, "all held");
+    env.sim_post("/sim/pay/release", json!({})).await;
+    for no in &orders {
+        env.wait_order_state(&token, no, "paid").await;
+    }
+    assert_eq!(env.balance(&token).await, 600);
+    let books = env.books().await;
+    assert!(
+        books.contains(&("wechat_clearing".to_owned(), -600)),
+        "{books:?}"
+    );
+}
