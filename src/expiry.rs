@@ -62,17 +62,13 @@ async fn expire(app: &AppState, order: &Order) -> Result<(), String> {
                     .query(&order.out_trade_no)
                     .await
                     .map_err(|e| e.to_string())?;
-                let msg_id = format!(
-                    "payment.queried:{}:{}:{}",
-                    order.out_trade_no,
-                    transaction.trade_state,
-                    transaction.transaction_id.as_deref().unwrap_or("-")
-                );
-                let event = Event::PaymentQueried(PaymentQueried {
+                let queried = PaymentQueried {
                     reason: QueryReason::Expiry,
                     transaction,
                     evidence,
-                });
+                };
+                let msg_id = queried.msg_id();
+                let event = Event::PaymentQueried(queried);
                 app.record(&event, &correlation, &msg_id)
                     .await
                     .map_err(|e| e.code().to_owned())?;

@@ -80,16 +80,13 @@ pub async fn sync_order(
             // NOTPAY and USERPAYING change nothing; the stream need not hear them.
             let recorded = !matches!(state.as_str(), "NOTPAY" | "USERPAYING");
             if recorded {
-                let msg_id = format!(
-                    "payment.queried:{}:{state}:{}",
-                    order.out_trade_no,
-                    transaction.transaction_id.as_deref().unwrap_or("-")
-                );
-                let event = Event::PaymentQueried(PaymentQueried {
+                let queried = PaymentQueried {
                     reason: QueryReason::Sync,
                     transaction,
                     evidence,
-                });
+                };
+                let msg_id = queried.msg_id();
+                let event = Event::PaymentQueried(queried);
                 let appended = app.record(&event, &request_id, &msg_id).await?;
                 app.projection
                     .wait_for(appended.seq, app.read_your_writes)

@@ -122,36 +122,34 @@ impl State {
             Event::PrepayIssued(e) => self.orders.prepay_issued(seq, e),
             Event::OrderClosed(e) => self.orders.closed(seq, rec.occurred_at, e),
             Event::PaymentNotified(e) => {
-                let report = orders::Report {
-                    source: PaySource::Notify,
-                    context: json!({"source": "notify", "notify_id": e.notify_id}),
-                };
-                let at = rec.occurred_at;
-                orders::reported(
-                    &mut self.orders,
-                    &mut self.ledger,
-                    seq,
-                    at,
-                    &report,
-                    &e.transaction,
-                )
+                let context = json!({"source": "notify", "notify_id": e.notify_id});
+                self.reported(seq, rec, PaySource::Notify, context, &e.transaction)
             }
             Event::PaymentQueried(e) => {
-                let report = orders::Report {
-                    source: PaySource::Query,
-                    context: json!({"source": "query", "query_reason": e.reason}),
-                };
-                let at = rec.occurred_at;
-                orders::reported(
-                    &mut self.orders,
-                    &mut self.ledger,
-                    seq,
-                    at,
-                    &report,
-                    &e.transaction,
-                )
+                let context = json!({"source": "query", "query_reason": e.reason});
+                self.reported(seq, rec, PaySource::Query, context, &e.transaction)
             }
         }
+    }
+
+    /// WeChat's word on a transaction, by notify or by query: the same decision.
+    fn reported(
+        &mut self,
+        seq: i64,
+        rec: &Recorded,
+        source: PaySource,
+        context: serde_json::Value,
+        transaction: &crate::events::Transaction,
+    ) -> Outcome {
+        let report = orders::Report { source, context };
+        orders::reported(
+            &mut self.orders,
+            &mut self.ledger,
+            seq,
+            rec.occurred_at,
+            &report,
+            transaction,
+        )
     }
 
     /// Applies events in order.

@@ -312,29 +312,14 @@ impl PayClient {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Verified, PayError> {
-        let timestamp = self.now().timestamp();
-        let nonce_str = nonce(32);
         let body = body.unwrap_or_default();
-        let signature = self.0.merchant_key.sign(&request_message(
-            method.as_str(),
-            path_and_query,
-            timestamp,
-            &nonce_str,
-            &body,
-        ));
         let mut request = self
             .0
             .http
-            .request(method, format!("{}{path_and_query}", self.0.base))
+            .request(method.clone(), format!("{}{path_and_query}", self.0.base))
             .header(
                 reqwest::header::AUTHORIZATION,
-                authorization(
-                    &self.0.mchid,
-                    &nonce_str,
-                    timestamp,
-                    &self.0.merchant_serial,
-                    &signature,
-                ),
+                self.authorization(method.as_str(), path_and_query, &body),
             )
             .header(reqwest::header::ACCEPT, "application/json")
             .header(reqwest::header::USER_AGENT, "wxledger");
@@ -367,6 +352,26 @@ impl PayClient {
             body: raw.to_vec(),
             evidence,
         })
+    }
+
+    /// The `Authorization` header of a request, signed now with a fresh nonce.
+    fn authorization(&self, method: &str, path_and_query: &str, body: &[u8]) -> String {
+        let timestamp = self.now().timestamp();
+        let nonce_str = nonce(32);
+        let signature = self.0.merchant_key.sign(&request_message(
+            method,
+            path_and_query,
+            timestamp,
+            &nonce_str,
+            body,
+        ));
+        authorization(
+            &self.0.mchid,
+            &nonce_str,
+            timestamp,
+            &self.0.merchant_serial,
+            &signature,
+        )
     }
 
     /// Checks a signed message: not a probe, timestamp in tolerance, signature.
@@ -430,26 +435,14 @@ impl CertificateSource for PayClient {
         known: KeySet,
     ) -> futures::future::BoxFuture<'_, Result<Vec<(String, VerifyingKey)>, String>> {
         Box::pin(async move {
-            let timestamp = self.now().timestamp();
-            let nonce_str = nonce(32);
             let path = "/v3/certificates";
-            let signature = self
-                .0
-                .merchant_key
-                .sign(&request_message("GET", path, timestamp, &nonce_str, b""));
             let response = self
                 .0
                 .http
                 .get(format!("{}{path}", self.0.base))
                 .header(
                     reqwest::header::AUTHORIZATION,
-                    authorization(
-                        &self.0.mchid,
-                        &nonce_str,
-                        timestamp,
-                        &self.0.merchant_serial,
-                        &signature,
-                    ),
+                    self.authorization("GET", path, b""),
                 )
                 .header(reqwest::header::ACCEPT, "application/json")
                 .send()
