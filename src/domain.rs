@@ -29,6 +29,21 @@ impl WxCode {
     }
 }
 
+/// Trimmed text of 1 to `max` characters without control characters.
+fn short_text(s: &str, max: usize, too_long: &'static str) -> Result<String, &'static str> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("must not be empty");
+    }
+    if s.chars().count() > max {
+        return Err(too_long);
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    Ok(s.to_owned())
+}
+
 /// A display name: 1 to 64 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nickname(String);
@@ -36,17 +51,7 @@ pub struct Nickname(String);
 impl Nickname {
     /// Parses a nickname.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err("must not be empty");
-        }
-        if s.chars().count() > 64 {
-            return Err("must be at most 64 characters");
-        }
-        if s.chars().any(char::is_control) {
-            return Err("must not contain control characters");
-        }
-        Ok(Self(s.to_owned()))
+        short_text(s, 64, "must be at most 64 characters").map(Self)
     }
 
     /// The name.
@@ -131,17 +136,7 @@ pub struct Description(String);
 impl Description {
     /// Validates a description.
     pub fn parse(s: &str) -> Result<Self, &'static str> {
-        let trimmed = s.trim();
-        if trimmed.is_empty() {
-            return Err("must not be empty");
-        }
-        if trimmed.chars().count() > 127 {
-            return Err("must be at most 127 characters");
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err("must not contain control characters");
-        }
-        Ok(Self(trimmed.to_owned()))
+        short_text(s, 127, "must be at most 127 characters").map(Self)
     }
 
     /// The text.
