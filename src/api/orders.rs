@@ -122,7 +122,11 @@ pub async fn place_recharge(
         description,
     )
     .await?;
-    let (order, payment) = prepay(&app, &request_id, order).await?;
+    let payment = prepay(&app, &request_id, &order).await?;
+    // Read back so the answer shows the order with its prepay.
+    let order = orders::get(&**app.pool.get().await?, &order.out_trade_no)
+        .await?
+        .unwrap_or(order);
     Ok((
         status,
         Json(RechargeView {
@@ -239,16 +243,11 @@ pub async fn wechat_pay(
     Path(no): Path<String>,
 ) -> Result<Json<PayParams>, ApiError> {
     let order = own_order(&app, user_id, &no).await?;
-    let (_, params) = prepay(&app, &request_id, order).await?;
-    Ok(Json(params))
+    Ok(Json(prepay(&app, &request_id, &order).await?))
 }
 
 /// Gets WeChat's prepay id for a payable order, records it, and signs the params.
-async fn prepay(
-    app: &AppState,
-    request_id: &str,
-    order: Order,
-) -> Result<(Order, PayParams), ApiError> {
+async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayParams, ApiError> {
     match order.state {
         OrderState::Paid => {
             return Err(ApiError::new(
@@ -296,11 +295,7 @@ async fn prepay(
             .wait_for(appended.seq, app.read_your_writes)
             .await;
     }
-    let params = app.pay.pay_params(&prepay_id);
-    let order = orders::get(&**app.pool.get().await?, &order.out_trade_no)
-        .await?
-        .unwrap_or(order);
-    Ok((order, params))
+    Ok(app.pay.pay_params(&prepay_id))
 }
 
 /// One posting of the wallet, as its owner sees it.

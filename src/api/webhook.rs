@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::AppState;
 use crate::{
     events::{Event, PaymentNotified, Transaction},
-    wechat::pay::client::evidence_from_headers,
+    wechat::pay::client::{evidence_from_headers, verify_signature, Unbelieved},
 };
 
 /// Why a notify was refused; `outcome` labels the metric and the log line.
@@ -76,6 +76,16 @@ pub async fn wechatpay(State(app): State<AppState>, headers: HeaderMap, body: Bo
     }
 }
 
+fn unbelieved(e: Unbelieved) -> Refusal {
+    let (status, outcome) = match e {
+        Unbelieved::Probe => (StatusCode::UNAUTHORIZED, "signtest"),
+        Unbelieved::Timestamp => (StatusCode::BAD_REQUEST, "malformed"),
+        Unbelieved::Stale(_) => (StatusCode::BAD_REQUEST, "stale_timestamp"),
+        Unbelieved::Signature => (StatusCode::UNAUTHORIZED, "bad_signature"),
+    };
+    Refusal::new(status, outcome, e.to_string())
+}
+
 async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, Refusal> {
     let raw = axum::body::to_bytes(body, app.max_notify_bytes)
         .await
@@ -93,13 +103,8 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             "missing Wechatpay-* headers or a body that is not UTF-8",
         )
     })?;
-    if evidence.signature.starts_with("WECHATPAY/SIGNTEST/") {
-        return Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "signtest",
-            "signature probe refused",
-        ));
-    }
+    let pay = &app.pay;
+    pay.check_fresh(&evidence).map_err(unbelieved)?;
     if let Some(kind) = &evidence.signature_type {
         if kind != "WECHATPAY2-SHA256-RSA2048" {
             return Err(Refusal::new(
@@ -109,21 +114,6 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             ));
         }
     }
-    let pay = &app.pay;
-    let ts: i64 = evidence.timestamp.parse().map_err(|_| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            "timestamp is not a number",
-        )
-    })?;
-    if (pay.now().timestamp() - ts).abs() > pay.tolerance_secs() {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "stale_timestamp",
-            format!("timestamp more than {} s off", pay.tolerance_secs()),
-        ));
-    }
     let key = pay.key_for(&evidence.serial).await.ok_or_else(|| {
         Refusal::new(
             StatusCode::UNAUTHORIZED,
@@ -131,8 +121,7 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             format!("no key for serial {}", evidence.serial),
         )
     })?;
-    pay.check(&evidence, &key, &raw)
-        .map_err(|e| Refusal::new(StatusCode::UNAUTHORIZED, "bad_signature", e))?;
+    verify_signature(&evidence, &key, &raw).map_err(unbelieved)?;
 
     let notify: Notify = serde_json::from_slice(&raw).map_err(|e| {
         Refusal::new(

@@ -182,15 +182,7 @@ impl TestEnv {
 
     /// Calls a simulator control endpoint.
     pub async fn sim_post(&self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.sim))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "sim {path}: {}", resp.status());
-        resp.json().await.unwrap()
+        sim_control(&self.http, &self.sim, path, body).await
     }
 
     pub async fn sim_get(&self, path: &str) -> Value {
@@ -293,6 +285,18 @@ impl TestEnv {
     pub async fn users_dump(&self) -> String {
         dump_table(&**self.db().await, "users", "user_id").await
     }
+}
+
+/// POSTs to a simulator control endpoint at `base`, which must answer 2xx with JSON.
+pub async fn sim_control(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
+    let resp = http
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "sim {path}: {}", resp.status());
+    resp.json().await.unwrap()
 }
 
 /// A table as text (every column, `ORDER BY key`).

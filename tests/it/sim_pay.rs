@@ -203,15 +203,7 @@ impl Sim {
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "sim {path}: {}", resp.status());
-        resp.json().await.unwrap()
+        crate::common::sim_control(&self.http, &self.base, path, body).await
     }
 
     async fn get(&self, path: &str) -> Value {

@@ -180,11 +180,6 @@ impl PayClient {
         &self.0.apiv3_key
     }
 
-    /// How far a WeChat timestamp may be from our clock, in seconds.
-    pub fn tolerance_secs(&self) -> i64 {
-        self.0.tolerance_secs
-    }
-
     /// Now, from the injected clock.
     pub fn now(&self) -> DateTime<Utc> {
         (self.0.clock)()
@@ -346,7 +341,7 @@ impl PayClient {
             .await
             .ok_or_else(|| PayError::Unverified(format!("unknown serial {}", evidence.serial)))?;
         self.check(&evidence, &key, &raw)
-            .map_err(PayError::Unverified)?;
+            .map_err(|e| PayError::Unverified(e.to_string()))?;
         Ok(Verified {
             status,
             body: raw.to_vec(),
@@ -374,32 +369,62 @@ impl PayClient {
         )
     }
 
-    /// Checks a signed message: not a probe, timestamp in tolerance, signature.
+    /// Checks a signed message: fresh (see [`PayClient::check_fresh`]) and signed by `key`.
     pub fn check(
         &self,
         evidence: &Evidence,
         key: &VerifyingKey,
         body: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unbelieved> {
+        self.check_fresh(evidence)?;
+        verify_signature(evidence, key, body)
+    }
+
+    /// The checks that need no key: not WeChat's `WECHATPAY/SIGNTEST/` probe, and a
+    /// timestamp within the tolerance of our clock.
+    pub fn check_fresh(&self, evidence: &Evidence) -> Result<(), Unbelieved> {
         if evidence.signature.starts_with("WECHATPAY/SIGNTEST/") {
-            return Err("signature probe (WECHATPAY/SIGNTEST/)".into());
+            return Err(Unbelieved::Probe);
         }
         let ts: i64 = evidence
             .timestamp
             .parse()
-            .map_err(|_| "timestamp is not a number".to_owned())?;
+            .map_err(|_| Unbelieved::Timestamp)?;
         if (self.now().timestamp() - ts).abs() > self.0.tolerance_secs {
-            return Err(format!(
-                "timestamp {ts} is more than {} s off",
-                self.0.tolerance_secs
-            ));
+            return Err(Unbelieved::Stale(self.0.tolerance_secs));
         }
-        key.verify(
-            &response_message(&evidence.timestamp, &evidence.nonce, body),
-            &evidence.signature,
-        )
-        .map_err(|_| "signature does not verify".to_owned())
+        Ok(())
     }
+}
+
+/// Why a message said to be signed by WeChat Pay is not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unbelieved {
+    /// A signature starting `WECHATPAY/SIGNTEST/`: WeChat probing that we check.
+    #[error("signature probe (WECHATPAY/SIGNTEST/)")]
+    Probe,
+    /// `Wechatpay-Timestamp` is not a number.
+    #[error("timestamp is not a number")]
+    Timestamp,
+    /// The timestamp is further from our clock than the tolerance (seconds).
+    #[error("timestamp more than {0} s off")]
+    Stale(i64),
+    /// The signature does not verify under the key the serial names.
+    #[error("signature does not verify")]
+    Signature,
+}
+
+/// Verifies WeChat's signature over `timestamp\nnonce\nbody\n` of the raw body.
+pub fn verify_signature(
+    evidence: &Evidence,
+    key: &VerifyingKey,
+    body: &[u8],
+) -> Result<(), Unbelieved> {
+    key.verify(
+        &response_message(&evidence.timestamp, &evidence.nonce, body),
+        &evidence.signature,
+    )
+    .map_err(|_| Unbelieved::Signature)
 }
 
 /// The `Wechatpay-*` headers and body of a message, if the headers are all there and the
