@@ -5,6 +5,7 @@
 
 pub mod log;
 pub mod pay;
+pub mod refund;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,11 @@ pub use log::{Appended, EventLog, LogError};
 pub use pay::{
     CloseReason, Evidence, OrderClosed, OrderKind, OrderPlaced, Payer, PaymentNotified,
     PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
+};
+pub use refund::{
+    BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
+    RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
+    RefundRequested,
 };
 
 /// The JSON that goes on the stream.
@@ -117,6 +123,22 @@ pub enum Event {
     PaymentNotified(PaymentNotified),
     /// `payment.queried` v1.
     PaymentQueried(PaymentQueried),
+    /// `order.balance_pay_requested` v1.
+    BalancePayRequested(BalancePayRequested),
+    /// `payment.legacy_notified` v1.
+    LegacyPaymentNotified(LegacyPaymentNotified),
+    /// `payment.legacy_queried` v1.
+    LegacyPaymentQueried(LegacyPaymentQueried),
+    /// `refund.requested` v1.
+    RefundRequested(RefundRequested),
+    /// `refund.accepted` v1.
+    RefundAccepted(RefundAccepted),
+    /// `refund.rejected` v1.
+    RefundRejected(RefundRejected),
+    /// `refund.notified` v1.
+    RefundNotified(RefundNotified),
+    /// `refund.queried` v1.
+    RefundQueried(RefundQueried),
 }
 
 /// An event that cannot be read: an unknown type or version, or data off its schema.
@@ -158,6 +180,14 @@ impl Event {
             Event::OrderClosed(_) => "order.closed",
             Event::PaymentNotified(_) => "payment.notified",
             Event::PaymentQueried(_) => "payment.queried",
+            Event::BalancePayRequested(_) => "order.balance_pay_requested",
+            Event::LegacyPaymentNotified(_) => "payment.legacy_notified",
+            Event::LegacyPaymentQueried(_) => "payment.legacy_queried",
+            Event::RefundRequested(_) => "refund.requested",
+            Event::RefundAccepted(_) => "refund.accepted",
+            Event::RefundRejected(_) => "refund.rejected",
+            Event::RefundNotified(_) => "refund.notified",
+            Event::RefundQueried(_) => "refund.queried",
         }
     }
 
@@ -178,6 +208,14 @@ impl Event {
             Event::OrderClosed(e) => serde_json::to_value(e),
             Event::PaymentNotified(e) => serde_json::to_value(e),
             Event::PaymentQueried(e) => serde_json::to_value(e),
+            Event::BalancePayRequested(e) => serde_json::to_value(e),
+            Event::LegacyPaymentNotified(e) => serde_json::to_value(e),
+            Event::LegacyPaymentQueried(e) => serde_json::to_value(e),
+            Event::RefundRequested(e) => serde_json::to_value(e),
+            Event::RefundAccepted(e) => serde_json::to_value(e),
+            Event::RefundRejected(e) => serde_json::to_value(e),
+            Event::RefundNotified(e) => serde_json::to_value(e),
+            Event::RefundQueried(e) => serde_json::to_value(e),
         };
         v.expect("event data are plain structs that always serialize")
     }
@@ -205,6 +243,20 @@ impl Event {
             ("order.closed", 1) => Event::OrderClosed(parse(kind, version, data)?),
             ("payment.notified", 1) => Event::PaymentNotified(parse(kind, version, data)?),
             ("payment.queried", 1) => Event::PaymentQueried(parse(kind, version, data)?),
+            ("order.balance_pay_requested", 1) => {
+                Event::BalancePayRequested(parse(kind, version, data)?)
+            }
+            ("payment.legacy_notified", 1) => {
+                Event::LegacyPaymentNotified(parse(kind, version, data)?)
+            }
+            ("payment.legacy_queried", 1) => {
+                Event::LegacyPaymentQueried(parse(kind, version, data)?)
+            }
+            ("refund.requested", 1) => Event::RefundRequested(parse(kind, version, data)?),
+            ("refund.accepted", 1) => Event::RefundAccepted(parse(kind, version, data)?),
+            ("refund.rejected", 1) => Event::RefundRejected(parse(kind, version, data)?),
+            ("refund.notified", 1) => Event::RefundNotified(parse(kind, version, data)?),
+            ("refund.queried", 1) => Event::RefundQueried(parse(kind, version, data)?),
             _ => {
                 return Err(DecodeError::Unknown {
                     kind: kind.to_owned(),

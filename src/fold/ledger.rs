@@ -17,6 +17,8 @@ pub const CLEARING: &str = "wechat_clearing";
 pub const SALES: &str = "sales";
 /// Money received that could not be assigned.
 pub const SUSPENSE: &str = "suspense";
+/// Refunds promised to payers and not yet settled by WeChat (or released).
+pub const REFUNDS: &str = "refunds_pending";
 /// Prefix of every wallet account.
 pub const WALLET_PREFIX: &str = "wallet:";
 

@@ -17,7 +17,7 @@ use crate::events::{Event, Recorded};
 
 pub use ledger::{
     is_wallet, wallet_account, Balance, BookedAs, EntryKind, Failure, Ledger, LedgerEntry,
-    PaySource, Payment, PostError, CLEARING, SALES, SUSPENSE,
+    PaySource, Payment, PostError, CLEARING, REFUNDS, SALES, SUSPENSE,
 };
 pub use orders::{Order, OrderState, Orders};
 pub use users::{Phone, User, Users};
@@ -55,6 +55,8 @@ pub struct Keys {
     pub out_trade_nos: BTreeSet<String>,
     /// Payments by WeChat transaction id.
     pub transaction_ids: BTreeSet<String>,
+    /// Refunds by out_refund_no.
+    pub out_refund_nos: BTreeSet<String>,
     /// Balances by account. Loading is two-phase: once the orders are loaded, add their
     /// wallets with [`Keys::add_order`].
     pub accounts: BTreeSet<String>,
@@ -90,12 +92,38 @@ impl Keys {
             }
             Event::PaymentNotified(e) => self.add_transaction(&e.transaction),
             Event::PaymentQueried(e) => self.add_transaction(&e.transaction),
+            Event::LegacyPaymentNotified(e) => self.add_transaction(&e.transaction),
+            Event::LegacyPaymentQueried(e) => self.add_transaction(&e.transaction),
+            Event::BalancePayRequested(e) => {
+                self.out_trade_nos.insert(e.out_trade_no.clone());
+                self.accounts.insert(wallet_account(e.user_id));
+                self.accounts.insert(SALES.to_owned());
+            }
+            Event::RefundRequested(e) => self.add_refund(&e.out_refund_no, &e.out_trade_no),
+            Event::RefundAccepted(e) => {
+                self.add_refund(&e.refund.out_refund_no, &e.refund.out_trade_no)
+            }
+            Event::RefundRejected(e) => self.add_refund(&e.out_refund_no, &e.out_trade_no),
+            Event::RefundNotified(e) => {
+                self.add_refund(&e.refund.out_refund_no, &e.refund.out_trade_no)
+            }
+            Event::RefundQueried(e) => {
+                self.add_refund(&e.refund.out_refund_no, &e.refund.out_trade_no)
+            }
         }
     }
 
     /// Adds the wallet of a loaded order (the second loading phase).
     pub fn add_order(&mut self, order: &Order) {
         self.accounts.insert(wallet_account(order.user_id));
+    }
+
+    fn add_refund(&mut self, out_refund_no: &str, out_trade_no: &str) {
+        self.out_refund_nos.insert(out_refund_no.to_owned());
+        self.out_trade_nos.insert(out_trade_no.to_owned());
+        for account in [CLEARING, SALES, SUSPENSE, REFUNDS] {
+            self.accounts.insert(account.to_owned());
+        }
     }
 
     fn add_transaction(&mut self, tx: &crate::events::Transaction) {
@@ -129,6 +157,20 @@ impl State {
                 let context = json!({"source": "query", "query_reason": e.reason});
                 self.reported(seq, rec, PaySource::Query, context, &e.transaction)
             }
+            Event::LegacyPaymentNotified(e) => {
+                let context = json!({"source": "notify", "api": "v2"});
+                self.reported(seq, rec, PaySource::Notify, context, &e.transaction)
+            }
+            Event::LegacyPaymentQueried(e) => {
+                let context = json!({"source": "query", "api": "v2", "query_reason": e.reason});
+                self.reported(seq, rec, PaySource::Query, context, &e.transaction)
+            }
+            Event::BalancePayRequested(_)
+            | Event::RefundRequested(_)
+            | Event::RefundAccepted(_)
+            | Event::RefundRejected(_)
+            | Event::RefundNotified(_)
+            | Event::RefundQueried(_) => Outcome::Refused("not_yet_folded"),
         }
     }
 

@@ -46,6 +46,16 @@ pub(super) struct NotifyFaults {
     pub lost: bool,
 }
 
+/// How a notify is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wire {
+    /// API v3: JSON, signed in `Wechatpay-*` headers; acknowledged by 200 or 204.
+    V3,
+    /// API v2: XML carrying its own `sign` (or an encrypted `req_info`); acknowledged by a
+    /// 200 whose body has `<return_code>SUCCESS</return_code>`.
+    V2,
+}
+
 /// One notify: the same id and body on every attempt.
 pub(super) struct Notify {
     pub id: String,
@@ -53,6 +63,7 @@ pub(super) struct Notify {
     url: String,
     body: String,
     faults: NotifyFaults,
+    wire: Wire,
 }
 
 /// One attempt (or copy of one), as `GET /sim/pay/deliveries` lists it.
@@ -76,14 +87,36 @@ pub(super) struct Delivery {
 impl Notify {
     /// A `TRANSACTION.SUCCESS` notify whose resource encrypts `transaction`.
     pub(super) fn new(pay: &Pay, transaction: &Value, url: String, faults: NotifyFaults) -> Self {
-        let plaintext = serde_json::to_vec(transaction).expect("JSON values serialize");
+        Self::v3(
+            pay,
+            "TRANSACTION.SUCCESS",
+            "transaction",
+            "支付成功",
+            transaction,
+            url,
+            faults,
+        )
+    }
+
+    /// A v3 notify of `event_type` whose resource (`original_type`, also the associated
+    /// data) encrypts `resource`.
+    pub(super) fn v3(
+        pay: &Pay,
+        event_type: &str,
+        original_type: &str,
+        summary: &str,
+        resource: &Value,
+        url: String,
+        faults: NotifyFaults,
+    ) -> Self {
+        let plaintext = serde_json::to_vec(resource).expect("JSON values serialize");
         let nonce = random_alnum(12);
         let ciphertext = if faults.undecryptable {
             ApiV3Key::new("thisIsNotTheMerchantsApiV3Key!!!")
                 .expect("32 characters")
-                .encrypt(&nonce, "transaction", &plaintext)
+                .encrypt(&nonce, original_type, &plaintext)
         } else {
-            pay.config.apiv3.encrypt(&nonce, "transaction", &plaintext)
+            pay.config.apiv3.encrypt(&nonce, original_type, &plaintext)
         };
         let algorithm = if faults.wrong_algorithm {
             "AEAD_AES_128_GCM"
@@ -95,27 +128,50 @@ impl Notify {
             "id": id,
             "create_time": now_cst(),
             "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS",
-            "summary": "支付成功",
+            "event_type": event_type,
+            "summary": summary,
             "resource": {
-                "original_type": "transaction",
+                "original_type": original_type,
                 "algorithm": algorithm,
                 "ciphertext": ciphertext,
-                "associated_data": "transaction",
+                "associated_data": original_type,
                 "nonce": nonce,
             },
         });
         Self {
             id,
-            out_trade_no: transaction["out_trade_no"].as_str().map(str::to_owned),
+            out_trade_no: resource["out_trade_no"].as_str().map(str::to_owned),
             url,
             body: body.to_string(),
             faults,
+            wire: Wire::V3,
+        }
+    }
+
+    /// An API v2 notify: `body` is the complete XML, signed or encrypted by the caller.
+    /// Only the delivery faults (duplicates, delay, hold, lost) apply.
+    pub(super) fn v2(
+        id: String,
+        out_trade_no: Option<String>,
+        body: String,
+        url: String,
+        faults: NotifyFaults,
+    ) -> Self {
+        Self {
+            id,
+            out_trade_no,
+            url,
+            body,
+            faults,
+            wire: Wire::V2,
         }
     }
 
     /// The headers of one copy of attempt `attempt`, with the armed signature faults.
     fn headers(&self, pay: &Pay, attempt: u32) -> Vec<(&'static str, String)> {
+        if self.wire == Wire::V2 {
+            return Vec::new();
+        }
         let f = &self.faults;
         let now = chrono::Utc::now().timestamp();
         let timestamp = if attempt <= f.stale_timestamp {
@@ -269,13 +325,17 @@ async fn send(
     copy: u32,
     headers: Vec<(&'static str, String)>,
 ) -> bool {
+    let content_type = match notify.wire {
+        Wire::V3 => "application/json",
+        Wire::V2 => "text/xml",
+    };
     let mut request = pay
         .http
         .post(&notify.url)
-        .header("Content-Type", "application/json")
+        .header("Content-Type", content_type)
         .body(notify.body.clone());
     let mut sent = Map::new();
-    sent.insert("Content-Type".into(), "application/json".into());
+    sent.insert("Content-Type".into(), content_type.into());
     for (name, value) in headers {
         request = request.header(name, &value);
         sent.insert(name.into(), value.into());
@@ -291,7 +351,16 @@ async fn send(
         }
         Err(e) => (None, None, Some(e.to_string())),
     };
-    let acknowledged = matches!(status, Some(200 | 204));
+    let acknowledged = match notify.wire {
+        Wire::V3 => matches!(status, Some(200 | 204)),
+        Wire::V2 => {
+            status == Some(200)
+                && response_body.as_deref().is_some_and(|b| {
+                    b.contains("<return_code><![CDATA[SUCCESS]]></return_code>")
+                        || b.contains("<return_code>SUCCESS</return_code>")
+                })
+        }
+    };
     tracing::debug!(notify_id = %notify.id, attempt, copy, ?status, "sim pay: notify sent");
     let mut world = pay.world.lock().await;
     world.stats.deliveries += 1;
