@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db::{self, orders, users, DbError},
+    db::{self, orders, refunds, users, DbError},
     events::{DecodeError, EventLog, LogError, Recorded},
     fold::{Keys, Outcome, State},
 };
@@ -179,6 +179,9 @@ pub async fn apply_batch(
         keys.add_order(&order);
         state.orders.load(order);
     }
+    for refund in refunds::load(&tx, &keys).await? {
+        state.refunds.load(refund);
+    }
     for payment in orders::load_payments(&tx, &keys).await? {
         state.ledger.load_payment(payment);
     }
@@ -209,6 +212,7 @@ pub async fn apply_batch(
     }
     users::upsert(&tx, &state.users.take_changed()).await?;
     orders::upsert_orders(&tx, &state.orders.take_changed()).await?;
+    refunds::upsert(&tx, &state.refunds.take_changed()).await?;
     orders::insert_payments(&tx, &state.ledger.take_new_payments()).await?;
     orders::insert_entries(&tx, &state.ledger.take_new_entries()).await?;
     orders::upsert_balances(&tx, &state.ledger.take_changed_balances()).await?;

@@ -2,6 +2,7 @@
 //! migrations in `projections/`, and the advisory-lock keys.
 
 pub mod orders;
+pub mod refunds;
 pub mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -74,6 +75,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_payments.sql",
         include_str!("../../projections/0004_payments.sql"),
+    ),
+    (
+        "0005_refunds.sql",
+        include_str!("../../projections/0005_refunds.sql"),
     ),
 ];
 

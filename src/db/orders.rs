@@ -12,13 +12,13 @@ use uuid::Uuid;
 use crate::{
     events::OrderKind,
     fold::{
-        Balance, BookedAs, EntryKind, Failure, Keys, LedgerEntry, Order, OrderState, PaySource,
-        Payment,
+        Balance, BookedAs, EntryKind, Failure, Keys, LedgerEntry, Order, OrderState, PaidWith,
+        PaySource, Payment,
     },
 };
 
 /// A fold enum stored as its name in a text column.
-trait Named: Sized {
+pub(super) trait Named: Sized {
     const WHAT: &'static str;
     fn from_name(s: &str) -> Option<Self>;
 }
@@ -53,6 +53,13 @@ impl Named for BookedAs {
     }
 }
 
+impl Named for PaidWith {
+    const WHAT: &'static str = "paid_with";
+    fn from_name(s: &str) -> Option<Self> {
+        PaidWith::parse(s)
+    }
+}
+
 impl Named for PaySource {
     const WHAT: &'static str = "payment source";
     fn from_name(s: &str) -> Option<Self> {
@@ -80,13 +87,13 @@ impl<'a, T: Named> FromSql<'a> for Name<T> {
     }
 }
 
-fn named<T: Named>(row: &Row, column: &str) -> Result<T, tokio_postgres::Error> {
+pub(super) fn named<T: Named>(row: &Row, column: &str) -> Result<T, tokio_postgres::Error> {
     Ok(row.try_get::<_, Name<T>>(column)?.0)
 }
 
 const ORDER_COLUMNS: &str = "out_trade_no, user_id, openid, kind, amount, currency, \
      description, appid, mchid, state, prepay_id, transaction_id, placed_at, expires_at, \
-     paid_at, closed_at, last_seq";
+     paid_at, closed_at, last_seq, paid_with, refunded, refunding";
 
 fn order_from_row(row: &Row) -> Result<Order, tokio_postgres::Error> {
     Ok(Order {
@@ -107,6 +114,11 @@ fn order_from_row(row: &Row) -> Result<Order, tokio_postgres::Error> {
         paid_at: row.try_get("paid_at")?,
         closed_at: row.try_get("closed_at")?,
         last_seq: row.try_get("last_seq")?,
+        paid_with: row
+            .try_get::<_, Option<Name<PaidWith>>>("paid_with")?
+            .map(|n| n.0),
+        refunded: row.try_get("refunded")?,
+        refunding: row.try_get("refunding")?,
     })
 }
 
@@ -165,7 +177,7 @@ fn failure_from_row(row: &Row) -> Result<Failure, tokio_postgres::Error> {
     })
 }
 
-fn all<T>(
+pub(super) fn all<T>(
     rows: &[Row],
     f: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
 ) -> Result<Vec<T>, tokio_postgres::Error> {
@@ -255,6 +267,12 @@ pub async fn upsert_orders(
     let paid_at: Vec<Option<DateTime<Utc>>> = orders.iter().map(|o| o.paid_at).collect();
     let closed_at: Vec<Option<DateTime<Utc>>> = orders.iter().map(|o| o.closed_at).collect();
     let last_seq: Vec<i64> = orders.iter().map(|o| o.last_seq).collect();
+    let paid_with: Vec<Option<&str>> = orders
+        .iter()
+        .map(|o| o.paid_with.map(PaidWith::as_str))
+        .collect();
+    let refunded: Vec<i64> = orders.iter().map(|o| o.refunded).collect();
+    let refunding: Vec<i64> = orders.iter().map(|o| o.refunding).collect();
     client
         .execute(
             &format!(
@@ -262,7 +280,8 @@ pub async fn upsert_orders(
                  SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], \
                      $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
                      $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], \
-                     $15::timestamptz[], $16::timestamptz[], $17::int8[])
+                     $15::timestamptz[], $16::timestamptz[], $17::int8[], $18::text[], \
+                     $19::int8[], $20::int8[])
                  ON CONFLICT (out_trade_no) DO UPDATE SET
                      user_id = EXCLUDED.user_id, openid = EXCLUDED.openid,
                      kind = EXCLUDED.kind, amount = EXCLUDED.amount,
@@ -271,7 +290,8 @@ pub async fn upsert_orders(
                      prepay_id = EXCLUDED.prepay_id, transaction_id = EXCLUDED.transaction_id,
                      placed_at = EXCLUDED.placed_at, expires_at = EXCLUDED.expires_at,
                      paid_at = EXCLUDED.paid_at, closed_at = EXCLUDED.closed_at,
-                     last_seq = EXCLUDED.last_seq
+                     last_seq = EXCLUDED.last_seq, paid_with = EXCLUDED.paid_with,
+                     refunded = EXCLUDED.refunded, refunding = EXCLUDED.refunding
                  WHERE orders.last_seq < EXCLUDED.last_seq"
             ),
             &[
@@ -292,6 +312,9 @@ pub async fn upsert_orders(
                 &paid_at,
                 &closed_at,
                 &last_seq,
+                &paid_with,
+                &refunded,
+                &refunding,
             ],
         )
         .await?;
@@ -493,6 +516,27 @@ pub async fn due_for_expiry(
                  ORDER BY expires_at, out_trade_no LIMIT $2"
             ),
             &[&now, &limit],
+        )
+        .await?;
+    all(&rows, order_from_row)
+}
+
+/// Orders with a prepay but no word from WeChat, placed at or before `placed_before`
+/// and not expired at `now`, oldest first: the reconciliation sweep asks WeChat about them.
+pub async fn awaiting_payment(
+    client: &impl GenericClient,
+    placed_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Order>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders
+                 WHERE state = 'prepay_issued' AND placed_at <= $1 AND expires_at > $2
+                 ORDER BY placed_at, out_trade_no LIMIT $3"
+            ),
+            &[&placed_before, &now, &limit],
         )
         .await?;
     all(&rows, order_from_row)

@@ -41,6 +41,14 @@ pub enum EntryKind {
     Sale,
     /// Money received that went to `suspense`.
     Suspense,
+    /// An order paid from the payer's wallet.
+    WalletPayment,
+    /// A refund requested: its amount set aside in `refunds_pending`.
+    RefundReserve,
+    /// A refund WeChat paid out (or, for a wallet payment, returned to the wallet).
+    Refund,
+    /// A refund WeChat refused or closed: the amount set aside goes back.
+    RefundRelease,
 }
 
 impl EntryKind {
@@ -50,6 +58,10 @@ impl EntryKind {
             EntryKind::Recharge => "recharge",
             EntryKind::Sale => "sale",
             EntryKind::Suspense => "suspense",
+            EntryKind::WalletPayment => "wallet_payment",
+            EntryKind::RefundReserve => "refund_reserve",
+            EntryKind::Refund => "refund",
+            EntryKind::RefundRelease => "refund_release",
         }
     }
 
@@ -59,6 +71,10 @@ impl EntryKind {
             "recharge" => EntryKind::Recharge,
             "sale" => EntryKind::Sale,
             "suspense" => EntryKind::Suspense,
+            "wallet_payment" => EntryKind::WalletPayment,
+            "refund_reserve" => EntryKind::RefundReserve,
+            "refund" => EntryKind::Refund,
+            "refund_release" => EntryKind::RefundRelease,
             _ => return None,
         })
     }
@@ -321,38 +337,58 @@ impl Ledger {
             amount > 0 && from != to,
             "a transfer moves money between two accounts"
         );
-        let lines = [(from, -amount), (to, amount)];
-        let mut after = [0i64; 2];
-        for (slot, (account, delta)) in after.iter_mut().zip(lines) {
-            let row = self.balances.get(account);
+        self.post(posting, &[(from, -amount), (to, amount)])
+    }
+
+    /// Posts one group: `lines` (account, signed amount) on distinct accounts summing to
+    /// zero, all or nothing.
+    pub(super) fn post(
+        &mut self,
+        posting: &Posting<'_>,
+        lines: &[(&str, i64)],
+    ) -> Result<(), PostError> {
+        debug_assert!(
+            lines.iter().map(|(_, a)| i128::from(*a)).sum::<i128>() == 0,
+            "a group sums to zero"
+        );
+        debug_assert!(
+            lines
+                .iter()
+                .enumerate()
+                .all(|(i, (a, _))| lines[..i].iter().all(|(b, _)| a != b)),
+            "a group posts once per account"
+        );
+        let mut after = Vec::with_capacity(lines.len());
+        for (account, delta) in lines {
+            let row = self.balances.get(*account);
             if row.is_some_and(|b| b.last_seq >= posting.seq) {
                 return Err(PostError::AlreadyApplied);
             }
             let new = row
                 .map_or(0, |b| b.balance)
-                .checked_add(delta)
-                .ok_or_else(|| PostError::Overflow(account.to_owned()))?;
+                .checked_add(*delta)
+                .ok_or_else(|| PostError::Overflow((*account).to_owned()))?;
             if is_wallet(account) && new < 0 {
-                return Err(PostError::Negative(account.to_owned()));
+                return Err(PostError::Negative((*account).to_owned()));
             }
-            *slot = new;
+            after.push(new);
         }
-        for (line, ((account, delta), balance)) in lines.into_iter().zip(after).enumerate() {
+        for (line, ((account, delta), balance)) in lines.iter().zip(after).enumerate() {
             self.balances.insert(
-                account.to_owned(),
+                (*account).to_owned(),
                 Balance {
-                    account: account.to_owned(),
+                    account: (*account).to_owned(),
                     balance,
                     last_seq: posting.seq,
                 },
             );
-            self.changed_balances.insert(account.to_owned());
+            self.changed_balances.insert((*account).to_owned());
             self.entries.push(LedgerEntry {
                 seq: posting.seq,
                 group_id: posting.group_id.clone(),
-                line: i32::try_from(line).expect("a group has two lines"),
-                account: account.to_owned(),
-                amount: delta,
+                line: i32::try_from(line).expect("a group has a few lines"),
+                account: (*account).to_owned(),
+                amount: *delta,
                 kind: posting.kind,
                 out_trade_no: posting.out_trade_no.to_owned(),
                 transaction_id: posting.transaction_id.map(str::to_owned),

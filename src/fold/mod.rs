@@ -6,6 +6,7 @@
 
 pub mod ledger;
 pub mod orders;
+pub mod refunds;
 pub mod users;
 
 use std::collections::BTreeSet;
@@ -19,7 +20,8 @@ pub use ledger::{
     is_wallet, wallet_account, Balance, BookedAs, EntryKind, Failure, Ledger, LedgerEntry,
     PaySource, Payment, PostError, CLEARING, REFUNDS, SALES, SUSPENSE,
 };
-pub use orders::{Order, OrderState, Orders};
+pub use orders::{Order, OrderState, Orders, PaidWith};
+pub use refunds::{RefundRow, RefundState, Refunds};
 pub use users::{Phone, User, Users};
 
 /// The state the fold decides over.
@@ -29,6 +31,8 @@ pub struct State {
     pub users: Users,
     /// Orders and recharges by out_trade_no.
     pub orders: Orders,
+    /// Refunds by out_refund_no.
+    pub refunds: Refunds,
     /// Balances, payments, postings and the failure log.
     pub ledger: Ledger,
 }
@@ -165,12 +169,24 @@ impl State {
                 let context = json!({"source": "query", "api": "v2", "query_reason": e.reason});
                 self.reported(seq, rec, PaySource::Query, context, &e.transaction)
             }
-            Event::BalancePayRequested(_)
-            | Event::RefundRequested(_)
-            | Event::RefundAccepted(_)
-            | Event::RefundRejected(_)
-            | Event::RefundNotified(_)
-            | Event::RefundQueried(_) => Outcome::Refused("not_yet_folded"),
+            Event::BalancePayRequested(e) => {
+                orders::balance_pay(&mut self.orders, &mut self.ledger, seq, rec.occurred_at, e)
+            }
+            Event::RefundRequested(e) => self.books(seq, rec).requested(e),
+            Event::RefundAccepted(e) => self.books(seq, rec).reported(&e.refund, "answer"),
+            Event::RefundRejected(e) => self.books(seq, rec).rejected(e),
+            Event::RefundNotified(e) => self.books(seq, rec).reported(&e.refund, "notify"),
+            Event::RefundQueried(e) => self.books(seq, rec).reported(&e.refund, "query"),
+        }
+    }
+
+    fn books(&mut self, seq: i64, rec: &Recorded) -> refunds::Books<'_> {
+        refunds::Books {
+            orders: &mut self.orders,
+            refunds: &mut self.refunds,
+            ledger: &mut self.ledger,
+            seq,
+            at: rec.occurred_at,
         }
     }
 

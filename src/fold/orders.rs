@@ -16,7 +16,9 @@ use super::ledger::{
     Posting, CLEARING, SALES, SUSPENSE,
 };
 use super::Outcome;
-use crate::events::{OrderClosed, OrderKind, OrderPlaced, PrepayIssued, Transaction};
+use crate::events::{
+    BalancePayRequested, OrderClosed, OrderKind, OrderPlaced, PrepayIssued, Transaction,
+};
 
 /// Where an order stands; WeChat's trade states, as the merchant sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,6 +33,10 @@ pub enum OrderState {
     Closed,
     /// WeChat reported a payment error; the user may try again.
     PayError,
+    /// Paid, and part of it refunded.
+    PartiallyRefunded,
+    /// Paid, and all of it refunded.
+    Refunded,
 }
 
 impl OrderState {
@@ -42,6 +48,8 @@ impl OrderState {
             OrderState::Paid => "paid",
             OrderState::Closed => "closed",
             OrderState::PayError => "pay_error",
+            OrderState::PartiallyRefunded => "partially_refunded",
+            OrderState::Refunded => "refunded",
         }
     }
 
@@ -53,6 +61,8 @@ impl OrderState {
             "paid" => OrderState::Paid,
             "closed" => OrderState::Closed,
             "pay_error" => OrderState::PayError,
+            "partially_refunded" => OrderState::PartiallyRefunded,
+            "refunded" => OrderState::Refunded,
             _ => return None,
         })
     }
@@ -63,6 +73,42 @@ impl OrderState {
             self,
             OrderState::Created | OrderState::PrepayIssued | OrderState::PayError
         )
+    }
+
+    /// Paid, whatever was refunded since.
+    pub fn is_paid(self) -> bool {
+        matches!(
+            self,
+            OrderState::Paid | OrderState::PartiallyRefunded | OrderState::Refunded
+        )
+    }
+}
+
+/// How an order was paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PaidWith {
+    /// Through WeChat Pay (a transaction id).
+    Wechat,
+    /// From the payer's wallet.
+    Wallet,
+}
+
+impl PaidWith {
+    /// The name stored in `orders.paid_with`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaidWith::Wechat => "wechat",
+            PaidWith::Wallet => "wallet",
+        }
+    }
+
+    /// The value named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "wechat" => PaidWith::Wechat,
+            "wallet" => PaidWith::Wallet,
+            _ => return None,
+        })
     }
 }
 
@@ -93,6 +139,12 @@ pub struct Order {
     pub prepay_id: Option<String>,
     /// The transaction that paid it.
     pub transaction_id: Option<String>,
+    /// How it was paid.
+    pub paid_with: Option<PaidWith>,
+    /// Fen refunded (settled).
+    pub refunded: i64,
+    /// Fen set aside for refunds not settled yet.
+    pub refunding: i64,
     /// When it was placed.
     pub placed_at: DateTime<Utc>,
     /// When it expires if unpaid.
@@ -193,6 +245,9 @@ impl Orders {
                 state: OrderState::Created,
                 prepay_id: None,
                 transaction_id: None,
+                paid_with: None,
+                refunded: 0,
+                refunding: 0,
                 placed_at: at,
                 expires_at: e.expires_at,
                 paid_at: None,
@@ -222,6 +277,16 @@ impl Orders {
         self.close(seq, at, &e.out_trade_no)
     }
 
+    /// The row to change for an event at `seq` (for the refund rules).
+    pub(super) fn fresh_mut(
+        &mut self,
+        out_trade_no: &str,
+        seq: i64,
+    ) -> Result<&mut Order, Outcome> {
+        self.fresh(out_trade_no, seq)?;
+        Ok(self.touch(out_trade_no, seq))
+    }
+
     fn close(&mut self, seq: i64, at: DateTime<Utc>, out_trade_no: &str) -> Outcome {
         let order = match self.fresh(out_trade_no, seq) {
             Ok(order) => order,
@@ -229,8 +294,8 @@ impl Orders {
         };
         match order.state {
             OrderState::Closed => return Outcome::AlreadyApplied,
-            OrderState::Paid => return Outcome::Refused("already_paid"),
-            OrderState::Created | OrderState::PrepayIssued | OrderState::PayError => {}
+            s if s.is_paid() => return Outcome::Refused("already_paid"),
+            _ => {}
         }
         let order = self.touch(out_trade_no, seq);
         order.state = OrderState::Closed;
@@ -316,9 +381,9 @@ pub(super) fn reported(
             };
             match order.state {
                 OrderState::Created | OrderState::PrepayIssued => {}
-                OrderState::Paid => return Outcome::Refused("already_paid"),
                 OrderState::Closed => return Outcome::Refused("order_closed"),
                 OrderState::PayError => return Outcome::Refused("already_pay_error"),
+                _ => return Outcome::Refused("already_paid"),
             }
             orders.touch(&tx.out_trade_no, seq).state = OrderState::PayError;
             Outcome::Applied
@@ -385,14 +450,15 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
             }
             Booking::Suspense(failures)
         }
-        Some(o) if o.state == OrderState::Paid => {
+        Some(o) if o.state.is_paid() => {
             if o.transaction_id.as_deref() == Some(transaction_id) {
                 // Booked with the order but missing from the payments: nothing to add.
                 return Outcome::AlreadyApplied;
             }
             Booking::Suspense(vec![(
                 "double_payment",
-                json!({"expected": {"transaction_id": o.transaction_id},
+                json!({"expected": {"transaction_id": o.transaction_id,
+                                    "paid_with": o.paid_with.map(PaidWith::as_str)},
                        "got": {"transaction_id": transaction_id}}),
             )])
         }
@@ -473,6 +539,7 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
             let order = orders.touch(&tx.out_trade_no, ctx.seq);
             order.state = OrderState::Paid;
             order.transaction_id = Some(transaction_id.to_owned());
+            order.paid_with = Some(PaidWith::Wechat);
             order.paid_at = Some(ctx.at);
             booked
         }
@@ -502,4 +569,81 @@ fn overflow(ledger: &mut Ledger, ctx: &Ctx<'_>, total: i64, e: &PostError) {
         Some(total),
         json!({"account": account, "balance": balance, "amount": total}),
     );
+}
+
+/// A user pays an unpaid order from their wallet: all of it or nothing. Without the funds
+/// the order stays unpaid and the failure log says `insufficient_balance`.
+pub(super) fn balance_pay(
+    orders: &mut Orders,
+    ledger: &mut Ledger,
+    seq: i64,
+    at: DateTime<Utc>,
+    e: &BalancePayRequested,
+) -> Outcome {
+    let order = match orders.fresh(&e.out_trade_no, seq) {
+        Ok(order) => order,
+        Err(outcome) => return outcome,
+    };
+    if order.user_id != e.user_id {
+        return Outcome::Refused("not_owner");
+    }
+    if order.kind != OrderKind::Order {
+        return Outcome::Refused("not_payable");
+    }
+    if order.amount != e.amount {
+        return Outcome::Refused("amount_mismatch");
+    }
+    if !order.state.is_unpaid() {
+        return Outcome::Refused(if order.state.is_paid() {
+            "already_paid"
+        } else {
+            "order_closed"
+        });
+    }
+    let wallet = wallet_account(order.user_id);
+    let posting = Posting {
+        seq,
+        at,
+        group_id: format!("wallet_pay:{}", e.out_trade_no),
+        kind: EntryKind::WalletPayment,
+        out_trade_no: &e.out_trade_no,
+        transaction_id: None,
+    };
+    match ledger.transfer(&posting, &wallet, SALES, e.amount) {
+        Ok(()) => {}
+        Err(PostError::AlreadyApplied) => return Outcome::AlreadyApplied,
+        Err(PostError::Negative(_)) => {
+            let balance = ledger.balance(&wallet);
+            ledger.record_failure(Failure {
+                seq,
+                reason: "insufficient_balance".to_owned(),
+                out_trade_no: Some(e.out_trade_no.clone()),
+                transaction_id: None,
+                amount: Some(e.amount),
+                detail: json!({"source": "balance_pay", "account": wallet,
+                               "balance": balance, "needed": e.amount}),
+                occurred_at: at,
+            });
+            return Outcome::Refused("insufficient_balance");
+        }
+        Err(PostError::Overflow(account)) => {
+            let balance = ledger.balance(&account);
+            ledger.record_failure(Failure {
+                seq,
+                reason: "ledger_overflow".to_owned(),
+                out_trade_no: Some(e.out_trade_no.clone()),
+                transaction_id: None,
+                amount: Some(e.amount),
+                detail: json!({"source": "balance_pay", "account": account,
+                               "balance": balance, "amount": e.amount}),
+                occurred_at: at,
+            });
+            return Outcome::Refused("ledger_overflow");
+        }
+    }
+    let order = orders.touch(&e.out_trade_no, seq);
+    order.state = OrderState::Paid;
+    order.paid_with = Some(PaidWith::Wallet);
+    order.paid_at = Some(at);
+    Outcome::Applied
 }

@@ -1,0 +1,168 @@
+//! The `refunds` table: loading the rows a batch touches, writing back what it changed,
+//! and the reads the API and the reconciliation sweep make.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{GenericClient, Row};
+
+use super::orders::{all, named, Named};
+use crate::fold::{Keys, RefundRow, RefundState};
+
+impl Named for RefundState {
+    const WHAT: &'static str = "refund state";
+    fn from_name(s: &str) -> Option<Self> {
+        RefundState::parse(s)
+    }
+}
+
+const REFUND_COLUMNS: &str = "out_refund_no, out_trade_no, amount, reason, state, requested, \
+     reserved_from, refund_id, wechat_status, code, message, requested_at, settled_at, last_seq";
+
+fn refund_from_row(row: &Row) -> Result<RefundRow, tokio_postgres::Error> {
+    Ok(RefundRow {
+        out_refund_no: row.try_get("out_refund_no")?,
+        out_trade_no: row.try_get("out_trade_no")?,
+        amount: row.try_get("amount")?,
+        reason: row.try_get("reason")?,
+        state: named(row, "state")?,
+        requested: row.try_get("requested")?,
+        reserved_from: row.try_get("reserved_from")?,
+        refund_id: row.try_get("refund_id")?,
+        wechat_status: row.try_get("wechat_status")?,
+        code: row.try_get("code")?,
+        message: row.try_get("message")?,
+        requested_at: row.try_get("requested_at")?,
+        settled_at: row.try_get("settled_at")?,
+        last_seq: row.try_get("last_seq")?,
+    })
+}
+
+/// The refunds numbered in `keys.out_refund_nos`.
+pub async fn load(
+    client: &impl GenericClient,
+    keys: &Keys,
+) -> Result<Vec<RefundRow>, tokio_postgres::Error> {
+    if keys.out_refund_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let nos: Vec<&str> = keys.out_refund_nos.iter().map(String::as_str).collect();
+    let rows = client
+        .query(
+            &format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = ANY($1)"),
+            &[&nos],
+        )
+        .await?;
+    all(&rows, refund_from_row)
+}
+
+/// Inserts or replaces `refunds` whose `last_seq` is newer than the stored row's.
+pub async fn upsert(
+    client: &impl GenericClient,
+    refunds: &[RefundRow],
+) -> Result<(), tokio_postgres::Error> {
+    if refunds.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&RefundRow) -> &str| refunds.iter().map(f).collect::<Vec<&str>>();
+    let opt = |f: fn(&RefundRow) -> Option<&str>| refunds.iter().map(f).collect::<Vec<_>>();
+    let out_refund_no = text(|r| &r.out_refund_no);
+    let out_trade_no = text(|r| &r.out_trade_no);
+    let reason = text(|r| &r.reason);
+    let state = text(|r| r.state.as_str());
+    let reserved_from = opt(|r| r.reserved_from.as_deref());
+    let refund_id = opt(|r| r.refund_id.as_deref());
+    let wechat_status = opt(|r| r.wechat_status.as_deref());
+    let code = opt(|r| r.code.as_deref());
+    let message = opt(|r| r.message.as_deref());
+    let amount: Vec<i64> = refunds.iter().map(|r| r.amount).collect();
+    let requested: Vec<bool> = refunds.iter().map(|r| r.requested).collect();
+    let requested_at: Vec<DateTime<Utc>> = refunds.iter().map(|r| r.requested_at).collect();
+    let settled_at: Vec<Option<DateTime<Utc>>> = refunds.iter().map(|r| r.settled_at).collect();
+    let last_seq: Vec<i64> = refunds.iter().map(|r| r.last_seq).collect();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO refunds ({REFUND_COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], \
+                     $5::text[], $6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                     $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int8[])
+                 ON CONFLICT (out_refund_no) DO UPDATE SET
+                     out_trade_no = EXCLUDED.out_trade_no, amount = EXCLUDED.amount,
+                     reason = EXCLUDED.reason, state = EXCLUDED.state,
+                     requested = EXCLUDED.requested, reserved_from = EXCLUDED.reserved_from,
+                     refund_id = EXCLUDED.refund_id, wechat_status = EXCLUDED.wechat_status,
+                     code = EXCLUDED.code, message = EXCLUDED.message,
+                     requested_at = EXCLUDED.requested_at, settled_at = EXCLUDED.settled_at,
+                     last_seq = EXCLUDED.last_seq
+                 WHERE refunds.last_seq < EXCLUDED.last_seq"
+            ),
+            &[
+                &out_refund_no,
+                &out_trade_no,
+                &amount,
+                &reason,
+                &state,
+                &requested,
+                &reserved_from,
+                &refund_id,
+                &wechat_status,
+                &code,
+                &message,
+                &requested_at,
+                &settled_at,
+                &last_seq,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// One refund by number.
+pub async fn get(
+    client: &impl GenericClient,
+    out_refund_no: &str,
+) -> Result<Option<RefundRow>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = $1"),
+            &[&out_refund_no],
+        )
+        .await?;
+    row.as_ref().map(refund_from_row).transpose()
+}
+
+/// An order's refunds, oldest first.
+pub async fn for_order(
+    client: &impl GenericClient,
+    out_trade_no: &str,
+) -> Result<Vec<RefundRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds WHERE out_trade_no = $1
+                 ORDER BY requested_at, out_refund_no"
+            ),
+            &[&out_trade_no],
+        )
+        .await?;
+    all(&rows, refund_from_row)
+}
+
+/// Refunds not final (requested, processing, abnormal) since at or before `before`,
+/// oldest first: the reconciliation sweep asks WeChat about them.
+pub async fn open(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<RefundRow>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {REFUND_COLUMNS} FROM refunds
+                 WHERE state IN ('requested', 'processing', 'abnormal') AND requested_at <= $1
+                 ORDER BY requested_at, out_refund_no LIMIT $2"
+            ),
+            &[&before, &limit],
+        )
+        .await?;
+    all(&rows, refund_from_row)
+}
