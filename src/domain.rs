@@ -183,6 +183,64 @@ impl OutTradeNo {
     }
 }
 
+/// A merchant refund number: 1 to 64 of `[A-Za-z0-9_-|*@]` (WeChat's rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRefundNo(String);
+
+impl OutRefundNo {
+    /// A new number for a refund of `out_trade_no`; with an idempotency key, the same key
+    /// always gives the same number.
+    pub fn issue(out_trade_no: &str, idempotency_key: Option<&str>) -> Self {
+        let id = match idempotency_key {
+            Some(key) => uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("wxledger:refund:{out_trade_no}:{key}").as_bytes(),
+            ),
+            None => uuid::Uuid::new_v4(),
+        };
+        Self(format!("rf{}", id.simple()))
+    }
+
+    /// Validates a number given by the caller.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if !(1..=64).contains(&s.len()) {
+            return Err("must be 1 to 64 characters");
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'|' | b'*' | b'@'))
+        {
+            return Err("must be letters, digits or _-|*@");
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The number.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a refund is made, shown to the payer: at most 80 characters, no control
+/// characters; may be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReason(String);
+
+impl RefundReason {
+    /// Validates a reason.
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if s.trim().is_empty() {
+            return Ok(Self(String::new()));
+        }
+        short_text(s, 80, "must be at most 80 characters").map(Self)
+    }
+
+    /// The text.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +307,20 @@ mod tests {
             Description::parse(" 会员充值 ").unwrap().into_inner(),
             "会员充值"
         );
+    }
+
+    #[test]
+    fn refund_numbers_and_reasons() {
+        let a = OutRefundNo::issue("o1", Some("k"));
+        assert_eq!(a, OutRefundNo::issue("o1", Some("k")));
+        assert_ne!(a, OutRefundNo::issue("o2", Some("k")));
+        assert!(OutRefundNo::parse(a.as_str()).is_ok());
+        assert!(OutRefundNo::parse("R-1|x*y@z_").is_ok());
+        assert!(OutRefundNo::parse("").is_err());
+        assert!(OutRefundNo::parse(&"x".repeat(65)).is_err());
+        assert!(OutRefundNo::parse("a/b").is_err());
+        assert_eq!(RefundReason::parse("").unwrap().into_inner(), "");
+        assert!(RefundReason::parse(&"退".repeat(81)).is_err());
+        assert!(RefundReason::parse("a\u{7}b").is_err());
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::AppState,
     db::orders,
-    events::{CloseReason, Event, OrderClosed, PaymentQueried, QueryReason},
+    events::{CloseReason, Event, OrderClosed, QueryReason},
     fold::Order,
 };
 
@@ -57,21 +57,14 @@ async fn expire(app: &AppState, order: &Order) -> Result<(), String> {
             Ok(()) => {}
             Err(e) if e.code() == Some("ORDER_NOT_EXIST") => {}
             Err(e) if e.code() == Some("ORDERPAID") => {
-                let (transaction, evidence) = app
-                    .pay
-                    .query(&order.out_trade_no)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let queried = PaymentQueried {
-                    reason: QueryReason::Expiry,
-                    transaction,
-                    evidence,
-                };
-                let msg_id = queried.msg_id();
-                let event = Event::PaymentQueried(queried);
-                app.record(&event, &correlation, &msg_id)
-                    .await
-                    .map_err(|e| e.code().to_owned())?;
+                crate::reconcile::query_payment(
+                    app,
+                    &order.out_trade_no,
+                    QueryReason::Expiry,
+                    &correlation,
+                )
+                .await
+                .map_err(|e| e.code().to_owned())?;
                 return Ok(());
             }
             Err(e) => return Err(e.to_string()),

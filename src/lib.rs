@@ -16,6 +16,7 @@ pub mod expiry;
 pub mod fold;
 pub mod metrics;
 pub mod projector;
+pub mod reconcile;
 pub mod settings;
 pub mod sim;
 pub mod startup;

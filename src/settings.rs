@@ -216,6 +216,11 @@ pub struct PaySettings {
     pub order_ttl_secs: u64,
     /// How often the expiry sweep looks for unpaid orders past their time, in ms.
     pub expiry_sweep_ms: u64,
+    /// An order with a prepay but no notify, or a refund not settled, this long is asked
+    /// about at WeChat by the reconciliation sweep (and at most once per this long), in s.
+    pub reconcile_after_secs: u64,
+    /// How often the reconciliation sweep runs, in ms.
+    pub reconcile_sweep_ms: u64,
     /// Largest notify body accepted, in bytes.
     pub max_notify_bytes: usize,
     /// A notify or answer whose `Wechatpay-Timestamp` is further off than this is
@@ -243,6 +248,8 @@ impl Default for PaySettings {
             max_amount_fen: 10_000_000,
             order_ttl_secs: 1800,
             expiry_sweep_ms: 10_000,
+            reconcile_after_secs: 300,
+            reconcile_sweep_ms: 30_000,
             max_notify_bytes: 16 * 1024,
             timestamp_tolerance_secs: 300,
             timeout_ms: 4_000,
@@ -625,6 +632,12 @@ impl Settings {
         }
         if pay.expiry_sweep_ms == 0 {
             return Err(invalid("pay.expiry_sweep_ms", "must be positive"));
+        }
+        if pay.reconcile_after_secs == 0 || pay.reconcile_sweep_ms == 0 {
+            return Err(invalid(
+                "pay.reconcile_after_secs",
+                "reconcile_after_secs and reconcile_sweep_ms must be positive",
+            ));
         }
         Ok(())
     }

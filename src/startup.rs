@@ -60,6 +60,8 @@ pub struct App {
     grace: Duration,
     state: AppState,
     expiry_every: Duration,
+    reconcile_every: Duration,
+    reconcile_after: Duration,
     certificates_every: Duration,
 }
 
@@ -165,6 +167,8 @@ impl App {
             grace: Duration::from_millis(settings.http.shutdown_grace_ms),
             state,
             expiry_every: Duration::from_millis(settings.pay.expiry_sweep_ms),
+            reconcile_every: Duration::from_millis(settings.pay.reconcile_sweep_ms),
+            reconcile_after: Duration::from_secs(settings.pay.reconcile_after_secs),
             certificates_every: if settings.pay.platform_certificates {
                 Duration::from_secs(settings.pay.certificate_refresh_secs)
             } else {
@@ -197,6 +201,12 @@ impl App {
             self.expiry_every,
             stop.child_token(),
         ));
+        let reconcile = tokio::spawn(crate::reconcile::run(
+            self.state.clone(),
+            self.reconcile_every,
+            self.reconcile_after,
+            stop.child_token(),
+        ));
         let certificates = tokio::spawn(refresh_certificates(
             self.state.clone(),
             self.certificates_every,
@@ -217,6 +227,7 @@ impl App {
             let _ = tokio::time::timeout(self.grace, projector).await;
         }
         let _ = tokio::time::timeout(self.grace, expiry).await;
+        let _ = tokio::time::timeout(self.grace, reconcile).await;
         certificates.abort();
         self.log.close().await;
         result

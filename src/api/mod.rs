@@ -143,12 +143,20 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/orders/{out_trade_no}/wechat-pay",
             post(orders::wechat_pay),
         )
+        .route(
+            "/v1/orders/{out_trade_no}/balance-pay",
+            post(orders::balance_pay),
+        )
         .route("/v1/me/orders", get(orders::my_orders))
         .route("/v1/me/ledger", get(orders::my_ledger))
         .route("/v1/recharges", post(orders::place_recharge))
         .route(
             "/v1/admin/orders/{out_trade_no}/sync",
             post(admin::sync_order),
+        )
+        .route(
+            "/v1/admin/orders/{out_trade_no}/refunds",
+            post(admin::refund_order).get(admin::order_refunds),
         )
         .route("/v1/admin/failures", get(admin::failures))
         .route("/healthz", get(health::healthz))

@@ -15,8 +15,8 @@ use super::{ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId};
 use crate::{
     db::{orders, users},
     domain::{Description, Fen, OutTradeNo},
-    events::{Event, OrderKind, OrderPlaced, PrepayIssued},
-    fold::{wallet_account, LedgerEntry, Order, OrderState},
+    events::{BalancePayRequested, Event, OrderKind, OrderPlaced, PrepayIssued},
+    fold::{wallet_account, LedgerEntry, Order, OrderState, PaidWith},
     wechat::pay::{PayParams, Prepay},
 };
 
@@ -30,6 +30,9 @@ pub struct OrderView {
     currency: String,
     description: String,
     transaction_id: Option<String>,
+    paid_with: Option<&'static str>,
+    refunded: i64,
+    refunding: i64,
     placed_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
@@ -46,6 +49,9 @@ impl From<Order> for OrderView {
             currency: o.currency,
             description: o.description,
             transaction_id: o.transaction_id,
+            paid_with: o.paid_with.map(PaidWith::as_str),
+            refunded: o.refunded,
+            refunding: o.refunding,
             placed_at: o.placed_at,
             expires_at: o.expires_at,
             paid_at: o.paid_at,
@@ -248,30 +254,7 @@ pub async fn wechat_pay(
 
 /// Gets WeChat's prepay id for a payable order, records it, and signs the params.
 async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayParams, ApiError> {
-    match order.state {
-        OrderState::Paid => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "order_paid",
-                "the order is already paid",
-            ))
-        }
-        OrderState::Closed => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "order_closed",
-                "the order is closed",
-            ))
-        }
-        _ => {}
-    }
-    if order.expires_at <= (app.clock)() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_expired",
-            "the order expired; place a new one",
-        ));
-    }
+    payable(app, order)?;
     let prepay_id = app
         .pay
         .jsapi_prepay(&Prepay {
@@ -296,6 +279,135 @@ async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayPa
             .await;
     }
     Ok(app.pay.pay_params(&prepay_id))
+}
+
+/// An order can still be paid: not paid, not closed, not expired.
+fn payable(app: &AppState, order: &Order) -> Result<(), ApiError> {
+    if order.state.is_paid() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_paid",
+            "the order is already paid",
+        ));
+    }
+    if order.state == OrderState::Closed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_closed",
+            "the order is closed",
+        ));
+    }
+    if order.expires_at <= (app.clock)() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_expired",
+            "the order expired; place a new one",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/orders/{out_trade_no}/balance-pay`: pays the order from the caller's wallet.
+/// The fold decides, in stream order, so two payments racing for one balance cannot both
+/// succeed; the answer waits for that decision: 200 with the paid order, or 409
+/// `insufficient_balance` (nothing moved). Paying again an order this wallet paid is 200.
+pub async fn balance_pay(
+    State(app): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    RequestId(request_id): RequestId,
+    Path(no): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order = own_order(&app, user_id, &no).await?;
+    if order.state.is_paid() && order.paid_with == Some(PaidWith::Wallet) {
+        return Ok(Json(order.into()));
+    }
+    if order.kind != OrderKind::Order {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_payable_from_wallet",
+            "a recharge cannot be paid from the wallet",
+        ));
+    }
+    payable(&app, &order)?;
+    let client = app.pool.get().await?;
+    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
+    drop(client);
+    if balance < order.amount {
+        return Err(insufficient(balance, order.amount));
+    }
+    let event = Event::BalancePayRequested(BalancePayRequested {
+        out_trade_no: order.out_trade_no.clone(),
+        user_id,
+        amount: order.amount,
+    });
+    // One request per HTTP request: a retry is a new decision, which finds the order paid.
+    let msg_id = format!(
+        "order.balance_pay_requested:{}:{request_id}",
+        order.out_trade_no
+    );
+    let appended = app.record(&event, &request_id, &msg_id).await?;
+    app.projection
+        .wait_for(appended.seq, app.read_your_writes)
+        .await?;
+    let client = app.pool.get().await?;
+    let after = orders::get(&**client, &order.out_trade_no)
+        .await?
+        .ok_or_else(|| ApiError::internal("an order disappeared"))?;
+    if after.state.is_paid() && after.paid_with == Some(PaidWith::Wallet) {
+        drop(client);
+        if after.prepay_id.is_some() {
+            close_prepay(&app, &after.out_trade_no, &request_id).await;
+        }
+        return Ok(Json(after.into()));
+    }
+    if after.state.is_paid() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_paid",
+            "the order was paid through WeChat Pay meanwhile",
+        ));
+    }
+    if after.state == OrderState::Closed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_closed",
+            "the order is closed",
+        ));
+    }
+    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
+    Err(insufficient(balance, order.amount))
+}
+
+/// After a wallet payment, closes the order's WeChat prepay so that it cannot be paid a
+/// second time. If WeChat says it was paid already, its signed answer is recorded: the
+/// fold books that money as a double payment, for a human to refund.
+async fn close_prepay(app: &AppState, out_trade_no: &str, request_id: &str) {
+    match app.pay.close(out_trade_no).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some("ORDERPAID") => {
+            let recorded = crate::reconcile::query_payment(
+                app,
+                out_trade_no,
+                crate::events::QueryReason::Sync,
+                request_id,
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::warn!(out_trade_no, error = %e.code(), "paid twice; the sweep will record it");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(out_trade_no, error = %e, "could not close the prepay of a wallet-paid order")
+        }
+    }
+}
+
+fn insufficient(balance: i64, needed: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "insufficient_balance",
+        format!("the wallet holds {balance} fen; the order needs {needed}"),
+    )
 }
 
 /// One posting of the wallet, as its owner sees it.

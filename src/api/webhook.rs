@@ -1,4 +1,4 @@
-//! `POST /webhooks/wechatpay`: WeChat Pay's v3 notifies. Verified (serial → key,
+//! `POST /webhooks/wechatpay`: WeChat Pay's v3 notifies (payments and refunds). Verified (serial → key,
 //! signature over the raw body, timestamp), decrypted, appended with their evidence,
 //! and only then answered 204. Anything that does not verify is refused with a 4xx
 //! and appends nothing; a log that cannot take the event gets a 5xx, so WeChat retries.
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::{
-    events::{Event, PaymentNotified, Transaction},
+    events::{Event, PaymentNotified, Refund, RefundEvidence, RefundNotified, Transaction},
     wechat::pay::client::{evidence_from_headers, verify_signature, Unbelieved},
 };
 
@@ -148,21 +148,31 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             &notify.resource.ciphertext,
         )
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "undecryptable", e.to_string()))?;
-    let event = match notify.event_type.as_str() {
+    let malformed = |what: &str, e: serde_json::Error| {
+        Refusal::new(StatusCode::BAD_REQUEST, "malformed", format!("{what}: {e}"))
+    };
+    let (event, msg_id) = match notify.event_type.as_str() {
         "TRANSACTION.SUCCESS" => {
-            let transaction: Transaction = serde_json::from_slice(&plain).map_err(|e| {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed",
-                    format!("transaction: {e}"),
-                )
-            })?;
-            Event::PaymentNotified(PaymentNotified {
+            let transaction: Transaction =
+                serde_json::from_slice(&plain).map_err(|e| malformed("transaction", e))?;
+            let event = Event::PaymentNotified(PaymentNotified {
                 notify_id: notify.id.clone(),
                 event_type: notify.event_type.clone(),
                 transaction,
                 evidence,
-            })
+            });
+            (event, format!("payment.notified:{}", notify.id))
+        }
+        "REFUND.SUCCESS" | "REFUND.ABNORMAL" | "REFUND.CLOSED" => {
+            let refund: Refund =
+                serde_json::from_slice(&plain).map_err(|e| malformed("refund", e))?;
+            let event = Event::RefundNotified(RefundNotified {
+                notify_id: Some(notify.id.clone()),
+                event_type: notify.event_type.clone(),
+                refund,
+                evidence: RefundEvidence::V3(evidence),
+            });
+            (event, format!("refund.notified:{}", notify.id))
         }
         other => {
             return Err(Refusal::new(
@@ -172,7 +182,6 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             ))
         }
     };
-    let msg_id = format!("payment.notified:{}", notify.id);
     let appended = app.record(&event, &notify.id, &msg_id).await.map_err(|_| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,

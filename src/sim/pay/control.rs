@@ -85,24 +85,43 @@ pub(super) async fn pay(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
-    transaction: Value,
+    #[serde(default)]
+    transaction: Option<Value>,
+    /// A refund resource instead of a transaction; `event_type` says which REFUND.*.
+    #[serde(default)]
+    refund: Option<Value>,
+    #[serde(default)]
+    event_type: Option<String>,
     #[serde(default)]
     notify_url: Option<String>,
 }
 
-/// `POST /sim/pay/notify {transaction, notify_url?}` → `{notify_id}`: a notify whose
-/// resource is exactly `transaction` (unknown orders, other merchants, odd amounts), to
+/// `POST /sim/pay/notify {transaction | refund, event_type?, notify_url?}` →
+/// `{notify_id}`: a notify whose resource is exactly `transaction` (unknown orders, other
+/// merchants, odd amounts) or `refund` (event type `REFUND.SUCCESS` unless given), to
 /// `notify_url` or the last one seen.
 pub(super) async fn send(
     State(pay): State<Pay>,
     Json(body): Json<SendBody>,
 ) -> Result<Json<Value>, ControlError> {
-    if !body.transaction.is_object() {
-        return Err(control_error(
-            StatusCode::BAD_REQUEST,
-            "transaction must be a JSON object",
-        ));
-    }
+    let (resource, event_type, original_type) = match (&body.transaction, &body.refund) {
+        (Some(t), None) if t.is_object() => (
+            t,
+            body.event_type.as_deref().unwrap_or("TRANSACTION.SUCCESS"),
+            "transaction",
+        ),
+        (None, Some(r)) if r.is_object() => (
+            r,
+            body.event_type.as_deref().unwrap_or("REFUND.SUCCESS"),
+            "refund",
+        ),
+        _ => {
+            return Err(control_error(
+                StatusCode::BAD_REQUEST,
+                "give one of transaction or refund, a JSON object",
+            ))
+        }
+    };
     let (url, faults) = {
         let mut world = pay.world.lock().await;
         let Some(url) = body.notify_url.or_else(|| world.last_notify_url.clone()) else {
@@ -113,7 +132,7 @@ pub(super) async fn send(
         };
         (url, world.faults.take().unwrap_or_default())
     };
-    let notify = Notify::new(&pay, &body.transaction, url, faults);
+    let notify = Notify::v3(&pay, event_type, original_type, "", resource, url, faults);
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({ "notify_id": notify_id })))

@@ -7,6 +7,7 @@ mod api;
 mod control;
 mod notify;
 mod orders;
+mod refunds;
 mod sign;
 
 use std::{
@@ -47,6 +48,10 @@ pub(super) fn routes() -> Router<SimState> {
             post(api::close),
         )
         .route("/v3/certificates", get(api::certificates))
+        .route("/v3/refund/domestic/refunds", post(refunds::refund))
+        .route("/v3/refund/domestic/refunds/{no}", get(refunds::query))
+        .route("/sim/pay/refund", post(refunds::settle))
+        .route("/sim/pay/refund-reject", post(refunds::arm_reject))
         .route("/sim/pay/pay", post(control::pay))
         .route("/sim/pay/notify", post(control::send))
         .route("/sim/pay/faults", post(control::arm_faults))
@@ -110,6 +115,8 @@ pub(super) struct PayStats {
     query: u64,
     close: u64,
     certificates: u64,
+    refund: u64,
+    refund_query: u64,
     notifies: u64,
     deliveries: u64,
 }
@@ -117,6 +124,9 @@ pub(super) struct PayStats {
 #[derive(Default)]
 struct PayWorld {
     orders: HashMap<String, Order>,
+    refunds: HashMap<String, refunds::SimRefund>,
+    /// `(code, message)` refusing the next refund request (one-shot).
+    refund_reject: Option<(String, String)>,
     /// Faults for the next notify created (one-shot).
     faults: Option<NotifyFaults>,
     /// Notifies queued by the `hold` fault until `/sim/pay/release`.
@@ -143,6 +153,13 @@ fn cst(time: chrono::DateTime<chrono::Utc>) -> String {
 
 fn now_cst() -> String {
     cst(chrono::Utc::now())
+}
+
+fn random_digits(len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect()
 }
 
 fn random_alnum(len: usize) -> String {

@@ -1,11 +1,10 @@
 //! The simulator's orders: what a JSAPI prepay asked for, its trade state, its payments,
 //! and the transaction JSON that queries and notifies show.
 
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{now_cst, random_alnum, PayConfig};
+use super::{now_cst, random_alnum, random_digits, PayConfig};
 
 /// A JSAPI prepay request, as the merchant sends it.
 #[derive(Deserialize)]
@@ -129,12 +128,8 @@ pub(super) struct Payment {
 
 impl Payment {
     pub(super) fn new(total: i64, openid: String) -> Self {
-        let mut rng = rand::thread_rng();
-        let digits: String = (0..24)
-            .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
-            .collect();
         Self {
-            transaction_id: format!("4200{digits}"),
+            transaction_id: format!("4200{}", random_digits(24)),
             total,
             openid,
             success_time: now_cst(),

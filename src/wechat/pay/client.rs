@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     clock::Clock,
-    events::{Evidence, Transaction},
+    events::{Evidence, Refund, Transaction},
     settings::PaySettings,
 };
 
@@ -52,6 +52,20 @@ impl PayError {
         match self {
             PayError::Api { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// WeChat answered, signed, that it will not do this: a 4xx other than its "try
+    /// again" codes. Anything else (no answer, 5xx, SYSTEM_ERROR) leaves the outcome
+    /// unknown, and the request must be repeated or queried.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            PayError::Api { status, code, .. } => {
+                (400..500).contains(status)
+                    && *status != 429
+                    && !matches!(code.as_str(), "SYSTEM_ERROR" | "FREQUENCY_LIMITED")
+            }
+            _ => false,
         }
     }
 }
@@ -97,6 +111,21 @@ pub struct Prepay<'a> {
     pub openid: &'a str,
     /// WeChat refuses payment after this.
     pub time_expire: DateTime<Utc>,
+}
+
+/// A refund to ask WeChat for.
+#[derive(Debug, Clone)]
+pub struct RefundRequest<'a> {
+    /// The order.
+    pub out_trade_no: &'a str,
+    /// Our refund number.
+    pub out_refund_no: &'a str,
+    /// Shown to the payer.
+    pub reason: &'a str,
+    /// Fen to give back.
+    pub amount: i64,
+    /// The order's total, in fen.
+    pub total: i64,
 }
 
 struct Inner {
@@ -234,6 +263,38 @@ impl PayClient {
         let transaction = serde_json::from_slice(&answer.body)
             .map_err(|e| PayError::Malformed(format!("query: {e}")))?;
         Ok((transaction, answer.evidence))
+    }
+
+    /// Asks WeChat to refund `amount` of the order's `total` (`POST
+    /// /v3/refund/domestic/refunds`). The same `out_refund_no` again is the same refund at
+    /// WeChat, so a retry after a timeout is safe. The answer is signed like any other.
+    pub async fn refund(&self, r: &RefundRequest<'_>) -> Result<(Refund, Evidence), PayError> {
+        let mut body = serde_json::json!({
+            "out_trade_no": r.out_trade_no,
+            "out_refund_no": r.out_refund_no,
+            "reason": r.reason,
+            "amount": {"refund": r.amount, "total": r.total, "currency": "CNY"},
+        });
+        body["notify_url"] = self.0.notify_url.as_str().into();
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                "/v3/refund/domestic/refunds",
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+        let refund = serde_json::from_slice(&answer.body)
+            .map_err(|e| PayError::Malformed(format!("refund: {e}")))?;
+        Ok((refund, answer.evidence))
+    }
+
+    /// WeChat's word on a refund (`GET /v3/refund/domestic/refunds/{out_refund_no}`).
+    pub async fn query_refund(&self, out_refund_no: &str) -> Result<(Refund, Evidence), PayError> {
+        let path = format!("/v3/refund/domestic/refunds/{out_refund_no}");
+        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        let refund = serde_json::from_slice(&answer.body)
+            .map_err(|e| PayError::Malformed(format!("refund query: {e}")))?;
+        Ok((refund, answer.evidence))
     }
 
     /// Closes an unpaid order at WeChat.

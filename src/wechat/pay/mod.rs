@@ -5,4 +5,4 @@ pub mod client;
 pub mod crypto;
 pub mod keys;
 
-pub use client::{PayClient, PayError, PayParams, Prepay};
+pub use client::{PayClient, PayError, PayParams, Prepay, RefundRequest};

@@ -1,0 +1,333 @@
+//! The simulated WeChat Pay's refunds: `POST /v3/refund/domestic/refunds` (answered
+//! PROCESSING, as WeChat usually does), `GET /v3/refund/domestic/refunds/{no}`, and the
+//! controls that settle a refund (SUCCESS, ABNORMAL or CLOSED) and send its notify with
+//! the same delivery, retry and fault machinery as payment notifies.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::Response,
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    notify::{self, Notify},
+    now_cst,
+    orders::TradeState,
+    sign::MerchantRequest,
+    Pay,
+};
+
+/// Where a simulated refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RefundStatus {
+    Processing,
+    Success,
+    Abnormal,
+    Closed,
+}
+
+impl RefundStatus {
+    fn code(self) -> &'static str {
+        match self {
+            Self::Processing => "PROCESSING",
+            Self::Success => "SUCCESS",
+            Self::Abnormal => "ABNORMAL",
+            Self::Closed => "CLOSED",
+        }
+    }
+
+    /// The notify's `event_type` and `summary` for a refund that reached this status.
+    fn notify(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Success => Some(("REFUND.SUCCESS", "退款成功")),
+            Self::Abnormal => Some(("REFUND.ABNORMAL", "退款异常")),
+            Self::Closed => Some(("REFUND.CLOSED", "退款关闭")),
+            Self::Processing => None,
+        }
+    }
+}
+
+/// One refund the merchant asked for.
+pub(super) struct SimRefund {
+    out_refund_no: String,
+    out_trade_no: String,
+    transaction_id: String,
+    refund_id: String,
+    refund: i64,
+    total: i64,
+    status: RefundStatus,
+    create_time: String,
+    success_time: Option<String>,
+    notify_url: Option<String>,
+}
+
+impl SimRefund {
+    /// As the refund API's answer and a refund query show it.
+    fn answer_json(&self) -> Value {
+        let mut v = json!({
+            "refund_id": self.refund_id,
+            "out_refund_no": self.out_refund_no,
+            "transaction_id": self.transaction_id,
+            "out_trade_no": self.out_trade_no,
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "create_time": self.create_time,
+            "status": self.status.code(),
+            "funds_account": "AVAILABLE",
+            "amount": {
+                "total": self.total, "refund": self.refund,
+                "payer_total": self.total, "payer_refund": self.refund,
+                "settlement_total": self.total, "settlement_refund": self.refund,
+                "discount_refund": 0, "currency": "CNY",
+            },
+        });
+        if let Some(t) = &self.success_time {
+            v["success_time"] = t.clone().into();
+        }
+        v
+    }
+
+    /// As a refund notify's decrypted resource shows it, with `refund` paid out.
+    fn notify_json(&self, mchid: &str, refund: i64) -> Value {
+        let mut v = json!({
+            "mchid": mchid,
+            "out_trade_no": self.out_trade_no,
+            "transaction_id": self.transaction_id,
+            "out_refund_no": self.out_refund_no,
+            "refund_id": self.refund_id,
+            "refund_status": self.status.code(),
+            "user_received_account": "支付用户零钱",
+            "amount": {"total": self.total, "refund": refund,
+                       "payer_total": self.total, "payer_refund": refund},
+        });
+        if let Some(t) = &self.success_time {
+            v["success_time"] = t.clone().into();
+        }
+        v
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundBody {
+    #[serde(default)]
+    transaction_id: Option<String>,
+    #[serde(default)]
+    out_trade_no: Option<String>,
+    out_refund_no: String,
+    #[serde(default)]
+    notify_url: Option<String>,
+    amount: RefundBodyAmount,
+}
+
+#[derive(Deserialize)]
+struct RefundBodyAmount {
+    refund: i64,
+    total: i64,
+    currency: String,
+}
+
+/// A refund API error, as `(status, code, message)`.
+type Refusal = (StatusCode, &'static str, String);
+
+fn invalid(message: impl Into<String>) -> Refusal {
+    (StatusCode::BAD_REQUEST, "INVALID_REQUEST", message.into())
+}
+
+/// `POST /v3/refund/domestic/refunds` → the refund, PROCESSING. The same `out_refund_no`
+/// with the same parameters is the same refund; the refundable amount is what was paid
+/// less every refund not closed.
+pub(super) async fn refund(
+    State(pay): State<Pay>,
+    MerchantRequest(body): MerchantRequest,
+) -> Response {
+    pay.count(|s| &mut s.refund).await;
+    let body: RefundBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return pay.error(
+                StatusCode::BAD_REQUEST,
+                "PARAM_ERROR",
+                &format!("malformed request: {e}"),
+            )
+        }
+    };
+    let mut world = pay.world.lock().await;
+    if let Some((code, message)) = world.refund_reject.take() {
+        drop(world);
+        return pay.error(StatusCode::FORBIDDEN, &code, &message);
+    }
+    let answer = open_refund(&mut world, body).map(|r| r.answer_json());
+    drop(world);
+    match answer {
+        Ok(refund) => pay.answer(StatusCode::OK, Some(&refund)),
+        Err((status, code, message)) => pay.error(status, code, &message),
+    }
+}
+
+fn open_refund(world: &mut super::PayWorld, body: RefundBody) -> Result<&SimRefund, Refusal> {
+    if body.amount.currency != "CNY" {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "PARAM_ERROR",
+            "amount.currency must be CNY".into(),
+        ));
+    }
+    if body.amount.refund < 1 {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "PARAM_ERROR",
+            "amount.refund must be at least 1".into(),
+        ));
+    }
+    let order = match (&body.out_trade_no, &body.transaction_id) {
+        (Some(no), _) => world.orders.get(no),
+        (None, Some(id)) => world
+            .orders
+            .values()
+            .find(|o| o.paid.as_ref().is_some_and(|p| p.transaction_id() == id)),
+        (None, None) => None,
+    };
+    let Some(order) = order else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_EXISTS",
+            "订单不存在".into(),
+        ));
+    };
+    let (Some(payment), TradeState::Success) = (&order.paid, order.state) else {
+        return Err(invalid("订单未支付"));
+    };
+    if body.amount.total != order.params.total {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "PARAM_ERROR",
+            "amount.total is not the order's total".into(),
+        ));
+    }
+    let (out_trade_no, transaction_id, total) = (
+        order.out_trade_no.clone(),
+        payment.transaction_id().to_owned(),
+        order.params.total,
+    );
+    if let Some(existing) = world.refunds.get(&body.out_refund_no) {
+        if existing.out_trade_no != out_trade_no || existing.refund != body.amount.refund {
+            return Err(invalid("out_refund_no already used with other parameters"));
+        }
+    } else {
+        let refunded: i64 = world
+            .refunds
+            .values()
+            .filter(|r| r.out_trade_no == out_trade_no && r.status != RefundStatus::Closed)
+            .map(|r| r.refund)
+            .sum();
+        if refunded + body.amount.refund > total {
+            return Err(invalid("申请退款金额超过订单可退金额"));
+        }
+        let refund_id = format!("50000{}", super::random_digits(24));
+        world.refunds.insert(
+            body.out_refund_no.clone(),
+            SimRefund {
+                out_refund_no: body.out_refund_no.clone(),
+                out_trade_no,
+                transaction_id,
+                refund_id,
+                refund: body.amount.refund,
+                total,
+                status: RefundStatus::Processing,
+                create_time: now_cst(),
+                success_time: None,
+                notify_url: body.notify_url,
+            },
+        );
+    }
+    Ok(&world.refunds[&body.out_refund_no])
+}
+
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}` → the refund.
+pub(super) async fn query(
+    State(pay): State<Pay>,
+    Path(out_refund_no): Path<String>,
+    MerchantRequest(_): MerchantRequest,
+) -> Response {
+    pay.count(|s| &mut s.refund_query).await;
+    let world = pay.world.lock().await;
+    let answer = world
+        .refunds
+        .get(&out_refund_no)
+        .map(SimRefund::answer_json);
+    drop(world);
+    match answer {
+        Some(refund) => pay.answer(StatusCode::OK, Some(&refund)),
+        None => pay.error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "退款单不存在"),
+    }
+}
+
+type ControlError = (StatusCode, Json<Value>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleBody {
+    out_refund_no: String,
+    outcome: RefundStatus,
+    /// Pay out another amount than asked (the notify says so).
+    #[serde(default)]
+    amount: Option<i64>,
+}
+
+/// `POST /sim/pay/refund {out_refund_no, outcome: success|abnormal|closed, amount?}` →
+/// `{notify_id}`: WeChat settles the refund and sends its notify (with the armed faults).
+pub(super) async fn settle(
+    State(pay): State<Pay>,
+    Json(body): Json<SettleBody>,
+) -> Result<Json<Value>, ControlError> {
+    let fail = |status, message: &str| (status, Json(json!({ "error": message })));
+    let Some((event_type, summary)) = body.outcome.notify() else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "outcome must be success, abnormal or closed",
+        ));
+    };
+    let mut world = pay.world.lock().await;
+    let faults = world.faults.take().unwrap_or_default();
+    let fallback = world.last_notify_url.clone();
+    let Some(refund) = world.refunds.get_mut(&body.out_refund_no) else {
+        return Err(fail(StatusCode::NOT_FOUND, "no such out_refund_no"));
+    };
+    refund.status = body.outcome;
+    if body.outcome == RefundStatus::Success {
+        refund.success_time = Some(now_cst());
+    }
+    let resource = refund.notify_json(&pay.config.mchid, body.amount.unwrap_or(refund.refund));
+    let Some(url) = refund.notify_url.clone().or(fallback) else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "the refund has no notify_url and none was seen",
+        ));
+    };
+    drop(world);
+    let notify = Notify::v3(&pay, event_type, "refund", summary, &resource, url, faults);
+    let notify_id = notify.id.clone();
+    notify::dispatch(&pay, notify).await;
+    Ok(Json(json!({ "notify_id": notify_id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    code: String,
+    message: String,
+}
+
+/// `POST /sim/pay/refund-reject {code, message}`: the next refund request is refused with
+/// this code (403), e.g. `NOT_ENOUGH` when the merchant's balance is short.
+pub(super) async fn arm_reject(
+    State(pay): State<Pay>,
+    Json(body): Json<RejectBody>,
+) -> Json<Value> {
+    pay.world.lock().await.refund_reject = Some((body.code.clone(), body.message.clone()));
+    Json(json!({ "armed": {"code": body.code, "message": body.message} }))
+}
