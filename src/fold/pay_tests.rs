@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 use super::*;
 use crate::events::{
-    CloseReason, Evidence, OrderClosed, OrderKind, OrderPlaced, PaymentNotified, PaymentQueried,
-    PrepayIssued, QueryReason, Transaction, TransactionAmount,
+    BalancePayRequested, CloseReason, Evidence, OrderClosed, OrderKind, OrderPlaced,
+    PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Refund, RefundAccepted,
+    RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected, RefundRequested,
+    Transaction, TransactionAmount,
 };
 
 const APPID: &str = "wx0000000000000001";
@@ -114,6 +116,76 @@ fn queried(tx: Transaction) -> Event {
 
 fn success(no: &str, tid: &str, total: i64) -> Event {
     notified(transaction(no, Some(tid), "SUCCESS", Some(total)))
+}
+
+fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
+    Event::RefundRequested(RefundRequested {
+        out_refund_no: no.into(),
+        out_trade_no: order.into(),
+        amount,
+        reason: "r".into(),
+    })
+}
+
+fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -> Refund {
+    Refund {
+        mchid: Some(MCHID.into()),
+        out_trade_no: order.into(),
+        transaction_id: None,
+        out_refund_no: no.into(),
+        refund_id: Some(format!("5000{no}")),
+        status: status.into(),
+        success_time: None,
+        user_received_account: None,
+        amount: Some(RefundAmount {
+            total: None,
+            refund: amount,
+            payer_total: None,
+            payer_refund: amount,
+            currency: Some("CNY".into()),
+        }),
+    }
+}
+
+fn refund_accepted(r: Refund) -> Event {
+    Event::RefundAccepted(RefundAccepted {
+        refund: r,
+        evidence: RefundEvidence::V3(evidence()),
+    })
+}
+
+fn refund_notified(r: Refund) -> Event {
+    Event::RefundNotified(RefundNotified {
+        notify_id: Some(format!("n-{}-{}", r.out_refund_no, r.status)),
+        event_type: format!("REFUND.{}", r.status),
+        refund: r,
+        evidence: RefundEvidence::V3(evidence()),
+    })
+}
+
+fn refund_queried(r: Refund) -> Event {
+    Event::RefundQueried(RefundQueried {
+        reason: QueryReason::Sweep,
+        refund: r,
+        evidence: RefundEvidence::V3(evidence()),
+    })
+}
+
+fn refund_rejected(no: &str, order: &str) -> Event {
+    Event::RefundRejected(RefundRejected {
+        out_refund_no: no.into(),
+        out_trade_no: order.into(),
+        code: "NOT_ENOUGH".into(),
+        message: "余额不足".into(),
+    })
+}
+
+fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
+    Event::BalancePayRequested(BalancePayRequested {
+        out_trade_no: no.into(),
+        user_id: uid(user),
+        amount,
+    })
 }
 
 /// Folds `events` with sequences 1, 2, ... and returns the state and the outcomes.
@@ -634,6 +706,257 @@ fn keys_name_what_a_batch_touches_and_wallets_come_second() {
     assert!(keys.accounts.contains(&wallet_account(uid(9))));
 }
 
+// ---- refunds and wallet payments ----
+
+fn refund_row(s: &State, no: &str) -> RefundRow {
+    s.refunds.get(no).cloned().unwrap()
+}
+
+#[test]
+fn partial_refunds_add_up_and_never_exceed_what_was_paid() {
+    let (s, outcomes) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        success("o1", "t1", 100),
+        refund_requested("r1", "o1", 30),
+        refund_accepted(refund("r1", "o1", "PROCESSING", Some(30))),
+        refund_notified(refund("r1", "o1", "SUCCESS", Some(30))),
+        refund_requested("r2", "o1", 71),
+        refund_requested("r3", "o1", 70),
+        refund_notified(refund("r3", "o1", "SUCCESS", Some(70))),
+        refund_requested("r4", "o1", 1),
+    ]);
+    assert_eq!(outcomes[2], Outcome::Applied);
+    assert_eq!(outcomes[5], Outcome::Refused("refund_exceeds_paid"));
+    assert_eq!(outcomes[8], Outcome::Refused("refund_exceeds_paid"));
+    let o = order(&s, "o1");
+    assert_eq!(
+        (o.state, o.refunded, o.refunding),
+        (OrderState::Refunded, 100, 0)
+    );
+    assert_eq!(refund_row(&s, "r1").state, RefundState::Succeeded);
+    assert_eq!(refund_row(&s, "r1").refund_id.as_deref(), Some("5000r1"));
+    assert_eq!(refund_row(&s, "r2").state, RefundState::Refused);
+    assert_eq!(
+        refund_row(&s, "r2").code.as_deref(),
+        Some("refund_exceeds_paid")
+    );
+    assert_eq!(s.ledger.balance(SALES), 0);
+    assert_eq!(s.ledger.balance(CLEARING), 0);
+    assert_eq!(s.ledger.balance(REFUNDS), 0);
+    assert_eq!(reasons(&s), ["refund_exceeds_paid", "refund_exceeds_paid"]);
+}
+
+#[test]
+fn a_partial_refund_leaves_the_order_partially_refunded() {
+    let (s, _) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        success("o1", "t1", 100),
+        refund_requested("r1", "o1", 40),
+    ]);
+    let o = order(&s, "o1");
+    assert_eq!(
+        (o.state, o.refunded, o.refunding),
+        (OrderState::Paid, 0, 40)
+    );
+    assert_eq!(s.ledger.balance(REFUNDS), 40);
+    assert_eq!(s.ledger.balance(SALES), 60);
+    let (s, _) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        success("o1", "t1", 100),
+        refund_requested("r1", "o1", 40),
+        refund_queried(refund("r1", "o1", "SUCCESS", Some(40))),
+    ]);
+    let o = order(&s, "o1");
+    assert_eq!(
+        (o.state, o.refunded, o.refunding),
+        (OrderState::PartiallyRefunded, 40, 0)
+    );
+    assert_eq!(s.ledger.balance(CLEARING), -60);
+}
+
+#[test]
+fn refunds_of_unpaid_or_unknown_orders_and_bad_amounts_are_refused() {
+    let (s, outcomes) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        refund_requested("r1", "o1", 10),
+        refund_requested("r2", "nope", 10),
+        success("o1", "t1", 100),
+        refund_requested("r3", "o1", 0),
+        refund_requested("r4", "o1", -5),
+    ]);
+    assert_eq!(outcomes[1], Outcome::Refused("not_paid"));
+    assert_eq!(outcomes[2], Outcome::Refused("unknown_order"));
+    assert_eq!(outcomes[4], Outcome::Refused("invalid_amount"));
+    assert_eq!(outcomes[5], Outcome::Refused("invalid_amount"));
+    assert_eq!(order(&s, "o1").refunding, 0);
+    assert_eq!(s.ledger.balance(REFUNDS), 0);
+}
+
+#[test]
+fn the_same_out_refund_no_twice_is_one_refund() {
+    let (s, outcomes) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        success("o1", "t1", 100),
+        refund_requested("r1", "o1", 30),
+        refund_requested("r1", "o1", 30),
+        refund_requested("r1", "o1", 31),
+    ]);
+    assert_eq!(outcomes[3], Outcome::AlreadyApplied);
+    assert_eq!(outcomes[4], Outcome::Refused("out_refund_no_taken"));
+    assert_eq!(order(&s, "o1").refunding, 30);
+    assert_eq!(s.ledger.balance(REFUNDS), 30);
+}
+
+#[test]
+fn closed_and_rejected_refunds_put_the_amount_back() {
+    let (s, outcomes) = fold(vec![
+        placed("r0", 1, OrderKind::Recharge, 500),
+        success("r0", "t1", 500),
+        refund_requested("f1", "r0", 200),
+        refund_notified(refund("f1", "r0", "CLOSED", Some(200))),
+        refund_requested("f2", "r0", 300),
+        refund_rejected("f2", "r0"),
+        refund_notified(refund("f1", "r0", "SUCCESS", Some(200))),
+    ]);
+    assert_eq!(outcomes[3], Outcome::Applied);
+    assert_eq!(outcomes[5], Outcome::Applied);
+    assert_eq!(outcomes[6], Outcome::Refused("refund_state_conflict"));
+    assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 500);
+    assert_eq!(s.ledger.balance(REFUNDS), 0);
+    let o = order(&s, "r0");
+    assert_eq!((o.state, o.refunded, o.refunding), (OrderState::Paid, 0, 0));
+    assert_eq!(refund_row(&s, "f1").state, RefundState::Closed);
+    let f2 = refund_row(&s, "f2");
+    assert_eq!(
+        (f2.state, f2.code.as_deref()),
+        (RefundState::Rejected, Some("NOT_ENOUGH"))
+    );
+    assert_eq!(reasons(&s), ["refund_state_conflict"]);
+}
+
+#[test]
+fn abnormal_is_recorded_not_final_and_success_books_once() {
+    let (s, outcomes) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        success("o1", "t1", 100),
+        refund_requested("r1", "o1", 100),
+        refund_notified(refund("r1", "o1", "ABNORMAL", Some(100))),
+        refund_notified(refund("r1", "o1", "ABNORMAL", Some(100))),
+        refund_notified(refund("r1", "o1", "SUCCESS", Some(100))),
+        refund_queried(refund("r1", "o1", "SUCCESS", Some(100))),
+        refund_notified(refund("r1", "o1", "SUCCESS", Some(100))),
+    ]);
+    assert_eq!(outcomes[3], Outcome::Applied);
+    assert_eq!(outcomes[4], Outcome::AlreadyApplied);
+    assert_eq!(outcomes[5], Outcome::Applied);
+    assert_eq!(outcomes[6], Outcome::AlreadyApplied);
+    assert_eq!(outcomes[7], Outcome::AlreadyApplied);
+    assert_eq!(reasons(&s), ["refund_abnormal"]);
+    let settles = s
+        .ledger
+        .entries()
+        .iter()
+        .filter(|e| e.group_id == "refund:r1:settle")
+        .count();
+    assert_eq!(settles, 2);
+    assert_eq!(order(&s, "o1").state, OrderState::Refunded);
+    assert_eq!(s.ledger.balance(CLEARING), 0);
+}
+
+#[test]
+fn refunding_a_recharge_takes_it_out_of_the_wallet_unless_spent() {
+    let (s, outcomes) = fold(vec![
+        placed("r0", 1, OrderKind::Recharge, 500),
+        success("r0", "t1", 500),
+        placed("o1", 1, OrderKind::Order, 400),
+        balance_pay("o1", 1, 400),
+        refund_requested("f1", "r0", 200),
+        refund_requested("f2", "r0", 100),
+    ]);
+    assert_eq!(outcomes[3], Outcome::Applied);
+    assert_eq!(outcomes[4], Outcome::Refused("insufficient_balance"));
+    assert_eq!(outcomes[5], Outcome::Applied);
+    assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 0);
+    assert_eq!(s.ledger.balance(REFUNDS), 100);
+    assert_eq!(reasons(&s), ["insufficient_balance"]);
+    assert_eq!(refund_row(&s, "f1").state, RefundState::Refused);
+}
+
+#[test]
+fn two_wallet_payments_racing_for_one_balance_one_wins() {
+    let (s, outcomes) = fold(vec![
+        placed("r0", 1, OrderKind::Recharge, 500),
+        success("r0", "t1", 500),
+        placed("o1", 1, OrderKind::Order, 300),
+        placed("o2", 1, OrderKind::Order, 300),
+        balance_pay("o1", 1, 300),
+        balance_pay("o2", 1, 300),
+        balance_pay("o1", 1, 300),
+        balance_pay("o2", 2, 300),
+        balance_pay("o2", 1, 299),
+        balance_pay("r0", 1, 500),
+    ]);
+    assert_eq!(outcomes[4], Outcome::Applied);
+    assert_eq!(outcomes[5], Outcome::Refused("insufficient_balance"));
+    assert_eq!(outcomes[6], Outcome::Refused("already_paid"));
+    assert_eq!(outcomes[7], Outcome::Refused("not_owner"));
+    assert_eq!(outcomes[8], Outcome::Refused("amount_mismatch"));
+    assert_eq!(outcomes[9], Outcome::Refused("not_payable"));
+    let o1 = order(&s, "o1");
+    assert_eq!(
+        (o1.state, o1.paid_with),
+        (OrderState::Paid, Some(PaidWith::Wallet))
+    );
+    assert_eq!(order(&s, "o2").state, OrderState::Created);
+    assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 200);
+    assert_eq!(s.ledger.balance(SALES), 300);
+    assert_eq!(reasons(&s), ["insufficient_balance"]);
+}
+
+#[test]
+fn a_wallet_paid_order_is_refunded_to_the_wallet_at_once() {
+    let (s, outcomes) = fold(vec![
+        placed("r0", 1, OrderKind::Recharge, 500),
+        success("r0", "t1", 500),
+        placed("o1", 1, OrderKind::Order, 300),
+        balance_pay("o1", 1, 300),
+        refund_requested("f1", "o1", 100),
+    ]);
+    assert_eq!(outcomes[4], Outcome::Applied);
+    assert_eq!(refund_row(&s, "f1").state, RefundState::Succeeded);
+    assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 300);
+    assert_eq!(s.ledger.balance(SALES), 200);
+    assert_eq!(s.ledger.balance(REFUNDS), 0);
+    assert_eq!(order(&s, "o1").state, OrderState::PartiallyRefunded);
+}
+
+#[test]
+fn refunds_wechat_never_got_from_us_go_to_suspense_and_the_failure_log() {
+    let (s, outcomes) = fold(vec![
+        placed("o1", 1, OrderKind::Order, 100),
+        success("o1", "t1", 100),
+        refund_notified(refund("x1", "o1", "SUCCESS", Some(150))),
+        refund_notified(refund("x1", "o1", "SUCCESS", Some(150))),
+        refund_requested("r1", "o1", 50),
+        refund_notified(refund("r1", "o1", "SUCCESS", Some(60))),
+    ]);
+    assert_eq!(outcomes[2], Outcome::Applied);
+    assert_eq!(outcomes[3], Outcome::AlreadyApplied);
+    assert_eq!(
+        reasons(&s),
+        [
+            "refund_exceeds_paid",
+            "unknown_refund",
+            "refund_amount_mismatch"
+        ]
+    );
+    // 150 out of suspense for x1; 10 more than asked for r1.
+    assert_eq!(s.ledger.balance(SUSPENSE), -160);
+    assert_eq!(s.ledger.balance(CLEARING), -100 + 150 + 60);
+    assert!(!refund_row(&s, "x1").requested);
+    assert_eq!(order(&s, "o1").refunded, 50);
+}
+
 #[test]
 fn order_states_round_trip_their_names() {
     for state in [
@@ -642,11 +965,32 @@ fn order_states_round_trip_their_names() {
         OrderState::Paid,
         OrderState::Closed,
         OrderState::PayError,
+        OrderState::PartiallyRefunded,
+        OrderState::Refunded,
     ] {
         assert_eq!(OrderState::parse(state.as_str()), Some(state));
     }
-    assert_eq!(OrderState::parse("refunded"), None);
-    for kind in [EntryKind::Recharge, EntryKind::Sale, EntryKind::Suspense] {
+    assert_eq!(OrderState::parse("refunding"), None);
+    for state in [
+        RefundState::Requested,
+        RefundState::Processing,
+        RefundState::Abnormal,
+        RefundState::Succeeded,
+        RefundState::Closed,
+        RefundState::Rejected,
+        RefundState::Refused,
+    ] {
+        assert_eq!(RefundState::parse(state.as_str()), Some(state));
+    }
+    for kind in [
+        EntryKind::Recharge,
+        EntryKind::Sale,
+        EntryKind::Suspense,
+        EntryKind::WalletPayment,
+        EntryKind::RefundReserve,
+        EntryKind::Refund,
+        EntryKind::RefundRelease,
+    ] {
         assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
     }
     for b in [
@@ -665,6 +1009,7 @@ fn order_states_round_trip_their_names() {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Tables {
     orders: Vec<Order>,
+    refunds: Vec<RefundRow>,
     balances: Vec<Balance>,
     payments: Vec<Payment>,
     entries: Vec<LedgerEntry>,
@@ -674,6 +1019,7 @@ struct Tables {
 fn snapshot(s: &State) -> Tables {
     Tables {
         orders: s.orders.iter().cloned().collect(),
+        refunds: s.refunds.iter().cloned().collect(),
         balances: s.ledger.balances().cloned().collect(),
         payments: s.ledger.payments().cloned().collect(),
         entries: s.ledger.entries().to_vec(),
@@ -730,7 +1076,34 @@ fn arb_event() -> impl Strategy<Value = Event> {
         1 => (0u8..5).prop_map(|no| closed(&format!("o{no}"))),
         6 => arb_transaction().prop_map(notified),
         3 => arb_transaction().prop_map(queried),
+        3 => (0u8..4, 0u8..5, arb_refund_amount())
+            .prop_map(|(r, no, amount)| refund_requested(&format!("r{r}"), &format!("o{no}"), amount)),
+        4 => arb_refund().prop_map(refund_notified),
+        1 => arb_refund().prop_map(refund_accepted),
+        2 => arb_refund().prop_map(refund_queried),
+        1 => (0u8..4, 0u8..5)
+            .prop_map(|(r, no)| refund_rejected(&format!("r{r}"), &format!("o{no}"))),
+        2 => (0u8..5, 0u8..3, arb_amount())
+            .prop_map(|(no, user, amount)| balance_pay(&format!("o{no}"), user, amount)),
     ]
+}
+
+fn arb_refund_amount() -> impl Strategy<Value = i64> {
+    prop_oneof![4 => Just(50i64), 4 => Just(100i64), 1 => Just(250i64), 1 => Just(0i64)]
+}
+
+fn arb_refund() -> impl Strategy<Value = Refund> {
+    let status = prop_oneof![
+        4 => Just("SUCCESS"),
+        2 => Just("PROCESSING"),
+        2 => Just("CLOSED"),
+        2 => Just("ABNORMAL"),
+        1 => Just("ODD"),
+    ];
+    let amount = prop_oneof![8 => arb_refund_amount().prop_map(Some), 1 => Just(None)];
+    (0u8..6, 0u8..5, status, amount).prop_map(|(r, no, status, amount)| {
+        refund(&format!("r{r}"), &format!("o{no}"), status, amount)
+    })
 }
 
 fn history(events: Vec<Event>) -> Vec<Recorded> {
@@ -785,6 +1158,48 @@ fn check_books(s: &State) -> Result<(), TestCaseError> {
         s.ledger.balances().count(),
         "an account posted to without a balance row"
     );
+    // Refunds never exceed what was paid, and what is set aside is exactly what the
+    // requested refunds in flight hold.
+    let mut in_flight: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut settled: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in s.refunds.iter().filter(|r| r.reserved_from.is_some()) {
+        match r.state {
+            RefundState::Requested | RefundState::Processing | RefundState::Abnormal => {
+                *in_flight.entry(&r.out_trade_no).or_default() += r.amount;
+            }
+            RefundState::Succeeded => *settled.entry(&r.out_trade_no).or_default() += r.amount,
+            _ => {}
+        }
+    }
+    for o in s.orders.iter() {
+        prop_assert!(o.refunded >= 0 && o.refunding >= 0);
+        prop_assert!(
+            o.refunded + o.refunding <= o.amount,
+            "{} refunds exceed paid",
+            &o.out_trade_no
+        );
+        prop_assert_eq!(
+            o.refunding,
+            in_flight.get(o.out_trade_no.as_str()).copied().unwrap_or(0)
+        );
+        if o.paid_with != Some(PaidWith::Wallet) {
+            prop_assert_eq!(
+                o.refunded,
+                settled.get(o.out_trade_no.as_str()).copied().unwrap_or(0)
+            );
+        }
+        if o.refunded + o.refunding > 0 {
+            prop_assert!(
+                o.state.is_paid(),
+                "{} refunded but not paid",
+                &o.out_trade_no
+            );
+        }
+    }
+    prop_assert_eq!(
+        i128::from(s.ledger.balance(REFUNDS)),
+        in_flight.values().map(|v| i128::from(*v)).sum::<i128>()
+    );
     Ok(())
 }
 
@@ -792,6 +1207,7 @@ fn check_books(s: &State) -> Result<(), TestCaseError> {
 /// and write back what changed.
 fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
     let mut orders: BTreeMap<String, Order> = BTreeMap::new();
+    let mut refunds: BTreeMap<String, RefundRow> = BTreeMap::new();
     let mut payments: BTreeMap<String, Payment> = BTreeMap::new();
     let mut balances: BTreeMap<String, Balance> = BTreeMap::new();
     let mut entries = Vec::new();
@@ -810,6 +1226,11 @@ fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
                 state.orders.load(o.clone());
             }
         }
+        for no in &keys.out_refund_nos {
+            if let Some(r) = refunds.get(no) {
+                state.refunds.load(r.clone());
+            }
+        }
         let loaded: Vec<Order> = state.orders.iter().cloned().collect();
         loaded.iter().for_each(|o| keys.add_order(o));
         for t in &keys.transaction_ids {
@@ -826,6 +1247,9 @@ fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
         for o in state.orders.take_changed() {
             orders.insert(o.out_trade_no.clone(), o);
         }
+        for r in state.refunds.take_changed() {
+            refunds.insert(r.out_refund_no.clone(), r);
+        }
         for b in state.ledger.take_changed_balances() {
             balances.insert(b.account.clone(), b);
         }
@@ -837,6 +1261,7 @@ fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
     }
     Tables {
         orders: orders.into_values().collect(),
+        refunds: refunds.into_values().collect(),
         balances: balances.into_values().collect(),
         payments: payments.into_values().collect(),
         entries,

@@ -182,26 +182,39 @@ pub(super) struct Books<'a> {
 }
 
 impl Books<'_> {
+    /// Records a failure row; false when this event recorded this reason already. (The
+    /// order's transaction id is not looked up: the order a refund row names may not be
+    /// loaded, and the row must not depend on what a batch happened to load.)
     fn fail(
         &mut self,
         reason: &str,
         out_trade_no: &str,
         amount: Option<i64>,
         detail: serde_json::Value,
-    ) {
-        let transaction_id = self
-            .orders
-            .get(out_trade_no)
-            .and_then(|o| o.transaction_id.clone());
+    ) -> bool {
         self.ledger.record_failure(Failure {
             seq: self.seq,
             reason: reason.to_owned(),
             out_trade_no: Some(out_trade_no.to_owned()),
-            transaction_id,
+            transaction_id: None,
             amount,
             detail,
             occurred_at: self.at,
-        });
+        })
+    }
+
+    fn failed(
+        &mut self,
+        reason: &str,
+        out_trade_no: &str,
+        amount: Option<i64>,
+        detail: serde_json::Value,
+    ) -> Outcome {
+        if self.fail(reason, out_trade_no, amount, detail) {
+            Outcome::Applied
+        } else {
+            Outcome::AlreadyApplied
+        }
     }
 
     fn posting<'n>(&self, group_id: String, kind: EntryKind, out_trade_no: &'n str) -> Posting<'n> {
@@ -352,11 +365,18 @@ impl Books<'_> {
         let Some(row) = self.refunds.get(&e.out_refund_no) else {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
                                 "code": e.code});
-            self.fail("unknown_refund", &e.out_trade_no, None, detail);
-            return Outcome::Applied;
+            return self.failed("unknown_refund", &e.out_trade_no, None, detail);
         };
         if self.seq <= row.last_seq || row.state == RefundState::Rejected {
             return Outcome::AlreadyApplied;
+        }
+        if row.out_trade_no != e.out_trade_no {
+            let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
+                                "expected": {"out_trade_no": row.out_trade_no},
+                                "got": {"out_trade_no": e.out_trade_no}});
+            let out_trade_no = row.out_trade_no.clone();
+            self.fail("refund_order_mismatch", &out_trade_no, None, detail);
+            return Outcome::Refused("refund_order_mismatch");
         }
         if row.state != RefundState::Requested {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
@@ -384,13 +404,12 @@ impl Books<'_> {
         let context = json!({"out_refund_no": no, "source": source, "status": refund.status});
         let Some(state) = RefundState::from_wechat(&refund.status) else {
             let out_trade_no = refund.out_trade_no.clone();
-            self.fail(
+            return self.failed(
                 "unknown_refund_status",
                 &out_trade_no,
                 reported_amount,
                 context,
             );
-            return Outcome::Applied;
         };
         let Some(row) = self.refunds.get(no) else {
             return self.external(refund, state, context);
