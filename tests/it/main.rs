@@ -11,5 +11,6 @@ mod phone;
 mod profile;
 mod projection;
 mod proxy;
+mod refunds;
 mod sim_pay;
 mod webhook;

@@ -12,7 +12,8 @@ fn source(path: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
 }
 
-/// `(METHOD, path)` of every `.route("path", method(handler))` in the router.
+/// `(METHOD, path)` of every `.route("path", method(handler).method(handler)...)` in the
+/// router.
 fn routes_in_router() -> BTreeSet<(String, String)> {
     let text = source("src/api/mod.rs");
     let mut routes = BTreeSet::new();
@@ -22,6 +23,14 @@ fn routes_in_router() -> BTreeSet<(String, String)> {
         let rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
         let method = rest.split('(').next().unwrap().trim();
         routes.insert((method.to_uppercase(), path.to_owned()));
+        // Chained methods: `post(a).get(b)` up to the route's closing `)`.
+        let call = rest.split("\n").next().unwrap_or(rest);
+        for chained in call.split(").").skip(1) {
+            let method = chained.split('(').next().unwrap().trim();
+            if ["get", "post", "put", "delete", "patch"].contains(&method) {
+                routes.insert((method.to_uppercase(), path.to_owned()));
+            }
+        }
     }
     routes
 }
