@@ -13,12 +13,14 @@ pub mod devkeys;
 pub mod domain;
 pub mod events;
 pub mod expiry;
+pub mod finance;
 pub mod fold;
 pub mod metrics;
 pub mod projector;
 pub mod settings;
 pub mod sim;
 pub mod startup;
+pub mod tail;
 pub mod telemetry;
 pub mod wechat;
 
