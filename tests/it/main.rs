@@ -11,5 +11,7 @@ mod phone;
 mod profile;
 mod projection;
 mod proxy;
+mod reconcile;
 mod sim_pay;
+mod tail;
 mod webhook;

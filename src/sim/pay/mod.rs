@@ -4,6 +4,7 @@
 //! retry schedule (time-scaled) and the faults a test arms.
 
 mod api;
+mod bill;
 mod control;
 mod notify;
 mod orders;
@@ -47,6 +48,9 @@ pub(super) fn routes() -> Router<SimState> {
             post(api::close),
         )
         .route("/v3/certificates", get(api::certificates))
+        .route("/v3/bill/tradebill", get(bill::tradebill))
+        .route("/v3/billdownload/file", get(bill::download))
+        .route("/sim/pay/bill/faults", post(bill::arm_faults))
         .route("/sim/pay/pay", post(control::pay))
         .route("/sim/pay/notify", post(control::send))
         .route("/sim/pay/faults", post(control::arm_faults))
@@ -124,6 +128,7 @@ struct PayWorld {
     deliveries: Vec<notify::Delivery>,
     last_notify_url: Option<String>,
     stats: PayStats,
+    bills: bill::Bills,
 }
 
 fn invalid(what: &str) -> std::io::Error {
