@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 
-use super::yuan::{parse_fen, parse_scaled};
+use super::yuan::{format_scaled, parse_fen, parse_scaled};
 
 /// The columns of an `ALL` trade bill, in order (WeChat Pay's current format, with
 /// 应结订单金额 and 代金券金额).
@@ -349,8 +349,6 @@ fn summary_of(number: usize, text: &str) -> Result<BillSummary, BillError> {
 
 /// Says which totals of `stated` differ from `computed`.
 fn summary_differences(stated: &BillSummary, computed: &BillSummary) -> Vec<String> {
-    let fen = super::yuan::format_fen;
-    let fee = |v: i64| super::yuan::format_scaled(v, FEE_SCALE);
     let mut out = Vec::new();
     if stated.count != computed.count {
         out.push(format!(
@@ -358,35 +356,27 @@ fn summary_differences(stated: &BillSummary, computed: &BillSummary) -> Vec<Stri
             stated.count, computed.count
         ));
     }
-    let pairs: [(&str, i64, i64, &dyn Fn(i64) -> String); 6] = [
+    // (column, stated, computed, decimals)
+    let totals = [
+        (1, stated.settlement_total, computed.settlement_total, 2),
+        (2, stated.refund, computed.refund, 2),
         (
-            SUMMARY_COLUMNS[1],
-            stated.settlement_total,
-            computed.settlement_total,
-            &fen,
-        ),
-        (SUMMARY_COLUMNS[2], stated.refund, computed.refund, &fen),
-        (
-            SUMMARY_COLUMNS[3],
+            3,
             stated.recharge_coupon_refund,
             computed.recharge_coupon_refund,
-            &fen,
+            2,
         ),
-        (SUMMARY_COLUMNS[4], stated.fee, computed.fee, &fee),
-        (SUMMARY_COLUMNS[5], stated.total, computed.total, &fen),
-        (
-            SUMMARY_COLUMNS[6],
-            stated.refund_requested,
-            computed.refund_requested,
-            &fen,
-        ),
+        (4, stated.fee, computed.fee, FEE_SCALE),
+        (5, stated.total, computed.total, 2),
+        (6, stated.refund_requested, computed.refund_requested, 2),
     ];
-    for (name, s, c, show) in pairs {
+    for (column, s, c, scale) in totals {
         if s != c {
             out.push(format!(
-                "{name} says {}, the lines add up to {}",
-                show(s),
-                show(c)
+                "{} says {}, the lines add up to {}",
+                SUMMARY_COLUMNS[column],
+                format_scaled(s, scale),
+                format_scaled(c, scale)
             ));
         }
     }
