@@ -27,8 +27,21 @@ fn settings_of(env: &TestEnv) -> Settings {
     s
 }
 
-/// Today in China Standard Time: the day of the simulator's bill of what was just paid.
-fn today() -> NaiveDate {
+/// Today in China Standard Time: the day of the simulator's bill of what the test pays.
+/// Within a minute of midnight it waits for the new day, so that a test's payments and
+/// its bill fall on one day.
+async fn bill_day() -> NaiveDate {
+    let now = chrono::Utc::now().with_timezone(&china());
+    let midnight = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_local_timezone(china())
+        .unwrap();
+    let left = midnight - now;
+    if left < chrono::TimeDelta::seconds(60) {
+        tokio::time::sleep(left.to_std().unwrap_or_default() + std::time::Duration::from_secs(1))
+            .await;
+    }
     chrono::Utc::now().with_timezone(&china()).date_naive()
 }
 
@@ -96,6 +109,7 @@ fn classes(report: &Value) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn each_planted_discrepancy_is_found_in_its_class() {
+    let today = bill_day().await;
     let env = TestEnv::start().await;
     let (token, _) = env.login("o-reconcile").await;
     let nos = paid_orders(&env, &token, &[1800, 2500, 999, 1, 12_345]).await;
@@ -124,7 +138,7 @@ async fn each_planted_discrepancy_is_found_in_its_class() {
     .await;
 
     let settings = settings_of(&env);
-    let report = reconcile::run(&settings, BillSource::Download, Some(today()))
+    let report = reconcile::run(&settings, BillSource::Download, Some(today))
         .await
         .expect("the bill downloads and the ledger reads");
     let json = report.to_json();
@@ -186,7 +200,7 @@ async fn each_planted_discrepancy_is_found_in_its_class() {
     assert_eq!(amount["field"], "amount");
 
     // The real binary, downloading the same bill: exit 1 and the same counts.
-    let date = today().to_string();
+    let date = today.to_string();
     let out = wxledger(&env, &["reconcile", "--date", &date, "--format", "json"]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -201,10 +215,7 @@ async fn each_planted_discrepancy_is_found_in_its_class() {
         wxledger::clock::system(),
     )
     .unwrap();
-    let file = reconcile::download(&client, today())
-        .await
-        .unwrap()
-        .unwrap();
+    let file = reconcile::download(&client, today).await.unwrap().unwrap();
     assert!(
         file.starts_with(b"\xEF\xBB\xBF"),
         "WeChat's bills start with a BOM"
@@ -240,6 +251,7 @@ async fn each_planted_discrepancy_is_found_in_its_class() {
 
 #[tokio::test]
 async fn a_clean_bill_exits_0_and_unchecked_refunds_do_not_fail_it() {
+    let today = bill_day().await;
     let env = TestEnv::start().await;
     let (token, _) = env.login("o-reconcile-clean").await;
     let nos = paid_orders(&env, &token, &[1, 1230]).await;
@@ -253,7 +265,7 @@ async fn a_clean_bill_exits_0_and_unchecked_refunds_do_not_fail_it() {
     )
     .await;
 
-    let out = wxledger(&env, &["reconcile", "--date", &today().to_string()]).await;
+    let out = wxledger(&env, &["reconcile", "--date", &today.to_string()]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -266,7 +278,7 @@ async fn a_clean_bill_exits_0_and_unchecked_refunds_do_not_fail_it() {
     assert!(text.contains("rf-clean-1"), "{text}");
     assert!(text.contains("result: everything matched"), "{text}");
 
-    let report = reconcile::run(&settings_of(&env), BillSource::Download, Some(today()))
+    let report = reconcile::run(&settings_of(&env), BillSource::Download, Some(today))
         .await
         .unwrap();
     assert!(report.is_clean());
@@ -278,15 +290,16 @@ async fn a_clean_bill_exits_0_and_unchecked_refunds_do_not_fail_it() {
 
 #[tokio::test]
 async fn a_tampered_bill_or_unreadable_input_exits_2() {
+    let today = bill_day().await;
     let env = TestEnv::start().await;
     let (token, _) = env.login("o-reconcile-tampered").await;
     paid_orders(&env, &token, &[500]).await;
     let settings = settings_of(&env);
-    let date = today().to_string();
+    let date = today.to_string();
 
     env.sim_post("/sim/pay/bill/faults", json!({"bad_hash": true}))
         .await;
-    let err = reconcile::run(&settings, BillSource::Download, Some(today()))
+    let err = reconcile::run(&settings, BillSource::Download, Some(today))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "bill_hash_mismatch", "{err}");
@@ -297,7 +310,7 @@ async fn a_tampered_bill_or_unreadable_input_exits_2() {
 
     env.sim_post("/sim/pay/bill/faults", json!({"bad_summary": true}))
         .await;
-    let err = reconcile::run(&settings, BillSource::Download, Some(today()))
+    let err = reconcile::run(&settings, BillSource::Download, Some(today))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "bill_summary", "{err}");
@@ -312,6 +325,7 @@ async fn a_tampered_bill_or_unreadable_input_exits_2() {
 
 #[tokio::test]
 async fn a_day_without_a_bill_shows_the_ledger_payments_as_missing() {
+    let today = bill_day().await;
     let env = TestEnv::start().await;
     let (token, _) = env.login("o-reconcile-nobill").await;
     let nos = paid_orders(&env, &token, &[321]).await;
@@ -319,7 +333,7 @@ async fn a_day_without_a_bill_shows_the_ledger_payments_as_missing() {
     // The simulator lists nothing for the day: WeChat answers NO_STATEMENT_EXIST.
     env.sim_post("/sim/pay/bill/faults", json!({"drop": [nos[0]]}))
         .await;
-    let report = reconcile::run(&settings, BillSource::Download, Some(today()))
+    let report = reconcile::run(&settings, BillSource::Download, Some(today))
         .await
         .unwrap();
     assert!(
