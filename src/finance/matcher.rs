@@ -26,7 +26,10 @@ pub struct LedgerPayment {
     pub amount: i64,
     /// How it was booked: `sale`, `recharge`, `suspense`, `not_credited`.
     pub booked_as: String,
-    /// When wxledger recorded it.
+    /// When wxledger recorded it. The bill files a payment under WeChat's success time,
+    /// which the `payments` table does not keep: a payment that succeeded just before
+    /// midnight and was recorded just after counts for the next day here, and shows as
+    /// `missing_in_bill` when that day is reconciled.
     pub occurred_at: DateTime<Utc>,
 }
 
