@@ -152,7 +152,8 @@ pub fn check_hash(hash_type: &str, hash_value: &str, file: &[u8]) -> Result<(), 
 }
 
 /// Downloads the trade bill of `day` and checks its hash; `None` when WeChat says there
-/// is no bill for the day.
+/// is no bill for the day (`NO_STATEMENT_EXIST`: no trade or refund that day). A bill
+/// not made yet (`STATEMENT_CREATING`, before about 10:00 the next day) is an error.
 pub async fn download(
     client: &PayClient,
     day: NaiveDate,

@@ -293,7 +293,7 @@ pub(super) async fn tradebill(
         return pay.error(
             StatusCode::BAD_REQUEST,
             "NO_STATEMENT_EXIST",
-            "账单文件不存在",
+            "请求的账单文件不存在",
         );
     }
     let file = render(&pay.config, &rows, faults.bad_summary);
