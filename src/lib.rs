@@ -13,6 +13,7 @@ pub mod devkeys;
 pub mod domain;
 pub mod events;
 pub mod expiry;
+pub mod finance;
 pub mod fold;
 pub mod metrics;
 pub mod projector;
@@ -20,6 +21,7 @@ pub mod reconcile;
 pub mod settings;
 pub mod sim;
 pub mod startup;
+pub mod tail;
 pub mod telemetry;
 pub mod wechat;
 

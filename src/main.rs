@@ -1,10 +1,16 @@
 //! The `wxledger` command: parse, set up tracing, load settings, run.
 
-use std::path::PathBuf;
+use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
+use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use wxledger::{db, sim::Simulator, startup, telemetry, App, Settings};
+use wxledger::{
+    db,
+    finance::{self, BillSource},
+    sim::Simulator,
+    startup, tail, telemetry, App, Settings,
+};
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +60,55 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8090")]
         sim: String,
     },
+    /// Match WeChat Pay's trade bill of a day against the ledger, line by line. Exits 0
+    /// when everything matched, 1 on any discrepancy, 2 when the bill or the ledger
+    /// cannot be read.
+    Reconcile {
+        /// A trade bill file, as WeChat Pay sends it (CSV, UTF-8 with a BOM). Without it,
+        /// the bill of --date is downloaded from WeChat Pay (`pay.api_base`).
+        #[arg(long, required_unless_present = "date")]
+        bill: Option<PathBuf>,
+        /// The bill day, YYYY-MM-DD in China Standard Time. With --bill it defaults to
+        /// the day of the bill's lines.
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// The event stream, as consumers see it.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print events one JSON line each: `{seq, subject, msg_id, envelope}`. Stops at the
+    /// end of the stream unless --follow.
+    Tail {
+        /// Subject filter (default `<nats.subject_prefix>.>`, e.g. `wxledger.>`).
+        #[arg(long)]
+        subject: Option<String>,
+        /// First stream sequence to print.
+        #[arg(long, default_value_t = 1)]
+        from_seq: u64,
+        /// Keep printing new events until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// For humans.
+    Text,
+    /// One JSON object.
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -65,19 +120,24 @@ enum BenchTarget {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reconcile keeps 1 for "discrepancies found": its own failures are 2.
+    let failure = match cli.command {
+        Command::Reconcile { .. } => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // The whole cause chain on one line, without a backtrace.
             eprintln!("wxledger: {e:#}");
-            std::process::ExitCode::FAILURE
+            failure
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     telemetry::init(cli.log_json);
     // The crypto benchmark needs no settings.
     if let Command::Bench {
@@ -86,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } = &cli.command
     {
         wxledger::bench::crypto();
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
@@ -122,6 +182,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sim.run_until_stopped().await?;
         }
         Command::Demo { api, sim } => wxledger::demo::run(&api, &sim).await?,
+        Command::Reconcile { bill, date, format } => {
+            let source = bill.map_or(BillSource::Download, BillSource::File);
+            return Ok(reconcile(&settings, source, date, format).await);
+        }
+        Command::Events {
+            command:
+                EventsCommand::Tail {
+                    subject,
+                    from_seq,
+                    follow,
+                    limit,
+                },
+        } => {
+            let options = tail::TailOptions {
+                subject: subject.unwrap_or_else(|| format!("{}.>", settings.nats.subject_prefix)),
+                from_seq,
+                follow,
+                limit,
+            };
+            let mut out = std::io::stdout().lock();
+            let print = |line: &tail::TailLine| {
+                serde_json::to_writer(&mut out, line)?;
+                out.write_all(b"\n")?;
+                out.flush()
+            };
+            tokio::select! {
+                result = tail::tail(&settings.nats, &options, print) => {
+                    result.map_err(|e| anyhow::anyhow!("events tail: {} ({})", e, e.code()))?;
+                }
+                () = startup::shutdown_signal() => {}
+            }
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a reconciliation and prints its report (or its error) in `format`; the exit
+/// status is 0 when everything matched, 1 on a discrepancy, 2 on an error.
+async fn reconcile(
+    settings: &Settings,
+    source: BillSource,
+    date: Option<NaiveDate>,
+    format: Format,
+) -> ExitCode {
+    match finance::reconcile::run(settings, source, date).await {
+        Ok(report) => {
+            match format {
+                Format::Text => print!("{}", report.to_text()),
+                Format::Json => println!("{}", report.to_json()),
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            match format {
+                Format::Text => eprintln!("wxledger reconcile: {e} ({})", e.code()),
+                Format::Json => println!("{}", e.to_json()),
+            }
+            ExitCode::from(2)
+        }
+    }
 }

@@ -11,6 +11,8 @@ mod phone;
 mod profile;
 mod projection;
 mod proxy;
+mod reconcile;
 mod refunds;
 mod sim_pay;
+mod tail;
 mod webhook;

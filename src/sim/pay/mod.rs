@@ -4,6 +4,7 @@
 //! retry schedule (time-scaled) and the faults a test arms.
 
 mod api;
+mod bill;
 mod control;
 mod notify;
 mod orders;
@@ -52,6 +53,9 @@ pub(super) fn routes() -> Router<SimState> {
         .route("/v3/refund/domestic/refunds/{no}", get(refunds::query))
         .route("/sim/pay/refund", post(refunds::settle))
         .route("/sim/pay/refund-reject", post(refunds::arm_reject))
+        .route("/v3/bill/tradebill", get(bill::tradebill))
+        .route("/v3/billdownload/file", get(bill::download))
+        .route("/sim/pay/bill/faults", post(bill::arm_faults))
         .route("/sim/pay/pay", post(control::pay))
         .route("/sim/pay/notify", post(control::send))
         .route("/sim/pay/faults", post(control::arm_faults))
@@ -134,6 +138,7 @@ struct PayWorld {
     deliveries: Vec<notify::Delivery>,
     last_notify_url: Option<String>,
     stats: PayStats,
+    bills: bill::Bills,
 }
 
 fn invalid(what: &str) -> std::io::Error {

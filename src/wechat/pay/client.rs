@@ -456,6 +456,49 @@ impl PayClient {
         }
         Ok(())
     }
+
+    /// The trade bill (`bill_type=ALL`) of `bill_date` (`YYYY-MM-DD`): the verified answer
+    /// of `GET /v3/bill/tradebill` (`{hash_type, hash_value, download_url}`, raw) and the
+    /// file at its `download_url`, fetched with a signed request. WeChat does not sign
+    /// the file: the caller checks it against `hash_value`.
+    pub async fn trade_bill(&self, bill_date: &str) -> Result<(Vec<u8>, Vec<u8>), PayError> {
+        let path = format!("/v3/bill/tradebill?bill_date={bill_date}&bill_type=ALL");
+        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        #[derive(Deserialize)]
+        struct Link {
+            download_url: String,
+        }
+        let link: Link = serde_json::from_slice(&answer.body)
+            .map_err(|e| PayError::Malformed(format!("tradebill: {e}")))?;
+        // WeChat's own examples put a space before the URL.
+        let url = reqwest::Url::parse(link.download_url.trim())
+            .map_err(|e| PayError::Malformed(format!("download_url: {e}")))?;
+        let signed_path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let unreachable = |e: reqwest::Error| PayError::Unavailable(e.without_url().to_string());
+        let response = self
+            .0
+            .http
+            .get(url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.authorization("GET", &signed_path, b""),
+            )
+            .header(reqwest::header::USER_AGENT, "wxledger")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let file = response.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(PayError::Unavailable(format!(
+                "bill download: HTTP {status}"
+            )));
+        }
+        Ok((answer.body, file.to_vec()))
+    }
 }
 
 /// Why a message said to be signed by WeChat Pay is not believed.
