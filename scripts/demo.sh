@@ -27,7 +27,8 @@ export WXLEDGER__DATABASE__URL="${WXLEDGER__DATABASE__URL:-postgres://postgres@1
 # Fresh secrets each run: the demo keeps nothing that needs them afterwards.
 WXLEDGER__AUTH__JWT_SECRET=$(head -c 32 /dev/urandom | base64)
 WXLEDGER__AUTH__SESSION_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
-export WXLEDGER__AUTH__JWT_SECRET WXLEDGER__AUTH__SESSION_KEY_ENCRYPTION_KEY
+WXLEDGER__AUTH__ADMIN_TOKEN=$(head -c 32 /dev/urandom | base64)
+export WXLEDGER__AUTH__JWT_SECRET WXLEDGER__AUTH__SESSION_KEY_ENCRYPTION_KEY WXLEDGER__AUTH__ADMIN_TOKEN
 
 "$bin" sim >.demo/sim.log 2>&1 &
 sim_pid=$!

@@ -89,7 +89,7 @@ impl Walk {
 }
 
 /// Runs the walk; fails on the first unexpected answer.
-pub async fn run(api: &str, sim: &str) -> anyhow::Result<()> {
+pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> {
     use reqwest::Method;
     let walk = Walk {
         http: reqwest::Client::new(),
@@ -241,12 +241,79 @@ pub async fn run(api: &str, sim: &str) -> anyhow::Result<()> {
         .await?;
     let order = walk.wait_state(token, &order_no, "paid").await?;
     println!("   order {} is {}", order_no, order["state"]);
+
+    println!("10. the user orders a sandwich for 12.00 yuan and pays from the wallet");
+    let placed = walk
+        .api(
+            Method::POST,
+            "/v1/orders",
+            Some(token),
+            Some(json!({"amount": 1200, "description": "三明治 sandwich"})),
+            201,
+        )
+        .await?;
+    let wallet_no = placed["out_trade_no"]
+        .as_str()
+        .context("order returned no out_trade_no")?
+        .to_owned();
+    let paid = walk
+        .api(
+            Method::POST,
+            &format!("/v1/orders/{wallet_no}/balance-pay"),
+            Some(token),
+            None,
+            200,
+        )
+        .await?;
+    println!(
+        "   order {wallet_no} is {} (paid with {})",
+        paid["state"], paid["paid_with"]
+    );
+    let me = walk
+        .api(Method::GET, "/v1/me", Some(token), None, 200)
+        .await?;
+    println!("   balance: {} fen", me["balance"]);
+    if me["balance"].as_i64() != Some(3800) {
+        bail!("the wallet does not show the payment: {me}");
+    }
+
+    println!("11. support refunds 6.00 yuan of the latte (a partial refund through WeChat Pay)");
+    let refunded = walk
+        .api(
+            Method::POST,
+            &format!("/v1/admin/orders/{order_no}/refunds"),
+            Some(admin_token),
+            Some(json!({"amount": 600, "reason": "少放了一份奶 missing milk"})),
+            201,
+        )
+        .await?;
+    let out_refund_no = refunded["refund"]["out_refund_no"]
+        .as_str()
+        .context("refund returned no out_refund_no")?
+        .to_owned();
+    println!(
+        "   refund {out_refund_no} is {} (WeChat refund id {})",
+        refunded["refund"]["state"], refunded["refund"]["refund_id"]
+    );
+    println!("12. WeChat pays the refund out and sends REFUND.SUCCESS (simulator)");
+    walk.sim(
+        "/sim/pay/refund",
+        json!({"out_refund_no": out_refund_no, "outcome": "success"}),
+    )
+    .await?;
+    let order = walk
+        .wait_state(token, &order_no, "partially_refunded")
+        .await?;
+    println!(
+        "   order {order_no} is {}: {} of {} fen refunded",
+        order["state"], order["refunded"], order["amount"]
+    );
     let ledger = walk
         .api(Method::GET, "/v1/me/ledger", Some(token), None, 200)
         .await?;
     println!("   wallet ledger: {}", ledger);
     println!(
-        "demo walk complete: login -> bind phone -> profile -> recharge -> paid -> balance -> order -> paid"
+        "demo walk complete: login -> bind phone -> profile -> recharge -> paid -> balance -> order -> paid -> wallet payment -> partial refund"
     );
     Ok(())
 }

@@ -59,6 +59,9 @@ enum Command {
         /// The simulator's base URL.
         #[arg(long, default_value = "http://127.0.0.1:8090")]
         sim: String,
+        /// The daemon's `auth.admin_token` (the walk refunds an order as an admin).
+        #[arg(long, env = "WXLEDGER__AUTH__ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
     },
     /// Match WeChat Pay's trade bill of a day against the ledger, line by line. Exits 0
     /// when everything matched, 1 on any discrepancy, 2 when the bill or the ledger
@@ -181,7 +184,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             sim.run_until_stopped().await?;
         }
-        Command::Demo { api, sim } => wxledger::demo::run(&api, &sim).await?,
+        Command::Demo {
+            api,
+            sim,
+            admin_token,
+        } => wxledger::demo::run(&api, &sim, &admin_token).await?,
         Command::Reconcile { bill, date, format } => {
             let source = bill.map_or(BillSource::Download, BillSource::File);
             return Ok(reconcile(&settings, source, date, format).await);
