@@ -1,0 +1,6 @@
+//! WeChat Pay API v2, for legacy merchants: flat XML messages signed with the merchant's
+//! API key (MD5 or HMAC-SHA256 over the sorted `k=v&...&key=API_KEY`), refund notifies
+//! whose `req_info` is AES-256-ECB under the key's MD5, and the client of `unifiedorder`,
+//! `orderquery`, `closeorder`, `refund` and `refundquery`.
+
+pub mod xml;
