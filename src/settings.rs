@@ -356,9 +356,7 @@ impl PaySettings {
     pub fn v2_api_key(&self) -> Option<&str> {
         match &self.v2.api_key {
             Some(key) => Some(key.expose_secret()),
-            None => self
-                .uses_simulator()
-                .then_some(crate::devkeys::V2_API_KEY),
+            None => self.uses_simulator().then_some(crate::devkeys::V2_API_KEY),
         }
     }
 

@@ -3,4 +3,6 @@
 //! whose `req_info` is AES-256-ECB under the key's MD5, and the client of `unifiedorder`,
 //! `orderquery`, `closeorder`, `refund` and `refundquery`.
 
+pub mod crypto;
+pub mod sign;
 pub mod xml;

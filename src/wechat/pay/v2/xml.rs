@@ -263,8 +263,8 @@ impl<'a> Reader<'a> {
     /// The optional `<?xml version="1.0" encoding="UTF-8"?>` at the very start.
     fn declaration(&mut self) -> Result<(), XmlError> {
         let rest = self.rest();
-        let is_decl = rest.starts_with("<?xml")
-            && rest[5..].starts_with([' ', '\t', '\r', '\n', '?']);
+        let is_decl =
+            rest.starts_with("<?xml") && rest[5..].starts_with([' ', '\t', '\r', '\n', '?']);
         if !is_decl {
             return Ok(());
         }
@@ -281,7 +281,9 @@ impl<'a> Reader<'a> {
                     let quote = v.chars().next().filter(|q| matches!(q, '"' | '\''))?;
                     v[1..].split(quote).next()
                 })
-                .ok_or(XmlError::Malformed("unreadable encoding in the declaration"))?;
+                .ok_or(XmlError::Malformed(
+                    "unreadable encoding in the declaration",
+                ))?;
             if !matches!(value.to_ascii_lowercase().as_str(), "utf-8" | "utf8") {
                 return Err(XmlError::Encoding(value.to_owned()));
             }
@@ -300,7 +302,9 @@ impl<'a> Reader<'a> {
         } else if rest.starts_with("<!--") {
             Err(XmlError::Malformed("comments are not accepted"))
         } else if rest.starts_with("<!") {
-            Err(XmlError::Malformed("markup declaration or CDATA outside a field"))
+            Err(XmlError::Malformed(
+                "markup declaration or CDATA outside a field",
+            ))
         } else if rest.starts_with('<') {
             Ok(())
         } else if rest.is_empty() {
@@ -373,7 +377,9 @@ impl<'a> Reader<'a> {
             } else if rest.starts_with('&') {
                 let name_len = rest[1..]
                     .bytes()
-                    .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'#' | b'_' | b'-' | b'.'))
+                    .take_while(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'#' | b'_' | b'-' | b'.')
+                    })
                     .count();
                 if rest.as_bytes().get(1 + name_len) != Some(&b';') || name_len == 0 {
                     return Err(XmlError::Malformed("& that does not start a reference"));

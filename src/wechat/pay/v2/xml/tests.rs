@@ -19,7 +19,14 @@ fn reads_a_pay_notify_in_document_order() {
     let keys: Vec<&str> = fields.iter().map(|(k, _)| k).collect();
     assert_eq!(
         keys,
-        ["appid", "attach", "bank_type", "cash_fee", "total_fee", "is_subscribe"]
+        [
+            "appid",
+            "attach",
+            "bank_type",
+            "cash_fee",
+            "total_fee",
+            "is_subscribe"
+        ]
     );
     assert_eq!(fields.get("attach"), Some("支付测试"));
     assert_eq!(fields.get("total_fee"), Some("1"));
@@ -47,7 +54,15 @@ fn predefined_entities_and_character_references_are_read() {
     )
     .unwrap();
     assert_eq!(fields.get("a"), Some("<>&'\"<<中"));
-    for bad in ["&#0;", "&#xD800;", "&#x110000;", "&#;", "&#x;", "&#+60;", "&#1;"] {
+    for bad in [
+        "&#0;",
+        "&#xD800;",
+        "&#x110000;",
+        "&#;",
+        "&#x;",
+        "&#+60;",
+        "&#1;",
+    ] {
         let err = refused(&format!("<xml><a>{bad}</a></xml>"));
         assert_eq!(err.code(), "malformed", "{bad}: {err}");
     }
@@ -78,7 +93,8 @@ fn xxe_with_an_external_system_entity_is_refused_at_the_doctype() {
 
 #[test]
 fn billion_laughs_is_refused_before_any_expansion() {
-    let mut bomb = String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n<!ENTITY lol \"lol\">\n");
+    let mut bomb =
+        String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [\n<!ENTITY lol \"lol\">\n");
     for i in 1..=9 {
         let prev = if i == 1 {
             "lol".to_owned()
