@@ -8,6 +8,7 @@ mod operations;
 mod orders;
 mod users;
 mod webhook;
+mod webhook_v2;
 
 use std::{sync::Arc, time::Duration};
 
@@ -65,6 +66,8 @@ pub struct Shared {
     pub migrated: bool,
     /// WeChat Pay.
     pub pay: crate::wechat::PayClient,
+    /// WeChat Pay API v2 (legacy merchants), when its key is configured.
+    pub pay_v2: Option<crate::wechat::pay::v2::V2Client>,
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Largest order or recharge, in fen.
@@ -157,7 +160,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/openapi.json", get(operations::openapi))
         .layer(RequestBodyLimitLayer::new(max_body_bytes));
     // The webhook reads its body itself, with its own limit and WeChat's error shape.
-    let webhooks = Router::new().route("/webhooks/wechatpay", post(webhook::wechatpay));
+    let webhooks = Router::new()
+        .route("/webhooks/wechatpay", post(webhook::wechatpay))
+        .route("/webhooks/wechatpay/v2", post(webhook_v2::wechatpay_v2));
     api.merge(webhooks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

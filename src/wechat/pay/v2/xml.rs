@@ -149,7 +149,13 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Fields {
 /// two CDATA sections, so every value reads back exactly. Keys must be XML names (they are
 /// WeChat's field names, constants of the caller).
 pub fn write<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::from("<xml>");
+    write_root("xml", fields)
+}
+
+/// [`write`] under another root element (a refund notify's `req_info` is `<root>`).
+pub fn write_root<'a>(root: &str, fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    debug_assert!(is_name(root), "{root:?} is not an XML name");
+    let mut out = format!("<{root}>");
     for (key, value) in fields {
         debug_assert!(is_name(key), "{key:?} is not an XML name");
         let _ = write!(
@@ -158,7 +164,7 @@ pub fn write<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String
             value.replace("]]>", "]]]]><![CDATA[>")
         );
     }
-    out.push_str("</xml>");
+    let _ = write!(out, "</{root}>");
     out
 }
 
