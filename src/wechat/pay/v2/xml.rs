@@ -380,17 +380,17 @@ impl<'a> Reader<'a> {
                     .ok_or(XmlError::Malformed("unterminated CDATA section"))?;
                 push_chars(&mut value, &rest[..end])?;
                 self.at += end + 3;
-            } else if rest.starts_with('&') {
-                let name_len = rest[1..]
+            } else if let Some(after) = rest.strip_prefix('&') {
+                let name_len = after
                     .bytes()
                     .take_while(|b| {
                         b.is_ascii_alphanumeric() || matches!(b, b'#' | b'_' | b'-' | b'.')
                     })
                     .count();
-                if rest.as_bytes().get(1 + name_len) != Some(&b';') || name_len == 0 {
+                if after.as_bytes().get(name_len) != Some(&b';') || name_len == 0 {
                     return Err(XmlError::Malformed("& that does not start a reference"));
                 }
-                value.push(reference(&rest[1..=name_len])?);
+                value.push(reference(&after[..name_len])?);
                 self.at += name_len + 2;
             } else if self.eat("</") {
                 self.close_tag(key)?;
