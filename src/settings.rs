@@ -822,6 +822,69 @@ mod tests {
     }
 
     #[test]
+    fn api_v2_needs_a_key_of_wechats_form_outside_the_simulator() {
+        let mut s = Settings::default();
+        s.pay.api = PayApi::V2;
+        s.validate()
+            .expect("the simulator's merchant has the public v2 key");
+        assert_eq!(s.pay.v2_api_key(), Some(crate::devkeys::V2_API_KEY));
+        assert_eq!(
+            s.pay.v2_notify_url(),
+            "http://127.0.0.1:8080/webhooks/wechatpay/v2"
+        );
+
+        // Another merchant: the public key is never used, v2 is off unless configured.
+        let mut s = Settings::default();
+        s.pay.mchid = "1234567890".into();
+        s.pay.merchant_private_key = Some(crate::devkeys::MERCHANT_KEY_PEM.into());
+        s.validate().expect("v3 needs no v2 key");
+        assert_eq!(s.pay.v2_api_key(), None);
+        s.pay.api = PayApi::V2;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.api_key"), "{err}");
+        s.pay.v2.api_key = Some("too short".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.api_key"), "{err}");
+        s.pay.v2.api_key = Some("192006250b4c09247ec02edce69f6a2d".into());
+        s.validate().expect("a 32-character key");
+
+        s.pay.v2.client_cert_file = Some("/run/secrets/apiclient_cert.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.client_cert_file"), "{err}");
+        s.pay.v2.client_cert_file = None;
+        s.pay.v2.spbill_create_ip = "localhost".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.spbill_create_ip"), "{err}");
+
+        let mut s = Settings::default();
+        s.sim.v2_api_key = "x".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("sim.v2_api_key"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn the_v2_key_and_sign_type_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WXLEDGER__PAY__API", "v2");
+            jail.set_env(
+                "WXLEDGER__PAY__V2__API_KEY",
+                "192006250b4c09247ec02edce69f6a2d",
+            );
+            jail.set_env("WXLEDGER__PAY__V2__SIGN_TYPE", "MD5");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.pay.api, PayApi::V2);
+            assert_eq!(s.pay.v2.sign_type, V2SignType::Md5);
+            assert_eq!(s.pay.v2_api_key(), Some("192006250b4c09247ec02edce69f6a2d"));
+            assert!(!format!("{s:?}").contains("192006250b4c09247ec02edce69f6a2d"));
+            jail.set_env("WXLEDGER__PAY__V2__SIGN_TYPE", "SHA1");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("pay.v2.sign_type"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn file_then_environment_with_named_type_errors() {
         figment::Jail::expect_with(|jail| {
