@@ -154,6 +154,7 @@ impl App {
             migrated: true,
             pay,
             pay_v2,
+            pay_api: settings.pay.api,
             metrics: metrics.clone(),
             max_amount_fen: settings.pay.max_amount_fen,
             order_ttl: chrono::Duration::seconds(

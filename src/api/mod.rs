@@ -6,6 +6,7 @@ mod extract;
 mod health;
 mod operations;
 mod orders;
+mod pay_api;
 mod users;
 mod webhook;
 mod webhook_v2;
@@ -30,6 +31,7 @@ use tower_http::{
 pub use error::ApiError;
 pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
 pub use operations::PROJECTOR_COMMITTED_AT;
+pub use pay_api::QueryAnswer;
 
 use crate::{
     auth::Tokens,
@@ -68,6 +70,8 @@ pub struct Shared {
     pub pay: crate::wechat::PayClient,
     /// WeChat Pay API v2 (legacy merchants), when its key is configured.
     pub pay_v2: Option<crate::wechat::pay::v2::V2Client>,
+    /// Which API new prepays, queries and closes use (`pay.api`).
+    pub pay_api: crate::settings::PayApi,
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Largest order or recharge, in fen.

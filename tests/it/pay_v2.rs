@@ -656,3 +656,110 @@ fn the_schema_examples_are_valid_events_whose_signs_check() {
         }
     }
 }
+
+/// Needs the three call sites switched to the `AppState` pay calls of
+/// `src/api/pay_api.rs` (orders.rs `prepay`, admin.rs `sync_order`, expiry.rs `expire`);
+/// ignored until then.
+#[tokio::test]
+#[ignore = "needs src/api/orders.rs, admin.rs and expiry.rs to call app.jsapi_prepay/pay_params/query_order/close_order"]
+async fn under_pay_api_v2_the_order_api_prepays_syncs_and_expires_with_api_v2() {
+    let env = TestEnv::start_with(|s| {
+        s.pay.api = PayApi::V2;
+        s.pay.v2.sign_type = V2SignType::HmacSha256;
+        s.pay.order_ttl_secs = 60;
+    })
+    .await;
+    let (token, user_id) = env.login("o-v2-api").await;
+    let (status, order) = env.place_order(&token, json!(1200)).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let no = order["out_trade_no"].as_str().unwrap().to_owned();
+    let (status, params) = env
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{no}/wechat-pay"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{params}");
+    let mut keys: Vec<&str> = params
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["nonceStr", "package", "paySign", "signType", "timeStamp"]
+    );
+    assert_eq!(params["signType"], "HMAC-SHA256");
+    let field = |k: &str| params[k].as_str().unwrap().to_owned();
+    sign::verify(
+        [
+            ("appId", SIM_APPID),
+            ("timeStamp", &field("timeStamp")),
+            ("nonceStr", &field("nonceStr")),
+            ("package", &field("package")),
+            ("signType", &field("signType")),
+        ],
+        &sim_key(),
+        SignType::HmacSha256,
+        &field("paySign"),
+    )
+    .expect("paySign is the v2 sign of the five params");
+    env.wait_order_state(&token, &no, "prepay_issued").await;
+    let stats = env.sim_get("/sim/pay/v2/stats").await;
+    assert_eq!(stats["unifiedorder"], 1, "{stats}");
+
+    // A lost notify, found by the admin sync: recorded as payment.legacy_queried.
+    env.sim_faults(json!({"lost": true})).await;
+    env.sim_post("/sim/pay/v2/pay", json!({"out_trade_no": no}))
+        .await;
+    let (status, sync) = env
+        .admin(Method::POST, &format!("/v1/admin/orders/{no}/sync"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    assert_eq!(sync["wechat_trade_state"], "SUCCESS");
+    assert_eq!(sync["recorded"], true);
+    assert_eq!(sync["order"]["state"], "paid");
+    assert_eq!(env.count_events("payment.legacy_queried").await, 1);
+
+    // A recharge paid by its v2 notify credits the wallet.
+    let recharge = env.recharge(&token, 500).await;
+    env.sim_post("/sim/pay/v2/pay", json!({"out_trade_no": recharge}))
+        .await;
+    env.wait_order_state(&token, &recharge, "paid").await;
+    assert_eq!(env.balance(&token).await, 500);
+
+    // An order unpaid past its time is closed at WeChat with closeorder.
+    let late = env.order_with_prepay(&token, 300).await;
+    env.clock_offset
+        .store(120, std::sync::atomic::Ordering::Relaxed);
+    env.wait_order_state(&token, &late, "closed").await;
+    assert!(
+        env.sim_get("/sim/pay/v2/stats").await["closeorder"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    let (closed, _) = client(&env, V2SignType::HmacSha256)
+        .orderquery(&late)
+        .await
+        .unwrap();
+    assert_eq!(closed.trade_state, "CLOSED");
+    let books = env.books().await;
+    assert_eq!(books_of(&books, "sales"), 1200);
+    assert_eq!(books_of(&books, &format!("wallet:{user_id}")), 500);
+    assert_match_schemas(
+        &env,
+        &[
+            "order.placed",
+            "order.prepay_issued",
+            "order.closed",
+            "payment.legacy_notified",
+            "payment.legacy_queried",
+        ],
+    )
+    .await;
+}
