@@ -626,6 +626,13 @@ async fn a_v2_refund_notify_is_decrypted_and_appended() {
     let (queried, _) = v2.refundquery("r-v2-0001").await.unwrap();
     assert_eq!(queried.status, "SUCCESS");
     assert!(queried.success_time.unwrap().ends_with("+08:00"));
+
+    // refund.notified's schema comes with the refunds work; check against it once it is here.
+    let schema =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/refund.notified.v1.json");
+    if schema.exists() {
+        assert_match_schemas(&env, &["refund.notified", "payment.legacy_notified"]).await;
+    }
 }
 
 #[test]
