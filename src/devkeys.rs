@@ -8,6 +8,9 @@ pub const MCHID: &str = "1900000109";
 /// The simulator's APIv3 key (32 ASCII characters).
 pub const APIV3_KEY: &str = "wxledgerSimulatorApiV3Key0000032";
 
+/// The simulator's WeChat Pay API v2 key (32 letters and digits), for legacy merchants.
+pub const V2_API_KEY: &str = "wxledgerSimulatorApiV2Key0000032";
+
 /// The merchant's private key (PKCS#8 PEM), as `apiclient_key.pem`.
 pub const MERCHANT_KEY_PEM: &str = include_str!("../config/dev-keys/merchant_key.pem");
 

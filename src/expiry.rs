@@ -53,7 +53,7 @@ pub async fn sweep(app: &AppState) -> Result<usize, String> {
 async fn expire(app: &AppState, order: &Order) -> Result<(), String> {
     let correlation = format!("expiry:{}", order.out_trade_no);
     if order.prepay_id.is_some() {
-        match app.pay.close(&order.out_trade_no).await {
+        match app.close_order(&order.out_trade_no).await {
             Ok(()) => {}
             Err(e) if e.code() == Some("ORDER_NOT_EXIST") => {}
             Err(e) if e.code() == Some("ORDERPAID") => {

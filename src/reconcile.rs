@@ -19,10 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{ApiError, AppState},
     db::{orders, refunds},
-    events::{
-        Event, PaymentQueried, QueryReason, RefundAccepted, RefundEvidence, RefundQueried,
-        RefundRejected,
-    },
+    events::{Event, QueryReason, RefundAccepted, RefundEvidence, RefundQueried, RefundRejected},
     fold::{RefundRow, RefundState},
     wechat::pay::{PayError, RefundRequest},
 };
@@ -44,7 +41,7 @@ pub async fn query_payment(
     reason: QueryReason,
     correlation_id: &str,
 ) -> Result<PaymentWord, ApiError> {
-    let (transaction, evidence) = match app.pay.query(out_trade_no).await {
+    let answer = match app.query_order(out_trade_no).await {
         Ok(answer) => answer,
         Err(e) if e.code() == Some("ORDER_NOT_EXIST") => {
             return Ok(PaymentWord {
@@ -54,7 +51,7 @@ pub async fn query_payment(
         }
         Err(e) => return Err(e.into()),
     };
-    let trade_state = transaction.trade_state.clone();
+    let trade_state = answer.transaction.trade_state.clone();
     if matches!(trade_state.as_str(), "NOTPAY" | "USERPAYING") {
         // Nothing changes; the stream need not hear it.
         return Ok(PaymentWord {
@@ -62,15 +59,8 @@ pub async fn query_payment(
             seq: None,
         });
     }
-    let queried = PaymentQueried {
-        reason,
-        transaction,
-        evidence,
-    };
-    let msg_id = queried.msg_id();
-    let appended = app
-        .record(&Event::PaymentQueried(queried), correlation_id, &msg_id)
-        .await?;
+    let (event, msg_id) = answer.into_event(reason);
+    let appended = app.record(&event, correlation_id, &msg_id).await?;
     Ok(PaymentWord {
         trade_state,
         seq: Some(appended.seq),

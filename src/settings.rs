@@ -27,7 +27,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// How the daemon reaches WeChat (or the simulator).
     pub wechat: WechatSettings,
-    /// WeChat Pay API v3: the merchant, its keys, orders and notifies.
+    /// WeChat Pay (API v3, and v2 for legacy merchants): the merchant, its keys, orders
+    /// and notifies.
     pub pay: PaySettings,
     /// Bearer tokens and the at-rest key for session keys.
     pub auth: AuthSettings,
@@ -228,6 +229,70 @@ pub struct PaySettings {
     pub timestamp_tolerance_secs: i64,
     /// Timeout of one HTTP call to WeChat Pay, in milliseconds.
     pub timeout_ms: u64,
+    /// Which WeChat Pay API new prepays use: `v3` (JSON, RSA) or `v2` (XML, MD5 or
+    /// HMAC-SHA256, for legacy merchants).
+    pub api: PayApi,
+    /// WeChat Pay API v2 (legacy merchants).
+    pub v2: PayV2Settings,
+}
+
+/// Which WeChat Pay API the merchant uses for new prepays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayApi {
+    /// API v3: JSON, RSA signatures, AES-GCM notifies.
+    #[default]
+    V3,
+    /// API v2: XML, MD5 or HMAC-SHA256 signatures with the API key.
+    V2,
+}
+
+/// How API v2 messages are signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum V2SignType {
+    /// `MD5`: WeChat's default.
+    #[serde(rename = "MD5")]
+    Md5,
+    /// `HMAC-SHA256`, keyed with the API key.
+    #[default]
+    #[serde(rename = "HMAC-SHA256")]
+    HmacSha256,
+}
+
+/// WeChat Pay API v2 for the merchant. Its key also verifies the notifies of
+/// `POST /webhooks/wechatpay/v2`, whichever API new prepays use.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PayV2Settings {
+    /// The 32-character API key (商户平台 → API安全 → API密钥). Secret: set it in the
+    /// environment. Unset with the simulator's mchid: the simulator's public key; unset
+    /// otherwise: API v2 is off.
+    pub api_key: Option<SecretString>,
+    /// How requests are signed and notifies must be signed: `MD5` or `HMAC-SHA256`.
+    pub sign_type: V2SignType,
+    /// The URL WeChat Pay sends v2 notifies to. Unset: `pay.notify_url` + `/v2`.
+    pub notify_url: Option<String>,
+    /// The merchant's API client certificate (`apiclient_cert.pem`), which WeChat's
+    /// `/secapi/...` calls (refunds) require as a TLS client certificate.
+    pub client_cert_file: Option<PathBuf>,
+    /// Its private key (`apiclient_key.pem`, PKCS#8 PEM).
+    pub client_key_file: Option<PathBuf>,
+    /// `spbill_create_ip` of unified orders: the IP WeChat is told the payment came from
+    /// (WeChat accepts the server's own for JSAPI).
+    pub spbill_create_ip: String,
+}
+
+impl Default for PayV2Settings {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            sign_type: V2SignType::default(),
+            notify_url: None,
+            client_cert_file: None,
+            client_key_file: None,
+            spbill_create_ip: "127.0.0.1".into(),
+        }
+    }
 }
 
 impl Default for PaySettings {
@@ -253,6 +318,8 @@ impl Default for PaySettings {
             max_notify_bytes: 16 * 1024,
             timestamp_tolerance_secs: 300,
             timeout_ms: 4_000,
+            api: PayApi::V3,
+            v2: PayV2Settings::default(),
         }
     }
 }
@@ -289,6 +356,23 @@ impl PaySettings {
             field: "pay.merchant_private_key",
             problem: "set it or pay.merchant_private_key_file".into(),
         })
+    }
+
+    /// The API v2 key: configured, or (for the simulator's merchant only) the simulator's
+    /// public one; `None` turns API v2 off.
+    pub fn v2_api_key(&self) -> Option<&str> {
+        match &self.v2.api_key {
+            Some(key) => Some(key.expose_secret()),
+            None => self.uses_simulator().then_some(crate::devkeys::V2_API_KEY),
+        }
+    }
+
+    /// Where WeChat Pay sends API v2 notifies.
+    pub fn v2_notify_url(&self) -> String {
+        match &self.v2.notify_url {
+            Some(url) => url.clone(),
+            None => format!("{}/v2", self.notify_url.trim_end_matches('/')),
+        }
     }
 
     /// The WeChat Pay public key PEM, when a public key id is set.
@@ -407,6 +491,9 @@ pub struct SimSettings {
     pub time_factor: f64,
     /// How long the simulator waits for the daemon's answer to a notify, in ms.
     pub notify_timeout_ms: u64,
+    /// That merchant's API v2 key (32 characters): checks request signs, signs answers
+    /// and notifies, and encrypts refund notifies' `req_info`.
+    pub v2_api_key: String,
 }
 
 /// Which key the simulated WeChat Pay signs with.
@@ -432,6 +519,7 @@ impl Default for SimSettings {
             pay_signing: SimSigning::PublicKey,
             time_factor: 1.0,
             notify_timeout_ms: 5_000,
+            v2_api_key: crate::devkeys::V2_API_KEY.into(),
         }
     }
 }
@@ -557,6 +645,12 @@ impl Settings {
         if self.sim.apiv3_key.len() != 32 {
             return Err(invalid("sim.apiv3_key", "must be 32 characters"));
         }
+        if !is_v2_key(&self.sim.v2_api_key) {
+            return Err(invalid(
+                "sim.v2_api_key",
+                "must be 32 ASCII letters or digits",
+            ));
+        }
         if self.projector.batch_size == 0 {
             return Err(invalid("projector.batch_size", "must be positive"));
         }
@@ -639,6 +733,45 @@ impl Settings {
                 "reconcile_after_secs and reconcile_sweep_ms must be positive",
             ));
         }
+        self.validate_pay_v2()
+    }
+
+    fn validate_pay_v2(&self) -> Result<(), SettingsError> {
+        fn invalid(field: &'static str, problem: impl Into<String>) -> SettingsError {
+            SettingsError::Invalid {
+                field,
+                problem: problem.into(),
+            }
+        }
+        let pay = &self.pay;
+        match pay.v2_api_key() {
+            Some(key) if !is_v2_key(key) => {
+                return Err(invalid(
+                    "pay.v2.api_key",
+                    "must be 32 ASCII letters or digits",
+                ))
+            }
+            None if pay.api == PayApi::V2 => {
+                return Err(invalid(
+                    "pay.v2.api_key",
+                    "pay.api is \"v2\": set the merchant's API v2 key",
+                ))
+            }
+            _ => {}
+        }
+        let url = pay.v2_notify_url();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid("pay.v2.notify_url", "must be an http(s) URL"));
+        }
+        if pay.v2.client_cert_file.is_some() != pay.v2.client_key_file.is_some() {
+            return Err(invalid(
+                "pay.v2.client_cert_file",
+                "set both pay.v2.client_cert_file and pay.v2.client_key_file, or neither",
+            ));
+        }
+        if pay.v2.spbill_create_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid("pay.v2.spbill_create_ip", "must be an IP address"));
+        }
         Ok(())
     }
 
@@ -646,6 +779,11 @@ impl Settings {
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.projector.read_your_writes_timeout_ms)
     }
+}
+
+/// WeChat's API v2 keys are 32 letters and digits (they go into a signed string as is).
+fn is_v2_key(key: &str) -> bool {
+    key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn is_token(s: &str) -> bool {
@@ -694,6 +832,69 @@ mod tests {
         s.database.schema = "drop table;".into();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("database.schema"), "{err}");
+    }
+
+    #[test]
+    fn api_v2_needs_a_key_of_wechats_form_outside_the_simulator() {
+        let mut s = Settings::default();
+        s.pay.api = PayApi::V2;
+        s.validate()
+            .expect("the simulator's merchant has the public v2 key");
+        assert_eq!(s.pay.v2_api_key(), Some(crate::devkeys::V2_API_KEY));
+        assert_eq!(
+            s.pay.v2_notify_url(),
+            "http://127.0.0.1:8080/webhooks/wechatpay/v2"
+        );
+
+        // Another merchant: the public key is never used, v2 is off unless configured.
+        let mut s = Settings::default();
+        s.pay.mchid = "1234567890".into();
+        s.pay.merchant_private_key = Some(crate::devkeys::MERCHANT_KEY_PEM.into());
+        s.validate().expect("v3 needs no v2 key");
+        assert_eq!(s.pay.v2_api_key(), None);
+        s.pay.api = PayApi::V2;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.api_key"), "{err}");
+        s.pay.v2.api_key = Some("too short".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.api_key"), "{err}");
+        s.pay.v2.api_key = Some("192006250b4c09247ec02edce69f6a2d".into());
+        s.validate().expect("a 32-character key");
+
+        s.pay.v2.client_cert_file = Some("/run/secrets/apiclient_cert.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.client_cert_file"), "{err}");
+        s.pay.v2.client_cert_file = None;
+        s.pay.v2.spbill_create_ip = "localhost".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.v2.spbill_create_ip"), "{err}");
+
+        let mut s = Settings::default();
+        s.sim.v2_api_key = "x".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("sim.v2_api_key"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn the_v2_key_and_sign_type_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WXLEDGER__PAY__API", "v2");
+            jail.set_env(
+                "WXLEDGER__PAY__V2__API_KEY",
+                "192006250b4c09247ec02edce69f6a2d",
+            );
+            jail.set_env("WXLEDGER__PAY__V2__SIGN_TYPE", "MD5");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(s.pay.api, PayApi::V2);
+            assert_eq!(s.pay.v2.sign_type, V2SignType::Md5);
+            assert_eq!(s.pay.v2_api_key(), Some("192006250b4c09247ec02edce69f6a2d"));
+            assert!(!format!("{s:?}").contains("192006250b4c09247ec02edce69f6a2d"));
+            jail.set_env("WXLEDGER__PAY__V2__SIGN_TYPE", "SHA1");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("pay.v2.sign_type"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::{
     events::{EventLog, LogError},
     metrics::Metrics,
     projector::{ProjectionWatch, Projector},
-    settings::Settings,
-    wechat::{MiniProgram, PayClient},
+    settings::{PayApi, Settings},
+    wechat::{pay::v2::V2Client, MiniProgram, PayClient},
 };
 
 /// Why the daemon could not start.
@@ -128,6 +128,11 @@ impl App {
                 tracing::warn!(error = %e, "platform certificates not downloaded at start");
             }
         }
+        let pay_v2 = V2Client::new(&settings.pay, &settings.wechat.appid, clock.clone())
+            .map_err(|e| StartError::Pay(e.to_string()))?;
+        if settings.pay.api == PayApi::V2 {
+            tracing::info!("WeChat Pay API v2: new prepays use unifiedorder");
+        }
         let metrics = Metrics::default();
         // When the projector last committed, for the lag gauge of /metrics.
         let mut committed = applied_rx.clone();
@@ -150,6 +155,8 @@ impl App {
             read_your_writes: settings.read_your_writes_timeout(),
             migrated: true,
             pay,
+            pay_v2,
+            pay_api: settings.pay.api,
             metrics: metrics.clone(),
             max_amount_fen: settings.pay.max_amount_fen,
             order_ttl: chrono::Duration::seconds(

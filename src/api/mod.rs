@@ -6,8 +6,10 @@ mod extract;
 mod health;
 mod operations;
 mod orders;
+mod pay_api;
 mod users;
 mod webhook;
+mod webhook_v2;
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,6 +31,7 @@ use tower_http::{
 pub use error::ApiError;
 pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
 pub use operations::PROJECTOR_COMMITTED_AT;
+pub use pay_api::QueryAnswer;
 
 use crate::{
     auth::Tokens,
@@ -65,6 +68,10 @@ pub struct Shared {
     pub migrated: bool,
     /// WeChat Pay.
     pub pay: crate::wechat::PayClient,
+    /// WeChat Pay API v2 (legacy merchants), when its key is configured.
+    pub pay_v2: Option<crate::wechat::pay::v2::V2Client>,
+    /// Which API new prepays, queries and closes use (`pay.api`).
+    pub pay_api: crate::settings::PayApi,
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Largest order or recharge, in fen.
@@ -165,7 +172,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/openapi.json", get(operations::openapi))
         .layer(RequestBodyLimitLayer::new(max_body_bytes));
     // The webhook reads its body itself, with its own limit and WeChat's error shape.
-    let webhooks = Router::new().route("/webhooks/wechatpay", post(webhook::wechatpay));
+    let webhooks = Router::new()
+        .route("/webhooks/wechatpay", post(webhook::wechatpay))
+        .route("/webhooks/wechatpay/v2", post(webhook_v2::wechatpay_v2));
     api.merge(webhooks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

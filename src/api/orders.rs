@@ -256,7 +256,6 @@ pub async fn wechat_pay(
 async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayParams, ApiError> {
     payable(app, order)?;
     let prepay_id = app
-        .pay
         .jsapi_prepay(&Prepay {
             out_trade_no: &order.out_trade_no,
             description: &order.description,
@@ -278,7 +277,7 @@ async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayPa
             .wait_for(appended.seq, app.read_your_writes)
             .await;
     }
-    Ok(app.pay.pay_params(&prepay_id))
+    Ok(app.pay_params(&prepay_id))
 }
 
 /// An order can still be paid: not paid, not closed, not expired.
@@ -382,7 +381,7 @@ pub async fn balance_pay(
 /// second time. If WeChat says it was paid already, its signed answer is recorded: the
 /// fold books that money as a double payment, for a human to refund.
 async fn close_prepay(app: &AppState, out_trade_no: &str, request_id: &str) {
-    match app.pay.close(out_trade_no).await {
+    match app.close_order(out_trade_no).await {
         Ok(()) => {}
         Err(e) if e.code() == Some("ORDERPAID") => {
             let recorded = crate::reconcile::query_payment(

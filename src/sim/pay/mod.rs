@@ -10,6 +10,7 @@ mod notify;
 mod orders;
 mod refunds;
 mod sign;
+mod v2;
 
 use std::{
     collections::HashMap,
@@ -66,6 +67,7 @@ pub(super) fn routes() -> Router<SimState> {
             post(control::rotate_certificate),
         )
         .route("/sim/pay/stats", get(control::stats))
+        .merge(v2::routes())
 }
 
 /// A serial no WeChat publishes: notifies under it test the daemon's unknown-serial path.
@@ -81,6 +83,8 @@ pub(super) struct Pay {
     http: reqwest::Client,
     /// Cancelled when the simulator stops: pending notify deliveries end with it.
     stop: CancellationToken,
+    /// API v2 (legacy merchants).
+    v2: Arc<v2::V2>,
 }
 
 impl FromRef<SimState> for Pay {
@@ -240,6 +244,7 @@ impl Pay {
             platform: Arc::new(AtomicUsize::new(0)),
             http,
             stop,
+            v2: Arc::new(v2::V2::new(settings)?),
         })
     }
 

@@ -150,7 +150,6 @@ impl Notify {
 
     /// An API v2 notify: `body` is the complete XML, signed or encrypted by the caller.
     /// Only the delivery faults (duplicates, delay, hold, lost) apply.
-    #[allow(dead_code)] // until the API v2 simulator lands
     pub(super) fn v2(
         id: String,
         out_trade_no: Option<String>,

@@ -4,5 +4,6 @@
 pub mod client;
 pub mod crypto;
 pub mod keys;
+pub mod v2;
 
 pub use client::{PayClient, PayError, PayParams, Prepay, RefundRequest};

@@ -1,0 +1,641 @@
+//! The WeChat Pay API v2 client: every request signed with the API key, every answer
+//! believed only once its `sign` verifies. `unifiedorder` (JSAPI), `orderquery`,
+//! `closeorder`, `refund` (over TLS with the merchant's client certificate), `refundquery`,
+//! and the `wx.requestPayment` params signed the v2 way.
+//!
+//! Answers are read in WeChat's order: `return_code` (FAIL: the call itself failed, and
+//! WeChat does not sign such answers), then `sign` (required), then `result_code` with
+//! `err_code`. The answers are returned in API v3's shapes ([`Transaction`], [`Refund`])
+//! with the XML as [`LegacyEvidence`], so the events and the fold stay one.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, FixedOffset, Utc};
+use rand::{distributions::Alphanumeric, Rng};
+
+use super::{
+    map::{self, MapError},
+    sign::{self, ApiKey, SignType},
+    xml::{self, Fields, XmlError},
+};
+use crate::{
+    clock::Clock,
+    events::{LegacyEvidence, Refund, Transaction},
+    settings::PaySettings,
+    wechat::pay::{PayError, PayParams, Prepay},
+};
+
+/// Answers are small; anything bigger is not WeChat.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// WeChat's `body` is at most 128 bytes (UTF-8).
+const MAX_BODY_BYTES: usize = 128;
+
+/// Why an API v2 call did not give an answer we can use.
+#[derive(Debug, thiserror::Error)]
+pub enum V2Error {
+    /// No answer (connection, timeout) or a non-200: try again later.
+    #[error("WeChat Pay unreachable: {0}")]
+    Unavailable(String),
+    /// An answer that is not signed, or whose `sign` does not verify.
+    #[error("WeChat Pay answer not verified: {0}")]
+    Unverified(String),
+    /// `return_code` FAIL: WeChat refused the call itself (signature, parameters), with
+    /// its `return_msg`.
+    #[error("WeChat Pay refused the call: {0}")]
+    Refused(String),
+    /// `result_code` FAIL: WeChat said no, with its `err_code` and `err_code_des`.
+    #[error("WeChat Pay {code}: {message}")]
+    Api {
+        /// WeChat's code, e.g. `ORDERPAID`, `ORDERNOTEXIST`, `NOTENOUGH`.
+        code: String,
+        /// WeChat's words.
+        message: String,
+    },
+    /// A verified answer of a shape we do not understand.
+    #[error("WeChat Pay answer unreadable: {0}")]
+    Malformed(String),
+}
+
+impl V2Error {
+    /// WeChat's `err_code`, if it answered one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            V2Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl From<XmlError> for V2Error {
+    fn from(e: XmlError) -> Self {
+        V2Error::Malformed(e.to_string())
+    }
+}
+
+impl From<MapError> for V2Error {
+    fn from(e: MapError) -> Self {
+        V2Error::Malformed(e.to_string())
+    }
+}
+
+/// The v3 client's error, with API v2's codes renamed to API v3's where they mean the
+/// same (`ORDERNOTEXIST` → `ORDER_NOT_EXIST`, `ORDERCLOSED` → `ORDER_CLOSED`), so callers
+/// written for v3 (the API's error mapping, the expiry sweep) handle v2 alike.
+impl From<V2Error> for PayError {
+    fn from(e: V2Error) -> Self {
+        match e {
+            V2Error::Unavailable(why) => PayError::Unavailable(why),
+            V2Error::Unverified(why) => PayError::Unverified(why),
+            V2Error::Malformed(why) => PayError::Malformed(why),
+            V2Error::Refused(message) => PayError::Api {
+                status: 200,
+                code: "FAIL".into(),
+                message,
+            },
+            V2Error::Api { code, message } => PayError::Api {
+                status: 200,
+                code: match code.as_str() {
+                    "ORDERNOTEXIST" => "ORDER_NOT_EXIST".into(),
+                    "ORDERCLOSED" => "ORDER_CLOSED".into(),
+                    "REFUNDNOTEXIST" => "RESOURCE_NOT_EXISTS".into(),
+                    "NOTENOUGH" => "NOT_ENOUGH".into(),
+                    _ => code,
+                },
+                message,
+            },
+        }
+    }
+}
+
+/// The settings could not make a client.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct V2ConfigError {
+    /// The setting.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// A refund request (`/secapi/pay/refund`).
+pub struct RefundRequest<'a> {
+    /// The order refunded.
+    pub out_trade_no: &'a str,
+    /// Our refund number (WeChat treats a repeat as the same refund).
+    pub out_refund_no: &'a str,
+    /// The order's total, fen.
+    pub total: i64,
+    /// This refund, fen.
+    pub refund: i64,
+    /// Shown to the payer.
+    pub reason: &'a str,
+}
+
+/// A verified answer: its fields and the XML it came in.
+struct Answer {
+    fields: Fields,
+    evidence: LegacyEvidence,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// With the merchant's client certificate, for `/secapi/...` (the plain client when
+    /// none is configured).
+    secure: reqwest::Client,
+    base: String,
+    appid: String,
+    mchid: String,
+    key: ApiKey,
+    sign_type: SignType,
+    notify_url: String,
+    spbill_create_ip: String,
+    clock: Clock,
+}
+
+/// The client; cheap to clone.
+#[derive(Clone)]
+pub struct V2Client(Arc<Inner>);
+
+impl V2Client {
+    /// A client for the merchant in `settings`, paying under `appid`; `None` when no API
+    /// v2 key is configured (see [`PaySettings::v2_api_key`]).
+    pub fn new(
+        settings: &PaySettings,
+        appid: &str,
+        clock: Clock,
+    ) -> Result<Option<Self>, V2ConfigError> {
+        let Some(key) = settings.v2_api_key() else {
+            return Ok(None);
+        };
+        let key = ApiKey::new(key).ok_or(V2ConfigError {
+            field: "pay.v2.api_key",
+            problem: "must be 32 ASCII letters or digits".into(),
+        })?;
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let build = |builder: reqwest::ClientBuilder| {
+            builder.timeout(timeout).build().map_err(|e| V2ConfigError {
+                field: "pay.v2",
+                problem: e.to_string(),
+            })
+        };
+        let http = build(reqwest::Client::builder())?;
+        let secure = match (&settings.v2.client_cert_file, &settings.v2.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let read = |field, path: &std::path::Path| {
+                    std::fs::read(path).map_err(|e| V2ConfigError {
+                        field,
+                        problem: format!("cannot read {}: {e}", path.display()),
+                    })
+                };
+                let mut pem = read("pay.v2.client_cert_file", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("pay.v2.client_key_file", key)?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| V2ConfigError {
+                    field: "pay.v2.client_cert_file",
+                    problem: format!("not a PEM certificate and PKCS#8 key: {e}"),
+                })?;
+                build(reqwest::Client::builder().identity(identity))?
+            }
+            _ => http.clone(),
+        };
+        Ok(Some(Self(Arc::new(Inner {
+            http,
+            secure,
+            base: settings.api_base.trim_end_matches('/').to_owned(),
+            appid: appid.to_owned(),
+            mchid: settings.mchid.clone(),
+            key,
+            sign_type: settings.v2.sign_type.into(),
+            notify_url: settings.v2_notify_url(),
+            spbill_create_ip: settings.v2.spbill_create_ip.clone(),
+            clock,
+        }))))
+    }
+
+    /// The app id payments are made under.
+    pub fn appid(&self) -> &str {
+        &self.0.appid
+    }
+
+    /// The merchant id.
+    pub fn mchid(&self) -> &str {
+        &self.0.mchid
+    }
+
+    /// The API key (signs and verifies; decrypts refund notifies).
+    pub fn key(&self) -> &ApiKey {
+        &self.0.key
+    }
+
+    /// How requests are signed and answers and notifies must be.
+    pub fn sign_type(&self) -> SignType {
+        self.0.sign_type
+    }
+
+    /// Checks a message's `sign` with our key and sign type.
+    pub fn verify(&self, fields: &Fields) -> Result<(), sign::BadSign> {
+        let given = fields.get("sign").ok_or(sign::BadSign)?;
+        sign::verify(fields.iter(), &self.0.key, self.0.sign_type, given)
+    }
+
+    /// `unifiedorder` with `trade_type` JSAPI: WeChat's `prepay_id` for the order.
+    pub async fn unifiedorder(&self, p: &Prepay<'_>) -> Result<String, V2Error> {
+        let total_fee = p.amount.to_string();
+        let time_expire = beijing_compact(p.time_expire);
+        let body = truncate_utf8(p.description, MAX_BODY_BYTES);
+        let answer = self
+            .call(
+                "/pay/unifiedorder",
+                &[
+                    ("body", body),
+                    ("out_trade_no", p.out_trade_no),
+                    ("total_fee", &total_fee),
+                    ("fee_type", "CNY"),
+                    ("spbill_create_ip", &self.0.spbill_create_ip),
+                    ("time_expire", &time_expire),
+                    ("notify_url", &self.0.notify_url),
+                    ("trade_type", "JSAPI"),
+                    ("openid", p.openid),
+                ],
+                false,
+            )
+            .await?;
+        let prepay_id = answer
+            .fields
+            .non_empty("prepay_id")
+            .ok_or_else(|| V2Error::Malformed("unifiedorder: no prepay_id".into()))?;
+        Ok(prepay_id.to_owned())
+    }
+
+    /// `unifiedorder`, then the `wx.requestPayment` params of its prepay id: what
+    /// `POST /v1/orders/{no}/wechat-pay` needs under `pay.api = "v2"`.
+    pub async fn jsapi(&self, p: &Prepay<'_>) -> Result<(String, PayParams), V2Error> {
+        let prepay_id = self.unifiedorder(p).await?;
+        let params = self.pay_params(&prepay_id);
+        Ok((prepay_id, params))
+    }
+
+    /// `wx.requestPayment` params for a prepay id: `paySign` is the v2 sign of `appId`,
+    /// `timeStamp`, `nonceStr`, `package` and `signType` (capitalised as the mini program
+    /// writes them); `signType` is `MD5` or `HMAC-SHA256`.
+    pub fn pay_params(&self, prepay_id: &str) -> PayParams {
+        let time_stamp = (self.0.clock)().timestamp().to_string();
+        let nonce_str = nonce();
+        let package = format!("prepay_id={prepay_id}");
+        let sign_type = self.0.sign_type.as_str();
+        let pay_sign = sign::sign(
+            [
+                ("appId", self.0.appid.as_str()),
+                ("timeStamp", &time_stamp),
+                ("nonceStr", &nonce_str),
+                ("package", &package),
+                ("signType", sign_type),
+            ],
+            &self.0.key,
+            self.0.sign_type,
+        );
+        PayParams {
+            time_stamp,
+            nonce_str,
+            package,
+            sign_type: sign_type.to_owned(),
+            pay_sign,
+        }
+    }
+
+    /// `orderquery` by `out_trade_no`: the transaction and the signed answer.
+    pub async fn orderquery(
+        &self,
+        out_trade_no: &str,
+    ) -> Result<(Transaction, LegacyEvidence), V2Error> {
+        let answer = self
+            .call("/pay/orderquery", &[("out_trade_no", out_trade_no)], false)
+            .await?;
+        Ok((map::queried_transaction(&answer.fields)?, answer.evidence))
+    }
+
+    /// `closeorder`: closes an unpaid order at WeChat.
+    pub async fn closeorder(&self, out_trade_no: &str) -> Result<(), V2Error> {
+        self.call("/pay/closeorder", &[("out_trade_no", out_trade_no)], false)
+            .await
+            .map(|_| ())
+    }
+
+    /// `/secapi/pay/refund`: asks for a refund; WeChat's acceptance (status `PROCESSING`)
+    /// and the signed answer. Real WeChat requires the merchant's client certificate
+    /// (`pay.v2.client_cert_file`).
+    pub async fn refund(&self, r: &RefundRequest<'_>) -> Result<(Refund, LegacyEvidence), V2Error> {
+        let (total, refund) = (r.total.to_string(), r.refund.to_string());
+        let answer = self
+            .call(
+                "/secapi/pay/refund",
+                &[
+                    ("out_trade_no", r.out_trade_no),
+                    ("out_refund_no", r.out_refund_no),
+                    ("total_fee", &total),
+                    ("refund_fee", &refund),
+                    ("refund_fee_type", "CNY"),
+                    ("refund_desc", truncate_utf8(r.reason, 80)),
+                    ("notify_url", &self.0.notify_url),
+                ],
+                true,
+            )
+            .await?;
+        Ok((map::accepted_refund(&answer.fields)?, answer.evidence))
+    }
+
+    /// `refundquery` by `out_refund_no`: the refund and the signed answer.
+    pub async fn refundquery(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<(Refund, LegacyEvidence), V2Error> {
+        let answer = self
+            .call(
+                "/pay/refundquery",
+                &[("out_refund_no", out_refund_no)],
+                false,
+            )
+            .await?;
+        Ok((
+            map::queried_refund(&answer.fields, out_refund_no)?,
+            answer.evidence,
+        ))
+    }
+
+    /// The request's fields with the merchant's, a nonce, the sign type and the sign.
+    fn request(&self, params: &[(&str, &str)]) -> String {
+        let mut fields: Fields = [
+            ("appid", self.0.appid.as_str()),
+            ("mch_id", self.0.mchid.as_str()),
+            ("nonce_str", &nonce()),
+            ("sign_type", self.0.sign_type.as_str()),
+        ]
+        .into_iter()
+        .chain(params.iter().copied())
+        .collect();
+        let sign = sign::sign(fields.iter(), &self.0.key, self.0.sign_type);
+        fields.set("sign", sign);
+        fields.to_xml()
+    }
+
+    /// Sends a signed request; checks `return_code`, `sign`, then `result_code`.
+    async fn call(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        secure: bool,
+    ) -> Result<Answer, V2Error> {
+        let http = if secure { &self.0.secure } else { &self.0.http };
+        let response = http
+            .post(format!("{}{path}", self.0.base))
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header(reqwest::header::USER_AGENT, "wxledger")
+            .body(self.request(params))
+            .send()
+            .await
+            .map_err(|e| V2Error::Unavailable(e.without_url().to_string()))?;
+        let status = response.status();
+        let raw = response
+            .bytes()
+            .await
+            .map_err(|e| V2Error::Unavailable(e.without_url().to_string()))?;
+        if !status.is_success() {
+            return Err(V2Error::Unavailable(format!("{path}: HTTP {status}")));
+        }
+        read_answer(&raw, &self.0.key, self.0.sign_type)
+    }
+}
+
+/// Reads and checks an answer (see the module doc).
+fn read_answer(raw: &[u8], key: &ApiKey, sign_type: SignType) -> Result<Answer, V2Error> {
+    let fields = xml::parse(raw, MAX_ANSWER_BYTES)?;
+    if fields.get("return_code") != Some("SUCCESS") {
+        return Err(V2Error::Refused(
+            fields
+                .get("return_msg")
+                .unwrap_or("return_code is not SUCCESS")
+                .to_owned(),
+        ));
+    }
+    let given = fields
+        .non_empty("sign")
+        .ok_or_else(|| V2Error::Unverified("answer without sign".into()))?;
+    if let Some(named) = fields.non_empty("sign_type") {
+        if named != sign_type.as_str() {
+            return Err(V2Error::Unverified(format!(
+                "answer signed with {named}, not {}",
+                sign_type.as_str()
+            )));
+        }
+    }
+    sign::verify(fields.iter(), key, sign_type, given)
+        .map_err(|_| V2Error::Unverified("sign does not verify".into()))?;
+    if fields.get("result_code") != Some("SUCCESS") {
+        return Err(V2Error::Api {
+            code: fields.non_empty("err_code").unwrap_or("FAIL").to_owned(),
+            message: fields.get("err_code_des").unwrap_or_default().to_owned(),
+        });
+    }
+    let body = String::from_utf8(raw.to_vec()).expect("the parser accepted it as UTF-8");
+    Ok(Answer {
+        fields,
+        evidence: LegacyEvidence {
+            body,
+            sign_type: Some(sign_type.as_str().to_owned()),
+            decrypted: None,
+        },
+    })
+}
+
+/// `yyyyMMddHHmmss` in Beijing time, as API v2 writes times.
+fn beijing_compact(t: DateTime<Utc>) -> String {
+    let china = FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset");
+    t.with_timezone(&china).format("%Y%m%d%H%M%S").to_string()
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn nonce() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        ApiKey::new(crate::devkeys::V2_API_KEY).unwrap()
+    }
+
+    fn signed(pairs: &[(&str, &str)], t: SignType) -> Vec<u8> {
+        let mut fields: Fields = pairs.iter().copied().collect();
+        let sign = sign::sign(fields.iter(), &key(), t);
+        fields.set("sign", sign);
+        fields.to_xml().into_bytes()
+    }
+
+    #[test]
+    fn answers_are_read_return_code_then_sign_then_result_code() {
+        let ok = signed(
+            &[
+                ("return_code", "SUCCESS"),
+                ("result_code", "SUCCESS"),
+                ("prepay_id", "wx1"),
+            ],
+            SignType::Md5,
+        );
+        let answer = read_answer(&ok, &key(), SignType::Md5).unwrap();
+        assert_eq!(answer.fields.get("prepay_id"), Some("wx1"));
+        assert_eq!(answer.evidence.sign_type.as_deref(), Some("MD5"));
+        assert_eq!(answer.evidence.body.as_bytes(), ok.as_slice());
+
+        // return_code FAIL answers are unsigned; they are a refusal, not a forgery.
+        let fail = xml::write([("return_code", "FAIL"), ("return_msg", "签名错误")]);
+        assert!(matches!(
+            read_answer(fail.as_bytes(), &key(), SignType::Md5),
+            Err(V2Error::Refused(m)) if m == "签名错误"
+        ));
+        // Unsigned, wrongly signed, or signed the other way: not believed.
+        let unsigned = xml::write([("return_code", "SUCCESS"), ("result_code", "SUCCESS")]);
+        assert!(matches!(
+            read_answer(unsigned.as_bytes(), &key(), SignType::Md5),
+            Err(V2Error::Unverified(_))
+        ));
+        assert!(matches!(
+            read_answer(&ok, &key(), SignType::HmacSha256),
+            Err(V2Error::Unverified(_))
+        ));
+        let tampered = String::from_utf8(ok.clone()).unwrap().replace("wx1", "wx2");
+        assert!(matches!(
+            read_answer(tampered.as_bytes(), &key(), SignType::Md5),
+            Err(V2Error::Unverified(_))
+        ));
+        // A signed business refusal carries WeChat's code.
+        let paid = signed(
+            &[
+                ("return_code", "SUCCESS"),
+                ("result_code", "FAIL"),
+                ("err_code", "ORDERPAID"),
+                ("err_code_des", "该订单已支付"),
+            ],
+            SignType::HmacSha256,
+        );
+        let err = read_answer(&paid, &key(), SignType::HmacSha256)
+            .err()
+            .unwrap();
+        assert_eq!(err.code(), Some("ORDERPAID"));
+        let v3: PayError = err.into();
+        assert_eq!(v3.code(), Some("ORDERPAID"));
+        let gone: PayError = V2Error::Api {
+            code: "ORDERNOTEXIST".into(),
+            message: String::new(),
+        }
+        .into();
+        assert_eq!(gone.code(), Some("ORDER_NOT_EXIST"));
+        // Hostile XML in an answer is refused by the parser.
+        let xxe = b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><xml><return_code>&e;</return_code></xml>";
+        assert!(matches!(
+            read_answer(xxe, &key(), SignType::Md5),
+            Err(V2Error::Malformed(_))
+        ));
+    }
+
+    fn client(sign_type: crate::settings::V2SignType) -> V2Client {
+        let mut settings = PaySettings::default();
+        settings.v2.sign_type = sign_type;
+        let clock: Clock = Arc::new(|| DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        V2Client::new(&settings, "wxd930ea5d5a258f4f", clock)
+            .unwrap()
+            .expect("the simulator's merchant has a v2 key")
+    }
+
+    #[test]
+    fn pay_params_sign_the_five_capitalised_keys() {
+        for t in [
+            crate::settings::V2SignType::Md5,
+            crate::settings::V2SignType::HmacSha256,
+        ] {
+            let client = client(t);
+            let params = client.pay_params("wx201410272009395522657a690389285100");
+            assert_eq!(params.time_stamp, "1700000000");
+            assert_eq!(
+                params.package,
+                "prepay_id=wx201410272009395522657a690389285100"
+            );
+            assert_eq!(params.sign_type, client.sign_type().as_str());
+            let expected = sign::sign(
+                [
+                    ("appId", "wxd930ea5d5a258f4f"),
+                    ("nonceStr", params.nonce_str.as_str()),
+                    ("package", params.package.as_str()),
+                    ("signType", params.sign_type.as_str()),
+                    ("timeStamp", "1700000000"),
+                ],
+                &key(),
+                client.sign_type(),
+            );
+            assert_eq!(params.pay_sign, expected);
+            let json = serde_json::to_value(&params).unwrap();
+            let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 5, "{json}");
+        }
+    }
+
+    #[test]
+    fn requests_are_signed_with_the_merchants_fields() {
+        let client = client(crate::settings::V2SignType::HmacSha256);
+        let xml = client.request(&[("out_trade_no", "abc123"), ("attach", "")]);
+        let fields = xml::parse(xml.as_bytes(), 4096).unwrap();
+        assert_eq!(fields.get("mch_id"), Some(crate::devkeys::MCHID));
+        assert_eq!(fields.get("sign_type"), Some("HMAC-SHA256"));
+        assert_eq!(fields.get("nonce_str").map(str::len), Some(32));
+        assert!(client.verify(&fields).is_ok());
+    }
+
+    #[test]
+    fn settings_without_a_key_turn_v2_off_and_identities_are_read() {
+        let mut settings = PaySettings {
+            mchid: "1234567890".into(),
+            ..Default::default()
+        };
+        assert!(V2Client::new(&settings, "wx1", crate::clock::system())
+            .unwrap()
+            .is_none());
+        settings.v2.api_key = Some(crate::devkeys::V2_API_KEY.into());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys");
+        settings.v2.client_cert_file = Some(dir.join("merchant_cert.pem"));
+        settings.v2.client_key_file = Some(dir.join("merchant_key.pem"));
+        assert!(V2Client::new(&settings, "wx1", crate::clock::system())
+            .unwrap()
+            .is_some());
+        settings.v2.client_key_file = Some(dir.join("no-such-file.pem"));
+        let err = V2Client::new(&settings, "wx1", crate::clock::system())
+            .err()
+            .unwrap();
+        assert_eq!(err.field, "pay.v2.client_key_file");
+    }
+
+    #[test]
+    fn times_are_beijing_and_bodies_fit_128_bytes() {
+        let t = DateTime::parse_from_rfc3339("2025-03-01T08:31:05Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(beijing_compact(t), "20250301163105");
+        let long = "咖".repeat(50);
+        let cut = truncate_utf8(&long, MAX_BODY_BYTES);
+        assert_eq!(cut.len(), 126);
+        assert_eq!(truncate_utf8("abc", 128), "abc");
+    }
+}
