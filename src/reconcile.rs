@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     api::{ApiError, AppState},
     db::{orders, refunds},
-    events::{Event, QueryReason, RefundAccepted, RefundEvidence, RefundQueried, RefundRejected},
+    events::{Event, QueryReason, RefundAccepted, RefundQueried, RefundRejected},
     fold::{RefundRow, RefundState},
     wechat::pay::{PayError, RefundRequest},
 };
@@ -92,12 +92,12 @@ pub async fn submit_refund(
         amount: refund.amount,
         total,
     };
-    match app.pay.refund(&request).await {
+    match app.request_refund(&request).await {
         Ok((answer, evidence)) => {
             let msg_id = format!("refund.accepted:{}", refund.out_refund_no);
             let event = Event::RefundAccepted(RefundAccepted {
                 refund: answer,
-                evidence: RefundEvidence::V3(evidence),
+                evidence,
             });
             let appended = app.record(&event, correlation_id, &msg_id).await?;
             Ok(Submitted::Accepted(appended.seq))
@@ -128,7 +128,7 @@ pub async fn query_refund(
     reason: QueryReason,
     correlation_id: &str,
 ) -> Result<(String, Option<u64>), ApiError> {
-    let (answer, evidence) = app.pay.query_refund(&refund.out_refund_no).await?;
+    let (answer, evidence) = app.query_refund(&refund.out_refund_no).await?;
     let status = answer.status.clone();
     if refund.wechat_status.as_deref() == Some(status.as_str()) {
         return Ok((status, None));
@@ -136,7 +136,7 @@ pub async fn query_refund(
     let queried = RefundQueried {
         reason,
         refund: answer,
-        evidence: RefundEvidence::V3(evidence),
+        evidence,
     };
     let msg_id = queried.msg_id();
     let appended = app

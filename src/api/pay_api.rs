@@ -1,16 +1,19 @@
 //! The merchant's WeChat Pay API (`pay.api`: v3, or v2 for legacy merchants) behind one set
-//! of calls, so the handlers and the expiry sweep prepay, sign `wx.requestPayment`, query and
-//! close the same way under either. Errors are the v3 client's [`PayError`], with API v2's
+//! of calls, so the handlers and the sweeps prepay, sign `wx.requestPayment`, query, close
+//! and refund the same way under either. Errors are the v3 client's [`PayError`], with API v2's
 //! codes renamed to v3's (see `From<V2Error> for PayError`).
 
 use super::AppState;
 use crate::{
     events::{
-        Event, Evidence, LegacyEvidence, LegacyPaymentQueried, PaymentQueried, QueryReason,
-        Transaction,
+        Event, Evidence, LegacyEvidence, LegacyPaymentQueried, PaymentQueried, QueryReason, Refund,
+        RefundEvidence, Transaction,
     },
     settings::PayApi,
-    wechat::pay::{v2::V2Client, PayError, PayParams, Prepay},
+    wechat::pay::{
+        v2::{RefundRequest as V2RefundRequest, V2Client, V2Error},
+        PayError, PayParams, Prepay, RefundRequest,
+    },
 };
 
 /// WeChat's signed answer to an order query, from either API.
@@ -108,6 +111,77 @@ impl AppState {
         match self.v2_for_prepays() {
             Some(v2) => Ok(v2.closeorder(out_trade_no).await?),
             None => self.pay.close(out_trade_no).await,
+        }
+    }
+}
+
+/// API v2's `err_code`s that mean "try again", not "no".
+const V2_RETRY_CODES: [&str; 4] = [
+    "SYSTEMERROR",
+    "BIZERR_NEED_RETRY",
+    "FREQUENCY_LIMITED",
+    "FAIL",
+];
+
+/// A v2 error as the refund flow reads it: a signed `result_code` FAIL with a definite
+/// `err_code` is a refusal (like a v3 4xx); anything else leaves the outcome unknown.
+fn v2_refund_error(e: V2Error) -> PayError {
+    match e {
+        V2Error::Api { code, message } if !V2_RETRY_CODES.contains(&code.as_str()) => {
+            let PayError::Api { code, message, .. } =
+                PayError::from(V2Error::Api { code, message })
+            else {
+                unreachable!("an API error stays an API error")
+            };
+            PayError::Api {
+                status: 400,
+                code,
+                message,
+            }
+        }
+        other => other.into(),
+    }
+}
+
+impl AppState {
+    /// Asks WeChat to refund: `POST /v3/refund/domestic/refunds` or `/secapi/pay/refund`.
+    pub async fn request_refund(
+        &self,
+        r: &RefundRequest<'_>,
+    ) -> Result<(Refund, RefundEvidence), PayError> {
+        match self.v2_for_prepays() {
+            Some(v2) => {
+                let request = V2RefundRequest {
+                    out_trade_no: r.out_trade_no,
+                    out_refund_no: r.out_refund_no,
+                    total: r.total,
+                    refund: r.amount,
+                    reason: r.reason,
+                };
+                let (refund, evidence) = v2.refund(&request).await.map_err(v2_refund_error)?;
+                Ok((refund, RefundEvidence::V2(evidence)))
+            }
+            None => {
+                let (refund, evidence) = self.pay.refund(r).await?;
+                Ok((refund, RefundEvidence::V3(evidence)))
+            }
+        }
+    }
+
+    /// WeChat's word on a refund, by `out_refund_no`.
+    pub async fn query_refund(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<(Refund, RefundEvidence), PayError> {
+        match self.v2_for_prepays() {
+            Some(v2) => {
+                let (refund, evidence) = v2.refundquery(out_refund_no).await?;
+                Ok((refund, RefundEvidence::V2(evidence)))
+            }
+            None => {
+                let (refund, evidence) = self.pay.query_refund(out_refund_no).await?;
+                Ok((refund, RefundEvidence::V3(evidence)))
+            }
         }
     }
 }

@@ -769,3 +769,55 @@ async fn under_pay_api_v2_the_order_api_prepays_syncs_and_expires_with_api_v2() 
     )
     .await;
 }
+
+#[tokio::test]
+async fn under_pay_api_v2_a_refund_goes_through_secapi_and_its_encrypted_notify_settles_it() {
+    let env = TestEnv::start_with(|s| {
+        s.pay.api = PayApi::V2;
+        s.pay.v2.sign_type = V2SignType::Md5;
+    })
+    .await;
+    let (token, _) = env.login("o-v2-refund").await;
+    let no = env.order_with_prepay(&token, 1000).await;
+    env.sim_post("/sim/pay/v2/pay", json!({"out_trade_no": no}))
+        .await;
+    env.wait_order_state(&token, &no, "paid").await;
+
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &format!("/v1/admin/orders/{no}/refunds"),
+            Some(crate::common::ADMIN_TOKEN),
+            Some(json!({"amount": 400, "out_refund_no": "R-v2-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["refund"]["state"], "processing");
+    assert_eq!(env.sim_get("/sim/pay/v2/stats").await["refund"], 1);
+    env.sim_post(
+        "/sim/pay/v2/refund-notify",
+        json!({"out_refund_no": "R-v2-1", "status": "SUCCESS"}),
+    )
+    .await;
+    let order = env
+        .wait_order_state(&token, &no, "partially_refunded")
+        .await;
+    assert_eq!(order["refunded"], 400);
+    let books = env.books().await;
+    assert_eq!(books_of(&books, "sales"), 600);
+    assert_eq!(books_of(&books, "wechat_clearing"), -600);
+    assert_eq!(books_of(&books, "refunds_pending"), 0);
+    // The signed v2 answer is the refund's evidence.
+    let accepted = env
+        .events()
+        .await
+        .into_iter()
+        .find(|(_, e)| e["type"] == "refund.accepted")
+        .expect("refund.accepted appended")
+        .1;
+    assert!(accepted["data"]["evidence"]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("<xml>"));
+    assert_match_schemas(&env, &["refund.accepted", "refund.notified"]).await;
+}
