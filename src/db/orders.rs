@@ -602,8 +602,10 @@ mod tests {
     use crate::{
         db,
         events::{
-            CloseReason, Event, Evidence, OrderClosed, OrderPlaced, PaymentNotified,
-            PaymentQueried, PrepayIssued, QueryReason, Recorded, Transaction, TransactionAmount,
+            BalancePayRequested, CloseReason, Event, Evidence, OrderClosed, OrderPlaced,
+            PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Recorded, Refund,
+            RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
+            RefundRequested, Transaction, TransactionAmount,
         },
         fold::{wallet_account, State, CLEARING, SALES, SUSPENSE},
         projector::apply_batch,
@@ -760,6 +762,36 @@ mod tests {
             notified(tx("o3", None, "PAYERROR", None)),
             queried(tx("o3", None, "WEIRD", None)),
             placed("o4", 3, OrderKind::Recharge, 100, 10),
+            placed("o5", 1, OrderKind::Order, 100, 50),
+            notified(tx("o5", Some("t8"), "SUCCESS", Some(100))),
+            Event::RefundRequested(RefundRequested {
+                out_refund_no: "rfa".into(),
+                out_trade_no: "o5".into(),
+                amount: 40,
+                reason: "r".into(),
+            }),
+            Event::RefundNotified(RefundNotified {
+                notify_id: Some("nrfa".into()),
+                event_type: "REFUND.SUCCESS".into(),
+                refund: Refund {
+                    mchid: None,
+                    out_trade_no: "o5".into(),
+                    transaction_id: Some("t8".into()),
+                    out_refund_no: "rfa".into(),
+                    refund_id: Some("50rfa".into()),
+                    status: "SUCCESS".into(),
+                    success_time: None,
+                    user_received_account: None,
+                    amount: None,
+                },
+                evidence: RefundEvidence::V3(evidence()),
+            }),
+            placed("w1", 1, OrderKind::Order, 200, 50),
+            Event::BalancePayRequested(BalancePayRequested {
+                out_trade_no: "w1".into(),
+                user_id: uid(1),
+                amount: 200,
+            }),
         ];
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..300 {
@@ -771,7 +803,56 @@ mod tests {
                 "SUCCESS", "SUCCESS", "REFUND", "CLOSED", "PAYERROR", "NOTPAY",
             ][rng.gen_range(0..6)];
             let kind = [OrderKind::Order, OrderKind::Recharge][rng.gen_range(0..2)];
-            events.push(match rng.gen_range(0..5) {
+            let rno = format!("rf{}", rng.gen_range(0..10));
+            let status =
+                ["SUCCESS", "SUCCESS", "PROCESSING", "CLOSED", "ABNORMAL"][rng.gen_range(0..5)];
+            let refund = |status: &str| Refund {
+                mchid: None,
+                out_trade_no: no.clone(),
+                transaction_id: None,
+                out_refund_no: rno.clone(),
+                refund_id: Some(format!("50{rno}")),
+                status: status.into(),
+                success_time: None,
+                user_received_account: None,
+                amount: Some(RefundAmount {
+                    total: None,
+                    refund: Some(amount / 2),
+                    payer_total: None,
+                    payer_refund: None,
+                    currency: None,
+                }),
+            };
+            let refund_evidence = || RefundEvidence::V3(evidence());
+            events.push(match rng.gen_range(0..10) {
+                5 => Event::RefundRequested(RefundRequested {
+                    out_refund_no: rno.clone(),
+                    out_trade_no: no.clone(),
+                    amount: amount / 2,
+                    reason: String::new(),
+                }),
+                6 => Event::RefundNotified(RefundNotified {
+                    notify_id: Some(format!("n{}", rng.gen::<u32>())),
+                    event_type: format!("REFUND.{status}"),
+                    refund: refund(status),
+                    evidence: refund_evidence(),
+                }),
+                7 => Event::BalancePayRequested(BalancePayRequested {
+                    out_trade_no: no.clone(),
+                    user_id: uid(user),
+                    amount,
+                }),
+                8 => Event::RefundQueried(RefundQueried {
+                    reason: QueryReason::Sweep,
+                    refund: refund(status),
+                    evidence: refund_evidence(),
+                }),
+                9 => Event::RefundRejected(RefundRejected {
+                    out_refund_no: rno.clone(),
+                    out_trade_no: no.clone(),
+                    code: "NOT_ENOUGH".into(),
+                    message: "-".into(),
+                }),
                 0 => placed(&no, user, kind, amount, 400),
                 1 => Event::OrderClosed(OrderClosed {
                     out_trade_no: no,
@@ -830,6 +911,24 @@ mod tests {
         let q = |t: &str| format!("SELECT * FROM {t}");
         let orders = all_rows(c, &(q("orders") + " ORDER BY out_trade_no"), order_from_row).await;
         assert_eq!(orders, whole.orders.iter().cloned().collect::<Vec<_>>());
+        let refunds: Vec<crate::fold::RefundRow> = c
+            .query(&(q("refunds") + " ORDER BY out_refund_no"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| crate::db::refunds::tests_row(r))
+            .collect();
+        assert_eq!(refunds, whole.refunds.iter().cloned().collect::<Vec<_>>());
+        assert!(
+            refunds
+                .iter()
+                .any(|r| r.state == crate::fold::RefundState::Succeeded)
+                && whole
+                    .orders
+                    .iter()
+                    .any(|o| o.paid_with == Some(crate::fold::PaidWith::Wallet)),
+            "the mix makes refunds and wallet payments"
+        );
         let payments = all_rows(
             c,
             &(q("payments") + " ORDER BY transaction_id"),

@@ -36,6 +36,12 @@ fn refund_from_row(row: &Row) -> Result<RefundRow, tokio_postgres::Error> {
     })
 }
 
+/// A `refunds` row read by tests of other modules.
+#[cfg(test)]
+pub(crate) fn tests_row(row: &Row) -> RefundRow {
+    refund_from_row(row).expect("a refunds row reads")
+}
+
 /// The refunds numbered in `keys.out_refund_nos`.
 pub async fn load(
     client: &impl GenericClient,
