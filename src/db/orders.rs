@@ -916,7 +916,7 @@ mod tests {
             .await
             .unwrap()
             .iter()
-            .map(|r| crate::db::refunds::tests_row(r))
+            .map(crate::db::refunds::tests_row)
             .collect();
         assert_eq!(refunds, whole.refunds.iter().cloned().collect::<Vec<_>>());
         assert!(
