@@ -19,14 +19,18 @@ use crate::{
 };
 
 /// Why a notify was refused; `outcome` labels the metric and the log line.
-struct Refusal {
-    status: StatusCode,
-    outcome: &'static str,
-    message: String,
+pub(super) struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) outcome: &'static str,
+    pub(super) message: String,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, outcome: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(
+        status: StatusCode,
+        outcome: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             outcome,

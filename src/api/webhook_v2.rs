@@ -12,28 +12,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::AppState;
+use super::{webhook::Refusal, AppState};
 use crate::{
     events::{Event, LegacyEvidence, LegacyPaymentNotified, RefundEvidence, RefundNotified},
     wechat::pay::v2::{crypto, map, xml, V2Client},
 };
-
-/// Why a notify was refused; `outcome` labels the metric and the log line.
-struct Refusal {
-    status: StatusCode,
-    outcome: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, outcome: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            outcome,
-            message: message.into(),
-        }
-    }
-}
 
 const NOTIFIES: &str = "wxledger_notifies_v2_total";
 const NOTIFIES_HELP: &str = "WeChat Pay API v2 notifies received, by outcome.";

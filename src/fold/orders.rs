@@ -609,41 +609,28 @@ pub(super) fn balance_pay(
         out_trade_no: &e.out_trade_no,
         transaction_id: None,
     };
-    match ledger.transfer(&posting, &wallet, SALES, e.amount) {
-        Ok(()) => {}
+    let (reason, account) = match ledger.transfer(&posting, &wallet, SALES, e.amount) {
+        Ok(()) => {
+            let order = orders.touch(&e.out_trade_no, seq);
+            order.state = OrderState::Paid;
+            order.paid_with = Some(PaidWith::Wallet);
+            order.paid_at = Some(at);
+            return Outcome::Applied;
+        }
         Err(PostError::AlreadyApplied) => return Outcome::AlreadyApplied,
-        Err(PostError::Negative(_)) => {
-            let balance = ledger.balance(&wallet);
-            ledger.record_failure(Failure {
-                seq,
-                reason: "insufficient_balance".to_owned(),
-                out_trade_no: Some(e.out_trade_no.clone()),
-                transaction_id: None,
-                amount: Some(e.amount),
-                detail: json!({"source": "balance_pay", "account": wallet,
-                               "balance": balance, "needed": e.amount}),
-                occurred_at: at,
-            });
-            return Outcome::Refused("insufficient_balance");
-        }
-        Err(PostError::Overflow(account)) => {
-            let balance = ledger.balance(&account);
-            ledger.record_failure(Failure {
-                seq,
-                reason: "ledger_overflow".to_owned(),
-                out_trade_no: Some(e.out_trade_no.clone()),
-                transaction_id: None,
-                amount: Some(e.amount),
-                detail: json!({"source": "balance_pay", "account": account,
-                               "balance": balance, "amount": e.amount}),
-                occurred_at: at,
-            });
-            return Outcome::Refused("ledger_overflow");
-        }
-    }
-    let order = orders.touch(&e.out_trade_no, seq);
-    order.state = OrderState::Paid;
-    order.paid_with = Some(PaidWith::Wallet);
-    order.paid_at = Some(at);
-    Outcome::Applied
+        Err(PostError::Negative(account)) => ("insufficient_balance", account),
+        Err(PostError::Overflow(account)) => ("ledger_overflow", account),
+    };
+    let balance = ledger.balance(&account);
+    ledger.record_failure(Failure {
+        seq,
+        reason: reason.to_owned(),
+        out_trade_no: Some(e.out_trade_no.clone()),
+        transaction_id: None,
+        amount: Some(e.amount),
+        detail: json!({"source": "balance_pay", "account": account,
+                       "balance": balance, "amount": e.amount}),
+        occurred_at: at,
+    });
+    Outcome::Refused(reason)
 }
