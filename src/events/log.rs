@@ -148,11 +148,6 @@ impl EventLog {
 
     /// Appends one event and waits for the stream's acknowledgement (durable).
     pub async fn append(&self, draft: Draft<'_>) -> Result<Appended, LogError> {
-        // Refuse at once while disconnected: a publish queued now would be sent on
-        // reconnect, after the caller has been told it failed.
-        if !self.is_connected() {
-            return Err(LogError::Disconnected);
-        }
         let envelope = Envelope {
             id: Uuid::new_v4(),
             kind: draft.event.kind().to_owned(),
@@ -161,16 +156,27 @@ impl EventLog {
             correlation_id: draft.correlation_id.to_owned(),
             data: draft.event.to_data(),
         };
-        let payload = serde_json::to_vec(&envelope).expect("an envelope always serializes");
+        self.append_envelope(&envelope, draft.msg_id).await
+    }
+
+    /// Appends an envelope as given (any type and version, e.g. one an older wxledger
+    /// wrote) and waits for the stream's acknowledgement.
+    pub async fn append_envelope(
+        &self,
+        envelope: &Envelope,
+        msg_id: &str,
+    ) -> Result<Appended, LogError> {
+        // Refuse at once while disconnected: a publish queued now would be sent on
+        // reconnect, after the caller has been told it failed.
+        if !self.is_connected() {
+            return Err(LogError::Disconnected);
+        }
+        let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, draft.msg_id);
+        headers.insert(NATS_MESSAGE_ID, msg_id);
         let ack = self
             .js
-            .publish_with_headers(
-                self.subject(draft.event.kind()),
-                headers,
-                Bytes::from(payload),
-            )
+            .publish_with_headers(self.subject(&envelope.kind), headers, Bytes::from(payload))
             .await
             .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
             .await

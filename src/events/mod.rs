@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 pub use log::{Appended, EventLog, LogError};
 pub use pay::{
-    CloseReason, Evidence, OrderClosed, OrderKind, OrderPlaced, Payer, PaymentNotified,
-    PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
+    CloseReason, Evidence, OrderAmount, OrderClosed, OrderKind, OrderPlaced, OrderPlacedV2, Payer,
+    PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
 };
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
@@ -113,7 +113,7 @@ pub enum Event {
     PhoneBound(PhoneBound),
     /// `user.profile_updated` v1.
     ProfileUpdated(ProfileUpdated),
-    /// `order.placed` v1.
+    /// `order.placed` v2 (v1 still read).
     OrderPlaced(OrderPlaced),
     /// `order.prepay_issued` v1.
     PrepayIssued(PrepayIssued),
@@ -193,7 +193,10 @@ impl Event {
 
     /// The schema version this build writes.
     pub fn version(&self) -> u32 {
-        1
+        match self {
+            Event::OrderPlaced(_) => 2,
+            _ => 1,
+        }
     }
 
     /// The `data` of the envelope.
@@ -203,7 +206,7 @@ impl Event {
             Event::UserLoggedIn(e) => serde_json::to_value(e),
             Event::PhoneBound(e) => serde_json::to_value(e),
             Event::ProfileUpdated(e) => serde_json::to_value(e),
-            Event::OrderPlaced(e) => serde_json::to_value(e),
+            Event::OrderPlaced(e) => serde_json::to_value(OrderPlacedV2::from(e)),
             Event::PrepayIssued(e) => serde_json::to_value(e),
             Event::OrderClosed(e) => serde_json::to_value(e),
             Event::PaymentNotified(e) => serde_json::to_value(e),
@@ -239,6 +242,10 @@ impl Event {
             ("user.phone_bound", 1) => Event::PhoneBound(parse(kind, version, data)?),
             ("user.profile_updated", 1) => Event::ProfileUpdated(parse(kind, version, data)?),
             ("order.placed", 1) => Event::OrderPlaced(parse(kind, version, data)?),
+            // v2 moved `amount` and `currency` into `amount: {total, currency}`.
+            ("order.placed", 2) => {
+                Event::OrderPlaced(parse::<OrderPlacedV2>(kind, version, data)?.into())
+            }
             ("order.prepay_issued", 1) => Event::PrepayIssued(parse(kind, version, data)?),
             ("order.closed", 1) => Event::OrderClosed(parse(kind, version, data)?),
             ("payment.notified", 1) => Event::PaymentNotified(parse(kind, version, data)?),
@@ -310,6 +317,30 @@ mod tests {
         });
         let back = Event::decode(event.kind(), event.version(), event.to_data()).unwrap();
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn order_placed_v1_and_v2_read_as_the_same_fact_and_v2_is_written() {
+        let v1 = serde_json::json!({
+            "out_trade_no": "abc123", "user_id": Uuid::nil(), "openid": "o", "kind": "order",
+            "amount": 1800, "currency": "CNY", "description": "latte", "appid": "wx1",
+            "mchid": "19", "expires_at": "2026-11-01T00:00:00Z"});
+        let v2 = serde_json::json!({
+            "out_trade_no": "abc123", "user_id": Uuid::nil(), "openid": "o", "kind": "order",
+            "amount": {"total": 1800, "currency": "CNY"}, "description": "latte",
+            "appid": "wx1", "mchid": "19", "expires_at": "2026-11-01T00:00:00Z"});
+        let from_v1 = Event::decode("order.placed", 1, v1.clone()).unwrap();
+        let from_v2 = Event::decode("order.placed", 2, v2.clone()).unwrap();
+        assert_eq!(from_v1, from_v2);
+        let Event::OrderPlaced(e) = &from_v1 else {
+            panic!("an order.placed")
+        };
+        assert_eq!((e.amount, e.currency.as_str()), (1800, "CNY"));
+        assert_eq!((from_v1.version(), from_v1.to_data()), (2, v2.clone()));
+        // Each version's shape only under its own number.
+        assert!(Event::decode("order.placed", 2, v1).is_err());
+        assert!(Event::decode("order.placed", 1, v2).is_err());
+        assert!(Event::decode("order.placed", 3, serde_json::json!({})).is_err());
     }
 
     #[test]

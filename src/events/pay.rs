@@ -25,7 +25,8 @@ impl OrderKind {
     }
 }
 
-/// A user placed an order or a recharge.
+/// A user placed an order or a recharge. This is the fold's model and `order.placed` v1's
+/// wire shape; v2 ([`OrderPlacedV2`]) is what this build writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderPlaced {
@@ -49,6 +50,78 @@ pub struct OrderPlaced {
     pub mchid: String,
     /// After this the order is closed if still unpaid.
     pub expires_at: DateTime<Utc>,
+}
+
+/// An order's amount as `order.placed` v2 writes it: WeChat Pay's own shape, so that a
+/// consumer reads an order's amount and a transaction's the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAmount {
+    /// Fen, positive.
+    pub total: i64,
+    /// Always `CNY`.
+    pub currency: String,
+}
+
+/// `order.placed` v2 on the wire: v1 with `amount` and `currency` as one `amount` object.
+/// [`OrderPlaced`] stays the model the fold reads; both versions convert into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlacedV2 {
+    /// See [`OrderPlaced::out_trade_no`].
+    pub out_trade_no: String,
+    /// See [`OrderPlaced::user_id`].
+    pub user_id: Uuid,
+    /// See [`OrderPlaced::openid`].
+    pub openid: String,
+    /// See [`OrderPlaced::kind`].
+    pub kind: OrderKind,
+    /// The amount and its currency.
+    pub amount: OrderAmount,
+    /// See [`OrderPlaced::description`].
+    pub description: String,
+    /// See [`OrderPlaced::appid`].
+    pub appid: String,
+    /// See [`OrderPlaced::mchid`].
+    pub mchid: String,
+    /// See [`OrderPlaced::expires_at`].
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<OrderPlacedV2> for OrderPlaced {
+    fn from(v2: OrderPlacedV2) -> Self {
+        Self {
+            out_trade_no: v2.out_trade_no,
+            user_id: v2.user_id,
+            openid: v2.openid,
+            kind: v2.kind,
+            amount: v2.amount.total,
+            currency: v2.amount.currency,
+            description: v2.description,
+            appid: v2.appid,
+            mchid: v2.mchid,
+            expires_at: v2.expires_at,
+        }
+    }
+}
+
+impl From<&OrderPlaced> for OrderPlacedV2 {
+    fn from(e: &OrderPlaced) -> Self {
+        Self {
+            out_trade_no: e.out_trade_no.clone(),
+            user_id: e.user_id,
+            openid: e.openid.clone(),
+            kind: e.kind,
+            amount: OrderAmount {
+                total: e.amount,
+                currency: e.currency.clone(),
+            },
+            description: e.description.clone(),
+            appid: e.appid.clone(),
+            mchid: e.mchid.clone(),
+            expires_at: e.expires_at,
+        }
+    }
 }
 
 /// WeChat issued a prepay id for an order (JSAPI prepay answered).

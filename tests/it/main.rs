@@ -16,4 +16,5 @@ mod reconcile;
 mod refunds;
 mod sim_pay;
 mod tail;
+mod versions;
 mod webhook;
