@@ -18,6 +18,7 @@ pub mod fold;
 pub mod metrics;
 pub mod projector;
 pub mod reconcile;
+pub mod replay;
 pub mod settings;
 pub mod sim;
 pub mod startup;

@@ -63,6 +63,20 @@ enum Command {
         #[arg(long, env = "WXLEDGER__AUTH__ADMIN_TOKEN", hide_env_values = true)]
         admin_token: String,
     },
+    /// Fold the stream up to a point into a schema of its own (the books as they were
+    /// then); the live projection is left untouched. Prints progress to stderr.
+    Replay {
+        /// A stream sequence (every event up to it) or an RFC 3339 time with offset
+        /// (every event accepted by then), e.g. 2026-11-01T00:00:00+08:00.
+        #[arg(long)]
+        as_of: String,
+        /// The schema to create and fill (same tables as the live projection).
+        #[arg(long)]
+        into: String,
+        /// Drop the schema first if it exists.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Match WeChat Pay's trade bill of a day against the ledger, line by line. Exits 0
     /// when everything matched, 1 on any discrepancy, 2 when the bill or the ledger
     /// cannot be read.
@@ -189,6 +203,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sim,
             admin_token,
         } => wxledger::demo::run(&api, &sim, &admin_token).await?,
+        Command::Replay {
+            as_of,
+            into,
+            replace,
+        } => {
+            let as_of = wxledger::replay::AsOf::parse(&as_of).map_err(anyhow::Error::msg)?;
+            let done = wxledger::replay::replay(&settings, as_of, &into, replace, |p| {
+                eprintln!(
+                    "replay: seq {}/{} read {} applied {} ({:.0} events/s, ETA {:.0} s)",
+                    p.seq,
+                    p.end,
+                    p.read,
+                    p.applied,
+                    p.rate(),
+                    p.eta().as_secs_f64()
+                );
+            })
+            .await?;
+            println!(
+                "replayed {} of {} events read (up to sequence {}) into schema {into} in {:.2} s: {:.0} events/s",
+                done.applied,
+                done.read,
+                done.seq,
+                done.elapsed.as_secs_f64(),
+                done.rate()
+            );
+        }
         Command::Reconcile { bill, date, format } => {
             let source = bill.map_or(BillSource::Download, BillSource::File);
             return Ok(reconcile(&settings, source, date, format).await);

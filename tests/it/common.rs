@@ -448,6 +448,18 @@ pub fn sim_settings() -> wxledger::settings::SimSettings {
     }
 }
 
+impl TestEnv {
+    /// Settings that reach this test's schema, stream and simulator (for commands run
+    /// as a library, e.g. reconcile or replay).
+    pub fn settings(&self) -> Settings {
+        let mut s = isolated_settings(&self.sim);
+        s.database.schema = self.schema.clone();
+        s.nats.stream = self.stream.clone();
+        s.nats.subject_prefix = self.prefix.clone();
+        s
+    }
+}
+
 /// Payments: placing, paying in the simulator, reading the books.
 impl TestEnv {
     /// `POST /v1/orders`.

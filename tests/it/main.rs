@@ -14,6 +14,7 @@ mod projection;
 mod proxy;
 mod reconcile;
 mod refunds;
+mod replay;
 mod sim_pay;
 mod tail;
 mod versions;

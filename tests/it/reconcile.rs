@@ -16,15 +16,11 @@ use wxledger::{
     Settings,
 };
 
-use crate::common::{database_url, isolated_settings, TestEnv};
+use crate::common::{database_url, TestEnv};
 
 /// Settings that reach this test's schema and simulator.
 fn settings_of(env: &TestEnv) -> Settings {
-    let mut s = isolated_settings(&env.sim);
-    s.database.schema = env.schema.clone();
-    s.nats.stream = env.stream.clone();
-    s.nats.subject_prefix = env.prefix.clone();
-    s
+    env.settings()
 }
 
 /// Today in China Standard Time: the day of the simulator's bill of what the test pays.

@@ -1,0 +1,150 @@
+//! `wxledger replay --as-of`: folding the stream up to a sequence or a time into a schema
+//! of its own gives exactly the tables the live projector had at that point.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use wxledger::replay::{replay, AsOf};
+
+use crate::common::{database_url, drop_schema, dump_table, TestEnv, ADMIN_TOKEN};
+
+/// The projection's tables (without the checkpoint row's wall-clock time), as text.
+async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, key) in [
+        ("users", "user_id"),
+        ("orders", "out_trade_no"),
+        ("refunds", "out_refund_no"),
+        ("payments", "transaction_id"),
+        ("ledger_entries", "group_id, line"),
+        ("balances", "account"),
+        ("failure_log", "seq, reason"),
+    ] {
+        out.push(format!(
+            "{table}:\n{}",
+            dump_table(client, table, key).await
+        ));
+    }
+    let checkpoint: i64 = client
+        .query_one("SELECT last_seq FROM projector_checkpoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    out.push(format!("checkpoint {checkpoint}"));
+    out
+}
+
+async fn connect(schema: &str) -> tokio_postgres::Client {
+    let mut config: tokio_postgres::Config = database_url().parse().unwrap();
+    config.options(format!("-c search_path={schema}"));
+    let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test]
+async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
+    let env = TestEnv::start().await;
+    let live = connect(&env.schema).await;
+    let mut points = Vec::new();
+    let mut mark = |seq: u64, tables: Vec<String>| points.push((seq, tables));
+
+    // A: a recharge and an order paid.
+    let (token, _) = env.login("o-replay").await;
+    let recharge = env.recharge(&token, 500).await;
+    env.sim_pay(&recharge, json!({})).await;
+    env.wait_order_state(&token, &recharge, "paid").await;
+    let order = env.order_with_prepay(&token, 300).await;
+    env.sim_pay(&order, json!({})).await;
+    env.wait_order_state(&token, &order, "paid").await;
+    env.wait_applied().await;
+    mark(env.last_seq().await, snapshot(&live).await);
+
+    // B: a partial refund settled, and a wallet payment.
+    let (status, body) = env
+        .call(
+            Method::POST,
+            &format!("/v1/admin/orders/{order}/refunds"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"amount": 100, "out_refund_no": "R-replay-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    env.sim_post(
+        "/sim/pay/refund",
+        json!({"out_refund_no": "R-replay-1", "outcome": "success"}),
+    )
+    .await;
+    env.wait_order_state(&token, &order, "partially_refunded")
+        .await;
+    let (_, placed) = env.place_order(&token, json!(200)).await;
+    let no = placed["out_trade_no"].as_str().unwrap();
+    let (status, _) = env
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{no}/balance-pay"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    env.wait_applied().await;
+    mark(env.last_seq().await, snapshot(&live).await);
+
+    // C: a payment for an unknown order, in the failure log.
+    env.sim_post(
+        "/sim/pay/notify",
+        json!({"transaction": {
+            "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+            "out_trade_no": "nobodysorder01", "transaction_id": "4200000000000000000000000888",
+            "trade_type": "JSAPI", "trade_state": "SUCCESS",
+            "amount": {"total": 50, "currency": "CNY"}}}),
+    )
+    .await;
+    assert_eq!(env.failure_reasons().await, ["unknown_order"]);
+    mark(env.last_seq().await, snapshot(&live).await);
+    assert!(points
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
+
+    let settings = env.settings();
+    let into = format!("{}_asof", env.schema);
+    for (seq, tables) in &points {
+        let mut reports = 0;
+        let done = replay(&settings, AsOf::Seq(*seq), &into, true, |_| reports += 1)
+            .await
+            .unwrap();
+        assert_eq!((done.seq, done.applied), (*seq, *seq));
+        assert!(reports >= 1, "progress reported at the end at least");
+        let replayed = snapshot(&connect(&into).await).await;
+        assert_eq!(&replayed, tables, "as of sequence {seq}");
+    }
+    // As of a time: the moment event B was accepted.
+    let (_, at_b) = env
+        .events()
+        .await
+        .into_iter()
+        .find(|(s, _)| *s == points[1].0)
+        .unwrap();
+    let time = at_b["occurred_at"].as_str().unwrap();
+    replay(&settings, AsOf::parse(time).unwrap(), &into, true, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshot(&connect(&into).await).await,
+        points[1].1,
+        "as of {time}"
+    );
+    // An existing schema is not overwritten without --replace; the live one never.
+    assert!(replay(&settings, AsOf::Seq(1), &into, false, |_| {})
+        .await
+        .is_err());
+    assert!(replay(&settings, AsOf::Seq(1), &env.schema, true, |_| {})
+        .await
+        .is_err());
+    assert_eq!(
+        snapshot(&live).await,
+        points[2].1,
+        "the live tables are untouched"
+    );
+    drop_schema(&database_url(), &into).await;
+}
