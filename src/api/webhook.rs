@@ -60,24 +60,76 @@ const NOTIFIES_HELP: &str = "WeChat Pay notifies received, by outcome.";
 
 /// The webhook.
 pub async fn wechatpay(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match accept(&app, &headers, body).await {
-        Ok(outcome) => {
-            app.metrics
-                .inc(NOTIFIES, NOTIFIES_HELP, &[("outcome", outcome)]);
-            StatusCode::NO_CONTENT.into_response()
-        }
+    let result = accept(&app, &headers, body).await;
+    tally(&app, NOTIFIES, NOTIFIES_HELP, &result);
+    match result {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(refusal) => {
-            app.metrics
-                .inc(NOTIFIES, NOTIFIES_HELP, &[("outcome", refusal.outcome)]);
-            if refusal.status.is_server_error() {
-                tracing::warn!(outcome = refusal.outcome, message = %refusal.message, "notify not recorded; WeChat will retry");
-            } else {
-                tracing::warn!(outcome = refusal.outcome, message = %refusal.message, "notify refused");
-            }
             let body = serde_json::json!({"code": "FAIL", "message": refusal.message});
             (refusal.status, Json(body)).into_response()
         }
     }
+}
+
+/// Counts a notify's outcome in `metric` and logs a refusal (both webhooks).
+pub(super) fn tally(
+    app: &AppState,
+    metric: &'static str,
+    help: &'static str,
+    result: &Result<&'static str, Refusal>,
+) {
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(refusal) => refusal.outcome,
+    };
+    app.metrics.inc(metric, help, &[("outcome", outcome)]);
+    match result {
+        Err(r) if r.status.is_server_error() => {
+            tracing::warn!(metric, outcome = r.outcome, message = %r.message, "notify not recorded; WeChat will retry")
+        }
+        Err(r) => {
+            tracing::warn!(metric, outcome = r.outcome, message = %r.message, "notify refused")
+        }
+        Ok(_) => {}
+    }
+}
+
+/// The body, at most `pay.max_notify_bytes` (413 beyond).
+pub(super) async fn read_body(app: &AppState, body: Body) -> Result<bytes::Bytes, Refusal> {
+    axum::body::to_bytes(body, app.max_notify_bytes)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body over {} bytes", app.max_notify_bytes),
+            )
+        })
+}
+
+/// Appends a verified notify's event; only an acknowledged append may be answered as
+/// success (503 otherwise, so WeChat retries).
+pub(super) async fn record(
+    app: &AppState,
+    event: &Event,
+    correlation_id: &str,
+    msg_id: &str,
+) -> Result<&'static str, Refusal> {
+    let appended = app
+        .record(event, correlation_id, msg_id)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                "the event log is unavailable; retry",
+            )
+        })?;
+    Ok(if appended.duplicate {
+        "duplicate"
+    } else {
+        "recorded"
+    })
 }
 
 fn unbelieved(e: Unbelieved) -> Refusal {
@@ -91,15 +143,7 @@ fn unbelieved(e: Unbelieved) -> Refusal {
 }
 
 async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, Refusal> {
-    let raw = axum::body::to_bytes(body, app.max_notify_bytes)
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("body over {} bytes", app.max_notify_bytes),
-            )
-        })?;
+    let raw = read_body(app, body).await?;
     let evidence = evidence_from_headers(headers, &raw).ok_or_else(|| {
         Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -186,16 +230,5 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             ))
         }
     };
-    let appended = app.record(&event, &notify.id, &msg_id).await.map_err(|_| {
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "log_unavailable",
-            "the event log is unavailable; retry",
-        )
-    })?;
-    Ok(if appended.duplicate {
-        "duplicate"
-    } else {
-        "recorded"
-    })
+    record(app, &event, &notify.id, &msg_id).await
 }

@@ -12,7 +12,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{webhook::Refusal, AppState};
+use super::{
+    webhook::{read_body, record, tally, Refusal},
+    AppState,
+};
 use crate::{
     events::{Event, LegacyEvidence, LegacyPaymentNotified, RefundEvidence, RefundNotified},
     wechat::pay::v2::{crypto, map, xml, V2Client},
@@ -32,35 +35,16 @@ fn xml_answer(status: StatusCode, return_code: &str, return_msg: &str) -> Respon
 
 /// The webhook.
 pub async fn wechatpay_v2(State(app): State<AppState>, body: Body) -> Response {
-    match accept(&app, body).await {
-        Ok(outcome) => {
-            app.metrics
-                .inc(NOTIFIES, NOTIFIES_HELP, &[("outcome", outcome)]);
-            xml_answer(StatusCode::OK, "SUCCESS", "OK")
-        }
-        Err(refusal) => {
-            app.metrics
-                .inc(NOTIFIES, NOTIFIES_HELP, &[("outcome", refusal.outcome)]);
-            if refusal.status.is_server_error() {
-                tracing::warn!(outcome = refusal.outcome, message = %refusal.message, "v2 notify not recorded; WeChat will retry");
-            } else {
-                tracing::warn!(outcome = refusal.outcome, message = %refusal.message, "v2 notify refused");
-            }
-            xml_answer(refusal.status, "FAIL", &refusal.message)
-        }
+    let result = accept(&app, body).await;
+    tally(&app, NOTIFIES, NOTIFIES_HELP, &result);
+    match result {
+        Ok(_) => xml_answer(StatusCode::OK, "SUCCESS", "OK"),
+        Err(refusal) => xml_answer(refusal.status, "FAIL", &refusal.message),
     }
 }
 
 async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
-    let raw = axum::body::to_bytes(body, app.max_notify_bytes)
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("body over {} bytes", app.max_notify_bytes),
-            )
-        })?;
+    let raw = read_body(app, body).await?;
     let Some(v2) = &app.pay_v2 else {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -90,21 +74,7 @@ async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
     } else {
         payment(v2, &fields, body)?
     };
-    let appended = app
-        .record(&event, &correlation, &msg_id)
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "log_unavailable",
-                "the event log is unavailable; retry",
-            )
-        })?;
-    Ok(if appended.duplicate {
-        "duplicate"
-    } else {
-        "recorded"
-    })
+    record(app, &event, &correlation, &msg_id).await
 }
 
 type Accepted = (Event, String, String);
