@@ -186,22 +186,28 @@ pub(super) fn all<T>(
 
 // ---- the projector's loads and writes ----
 
+/// The rows of `select` (ending in `= ANY($1)`) whose key is in `keys`; no query for
+/// an empty set.
+pub(super) async fn rows_keyed<T>(
+    client: &impl GenericClient,
+    select: &str,
+    keys: &std::collections::BTreeSet<String>,
+    f: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+) -> Result<Vec<T>, tokio_postgres::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    all(&client.query(select, &[&keys]).await?, f)
+}
+
 /// The orders numbered in `keys.out_trade_nos`.
 pub async fn load_orders(
     client: &impl GenericClient,
     keys: &Keys,
 ) -> Result<Vec<Order>, tokio_postgres::Error> {
-    if keys.out_trade_nos.is_empty() {
-        return Ok(Vec::new());
-    }
-    let nos: Vec<&str> = keys.out_trade_nos.iter().map(String::as_str).collect();
-    let rows = client
-        .query(
-            &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = ANY($1)"),
-            &[&nos],
-        )
-        .await?;
-    all(&rows, order_from_row)
+    let select = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = ANY($1)");
+    rows_keyed(client, &select, &keys.out_trade_nos, order_from_row).await
 }
 
 /// The payments booked for `keys.transaction_ids`.
@@ -209,17 +215,8 @@ pub async fn load_payments(
     client: &impl GenericClient,
     keys: &Keys,
 ) -> Result<Vec<Payment>, tokio_postgres::Error> {
-    if keys.transaction_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<&str> = keys.transaction_ids.iter().map(String::as_str).collect();
-    let rows = client
-        .query(
-            &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = ANY($1)"),
-            &[&ids],
-        )
-        .await?;
-    all(&rows, payment_from_row)
+    let select = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = ANY($1)");
+    rows_keyed(client, &select, &keys.transaction_ids, payment_from_row).await
 }
 
 /// The balances of `keys.accounts` (call after adding the loaded orders' wallets).
@@ -227,17 +224,8 @@ pub async fn load_balances(
     client: &impl GenericClient,
     keys: &Keys,
 ) -> Result<Vec<Balance>, tokio_postgres::Error> {
-    if keys.accounts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let accounts: Vec<&str> = keys.accounts.iter().map(String::as_str).collect();
-    let rows = client
-        .query(
-            "SELECT account, balance, last_seq FROM balances WHERE account = ANY($1)",
-            &[&accounts],
-        )
-        .await?;
-    all(&rows, balance_from_row)
+    let select = "SELECT account, balance, last_seq FROM balances WHERE account = ANY($1)";
+    rows_keyed(client, select, &keys.accounts, balance_from_row).await
 }
 
 /// Inserts or replaces `orders` whose `last_seq` is newer than the stored row's.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 
-use super::orders::{all, named, Named};
+use super::orders::{all, named, rows_keyed, Named};
 use crate::fold::{Keys, RefundRow, RefundState};
 
 impl Named for RefundState {
@@ -47,17 +47,8 @@ pub async fn load(
     client: &impl GenericClient,
     keys: &Keys,
 ) -> Result<Vec<RefundRow>, tokio_postgres::Error> {
-    if keys.out_refund_nos.is_empty() {
-        return Ok(Vec::new());
-    }
-    let nos: Vec<&str> = keys.out_refund_nos.iter().map(String::as_str).collect();
-    let rows = client
-        .query(
-            &format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = ANY($1)"),
-            &[&nos],
-        )
-        .await?;
-    all(&rows, refund_from_row)
+    let select = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = ANY($1)");
+    rows_keyed(client, &select, &keys.out_refund_nos, refund_from_row).await
 }
 
 /// Inserts or replaces `refunds` whose `last_seq` is newer than the stored row's.
