@@ -145,6 +145,19 @@ impl Description {
     }
 }
 
+/// 32 hex characters: derived from `scope` and the idempotency key when there is one
+/// (the same key always gives the same id), random otherwise.
+fn issued_id(scope: &str, idempotency_key: Option<&str>) -> String {
+    let id = match idempotency_key {
+        Some(key) => uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("wxledger:{scope}:{key}").as_bytes(),
+        ),
+        None => uuid::Uuid::new_v4(),
+    };
+    id.simple().to_string()
+}
+
 /// A merchant order number as wxledger issues them: 32 lowercase hex characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutTradeNo(String);
@@ -153,14 +166,7 @@ impl OutTradeNo {
     /// A new number; with an idempotency key, the same key (for the same user and kind)
     /// always gives the same number.
     pub fn issue(user_id: uuid::Uuid, kind: &str, idempotency_key: Option<&str>) -> Self {
-        let id = match idempotency_key {
-            Some(key) => uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_OID,
-                format!("wxledger:{kind}:{user_id}:{key}").as_bytes(),
-            ),
-            None => uuid::Uuid::new_v4(),
-        };
-        Self(id.simple().to_string())
+        Self(issued_id(&format!("{kind}:{user_id}"), idempotency_key))
     }
 
     /// Validates a number from a path: 6 to 32 of `[A-Za-z0-9_-]` (WeChat's rule).
@@ -191,14 +197,10 @@ impl OutRefundNo {
     /// A new number for a refund of `out_trade_no`; with an idempotency key, the same key
     /// always gives the same number.
     pub fn issue(out_trade_no: &str, idempotency_key: Option<&str>) -> Self {
-        let id = match idempotency_key {
-            Some(key) => uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_OID,
-                format!("wxledger:refund:{out_trade_no}:{key}").as_bytes(),
-            ),
-            None => uuid::Uuid::new_v4(),
-        };
-        Self(format!("rf{}", id.simple()))
+        Self(format!(
+            "rf{}",
+            issued_id(&format!("refund:{out_trade_no}"), idempotency_key)
+        ))
     }
 
     /// Validates a number given by the caller.
