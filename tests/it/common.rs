@@ -633,3 +633,81 @@ impl TestEnv {
             .count()
     }
 }
+
+/// An account's balance in `books` (0 when it has none).
+pub fn books_of(books: &[(String, i64)], account: &str) -> i64 {
+    books
+        .iter()
+        .find(|(a, _)| a == account)
+        .map_or(0, |(_, b)| *b)
+}
+
+/// Refunds and wallet payments.
+impl TestEnv {
+    /// `POST /v1/admin/orders/{no}/refunds`.
+    pub async fn refund(&self, no: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/admin/orders/{no}/refunds"),
+            Some(ADMIN_TOKEN),
+            Some(body),
+        )
+        .await
+    }
+
+    /// An order of `amount` fen, paid through the simulator and booked.
+    pub async fn paid_order(&self, token: &str, amount: i64) -> String {
+        let no = self.order_with_prepay(token, amount).await;
+        self.sim_pay(&no, json!({})).await;
+        self.wait_order_state(token, &no, "paid").await;
+        no
+    }
+
+    /// A recharge of `amount` fen, paid and credited.
+    pub async fn paid_recharge(&self, token: &str, amount: i64) -> String {
+        let no = self.recharge(token, amount).await;
+        self.sim_pay(&no, json!({})).await;
+        self.wait_order_state(token, &no, "paid").await;
+        no
+    }
+
+    /// WeChat settles a refund (and sends its notify).
+    pub async fn settle(&self, out_refund_no: &str, outcome: &str) {
+        self.sim_post(
+            "/sim/pay/refund",
+            json!({"out_refund_no": out_refund_no, "outcome": outcome}),
+        )
+        .await;
+    }
+
+    /// Waits until the refund is in `state`; returns it.
+    pub async fn wait_refund_state(&self, no: &str, out_refund_no: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let (_, list) = self
+                .admin(Method::GET, &format!("/v1/admin/orders/{no}/refunds"))
+                .await;
+            if let Some(r) = list["refunds"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|r| r["out_refund_no"] == out_refund_no))
+            {
+                if r["state"] == state {
+                    return r.clone();
+                }
+                last = r.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("refund {out_refund_no} never reached {state}: {last}");
+    }
+
+    pub async fn balance_pay(&self, token: &str, no: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/orders/{no}/balance-pay"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+}

@@ -18,7 +18,7 @@ use wxledger::{
     },
 };
 
-use crate::common::{eventually, SchemaSet, TestEnv};
+use crate::common::{books_of, eventually, SchemaSet, TestEnv};
 
 /// A daemon whose merchant uses API v2, signing with `sign_type`.
 async fn start(sign_type: V2SignType) -> TestEnv {
@@ -121,13 +121,6 @@ async fn assert_match_schemas(env: &TestEnv, types: &[&str]) {
             schemas.check(seq, &event);
         }
     }
-}
-
-fn books_of(books: &[(String, i64)], account: &str) -> i64 {
-    books
-        .iter()
-        .find(|(a, _)| a == account)
-        .map_or(0, |(_, b)| *b)
 }
 
 #[tokio::test]

@@ -5,14 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use wxledger::wechat::pay::crypto::{pay_sign_message, SigningKey};
 
-use crate::common::{TestEnv, ADMIN_TOKEN};
-
-fn books_of(books: &[(String, i64)], account: &str) -> i64 {
-    books
-        .iter()
-        .find(|(a, _)| a == account)
-        .map_or(0, |(_, b)| *b)
-}
+use crate::common::{books_of, TestEnv, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn a_paid_recharge_credits_the_wallet_once_with_balanced_postings() {

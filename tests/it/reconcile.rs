@@ -283,34 +283,14 @@ async fn a_clean_bill_with_a_refund_exits_0() {
 /// Refunds `amount` of `no` through the admin API and lets WeChat pay it out.
 async fn refund_settled(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) {
     let (status, body) = env
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/admin/orders/{no}/refunds"),
-            Some(crate::common::ADMIN_TOKEN),
-            Some(json!({"amount": amount, "out_refund_no": out_refund_no})),
+        .refund(
+            no,
+            json!({"amount": amount, "out_refund_no": out_refund_no}),
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-    env.sim_post(
-        "/sim/pay/refund",
-        json!({"out_refund_no": out_refund_no, "outcome": "success"}),
-    )
-    .await;
-    let db = env.db().await;
-    for _ in 0..200 {
-        let row = db
-            .query_opt(
-                "SELECT 1 FROM refunds WHERE out_refund_no = $1 AND state = 'succeeded'",
-                &[&out_refund_no],
-            )
-            .await
-            .unwrap();
-        if row.is_some() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("refund {out_refund_no} never succeeded");
+    env.settle(out_refund_no, "success").await;
+    env.wait_refund_state(no, out_refund_no, "succeeded").await;
 }
 
 #[tokio::test]

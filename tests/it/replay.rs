@@ -1,11 +1,11 @@
 //! `wxledger replay --as-of`: folding the stream up to a sequence or a time into a schema
 //! of its own gives exactly the tables the live projector had at that point.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 use wxledger::replay::{replay, AsOf};
 
-use crate::common::{database_url, drop_schema, dump_table, TestEnv, ADMIN_TOKEN};
+use crate::common::{database_url, drop_schema, dump_table, TestEnv};
 
 /// The projection's tables (without the checkpoint row's wall-clock time), as text.
 async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
@@ -61,31 +61,18 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
 
     // B: a partial refund settled, and a wallet payment.
     let (status, body) = env
-        .call(
-            Method::POST,
-            &format!("/v1/admin/orders/{order}/refunds"),
-            Some(ADMIN_TOKEN),
-            Some(json!({"amount": 100, "out_refund_no": "R-replay-1"})),
+        .refund(
+            &order,
+            json!({"amount": 100, "out_refund_no": "R-replay-1"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    env.sim_post(
-        "/sim/pay/refund",
-        json!({"out_refund_no": "R-replay-1", "outcome": "success"}),
-    )
-    .await;
+    env.settle("R-replay-1", "success").await;
     env.wait_order_state(&token, &order, "partially_refunded")
         .await;
     let (_, placed) = env.place_order(&token, json!(200)).await;
     let no = placed["out_trade_no"].as_str().unwrap();
-    let (status, _) = env
-        .call(
-            Method::POST,
-            &format!("/v1/orders/{no}/balance-pay"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let (status, _) = env.balance_pay(&token, no).await;
     assert_eq!(status, StatusCode::OK);
     env.wait_applied().await;
     mark(env.last_seq().await, snapshot(&live).await);

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use wxledger::events::Envelope;
 
-use crate::common::TestEnv;
+use crate::common::{books_of, TestEnv};
 
 #[tokio::test]
 async fn a_v1_and_a_v2_order_placed_in_one_stream_fold_alike() {
@@ -77,11 +77,5 @@ async fn a_v1_and_a_v2_order_placed_in_one_stream_fold_alike() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(env.failure_reasons().await.is_empty());
-    let sales = env
-        .books()
-        .await
-        .into_iter()
-        .find(|(a, _)| a == "sales")
-        .map(|(_, b)| b);
-    assert_eq!(sales, Some(700));
+    assert_eq!(books_of(&env.books().await, "sales"), 700);
 }
