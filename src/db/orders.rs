@@ -582,20 +582,21 @@ pub async fn failures(
 mod tests {
     //! Against the Postgres on this machine, in a scratch schema per test.
 
-    use chrono::TimeZone;
     use rand::{rngs::StdRng, Rng, SeedableRng};
     use tokio_postgres::error::SqlState;
 
     use super::*;
     use crate::{
         db,
-        events::{
-            BalancePayRequested, CloseReason, Event, Evidence, OrderClosed, OrderPlaced,
-            PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Recorded, Refund,
-            RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
-            RefundRequested, Transaction, TransactionAmount,
+        events::Recorded,
+        fold::{
+            pay_tests::{
+                at, balance_pay, closed, notified, placed_until as placed, prepay, queried, rec,
+                refund, refund_notified, refund_queried, refund_rejected, refund_requested,
+                transaction as tx, uid,
+            },
+            wallet_account, State, CLEARING, SALES, SUSPENSE,
         },
-        fold::{wallet_account, State, CLEARING, SALES, SUSPENSE},
         projector::apply_batch,
         settings::DatabaseSettings,
     };
@@ -649,100 +650,20 @@ mod tests {
         }
     }
 
-    fn at(seq: u64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + i64::try_from(seq).unwrap(), 0)
-            .unwrap()
-    }
-
-    fn uid(n: u8) -> Uuid {
-        Uuid::from_bytes([n; 16])
-    }
-
-    fn placed(no: &str, user: u8, kind: OrderKind, amount: i64, expires: u64) -> Event {
-        Event::OrderPlaced(OrderPlaced {
-            out_trade_no: no.into(),
-            user_id: uid(user),
-            openid: format!("openid-{user}"),
-            kind,
-            amount,
-            currency: "CNY".into(),
-            description: "goods".into(),
-            appid: "wxapp".into(),
-            mchid: "1900000001".into(),
-            expires_at: at(expires),
-        })
-    }
-
-    fn tx(no: &str, tid: Option<&str>, state: &str, total: Option<i64>) -> Transaction {
-        Transaction {
-            appid: "wxapp".into(),
-            mchid: "1900000001".into(),
-            out_trade_no: no.into(),
-            transaction_id: tid.map(Into::into),
-            trade_type: None,
-            trade_state: state.into(),
-            trade_state_desc: None,
-            bank_type: None,
-            attach: None,
-            success_time: None,
-            payer: None,
-            amount: Some(TransactionAmount {
-                total,
-                payer_total: total,
-                currency: None,
-                payer_currency: None,
-            }),
-        }
-    }
-
-    fn evidence() -> Evidence {
-        Evidence {
-            serial: "s".into(),
-            signature: "sig".into(),
-            timestamp: "0".into(),
-            nonce: "n".into(),
-            signature_type: None,
-            body: "{}".into(),
-        }
-    }
-
-    fn notified(t: Transaction) -> Event {
-        Event::PaymentNotified(PaymentNotified {
-            notify_id: "n".into(),
-            event_type: "TRANSACTION.SUCCESS".into(),
-            transaction: t,
-            evidence: evidence(),
-        })
-    }
-
-    fn queried(t: Transaction) -> Event {
-        Event::PaymentQueried(PaymentQueried {
-            reason: QueryReason::Sweep,
-            transaction: t,
-            evidence: evidence(),
-        })
-    }
-
     /// Every kind of event and outcome, then a seeded random mix over few orders.
     fn history() -> Vec<Recorded> {
         let mut events = vec![
             placed("o1", 1, OrderKind::Order, 100, 50),
             placed("r1", 1, OrderKind::Recharge, 500, 50),
             placed("r2", 1, OrderKind::Recharge, 300, 50),
-            Event::PrepayIssued(PrepayIssued {
-                out_trade_no: "o1".into(),
-                prepay_id: "p1".into(),
-            }),
+            prepay("o1", "p1"),
             notified(tx("o1", Some("t1"), "SUCCESS", Some(100))),
             queried(tx("o1", Some("t1"), "SUCCESS", Some(100))),
             notified(tx("r1", Some("t2"), "SUCCESS", Some(500))),
             notified(tx("r1", Some("t3"), "SUCCESS", Some(500))),
             notified(tx("ghost", Some("t4"), "SUCCESS", Some(7))),
             placed("o2", 2, OrderKind::Order, 100, 5),
-            Event::OrderClosed(OrderClosed {
-                out_trade_no: "o2".into(),
-                reason: CloseReason::Expired,
-            }),
+            closed("o2"),
             queried(tx("o2", Some("t5"), "SUCCESS", Some(100))),
             placed("o3", 2, OrderKind::Order, 100, 20),
             notified(tx("o3", Some("t6"), "SUCCESS", Some(99))),
@@ -752,34 +673,10 @@ mod tests {
             placed("o4", 3, OrderKind::Recharge, 100, 10),
             placed("o5", 1, OrderKind::Order, 100, 50),
             notified(tx("o5", Some("t8"), "SUCCESS", Some(100))),
-            Event::RefundRequested(RefundRequested {
-                out_refund_no: "rfa".into(),
-                out_trade_no: "o5".into(),
-                amount: 40,
-                reason: "r".into(),
-            }),
-            Event::RefundNotified(RefundNotified {
-                notify_id: Some("nrfa".into()),
-                event_type: "REFUND.SUCCESS".into(),
-                refund: Refund {
-                    mchid: None,
-                    out_trade_no: "o5".into(),
-                    transaction_id: Some("t8".into()),
-                    out_refund_no: "rfa".into(),
-                    refund_id: Some("50rfa".into()),
-                    status: "SUCCESS".into(),
-                    success_time: None,
-                    user_received_account: None,
-                    amount: None,
-                },
-                evidence: RefundEvidence::V3(evidence()),
-            }),
+            refund_requested("rfa", "o5", 40),
+            refund_notified(refund("rfa", "o5", "SUCCESS", None)),
             placed("w1", 1, OrderKind::Order, 200, 50),
-            Event::BalancePayRequested(BalancePayRequested {
-                out_trade_no: "w1".into(),
-                user_id: uid(1),
-                amount: 200,
-            }),
+            balance_pay("w1", 1, 200),
         ];
         let mut rng = StdRng::seed_from_u64(7);
         for _ in 0..300 {
@@ -794,58 +691,15 @@ mod tests {
             let rno = format!("rf{}", rng.gen_range(0..10));
             let status =
                 ["SUCCESS", "SUCCESS", "PROCESSING", "CLOSED", "ABNORMAL"][rng.gen_range(0..5)];
-            let refund = |status: &str| Refund {
-                mchid: None,
-                out_trade_no: no.clone(),
-                transaction_id: None,
-                out_refund_no: rno.clone(),
-                refund_id: Some(format!("50{rno}")),
-                status: status.into(),
-                success_time: None,
-                user_received_account: None,
-                amount: Some(RefundAmount {
-                    total: None,
-                    refund: Some(amount / 2),
-                    payer_total: None,
-                    payer_refund: None,
-                    currency: None,
-                }),
-            };
-            let refund_evidence = || RefundEvidence::V3(evidence());
+            let reported = || refund(&rno, &no, status, Some(amount / 2));
             events.push(match rng.gen_range(0..10) {
-                5 => Event::RefundRequested(RefundRequested {
-                    out_refund_no: rno.clone(),
-                    out_trade_no: no.clone(),
-                    amount: amount / 2,
-                    reason: String::new(),
-                }),
-                6 => Event::RefundNotified(RefundNotified {
-                    notify_id: Some(format!("n{}", rng.gen::<u32>())),
-                    event_type: format!("REFUND.{status}"),
-                    refund: refund(status),
-                    evidence: refund_evidence(),
-                }),
-                7 => Event::BalancePayRequested(BalancePayRequested {
-                    out_trade_no: no.clone(),
-                    user_id: uid(user),
-                    amount,
-                }),
-                8 => Event::RefundQueried(RefundQueried {
-                    reason: QueryReason::Sweep,
-                    refund: refund(status),
-                    evidence: refund_evidence(),
-                }),
-                9 => Event::RefundRejected(RefundRejected {
-                    out_refund_no: rno.clone(),
-                    out_trade_no: no.clone(),
-                    code: "NOT_ENOUGH".into(),
-                    message: "-".into(),
-                }),
+                5 => refund_requested(&rno, &no, amount / 2),
+                6 => refund_notified(reported()),
+                7 => balance_pay(&no, user, amount),
+                8 => refund_queried(reported()),
+                9 => refund_rejected(&rno, &no),
                 0 => placed(&no, user, kind, amount, 400),
-                1 => Event::OrderClosed(OrderClosed {
-                    out_trade_no: no,
-                    reason: CloseReason::Expired,
-                }),
+                1 => closed(&no),
                 2 => queried(tx(&no, Some(&tid), state, Some(amount))),
                 _ => notified(tx(&no, Some(&tid), state, Some(amount))),
             });
@@ -856,16 +710,7 @@ mod tests {
         events
             .into_iter()
             .enumerate()
-            .map(|(i, event)| {
-                let seq = i as u64 + 1;
-                Recorded {
-                    seq,
-                    id: Uuid::from_u128(u128::from(seq)),
-                    occurred_at: at(seq),
-                    correlation_id: format!("req-{seq}"),
-                    event,
-                }
-            })
+            .map(|(i, event)| rec(i as u64 + 1, event))
             .collect()
     }
 

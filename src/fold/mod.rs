@@ -219,6 +219,6 @@ impl State {
 }
 
 #[cfg(test)]
-mod pay_tests;
+pub(crate) mod pay_tests;
 #[cfg(test)]
 mod tests;

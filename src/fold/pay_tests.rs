@@ -1,4 +1,5 @@
-//! Table tests and properties of orders, payments and the ledger.
+//! Table tests and properties of orders, payments, refunds and the ledger, and the event
+//! builders other tests of the crate share.
 
 use std::collections::BTreeMap;
 
@@ -17,15 +18,15 @@ use crate::events::{
 const APPID: &str = "wx0000000000000001";
 const MCHID: &str = "1900000001";
 
-fn uid(n: u8) -> Uuid {
+pub(crate) fn uid(n: u8) -> Uuid {
     Uuid::from_bytes([n; 16])
 }
 
-fn at(seq: u64) -> DateTime<Utc> {
+pub(crate) fn at(seq: u64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap()
 }
 
-fn rec(seq: u64, event: Event) -> Recorded {
+pub(crate) fn rec(seq: u64, event: Event) -> Recorded {
     Recorded {
         seq,
         id: Uuid::from_u128(u128::from(seq)),
@@ -35,7 +36,18 @@ fn rec(seq: u64, event: Event) -> Recorded {
     }
 }
 
-fn placed(no: &str, user: u8, kind: OrderKind, amount: i64) -> Event {
+pub(crate) fn placed(no: &str, user: u8, kind: OrderKind, amount: i64) -> Event {
+    placed_until(no, user, kind, amount, 10_000)
+}
+
+/// An order that expires at `at(expires)`.
+pub(crate) fn placed_until(
+    no: &str,
+    user: u8,
+    kind: OrderKind,
+    amount: i64,
+    expires: u64,
+) -> Event {
     Event::OrderPlaced(OrderPlaced {
         out_trade_no: no.into(),
         user_id: uid(user),
@@ -46,25 +58,30 @@ fn placed(no: &str, user: u8, kind: OrderKind, amount: i64) -> Event {
         description: "goods".into(),
         appid: APPID.into(),
         mchid: MCHID.into(),
-        expires_at: at(10_000),
+        expires_at: at(expires),
     })
 }
 
-fn prepay(no: &str, prepay_id: &str) -> Event {
+pub(crate) fn prepay(no: &str, prepay_id: &str) -> Event {
     Event::PrepayIssued(PrepayIssued {
         out_trade_no: no.into(),
         prepay_id: prepay_id.into(),
     })
 }
 
-fn closed(no: &str) -> Event {
+pub(crate) fn closed(no: &str) -> Event {
     Event::OrderClosed(OrderClosed {
         out_trade_no: no.into(),
         reason: CloseReason::Expired,
     })
 }
 
-fn transaction(no: &str, tid: Option<&str>, state: &str, total: Option<i64>) -> Transaction {
+pub(crate) fn transaction(
+    no: &str,
+    tid: Option<&str>,
+    state: &str,
+    total: Option<i64>,
+) -> Transaction {
     Transaction {
         appid: APPID.into(),
         mchid: MCHID.into(),
@@ -86,7 +103,7 @@ fn transaction(no: &str, tid: Option<&str>, state: &str, total: Option<i64>) -> 
     }
 }
 
-fn evidence() -> Evidence {
+pub(crate) fn evidence() -> Evidence {
     Evidence {
         serial: "serial".into(),
         signature: "sig".into(),
@@ -97,7 +114,7 @@ fn evidence() -> Evidence {
     }
 }
 
-fn notified(tx: Transaction) -> Event {
+pub(crate) fn notified(tx: Transaction) -> Event {
     Event::PaymentNotified(PaymentNotified {
         notify_id: format!("notify-{}", tx.transaction_id.as_deref().unwrap_or("none")),
         event_type: "TRANSACTION.SUCCESS".into(),
@@ -106,7 +123,7 @@ fn notified(tx: Transaction) -> Event {
     })
 }
 
-fn queried(tx: Transaction) -> Event {
+pub(crate) fn queried(tx: Transaction) -> Event {
     Event::PaymentQueried(PaymentQueried {
         reason: QueryReason::Sync,
         transaction: tx,
@@ -114,11 +131,11 @@ fn queried(tx: Transaction) -> Event {
     })
 }
 
-fn success(no: &str, tid: &str, total: i64) -> Event {
+pub(crate) fn success(no: &str, tid: &str, total: i64) -> Event {
     notified(transaction(no, Some(tid), "SUCCESS", Some(total)))
 }
 
-fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
+pub(crate) fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
     Event::RefundRequested(RefundRequested {
         out_refund_no: no.into(),
         out_trade_no: order.into(),
@@ -127,7 +144,7 @@ fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
     })
 }
 
-fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -> Refund {
+pub(crate) fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -> Refund {
     Refund {
         mchid: Some(MCHID.into()),
         out_trade_no: order.into(),
@@ -147,14 +164,14 @@ fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -> Refund {
     }
 }
 
-fn refund_accepted(r: Refund) -> Event {
+pub(crate) fn refund_accepted(r: Refund) -> Event {
     Event::RefundAccepted(RefundAccepted {
         refund: r,
         evidence: RefundEvidence::V3(evidence()),
     })
 }
 
-fn refund_notified(r: Refund) -> Event {
+pub(crate) fn refund_notified(r: Refund) -> Event {
     Event::RefundNotified(RefundNotified {
         notify_id: Some(format!("n-{}-{}", r.out_refund_no, r.status)),
         event_type: format!("REFUND.{}", r.status),
@@ -163,7 +180,7 @@ fn refund_notified(r: Refund) -> Event {
     })
 }
 
-fn refund_queried(r: Refund) -> Event {
+pub(crate) fn refund_queried(r: Refund) -> Event {
     Event::RefundQueried(RefundQueried {
         reason: QueryReason::Sweep,
         refund: r,
@@ -171,7 +188,7 @@ fn refund_queried(r: Refund) -> Event {
     })
 }
 
-fn refund_rejected(no: &str, order: &str) -> Event {
+pub(crate) fn refund_rejected(no: &str, order: &str) -> Event {
     Event::RefundRejected(RefundRejected {
         out_refund_no: no.into(),
         out_trade_no: order.into(),
@@ -180,7 +197,7 @@ fn refund_rejected(no: &str, order: &str) -> Event {
     })
 }
 
-fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
+pub(crate) fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
     Event::BalancePayRequested(BalancePayRequested {
         out_trade_no: no.into(),
         user_id: uid(user),
