@@ -11,7 +11,7 @@ use crate::{
     },
     settings::PayApi,
     wechat::pay::{
-        v2::{RefundRequest as V2RefundRequest, V2Client, V2Error},
+        v2::{RefundRequest as V2RefundRequest, V2Client},
         PayError, PayParams, Prepay, RefundRequest,
     },
 };
@@ -115,34 +115,6 @@ impl AppState {
     }
 }
 
-/// API v2's `err_code`s that mean "try again", not "no".
-const V2_RETRY_CODES: [&str; 4] = [
-    "SYSTEMERROR",
-    "BIZERR_NEED_RETRY",
-    "FREQUENCY_LIMITED",
-    "FAIL",
-];
-
-/// A v2 error as the refund flow reads it: a signed `result_code` FAIL with a definite
-/// `err_code` is a refusal (like a v3 4xx); anything else leaves the outcome unknown.
-fn v2_refund_error(e: V2Error) -> PayError {
-    match e {
-        V2Error::Api { code, message } if !V2_RETRY_CODES.contains(&code.as_str()) => {
-            let PayError::Api { code, message, .. } =
-                PayError::from(V2Error::Api { code, message })
-            else {
-                unreachable!("an API error stays an API error")
-            };
-            PayError::Api {
-                status: 400,
-                code,
-                message,
-            }
-        }
-        other => other.into(),
-    }
-}
-
 impl AppState {
     /// Asks WeChat to refund: `POST /v3/refund/domestic/refunds` or `/secapi/pay/refund`.
     pub async fn request_refund(
@@ -158,7 +130,7 @@ impl AppState {
                     refund: r.amount,
                     reason: r.reason,
                 };
-                let (refund, evidence) = v2.refund(&request).await.map_err(v2_refund_error)?;
+                let (refund, evidence) = v2.refund(&request).await?;
                 Ok((refund, RefundEvidence::V2(evidence)))
             }
             None => {

@@ -56,14 +56,18 @@ impl PayError {
     }
 
     /// WeChat answered, signed, that it will not do this: a 4xx other than its "try
-    /// again" codes. Anything else (no answer, 5xx, SYSTEM_ERROR) leaves the outcome
-    /// unknown, and the request must be repeated or queried.
+    /// again" codes (v3's, and API v2's `SYSTEMERROR` and `BIZERR_NEED_RETRY`). Anything
+    /// else (no answer, 5xx, an unsigned v2 FAIL) leaves the outcome unknown, and the
+    /// request must be repeated or queried.
     pub fn is_refusal(&self) -> bool {
         match self {
             PayError::Api { status, code, .. } => {
                 (400..500).contains(status)
                     && *status != 429
-                    && !matches!(code.as_str(), "SYSTEM_ERROR" | "FREQUENCY_LIMITED")
+                    && !matches!(
+                        code.as_str(),
+                        "SYSTEM_ERROR" | "FREQUENCY_LIMITED" | "SYSTEMERROR" | "BIZERR_NEED_RETRY"
+                    )
             }
             _ => false,
         }

@@ -81,7 +81,9 @@ impl From<MapError> for V2Error {
 
 /// The v3 client's error, with API v2's codes renamed to API v3's where they mean the
 /// same (`ORDERNOTEXIST` → `ORDER_NOT_EXIST`, `ORDERCLOSED` → `ORDER_CLOSED`), so callers
-/// written for v3 (the API's error mapping, the expiry sweep) handle v2 alike.
+/// written for v3 (the API's error mapping, the sweeps, the refund flow) handle v2 alike.
+/// A signed `result_code` FAIL is WeChat saying no, as a v3 4xx does, so it gets status
+/// 400; an unsigned `return_code` FAIL keeps 200 and says nothing definite.
 impl From<V2Error> for PayError {
     fn from(e: V2Error) -> Self {
         match e {
@@ -94,7 +96,7 @@ impl From<V2Error> for PayError {
                 message,
             },
             V2Error::Api { code, message } => PayError::Api {
-                status: 200,
+                status: 400,
                 code: match code.as_str() {
                     "ORDERNOTEXIST" => "ORDER_NOT_EXIST".into(),
                     "ORDERCLOSED" => "ORDER_CLOSED".into(),
@@ -474,6 +476,28 @@ fn nonce() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_v2_no_is_a_refusal_and_anything_else_leaves_the_outcome_open() {
+        let api = |code: &str| {
+            PayError::from(V2Error::Api {
+                code: code.into(),
+                message: "-".into(),
+            })
+        };
+        assert!(api("NOTENOUGH").is_refusal());
+        assert_eq!(api("NOTENOUGH").code(), Some("NOT_ENOUGH"));
+        assert!(api("PARAM_ERROR").is_refusal());
+        for open in [
+            api("SYSTEMERROR"),
+            api("BIZERR_NEED_RETRY"),
+            api("FREQUENCY_LIMITED"),
+        ] {
+            assert!(!open.is_refusal(), "{open}");
+        }
+        assert!(!PayError::from(V2Error::Refused("签名错误".into())).is_refusal());
+        assert!(!PayError::from(V2Error::Unavailable("timeout".into())).is_refusal());
+    }
 
     fn key() -> ApiKey {
         ApiKey::new(crate::devkeys::V2_API_KEY).unwrap()
