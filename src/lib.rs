@@ -17,6 +17,7 @@ pub mod finance;
 pub mod fold;
 pub mod metrics;
 pub mod projector;
+pub mod rebuild;
 pub mod reconcile;
 pub mod replay;
 pub mod settings;

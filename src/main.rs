@@ -37,9 +37,10 @@ enum Command {
     Migrate,
     /// Run the WeChat simulator.
     Sim,
-    /// Print how fast this machine runs the crypto of the payment paths (`crypto`), or a
-    /// load of notifies through the webhook into the books (`notifies`; needs NATS and
-    /// Postgres, uses a scratch schema and stream).
+    /// Print how fast this machine runs the crypto of the payment paths (`crypto`), a
+    /// load of notifies through the webhook into the books (`notifies`), or the full
+    /// rebuild of a long history (`rebuild`). `notifies` and `rebuild` need NATS and
+    /// Postgres and use a scratch schema and stream.
     Bench {
         /// What to measure.
         #[arg(value_enum, default_value = "crypto")]
@@ -50,6 +51,12 @@ enum Command {
         /// Notifies in flight (`notifies`).
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Events in the history (`rebuild`).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Also replay the history with the live projector's batches (`rebuild`).
+        #[arg(long)]
+        batches: bool,
     },
     /// Walk a scripted mini program user through the API (daemon and simulator running).
     Demo {
@@ -76,6 +83,10 @@ enum Command {
         /// Drop the schema first if it exists.
         #[arg(long)]
         replace: bool,
+        /// Apply the events in batches as the live projector does, instead of folding in
+        /// memory and bulk-loading with COPY (slower; the tables are the same).
+        #[arg(long)]
+        batches: bool,
     },
     /// Match WeChat Pay's trade bill of a day against the ledger, line by line. Exits 0
     /// when everything matched, 1 on any discrepancy, 2 when the bill or the ledger
@@ -134,6 +145,9 @@ enum BenchTarget {
     Crypto,
     /// Signed notifies through the webhook, booked by the projector.
     Notifies,
+    /// The full rebuild of a long history, beside the raw JetStream read and Postgres
+    /// COPY rates (scratch stream and schemas).
+    Rebuild,
 }
 
 #[tokio::main]
@@ -167,6 +181,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Bench {
+            what: BenchTarget::Rebuild,
+            events,
+            batches,
+            ..
+        } => {
+            let options = wxledger::bench::rebuild::Options { events, batches };
+            wxledger::bench::rebuild::run(settings, options).await?;
+        }
         Command::Bench {
             count, concurrency, ..
         } => wxledger::bench::notifies::run(settings, count, concurrency.max(1)).await?,
@@ -207,9 +230,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             as_of,
             into,
             replace,
+            batches,
         } => {
-            let as_of = wxledger::replay::AsOf::parse(&as_of).map_err(anyhow::Error::msg)?;
-            let done = wxledger::replay::replay(&settings, as_of, &into, replace, |p| {
+            use wxledger::replay::{replay_with, AsOf, Sink};
+            let as_of = AsOf::parse(&as_of).map_err(anyhow::Error::msg)?;
+            let sink = if batches { Sink::Batches } else { Sink::Copy };
+            let (done, loaded) = replay_with(&settings, as_of, &into, replace, sink, |p| {
                 eprintln!(
                     "replay: seq {}/{} read {} applied {} ({:.0} events/s, ETA {:.0} s)",
                     p.seq,
@@ -229,6 +255,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 done.elapsed.as_secs_f64(),
                 done.rate()
             );
+            if let Some(loaded) = loaded {
+                let tables: Vec<String> = loaded
+                    .tables
+                    .iter()
+                    .map(|(table, rows)| format!("{table} {rows}"))
+                    .collect();
+                println!("bulk-loaded {} rows: {}", loaded.rows(), tables.join(", "));
+            }
         }
         Command::Reconcile { bill, date, format } => {
             let source = bill.map_or(BillSource::Download, BillSource::File);

@@ -2,9 +2,11 @@
 //! as they were at a point in time, folded from the stream into a schema of their own
 //! (the same tables as the live projection, which is left untouched).
 //!
-//! It runs the live projector's own batch code (`projector::apply_batch`) over the stream
-//! from sequence 1, so the replayed tables are exactly what the live projector had
-//! written once it reached that point.
+//! Two sinks run the same fold (`State::apply`) from sequence 1: by default the full
+//! rebuild (`rebuild`: fold in memory, then bulk-load with COPY), or, with
+//! [`Sink::Batches`], the live projector's own batch code (`projector::apply_batch`).
+//! Either way the replayed tables are exactly what the live projector had written once
+//! it reached that point.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use crate::{
     db::{self, DbError},
     events::{EventLog, LogError, Recorded},
     projector::{apply_batch, ProjectorError},
+    rebuild::{rebuild, Loaded},
     settings::{DatabaseSettings, Settings},
 };
 
@@ -43,7 +46,7 @@ impl AsOf {
             })
     }
 
-    fn includes(self, rec: &Recorded) -> bool {
+    pub(crate) fn includes(self, rec: &Recorded) -> bool {
         match self {
             AsOf::Seq(seq) => rec.seq <= seq,
             AsOf::Time(t) => rec.occurred_at <= t,
@@ -107,16 +110,44 @@ impl Progress {
     }
 }
 
-/// Folds the stream up to `as_of` into the schema `into`, created and migrated here. An
-/// existing schema is refused unless `replace` (which drops it first). `progress` is
-/// called about once a second and once at the end.
+/// How the folded state reaches the target schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sink {
+    /// Fold everything in memory, then bulk-load every table with COPY (fast).
+    #[default]
+    Copy,
+    /// Apply batches of events as the live projector does (slow; for comparison).
+    Batches,
+}
+
+/// Folds the stream up to `as_of` into the schema `into` with the full rebuild
+/// ([`Sink::Copy`]); see [`replay_with`].
 pub async fn replay(
     settings: &Settings,
     as_of: AsOf,
     into: &str,
     replace: bool,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
 ) -> Result<Progress, ReplayError> {
+    Ok(
+        replay_with(settings, as_of, into, replace, Sink::Copy, progress)
+            .await?
+            .0,
+    )
+}
+
+/// Folds the stream up to `as_of` into the schema `into`, created and migrated here. An
+/// existing schema is refused unless `replace` (which drops it first). `progress` is
+/// called about once a second and once at the end. With [`Sink::Copy`] it also returns
+/// the rows loaded per table.
+pub async fn replay_with(
+    settings: &Settings,
+    as_of: AsOf,
+    into: &str,
+    replace: bool,
+    sink: Sink,
+    mut progress: impl FnMut(&Progress),
+) -> Result<(Progress, Option<Loaded>), ReplayError> {
     let target = target(settings, into)?;
     let pg = db::pg_config(&target)?;
     let admin = db::connect_dedicated(&pg).await?;
@@ -150,6 +181,10 @@ pub async fn replay(
         AsOf::Seq(seq) => seq.min(head),
         AsOf::Time(_) => head,
     };
+    if sink == Sink::Copy {
+        let (done, loaded) = rebuild(client, log, as_of, end, progress).await?;
+        return Ok((done, Some(loaded)));
+    }
     let started = Instant::now();
     let mut done = Progress {
         read: 0,
@@ -194,7 +229,7 @@ pub async fn replay(
     }
     done.elapsed = started.elapsed();
     progress(&done);
-    Ok(done)
+    Ok((done, None))
 }
 
 /// The database settings of the target schema, checked.

@@ -2,6 +2,7 @@
 //! this machine, printed as a table (one core, release build recommended).
 
 pub mod notifies;
+pub mod rebuild;
 
 use std::time::Instant;
 

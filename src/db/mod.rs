@@ -1,6 +1,7 @@
 //! Postgres: the pool (every connection's `search_path` is the configured schema), the
 //! migrations in `projections/`, and the advisory-lock keys.
 
+pub mod copy;
 pub mod orders;
 pub mod refunds;
 pub mod users;
@@ -28,6 +29,9 @@ pub enum DbError {
     /// The settings do not make a connection string.
     #[error("database.url: {0}")]
     Config(String),
+    /// A row could not be encoded for a bulk load.
+    #[error("bulk load: {0}")]
+    Encode(String),
 }
 
 /// An error and its causes on one line, each said once.

@@ -9,6 +9,7 @@ use tokio_postgres::{
 };
 use uuid::Uuid;
 
+use super::copy::{CopyRow, EncodeError, RowWriter};
 use crate::{
     events::OrderKind,
     fold::{
@@ -453,6 +454,89 @@ pub async fn insert_failures(
         )
         .await?;
     Ok(())
+}
+
+// ---- the full rebuild's bulk load ----
+
+impl CopyRow for Order {
+    const TABLE: &'static str = "orders";
+    const COLUMNS: &'static str = ORDER_COLUMNS;
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.out_trade_no)?;
+        row.field(&self.user_id)?;
+        row.field(&self.openid)?;
+        row.field(&self.kind.as_str())?;
+        row.field(&self.amount)?;
+        row.field(&self.currency)?;
+        row.field(&self.description)?;
+        row.field(&self.appid)?;
+        row.field(&self.mchid)?;
+        row.field(&self.state.as_str())?;
+        row.field(&self.prepay_id)?;
+        row.field(&self.transaction_id)?;
+        row.field(&self.placed_at)?;
+        row.field(&self.expires_at)?;
+        row.field(&self.paid_at)?;
+        row.field(&self.closed_at)?;
+        row.field(&self.last_seq)?;
+        row.field(&self.paid_with.map(PaidWith::as_str))?;
+        row.field(&self.refunded)?;
+        row.field(&self.refunding)
+    }
+}
+
+impl CopyRow for Payment {
+    const TABLE: &'static str = "payments";
+    const COLUMNS: &'static str = PAYMENT_COLUMNS;
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.transaction_id)?;
+        row.field(&self.out_trade_no)?;
+        row.field(&self.amount)?;
+        row.field(&self.seq)?;
+        row.field(&self.booked_as.as_str())?;
+        row.field(&self.source.as_str())?;
+        row.field(&self.occurred_at)
+    }
+}
+
+impl CopyRow for LedgerEntry {
+    const TABLE: &'static str = "ledger_entries";
+    const COLUMNS: &'static str = ENTRY_COLUMNS;
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.seq)?;
+        row.field(&self.group_id)?;
+        row.field(&self.line)?;
+        row.field(&self.account)?;
+        row.field(&self.amount)?;
+        row.field(&self.kind.as_str())?;
+        row.field(&self.out_trade_no)?;
+        row.field(&self.transaction_id)?;
+        row.field(&self.occurred_at)
+    }
+}
+
+impl CopyRow for Balance {
+    const TABLE: &'static str = "balances";
+    const COLUMNS: &'static str = "account, balance, last_seq";
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.account)?;
+        row.field(&self.balance)?;
+        row.field(&self.last_seq)
+    }
+}
+
+impl CopyRow for Failure {
+    const TABLE: &'static str = "failure_log";
+    const COLUMNS: &'static str = FAILURE_COLUMNS;
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.seq)?;
+        row.field(&self.reason)?;
+        row.field(&self.out_trade_no)?;
+        row.field(&self.transaction_id)?;
+        row.field(&self.amount)?;
+        row.field(&self.detail)?;
+        row.field(&self.occurred_at)
+    }
 }
 
 // ---- reads ----

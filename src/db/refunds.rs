@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 
-use super::orders::{all, named, rows_keyed, Named};
+use super::{
+    copy::{CopyRow, EncodeError, RowWriter},
+    orders::{all, named, rows_keyed, Named},
+};
 use crate::fold::{Keys, RefundRow, RefundState};
 
 impl Named for RefundState {
@@ -111,6 +114,27 @@ pub async fn upsert(
         )
         .await?;
     Ok(())
+}
+
+impl CopyRow for RefundRow {
+    const TABLE: &'static str = "refunds";
+    const COLUMNS: &'static str = REFUND_COLUMNS;
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.out_refund_no)?;
+        row.field(&self.out_trade_no)?;
+        row.field(&self.amount)?;
+        row.field(&self.reason)?;
+        row.field(&self.state.as_str())?;
+        row.field(&self.requested)?;
+        row.field(&self.reserved_from)?;
+        row.field(&self.refund_id)?;
+        row.field(&self.wechat_status)?;
+        row.field(&self.code)?;
+        row.field(&self.message)?;
+        row.field(&self.requested_at)?;
+        row.field(&self.settled_at)?;
+        row.field(&self.last_seq)
+    }
 }
 
 /// One refund by number.

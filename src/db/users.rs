@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
+use super::copy::{CopyRow, EncodeError, RowWriter};
 use crate::fold::{Keys, Phone, User};
 
 const COLUMNS: &str = "user_id, openid, unionid, phone_country_code, phone_number, \
@@ -117,6 +118,28 @@ pub async fn upsert(
         )
         .await?;
     Ok(())
+}
+
+impl CopyRow for User {
+    const TABLE: &'static str = "users";
+    const COLUMNS: &'static str = "user_id, openid, unionid, phone_country_code, phone_number, \
+         phone_key, phone_bound_at, nickname, avatar_url, registered_at, last_login_at, \
+         login_count, last_seq";
+    fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
+        row.field(&self.user_id)?;
+        row.field(&self.openid)?;
+        row.field(&self.unionid)?;
+        row.field(&self.phone.as_ref().map(|p| p.country_code.as_str()))?;
+        row.field(&self.phone.as_ref().map(|p| p.pure_phone_number.as_str()))?;
+        row.field(&self.phone.as_ref().map(Phone::key))?;
+        row.field(&self.phone_bound_at)?;
+        row.field(&self.nickname)?;
+        row.field(&self.avatar_url)?;
+        row.field(&self.registered_at)?;
+        row.field(&self.last_login_at)?;
+        row.field(&self.login_count)?;
+        row.field(&self.last_seq)
+    }
 }
 
 /// One user by id.

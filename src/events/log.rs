@@ -187,6 +187,43 @@ impl EventLog {
         })
     }
 
+    /// Appends envelopes as given, in order, with up to `in_flight` acknowledgements
+    /// outstanding, and returns the sequence of the last. For bulk imports and
+    /// benchmarks; the API appends one event at a time. The message id is the event id.
+    pub async fn append_pipelined(
+        &self,
+        envelopes: impl IntoIterator<Item = Envelope>,
+        in_flight: usize,
+    ) -> Result<u64, LogError> {
+        let mut pending = std::collections::VecDeque::with_capacity(in_flight);
+        let mut last = 0;
+        for envelope in envelopes {
+            let payload = serde_json::to_vec(&envelope).expect("an envelope always serializes");
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, envelope.id.to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(self.subject(&envelope.kind), headers, Bytes::from(payload))
+                .await
+                .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
+            pending.push_back(ack);
+            if pending.len() >= in_flight.max(1) {
+                let ack = pending.pop_front().expect("not empty");
+                last = ack
+                    .await
+                    .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+                    .sequence;
+            }
+        }
+        for ack in pending {
+            last = ack
+                .await
+                .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+                .sequence;
+        }
+        Ok(last)
+    }
+
     /// The sequence of the newest event (0 for an empty stream).
     pub async fn last_seq(&self) -> Result<u64, LogError> {
         let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;

@@ -316,6 +316,13 @@ impl Ledger {
         new
     }
 
+    /// Moves out every posting made so far, for a bulk load that writes them as the fold
+    /// goes. The fold never reads its postings back, so no decision changes.
+    pub fn drain_entries(&mut self) -> Vec<LedgerEntry> {
+        self.entries_taken = 0;
+        std::mem::take(&mut self.entries)
+    }
+
     /// The failures recorded since the last call.
     pub fn take_new_failures(&mut self) -> Vec<Failure> {
         std::mem::take(&mut self.new_failures)

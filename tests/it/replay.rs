@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use wxledger::replay::{replay, AsOf};
+use wxledger::replay::{replay, replay_with, AsOf, Sink};
 
 use crate::common::{database_url, drop_schema, dump_table, TestEnv};
 
@@ -89,21 +89,47 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
     .await;
     assert_eq!(env.failure_reasons().await, ["unknown_order"]);
     mark(env.last_seq().await, snapshot(&live).await);
+
+    // D: a refund WeChat refuses and one it closes: both amounts go back.
+    env.sim_post(
+        "/sim/pay/refund-reject",
+        json!({"code": "NOT_ENOUGH", "message": "基本账户余额不足"}),
+    )
+    .await;
+    let (status, body) = env
+        .refund(&order, json!({"amount": 50, "out_refund_no": "R-replay-2"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = env
+        .refund(&order, json!({"amount": 70, "out_refund_no": "R-replay-3"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    env.settle("R-replay-3", "closed").await;
+    env.wait_refund_state(&order, "R-replay-3", "closed").await;
+    env.wait_applied().await;
+    mark(env.last_seq().await, snapshot(&live).await);
     assert!(points
         .windows(2)
         .all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
 
     let settings = env.settings();
     let into = format!("{}_asof", env.schema);
+    // Both sinks: the full rebuild (fold in memory, COPY) and the live projector's
+    // batches give the tables the live projector had.
     for (seq, tables) in &points {
-        let mut reports = 0;
-        let done = replay(&settings, AsOf::Seq(*seq), &into, true, |_| reports += 1)
+        for sink in [Sink::Copy, Sink::Batches] {
+            let mut reports = 0;
+            let (done, loaded) = replay_with(&settings, AsOf::Seq(*seq), &into, true, sink, |_| {
+                reports += 1
+            })
             .await
             .unwrap();
-        assert_eq!((done.seq, done.applied), (*seq, *seq));
-        assert!(reports >= 1, "progress reported at the end at least");
-        let replayed = snapshot(&connect(&into).await).await;
-        assert_eq!(&replayed, tables, "as of sequence {seq}");
+            assert_eq!((done.seq, done.applied), (*seq, *seq));
+            assert!(reports >= 1, "progress reported at the end at least");
+            assert_eq!(loaded.is_some(), sink == Sink::Copy);
+            let replayed = snapshot(&connect(&into).await).await;
+            assert_eq!(&replayed, tables, "{sink:?} as of sequence {seq}");
+        }
     }
     // As of a time: the moment event B was accepted.
     let (_, at_b) = env
@@ -130,7 +156,7 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
         .is_err());
     assert_eq!(
         snapshot(&live).await,
-        points[2].1,
+        points[3].1,
         "the live tables are untouched"
     );
     drop_schema(&database_url(), &into).await;
