@@ -181,6 +181,23 @@ async fn write(
     mut loads: mpsc::Receiver<Load>,
 ) -> Result<Loaded, ReplayError> {
     let tx = client.transaction().await?;
+    // Secondary indexes are built once at the end, from sorted data, rather than
+    // updated row by row; the ones behind constraints stay.
+    let indexes: Vec<(String, String)> = tx
+        .query(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i
+             WHERE i.schemaname = current_schema()
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint c
+                   WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (name, _) in &indexes {
+        tx.batch_execute(&format!("DROP INDEX \"{name}\"")).await?;
+    }
     let mut loaded = Loaded::default();
     while let Some(load) = loads.recv().await {
         match load {
@@ -202,6 +219,9 @@ async fn write(
                         &[&PROJECTION, &last],
                     )
                     .await?;
+                }
+                for (_, definition) in &indexes {
+                    tx.batch_execute(definition).await?;
                 }
                 tx.commit().await?;
                 return Ok(loaded);
