@@ -141,6 +141,11 @@ impl EventLog {
         format!("{}.{}", self.prefix, kind)
     }
 
+    /// The JetStream context of this connection (the outcome stream shares it).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
     /// True while the client holds a connection to NATS.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected
