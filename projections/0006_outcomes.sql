@@ -6,7 +6,8 @@
 -- another schema writes none, so nothing it folds is ever published.
 CREATE TABLE IF NOT EXISTS outbox (
     -- Derived from the source (e.g. `order.paid:<out_trade_no>`): the Nats-Msg-Id.
-    id          text        PRIMARY KEY,
+    -- Compared byte by byte, as the fold sorts them, whatever the database's collation.
+    id          text        COLLATE "C" PRIMARY KEY,
     -- The stream sequence of the event that made the decision.
     seq         bigint      NOT NULL CHECK (seq > 0),
     -- The outcome type, e.g. `order.paid`: the subject's tail.
