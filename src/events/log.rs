@@ -64,6 +64,7 @@ pub struct EventLog {
     js: jetstream::Context,
     stream: String,
     prefix: String,
+    outcome_stream: String,
 }
 
 impl EventLog {
@@ -87,6 +88,7 @@ impl EventLog {
             js,
             stream: settings.stream.clone(),
             prefix: settings.subject_prefix.clone(),
+            outcome_stream: settings.outcome_stream(),
         };
         log.ensure_stream(settings).await?;
         Ok(log)
@@ -223,9 +225,12 @@ impl EventLog {
         }))
     }
 
-    /// Deletes the stream (tests and scratch tooling only).
+    /// Deletes the stream, and the outcome stream the daemon made beside it if there is
+    /// one (tests and scratch tooling only).
     pub async fn delete_stream(&self) -> Result<(), LogError> {
         self.js.delete_stream(&self.stream).await.map_err(js_err)?;
+        // Absent unless a daemon ran on this stream.
+        let _ = self.js.delete_stream(&self.outcome_stream).await;
         Ok(())
     }
 

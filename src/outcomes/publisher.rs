@@ -143,16 +143,6 @@ impl OutcomeStream {
             duplicate: ack.duplicate,
         })
     }
-
-    /// Deletes the stream (tests and scratch tooling only).
-    pub async fn delete(&self) -> Result<(), LogError> {
-        self.log
-            .jetstream()
-            .delete_stream(&self.name)
-            .await
-            .map_err(js_err)?;
-        Ok(())
-    }
 }
 
 /// Why a publishing round ended; the publisher starts over after a pause.

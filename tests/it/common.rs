@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wxledger::{events::EventLog, outcomes::OutcomeStream, sim::Simulator, App, Settings};
+use wxledger::{events::EventLog, sim::Simulator, App, Settings};
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 pub const SEALING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -335,8 +335,8 @@ impl Drop for TestEnv {
                 ..Default::default()
             };
             if let Ok(log) = EventLog::connect(&settings).await {
+                // The outcome stream with it.
                 let _ = log.delete_stream().await;
-                let _ = OutcomeStream::new(&log, &settings).delete().await;
             }
         });
     }
