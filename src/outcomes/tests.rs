@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use serde_json::json;
+use uuid::Uuid;
 
 use super::*;
 use crate::{
