@@ -16,6 +16,7 @@ pub mod expiry;
 pub mod finance;
 pub mod fold;
 pub mod metrics;
+pub mod outcomes;
 pub mod projector;
 pub mod rebuild;
 pub mod reconcile;

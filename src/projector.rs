@@ -1,7 +1,8 @@
 //! The projector: reads the stream in order from `checkpoint + 1` and applies each batch
 //! of events, with the new checkpoint, in one Postgres transaction. One active projector
 //! per projection and schema (a session advisory lock on a dedicated connection); others
-//! stand by. It stops cleanly after the batch in hand.
+//! stand by. It stops cleanly after the batch in hand. The live projector also writes each
+//! batch's outcomes to the outbox in that transaction (see [`crate::outcomes`]).
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::{
     db::{self, orders, refunds, users, DbError},
     events::{DecodeError, EventLog, LogError, Recorded},
     fold::{Keys, Outcome, State},
+    outcomes::{self, outbox},
 };
 
 /// The name of the projection in `projector_checkpoints`.
@@ -141,7 +143,7 @@ impl Projector {
             if records.is_empty() {
                 continue;
             }
-            checkpoint = apply_batch(&mut client, checkpoint, &records).await?;
+            checkpoint = apply_batch_with_outcomes(&mut client, checkpoint, &records).await?;
             self.applied.send_replace(checkpoint);
         }
     }
@@ -160,11 +162,32 @@ async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, Project
 }
 
 /// Folds `records` (all newer than `checkpoint`) over the rows they touch and commits
-/// the changed rows with the new checkpoint. Returns the new checkpoint.
+/// the changed rows with the new checkpoint. Returns the new checkpoint. Writes no
+/// outcomes: this is the batch of a replay into another schema, which must never publish.
 pub async fn apply_batch(
     client: &mut tokio_postgres::Client,
     checkpoint: u64,
     records: &[Recorded],
+) -> Result<u64, ProjectorError> {
+    apply(client, checkpoint, records, false).await
+}
+
+/// [`apply_batch`], also writing the batch's outcomes to the outbox in the same
+/// transaction (the live projector): an outcome exists exactly when its decision was
+/// committed, and the publisher sends it only then.
+pub async fn apply_batch_with_outcomes(
+    client: &mut tokio_postgres::Client,
+    checkpoint: u64,
+    records: &[Recorded],
+) -> Result<u64, ProjectorError> {
+    apply(client, checkpoint, records, true).await
+}
+
+async fn apply(
+    client: &mut tokio_postgres::Client,
+    checkpoint: u64,
+    records: &[Recorded],
+    with_outcomes: bool,
 ) -> Result<u64, ProjectorError> {
     let tx = client.transaction().await?;
     let mut keys = Keys::default();
@@ -214,9 +237,14 @@ pub async fn apply_batch(
     orders::upsert_orders(&tx, &state.orders.take_changed()).await?;
     refunds::upsert(&tx, &state.refunds.take_changed()).await?;
     orders::insert_payments(&tx, &state.ledger.take_new_payments()).await?;
-    orders::insert_entries(&tx, &state.ledger.take_new_entries()).await?;
+    let entries = state.ledger.take_new_entries();
+    orders::insert_entries(&tx, &entries).await?;
     orders::upsert_balances(&tx, &state.ledger.take_changed_balances()).await?;
     orders::insert_failures(&tx, &failures).await?;
+    if with_outcomes {
+        let decided = outcomes::derive(records, &entries, &failures, &state);
+        outbox::insert(&tx, &decided).await?;
+    }
     let last = records.last().expect("batches are not empty").seq;
     let (old, new) = (
         i64::try_from(checkpoint).expect("sequences fit in i64"),

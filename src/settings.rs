@@ -34,6 +34,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The projector that folds the stream into Postgres.
     pub projector: ProjectorSettings,
+    /// The outcome stream: the projector's decisions, published after commit.
+    pub outcomes: OutcomeSettings,
     /// The WeChat simulator (`wxledger sim`).
     pub sim: SimSettings,
 }
@@ -94,6 +96,19 @@ impl Default for NatsSettings {
             ack_timeout_ms: 3_000,
             connect_timeout_secs: 30,
         }
+    }
+}
+
+impl NatsSettings {
+    /// The stream of outcomes (the projector's decisions): `<stream>_OUTCOMES`.
+    pub fn outcome_stream(&self) -> String {
+        format!("{}_OUTCOMES", self.stream)
+    }
+
+    /// First token(s) of every outcome subject: `<prefix>_outcome`, outside the event
+    /// stream's `<prefix>.>`.
+    pub fn outcome_subject_prefix(&self) -> String {
+        format!("{}_outcome", self.subject_prefix)
     }
 }
 
@@ -465,6 +480,31 @@ impl Default for ProjectorSettings {
     }
 }
 
+/// The publisher of the outcome stream (`<stream>_OUTCOMES`). The projector always
+/// writes outcomes to the `outbox` table in its own transactions; this publishes them.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutcomeSettings {
+    /// Publish the outbox from this process (one publisher per schema is active at a
+    /// time; others stand by).
+    pub publish: bool,
+    /// How often the outbox is checked besides each local commit (a projector in
+    /// another process commits too), in milliseconds.
+    pub poll_ms: u64,
+    /// Most outcomes read from the outbox at a time.
+    pub batch_size: usize,
+}
+
+impl Default for OutcomeSettings {
+    fn default() -> Self {
+        Self {
+            publish: true,
+            poll_ms: 1_000,
+            batch_size: 256,
+        }
+    }
+}
+
 /// The simulator's own settings.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -654,6 +694,12 @@ impl Settings {
         if self.projector.batch_size == 0 {
             return Err(invalid("projector.batch_size", "must be positive"));
         }
+        if self.outcomes.poll_ms == 0 {
+            return Err(invalid("outcomes.poll_ms", "must be positive"));
+        }
+        if self.outcomes.batch_size == 0 {
+            return Err(invalid("outcomes.batch_size", "must be positive"));
+        }
         Ok(())
     }
 
@@ -814,6 +860,22 @@ mod tests {
         assert_eq!(settings.http.listen, defaults.http.listen);
         assert_eq!(settings.nats.stream, defaults.nats.stream);
         assert_eq!(settings.projector.batch_size, defaults.projector.batch_size);
+        assert_eq!(settings.outcomes.publish, defaults.outcomes.publish);
+        assert_eq!(settings.outcomes.poll_ms, defaults.outcomes.poll_ms);
+    }
+
+    #[test]
+    fn the_outcome_stream_and_subjects_lie_outside_the_event_stream() {
+        let mut s = Settings::default();
+        assert_eq!(s.nats.outcome_stream(), "WXLEDGER_OUTCOMES");
+        assert_eq!(s.nats.outcome_subject_prefix(), "wxledger_outcome");
+        s.nats.subject_prefix = "acme.wxledger".into();
+        // `acme.wxledger_outcome.order.paid` is not matched by `acme.wxledger.>`.
+        assert_eq!(s.nats.outcome_subject_prefix(), "acme.wxledger_outcome");
+        s.validate().expect("derived names are valid tokens");
+        s.outcomes.poll_ms = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("outcomes.poll_ms"), "{err}");
     }
 
     #[test]

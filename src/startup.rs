@@ -16,6 +16,7 @@ use crate::{
     db::{self, DbError},
     events::{EventLog, LogError},
     metrics::Metrics,
+    outcomes::{OutcomeStream, Publisher},
     projector::{ProjectionWatch, Projector},
     settings::{PayApi, Settings},
     wechat::{pay::v2::V2Client, MiniProgram, PayClient},
@@ -55,6 +56,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     projector: Option<Projector>,
+    publisher: Option<Publisher>,
     log: EventLog,
     stop: CancellationToken,
     grace: Duration,
@@ -107,6 +109,7 @@ impl App {
         .await?;
         db::migrate(&pool, &settings.database.schema).await?;
         let log = EventLog::connect(&settings.nats).await?;
+        let outcome_stream = OutcomeStream::ensure(&log, &settings.nats).await?;
 
         let (applied_tx, applied_rx) = watch::channel(0);
         let projector = settings.projector.enabled.then(|| {
@@ -134,6 +137,17 @@ impl App {
             tracing::info!("WeChat Pay API v2: new prepays use unifiedorder");
         }
         let metrics = Metrics::default();
+        let publisher = settings.outcomes.publish.then(|| {
+            Publisher::new(
+                db::pg_config(&settings.database).expect("the pool was built from the same URL"),
+                &settings.database.schema,
+                outcome_stream,
+                applied_rx.clone(),
+                Duration::from_millis(settings.outcomes.poll_ms),
+                settings.outcomes.batch_size,
+                metrics.clone(),
+            )
+        });
         // When the projector last committed, for the lag gauge of /metrics.
         let mut committed = applied_rx.clone();
         let commit_clock = clock.clone();
@@ -169,6 +183,7 @@ impl App {
             listener,
             router: api::router(state.clone(), settings.http.max_body_bytes),
             projector,
+            publisher,
             log,
             stop: CancellationToken::new(),
             grace: Duration::from_millis(settings.http.shutdown_grace_ms),
@@ -197,11 +212,15 @@ impl App {
     }
 
     /// Serves until stopped: stops accepting, drains requests (up to the grace period),
-    /// lets the projector finish its batch, flushes NATS.
+    /// lets the projector finish its batch and the outcome publisher its message, flushes
+    /// NATS.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.stop.clone();
         let projector = self
             .projector
+            .map(|p| tokio::spawn(p.run(stop.child_token())));
+        let publisher = self
+            .publisher
             .map(|p| tokio::spawn(p.run(stop.child_token())));
         let expiry = tokio::spawn(crate::expiry::run(
             self.state.clone(),
@@ -232,6 +251,9 @@ impl App {
         };
         if let Some(projector) = projector {
             let _ = tokio::time::timeout(self.grace, projector).await;
+        }
+        if let Some(publisher) = publisher {
+            let _ = tokio::time::timeout(self.grace, publisher).await;
         }
         let _ = tokio::time::timeout(self.grace, expiry).await;
         let _ = tokio::time::timeout(self.grace, reconcile).await;

@@ -84,6 +84,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_refunds.sql",
         include_str!("../../projections/0005_refunds.sql"),
     ),
+    (
+        "0006_outcomes.sql",
+        include_str!("../../projections/0006_outcomes.sql"),
+    ),
 ];
 
 /// The connection settings: every session works in `settings.schema`.

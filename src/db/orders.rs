@@ -681,7 +681,8 @@ mod tests {
             },
             wallet_account, State, CLEARING, SALES, SUSPENSE,
         },
-        projector::apply_batch,
+        outcomes::{self, Outcome, OutcomeKind},
+        projector::{apply_batch, apply_batch_with_outcomes},
         settings::DatabaseSettings,
     };
 
@@ -959,6 +960,49 @@ mod tests {
         let rows = failures(c, 3).await.unwrap();
         assert!(rows.len() <= 3);
         rows.iter().map(|f| f.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn the_outbox_holds_the_outcomes_of_one_in_memory_pass_once() {
+        let mut db = Scratch::new().await;
+        let history = history();
+        let mut checkpoint = 0;
+        let mut rest = &history[..];
+        let mut sizes = [5usize, 1, 9, 2].into_iter().cycle();
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at(sizes.next().unwrap().min(rest.len()));
+            rest = tail;
+            checkpoint = apply_batch_with_outcomes(&mut db.client, checkpoint, batch)
+                .await
+                .unwrap();
+        }
+        let mut whole = State::default();
+        whole.apply_all(&history);
+        let (entries, failures) = (
+            whole.ledger.take_new_entries(),
+            whole.ledger.take_new_failures(),
+        );
+        let expected = outcomes::derive(&history, &entries, &failures, &whole);
+        let stored = || async {
+            db.client
+                .query("SELECT payload FROM outbox ORDER BY seq, id", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| serde_json::from_value(r.get(0)).unwrap())
+                .collect::<Vec<Outcome>>()
+        };
+        let got = stored().await;
+        assert_eq!(got, expected);
+        for kind in OutcomeKind::ALL {
+            assert!(got.iter().any(|o| o.kind == kind.as_str()), "{kind:?}");
+        }
+        // The same outcomes written again (a batch retried after its commit's answer was
+        // lost) change nothing.
+        outcomes::outbox::insert(&db.client, &expected)
+            .await
+            .unwrap();
+        assert_eq!(stored().await, expected);
     }
 
     #[tokio::test]

@@ -64,6 +64,7 @@ pub struct EventLog {
     js: jetstream::Context,
     stream: String,
     prefix: String,
+    outcome_stream: String,
 }
 
 impl EventLog {
@@ -87,6 +88,7 @@ impl EventLog {
             js,
             stream: settings.stream.clone(),
             prefix: settings.subject_prefix.clone(),
+            outcome_stream: settings.outcome_stream(),
         };
         log.ensure_stream(settings).await?;
         Ok(log)
@@ -139,6 +141,11 @@ impl EventLog {
     /// The subject an event type is published on.
     pub fn subject(&self, kind: &str) -> String {
         format!("{}.{}", self.prefix, kind)
+    }
+
+    /// The JetStream context of this connection (the outcome stream shares it).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
     }
 
     /// True while the client holds a connection to NATS.
@@ -255,9 +262,12 @@ impl EventLog {
         }))
     }
 
-    /// Deletes the stream (tests and scratch tooling only).
+    /// Deletes the stream, and the outcome stream the daemon made beside it if there is
+    /// one (tests and scratch tooling only).
     pub async fn delete_stream(&self) -> Result<(), LogError> {
         self.js.delete_stream(&self.stream).await.map_err(js_err)?;
+        // Absent unless a daemon ran on this stream.
+        let _ = self.js.delete_stream(&self.outcome_stream).await;
         Ok(())
     }
 

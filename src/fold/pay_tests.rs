@@ -1024,7 +1024,7 @@ fn order_states_round_trip_their_names() {
 
 /// Every row of every table the payment fold writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Tables {
+pub(crate) struct Tables {
     orders: Vec<Order>,
     refunds: Vec<RefundRow>,
     balances: Vec<Balance>,
@@ -1084,7 +1084,7 @@ fn arb_transaction() -> impl Strategy<Value = Transaction> {
         })
 }
 
-fn arb_event() -> impl Strategy<Value = Event> {
+pub(crate) fn arb_event() -> impl Strategy<Value = Event> {
     let kind = prop_oneof![Just(OrderKind::Order), Just(OrderKind::Recharge)];
     prop_oneof![
         4 => (0u8..5, 0u8..3, kind, arb_amount())
@@ -1123,7 +1123,7 @@ fn arb_refund() -> impl Strategy<Value = Refund> {
     })
 }
 
-fn history(events: Vec<Event>) -> Vec<Recorded> {
+pub(crate) fn history(events: Vec<Event>) -> Vec<Recorded> {
     events
         .into_iter()
         .enumerate()
@@ -1223,6 +1223,16 @@ fn check_books(s: &State) -> Result<(), TestCaseError> {
 /// The projector's way: per batch, load only the keyed rows (two-phase for wallets), fold,
 /// and write back what changed.
 fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
+    fold_in_batches_with(history, batch_sizes, |_, _, _, _| {})
+}
+
+/// [`fold_in_batches`], showing `each` every batch with its new postings and failures and
+/// the state it was folded over (as the projector derives its outcomes).
+pub(crate) fn fold_in_batches_with(
+    history: &[Recorded],
+    batch_sizes: &[usize],
+    mut each: impl FnMut(&[Recorded], &[LedgerEntry], &[Failure], &State),
+) -> Tables {
     let mut orders: BTreeMap<String, Order> = BTreeMap::new();
     let mut refunds: BTreeMap<String, RefundRow> = BTreeMap::new();
     let mut payments: BTreeMap<String, Payment> = BTreeMap::new();
@@ -1273,8 +1283,13 @@ fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
         for p in state.ledger.take_new_payments() {
             payments.insert(p.transaction_id.clone(), p);
         }
-        entries.extend(state.ledger.take_new_entries());
-        failures.extend(state.ledger.take_new_failures());
+        let (new_entries, new_failures) = (
+            state.ledger.take_new_entries(),
+            state.ledger.take_new_failures(),
+        );
+        each(batch, &new_entries, &new_failures, &state);
+        entries.extend(new_entries);
+        failures.extend(new_failures);
     }
     Tables {
         orders: orders.into_values().collect(),

@@ -335,6 +335,7 @@ impl Drop for TestEnv {
                 ..Default::default()
             };
             if let Ok(log) = EventLog::connect(&settings).await {
+                // The outcome stream with it.
                 let _ = log.delete_stream().await;
             }
         });
@@ -367,6 +368,7 @@ pub async fn drop_schema(url: &str, schema: &str) {
 /// The JSON Schemas of `schema/`, compiled.
 pub struct SchemaSet {
     envelope: jsonschema::Validator,
+    outcome_envelope: jsonschema::Validator,
     data: HashMap<String, jsonschema::Validator>,
 }
 
@@ -382,14 +384,39 @@ impl SchemaSet {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-            if name.ends_with(".json") && name != "envelope.v1.json" {
+            if name.ends_with(".json") && !name.ends_with("envelope.v1.json") {
                 data.insert(name.trim_end_matches(".json").to_owned(), compile(&path));
             }
         }
         Self {
             envelope: compile(&dir.join("envelope.v1.json")),
+            outcome_envelope: compile(&dir.join("outcome.envelope.v1.json")),
             data,
         }
+    }
+
+    /// Checks an outcome against `outcome.envelope.v1.json` and its data schema.
+    pub fn check_outcome(&self, outcome: &Value) {
+        let errors: Vec<String> = self
+            .outcome_envelope
+            .iter_errors(outcome)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "outcome envelope: {errors:?}\n{outcome}");
+        let key = format!(
+            "outcome.{}.v{}",
+            outcome["type"].as_str().unwrap(),
+            outcome["version"].as_u64().unwrap()
+        );
+        let validator = self
+            .data
+            .get(&key)
+            .unwrap_or_else(|| panic!("no schema/{key}.json for {outcome}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&outcome["data"])
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "outcome data: {errors:?}\n{outcome}");
     }
 
     pub fn check(&self, seq: u64, event: &Value) {
@@ -709,5 +736,78 @@ impl TestEnv {
             None,
         )
         .await
+    }
+}
+
+/// One message of the outcome stream.
+#[derive(Debug, Clone)]
+pub struct OutcomeMsg {
+    /// Its sequence on the outcome stream.
+    pub seq: u64,
+    pub subject: String,
+    /// Its `Nats-Msg-Id` header.
+    pub msg_id: Option<String>,
+    /// The payload.
+    pub outcome: Value,
+}
+
+/// The outcome stream.
+impl TestEnv {
+    /// The outcome stream's name.
+    pub fn outcome_stream(&self) -> String {
+        self.settings().nats.outcome_stream()
+    }
+
+    /// Every message on the outcome stream, in its order (read directly from NATS, as a
+    /// consumer would).
+    pub async fn outcomes(&self) -> Vec<OutcomeMsg> {
+        let mut settings = wxledger::settings::NatsSettings {
+            url: nats_url(),
+            connect_timeout_secs: 5,
+            ..Default::default()
+        };
+        settings.stream = self.outcome_stream();
+        let options = wxledger::tail::TailOptions {
+            subject: format!("{}_outcome.>", self.prefix),
+            from_seq: 1,
+            follow: false,
+            limit: None,
+        };
+        let mut out = Vec::new();
+        wxledger::tail::tail(&settings, &options, |line| {
+            out.push(OutcomeMsg {
+                seq: line.seq,
+                subject: line.subject.clone(),
+                msg_id: line.msg_id.clone(),
+                outcome: line.envelope.clone(),
+            });
+            Ok(())
+        })
+        .await
+        .expect("the outcome stream reads");
+        out
+    }
+
+    /// Waits until the outcome stream holds at least `n` messages; returns them all.
+    pub async fn wait_outcomes(&self, n: usize) -> Vec<OutcomeMsg> {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            seen = self.outcomes().await;
+            if seen.len() >= n {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "the outcome stream never held {n} outcomes: {:?}",
+            seen.iter().map(|m| &m.outcome["id"]).collect::<Vec<_>>()
+        );
+    }
+
+    /// Outcomes committed and not yet published.
+    pub async fn outbox_len(&self) -> i64 {
+        wxledger::outcomes::outbox::pending(&**self.db().await)
+            .await
+            .unwrap()
     }
 }

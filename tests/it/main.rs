@@ -6,6 +6,7 @@ mod faults;
 mod log;
 mod login;
 mod operations;
+mod outcomes;
 mod pay_v2;
 mod payments;
 mod phone;
