@@ -158,13 +158,14 @@ fn order_money(state: &State, no: &str) -> OrderMoney {
             .map(|e| e.seq)
             .max()
     };
-    let requested = state
+    let requested: Vec<_> = state
         .refunds
         .iter()
-        .filter(|r| r.out_trade_no == no && r.requested);
+        .filter(|r| r.out_trade_no == no && r.requested)
+        .collect();
     let sum = |states: &[RefundState], reserved: bool| {
         requested
-            .clone()
+            .iter()
             .filter(|r| states.contains(&r.state) && (!reserved || r.reserved_from.is_some()))
             .map(|r| r.amount)
             .sum()
