@@ -18,6 +18,8 @@ use crate::{
     },
 };
 
+use serde_json::Value;
+
 use super::AuditError;
 
 /// The largest v2 message read back (the webhook took at most `pay.max_notify_bytes`,
@@ -218,13 +220,42 @@ fn same<T: PartialEq + serde::Serialize, E: std::fmt::Display>(
     let got =
         got.map_err(|e| Problem::Mismatch(format!("the signed {what} does not read: {e}")))?;
     if &got == recorded {
-        Ok(())
-    } else {
-        Err(Problem::Mismatch(format!(
-            "the event's {what} is not the signed one: recorded {}, signed {}",
-            serde_json::to_string(recorded).unwrap_or_default(),
-            serde_json::to_string(&got).unwrap_or_default()
-        )))
+        return Ok(());
+    }
+    let (recorded, got) = (
+        serde_json::to_value(recorded).unwrap_or_default(),
+        serde_json::to_value(&got).unwrap_or_default(),
+    );
+    let mut fields = Vec::new();
+    differences("", &recorded, &got, &mut fields);
+    Err(Problem::Mismatch(format!(
+        "the event's {what} is not the signed one: {}",
+        fields.join("; ")
+    )))
+}
+
+/// The leaves where `recorded` and `signed` differ, as `path: recorded x, signed y`.
+fn differences(path: &str, recorded: &Value, signed: &Value, out: &mut Vec<String>) {
+    match (recorded, signed) {
+        (Value::Object(r), Value::Object(s)) => {
+            let keys: std::collections::BTreeSet<&String> = r.keys().chain(s.keys()).collect();
+            for key in keys {
+                let null = Value::Null;
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                differences(
+                    &at,
+                    r.get(key).unwrap_or(&null),
+                    s.get(key).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (r, s) if r != s => out.push(format!("{path}: recorded {r}, signed {s}")),
+        _ => {}
     }
 }
 
@@ -297,10 +328,14 @@ mod tests {
         if let Event::PaymentQueried(e) = &mut altered {
             e.transaction.amount.as_mut().unwrap().total = Some(10_000);
         }
-        assert!(matches!(
+        assert_eq!(
             verifier.check(&altered).await,
-            Some(Err(Problem::Mismatch(_)))
-        ));
+            Some(Err(Problem::Mismatch(
+                "the event's transaction is not the signed one: \
+                 amount.total: recorded 10000, signed 100"
+                    .into()
+            )))
+        );
     }
 
     #[tokio::test]
