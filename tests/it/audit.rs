@@ -692,3 +692,90 @@ async fn verify_signatures_passes_genuine_evidence_and_catches_forgeries() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn verify_signatures_checks_api_v2_signs_and_encrypted_refund_notifies() {
+    let env = TestEnv::start_with(|s| {
+        s.pay.api = wxledger::settings::PayApi::V2;
+        s.pay.v2.sign_type = wxledger::settings::V2SignType::Md5;
+    })
+    .await;
+    let (token, _) = env.login("o-audit-v2").await;
+    let no = env.order_with_prepay(&token, 1000).await;
+    env.sim_post("/sim/pay/v2/pay", json!({"out_trade_no": no}))
+        .await;
+    env.wait_order_state(&token, &no, "paid").await;
+    // WeChat's signed answer to an order query, recorded though nothing changes.
+    let (status, body) = env
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/orders/{no}/sync"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = env
+        .refund(&no, json!({"amount": 400, "out_refund_no": "rf-audit-v2"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    env.sim_post(
+        "/sim/pay/v2/refund-notify",
+        json!({"out_refund_no": "rf-audit-v2", "status": "SUCCESS"}),
+    )
+    .await;
+    env.wait_order_state(&token, &no, "partially_refunded")
+        .await;
+    env.wait_applied().await;
+    let types = env.event_types().await;
+    for kind in [
+        "payment.legacy_notified",
+        "payment.legacy_queried",
+        "refund.accepted",
+        "refund.notified",
+    ] {
+        assert!(types.iter().any(|t| t == kind), "{kind} in {types:?}");
+    }
+    let verify = Options {
+        verify_signatures: true,
+        ..Options::default()
+    };
+    let report = run(&env, verify.clone()).await;
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(
+        report.signatures.map(|s| (s.checked, s.failed)),
+        Some((4, 0))
+    );
+
+    // The notify again, said to be signed with HMAC-SHA256: its MD5 sign does not verify
+    // that way (the fold books nothing new: the transaction is booked).
+    let mut forged = envelope(&env, "payment.legacy_notified").await;
+    forged.id = uuid::Uuid::new_v4();
+    forged.data["evidence"]["sign_type"] = json!("HMAC-SHA256");
+    let bad = env
+        .log
+        .append_envelope(&forged, "forged-v2")
+        .await
+        .unwrap()
+        .seq;
+    // The refund notify with a plaintext that its req_info does not decrypt to.
+    let mut refund = envelope(&env, "refund.notified").await;
+    refund.id = uuid::Uuid::new_v4();
+    let plain = refund.data["evidence"]["decrypted"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    refund.data["evidence"]["decrypted"] = json!(plain.replace("400", "900"));
+    let altered = env
+        .log
+        .append_envelope(&refund, "forged-v2-refund")
+        .await
+        .unwrap()
+        .seq;
+    env.wait_applied().await;
+    let report = run(&env, verify).await;
+    let tx = forged.data["transaction"]["transaction_id"]
+        .as_str()
+        .unwrap();
+    assert_breach(&report, "bad_signature", tx, bad as i64);
+    assert_breach(&report, "evidence_mismatch", "rf-audit-v2", altered as i64);
+    assert_eq!(report.breaches.len(), 2, "{}", report.to_text());
+}
