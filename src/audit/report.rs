@@ -111,7 +111,16 @@ impl Report {
             self.schema, self.stream, self.checkpoint, self.head
         );
         if let Some(asked) = self.as_of_text() {
-            out.push_str(&format!("as of {asked}: event {}\n", self.point));
+            let beyond = matches!(self.as_of, Some(AsOf::Seq(s)) if s > self.checkpoint);
+            out.push_str(&format!(
+                "as of {asked}: event {}{}\n",
+                self.point,
+                if beyond {
+                    " (the live tables go no further)"
+                } else {
+                    ""
+                }
+            ));
         }
         if self.is_partial() {
             let tables: Vec<&str> = super::diff::append_only_tables().collect();
