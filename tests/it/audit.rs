@@ -779,3 +779,23 @@ async fn verify_signatures_checks_api_v2_signs_and_encrypted_refund_notifies() {
     assert_breach(&report, "evidence_mismatch", "rf-audit-v2", altered as i64);
     assert_eq!(report.breaches.len(), 2, "{}", report.to_text());
 }
+
+/// A payment after the order closed, in a later batch than the close: the failure's
+/// detail names the close time, which must read the same whether the fold took the
+/// order from the table (microseconds) or from the event (as written).
+#[tokio::test]
+async fn a_late_payment_after_a_close_audits_clean() {
+    let env = TestEnv::start_with(|s| s.pay.order_ttl_secs = 60).await;
+    let (token, _) = env.login("o-audit-late").await;
+    let no = env.recharge(&token, 400).await;
+    env.clock_offset
+        .store(120, std::sync::atomic::Ordering::Relaxed);
+    env.wait_order_state(&token, &no, "closed").await;
+    env.wait_applied().await;
+    env.sim_pay(&no, json!({})).await;
+    env.wait_delivered(&no, 204).await;
+    assert_eq!(env.failure_reasons().await, ["paid_after_close"]);
+    let report = run(&env, Options::default()).await;
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(report.totals().suspense, 400);
+}
