@@ -799,3 +799,46 @@ async fn a_late_payment_after_a_close_audits_clean() {
     assert!(report.is_clean(), "{}", report.to_text());
     assert_eq!(report.totals().suspense, 400);
 }
+
+/// Platform certificates only, rotated between two payments: the verifier downloads the
+/// certificates for the serials it does not know, as the webhook does.
+#[tokio::test]
+async fn verify_signatures_in_certificate_mode_follows_a_rotation() {
+    let env = TestEnv::start_full(
+        |sim| sim.pay_signing = wxledger::settings::SimSigning::Certificate,
+        |s| s.pay.public_key_id = None,
+    )
+    .await;
+    let (token, _) = env.login("o-audit-cert").await;
+    env.paid_recharge(&token, 100).await;
+    env.sim_post("/sim/pay/rotate-certificate", json!({})).await;
+    // The daemon's key store downloads at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    env.paid_recharge(&token, 100).await;
+    env.wait_applied().await;
+    let serials: std::collections::BTreeSet<String> = env
+        .events()
+        .await
+        .iter()
+        .filter(|(_, e)| e["type"] == "payment.notified")
+        .map(|(_, e)| e["data"]["evidence"]["serial"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(serials.len(), 2, "signed before and after the rotation");
+    let mut settings = env.settings();
+    settings.pay.public_key_id = None;
+    let report = audit::run(
+        &settings,
+        &Options {
+            verify_signatures: true,
+            ..Options::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(report.is_clean(), "{}", report.to_text());
+    assert_eq!(
+        report.signatures.map(|s| (s.checked, s.failed)),
+        Some((2, 0))
+    );
+}
