@@ -324,7 +324,13 @@ pub async fn run(
     })
     .await;
     let result = async {
-        let rebuilt = rebuilt?;
+        let rebuilt = rebuilt.map_err(|e| match e {
+            // replay checks the name it is given: say which flag gave it.
+            ReplayError::Target { schema, problem } if options.keep.is_some() => {
+                AuditError::Keep { schema, problem }
+            }
+            e => e.into(),
+        })?;
         let scratch_db = DatabaseSettings {
             url: settings.database.url.clone(),
             schema: scratch.clone(),

@@ -525,6 +525,32 @@ async fn as_of_an_earlier_point_audits_the_books_as_they_stood() {
     let kept = &report.rebuild.schema;
     let refunded = number(&env, &format!("SELECT count(*) FROM {kept}.refunds"), &[]).await;
     assert_eq!(refunded, 0);
+    // A kept schema is never overwritten: the audit refuses to start.
+    let again = audit::run(
+        &env.settings(),
+        &Options {
+            keep: Some(kept.clone()),
+            ..Options::default()
+        },
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(again.code(), "keep_schema_unusable", "{again}");
+    // Nor the live schema, nor a name that is not a plain identifier.
+    for name in [env.schema.as_str(), "1bad"] {
+        let err = audit::run(
+            &env.settings(),
+            &Options {
+                keep: Some(name.to_owned()),
+                ..Options::default()
+            },
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), "keep_schema_unusable", "{name}: {err}");
+    }
     crate::common::drop_schema(&database_url(), kept).await;
 
     // As of a time: the last event accepted by then.
