@@ -3,6 +3,7 @@
 //! a projection into Postgres that a pure fold rebuilds from that stream.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod clock;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use wxledger::{
-    db,
+    audit, db,
     finance::{self, BillSource},
     sim::Simulator,
     startup, tail, telemetry, App, Settings,
@@ -104,6 +104,25 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Rebuild the books from the stream into a scratch schema, compare them with the
+    /// live tables and check the invariants of the books; print a report with the money
+    /// of each day and every breach with its event sequences. Exits 0 when clean, 1 on
+    /// any breach, 2 when the audit cannot be made. Prints progress to stderr.
+    Audit {
+        /// Audit the books as they stood at a stream sequence or an RFC 3339 time with
+        /// offset (default: the live checkpoint).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Report format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Verify WeChat's signature again on every event that carries evidence.
+        #[arg(long)]
+        verify_signatures: bool,
+        /// Keep the rebuild in this schema (which must not exist) instead of dropping it.
+        #[arg(long)]
+        keep: Option<String>,
+    },
     /// The event stream, as consumers see it.
     Events {
         #[command(subcommand)]
@@ -153,9 +172,9 @@ enum BenchTarget {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // reconcile keeps 1 for "discrepancies found": its own failures are 2.
+    // reconcile and audit keep 1 for "discrepancies found": their own failures are 2.
     let failure = match cli.command {
-        Command::Reconcile { .. } => ExitCode::from(2),
+        Command::Reconcile { .. } | Command::Audit { .. } => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     };
     match run(cli).await {
@@ -268,6 +287,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = bill.map_or(BillSource::Download, BillSource::File);
             return Ok(reconcile(&settings, source, date, format).await);
         }
+        Command::Audit {
+            as_of,
+            format,
+            verify_signatures,
+            keep,
+        } => {
+            let as_of = as_of
+                .map(|a| wxledger::replay::AsOf::parse(&a))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let options = audit::Options {
+                as_of,
+                verify_signatures,
+                keep,
+            };
+            return Ok(run_audit(&settings, &options, format).await);
+        }
         Command::Events {
             command:
                 EventsCommand::Tail {
@@ -319,6 +355,45 @@ async fn reconcile(
         Err(e) => {
             match format {
                 Format::Text => eprintln!("wxledger reconcile: {e} ({})", e.code()),
+                Format::Json => println!("{}", e.to_json()),
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs an audit, with progress on stderr, and prints its report (or its error) in
+/// `format`; the exit status is 0 when clean, 1 on a breach, 2 on an error.
+async fn run_audit(settings: &Settings, options: &audit::Options, format: Format) -> ExitCode {
+    let progress = |step: audit::Step<'_>| match step {
+        audit::Step::Phase(phase) => eprintln!("audit: {phase}"),
+        audit::Step::Scan(p) => eprintln!(
+            "audit: stream seq {}/{} ({:.0} events/s, ETA {:.0} s)",
+            p.seq,
+            p.end,
+            p.rate(),
+            p.eta().as_secs_f64()
+        ),
+        audit::Step::Rebuild(p) => eprintln!(
+            "audit: rebuild seq {}/{} applied {} ({:.0} events/s, ETA {:.0} s)",
+            p.seq,
+            p.end,
+            p.applied,
+            p.rate(),
+            p.eta().as_secs_f64()
+        ),
+    };
+    match audit::run(settings, options, progress).await {
+        Ok(report) => {
+            match format {
+                Format::Text => print!("{}", report.to_text()),
+                Format::Json => println!("{}", report.to_json()),
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            match format {
+                Format::Text => eprintln!("wxledger audit: {e} ({})", e.code()),
                 Format::Json => println!("{}", e.to_json()),
             }
             ExitCode::from(2)

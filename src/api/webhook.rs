@@ -3,19 +3,20 @@
 //! and only then answered 204. Anything that does not verify is refused with a 4xx
 //! and appends nothing; a log that cannot take the event gets a 5xx, so WeChat retries.
 
+use super::AppState;
+use crate::{
+    events::{Event, PaymentNotified, Refund, RefundEvidence, RefundNotified, Transaction},
+    wechat::pay::{
+        client::{evidence_from_headers, verify_signature, Unbelieved},
+        notify::Notify,
+    },
+};
 use axum::{
     body::Body,
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
-};
-use serde::Deserialize;
-
-use super::AppState;
-use crate::{
-    events::{Event, PaymentNotified, Refund, RefundEvidence, RefundNotified, Transaction},
-    wechat::pay::client::{evidence_from_headers, verify_signature, Unbelieved},
 };
 
 /// Why a notify was refused; `outcome` labels the metric and the log line.
@@ -37,22 +38,6 @@ impl Refusal {
             message: message.into(),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Notify {
-    id: String,
-    event_type: String,
-    resource: Resource,
-}
-
-#[derive(Deserialize)]
-struct Resource {
-    algorithm: String,
-    ciphertext: String,
-    #[serde(default)]
-    associated_data: String,
-    nonce: String,
 }
 
 const NOTIFIES: &str = "wxledger_notifies_total";

@@ -290,22 +290,48 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// Parses a stream message's payload.
+    /// Parses a stream message's payload. `occurred_at` is read to the microsecond, the
+    /// precision Postgres keeps: a time the fold copies into a row (a close time in a
+    /// failure's detail, ...) must be the same whether the fold had it from the event or
+    /// from a row it loaded, or a rebuild would differ from the live tables with the
+    /// batch boundaries.
     pub fn from_payload(seq: u64, payload: &[u8]) -> Result<Self, DecodeError> {
         let envelope: Envelope = serde_json::from_slice(payload).map_err(DecodeError::Envelope)?;
         Ok(Self {
             seq,
             id: envelope.id,
-            occurred_at: envelope.occurred_at,
+            occurred_at: to_micros(envelope.occurred_at),
             correlation_id: envelope.correlation_id,
             event: Event::decode(&envelope.kind, envelope.version, envelope.data)?,
         })
     }
 }
 
+/// `t` without its nanoseconds below the microsecond.
+fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .expect("a smaller nanosecond of a valid time is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_times_are_read_to_the_microsecond() {
+        let payload = serde_json::json!({
+            "id": Uuid::nil(), "type": "user.logged_in", "version": 1,
+            "occurred_at": "2026-11-21T08:02:55.327371887Z", "correlation_id": "c",
+            "data": {"user_id": Uuid::nil()}});
+        let rec = Recorded::from_payload(7, payload.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            rec.occurred_at,
+            "2026-11-21T08:02:55.327371Z"
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        );
+    }
 
     #[test]
     fn decode_reads_what_encode_writes() {

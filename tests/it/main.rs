@@ -1,6 +1,7 @@
 //! End-to-end tests: the daemon and the simulator over HTTP, with the machine's real
 //! NATS JetStream and Postgres; each test in its own schema and stream.
 
+mod audit;
 mod common;
 mod faults;
 mod log;

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod crypto;
 pub mod keys;
+pub mod notify;
 pub mod v2;
 
 pub use client::{PayClient, PayError, PayParams, Prepay, RefundRequest};
