@@ -159,7 +159,8 @@ impl EventLog {
             id: Uuid::new_v4(),
             kind: draft.event.kind().to_owned(),
             version: draft.event.version(),
-            occurred_at: draft.occurred_at,
+            // To the microsecond, as Postgres and every reader keep it.
+            occurred_at: super::to_micros(draft.occurred_at),
             correlation_id: draft.correlation_id.to_owned(),
             data: draft.event.to_data(),
         };

@@ -307,8 +307,9 @@ impl Recorded {
     }
 }
 
-/// `t` without its nanoseconds below the microsecond.
-fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+/// `t` without its nanoseconds below the microsecond. New events are written so
+/// (`EventLog::append`); older ones are read so.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::Timelike;
     t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .expect("a smaller nanosecond of a valid time is valid")
