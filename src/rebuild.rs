@@ -35,11 +35,13 @@ enum Load {
     Rest(Box<State>, Option<u64>),
 }
 
-/// Rows written per table.
+/// Rows written per table, and where the time went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loaded {
     /// `(table, rows)`, in the order written.
     pub tables: Vec<(&'static str, u64)>,
+    /// From the start until the last event was folded (postings were written meanwhile).
+    pub folded_after: Duration,
 }
 
 impl Loaded {
@@ -82,6 +84,7 @@ pub async fn rebuild(
     let mut state = State::default();
     let mut last = None;
     let mut last_report = Instant::now();
+    let mut folded_after = Duration::ZERO;
     let folded: Result<(), ReplayError> = async {
         while let Some(chunk) = chunks.recv().await {
             for (seq, payload) in chunk? {
@@ -108,6 +111,7 @@ pub async fn rebuild(
                 last_report = Instant::now();
             }
         }
+        folded_after = started.elapsed();
         let entries = state.ledger.drain_entries();
         if load_tx.send(Load::Entries(entries)).await.is_ok() {
             let _ = load_tx
@@ -124,9 +128,10 @@ pub async fn rebuild(
         writer.abort();
         return Err(e);
     }
-    let loaded = writer
+    let mut loaded = writer
         .await
         .map_err(|e| DbError::Encode(format!("the writer task failed: {e}")))??;
+    loaded.folded_after = folded_after;
     done.elapsed = started.elapsed();
     progress(&done);
     Ok((done, loaded))
