@@ -69,13 +69,7 @@ pub async fn rebuild(
     mut progress: impl FnMut(&Progress),
 ) -> Result<(Progress, Loaded), ReplayError> {
     let started = Instant::now();
-    let mut done = Progress {
-        read: 0,
-        applied: 0,
-        seq: 0,
-        end,
-        elapsed: Duration::ZERO,
-    };
+    let mut done = Progress::start(end);
     let (chunks_tx, mut chunks) = mpsc::channel(32);
     let reader = tokio::spawn(read(log, end, chunks_tx));
     let (load_tx, loads) = mpsc::channel(2);

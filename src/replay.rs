@@ -98,6 +98,17 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Nothing done yet of a replay up to `end`.
+    pub fn start(end: u64) -> Self {
+        Self {
+            read: 0,
+            applied: 0,
+            seq: 0,
+            end,
+            elapsed: Duration::ZERO,
+        }
+    }
+
     /// Events read per second.
     pub fn rate(&self) -> f64 {
         self.read as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -186,13 +197,7 @@ pub async fn replay_with(
         return Ok((done, Some(loaded)));
     }
     let started = Instant::now();
-    let mut done = Progress {
-        read: 0,
-        applied: 0,
-        seq: 0,
-        end,
-        elapsed: Duration::ZERO,
-    };
+    let mut done = Progress::start(end);
     let mut checkpoint = 0;
     let mut last_report = Instant::now();
     if end > 0 {

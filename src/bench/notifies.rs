@@ -8,9 +8,9 @@ use std::{sync::Arc, time::Instant};
 
 use anyhow::Context;
 use futures::{stream, StreamExt};
-use rand::{distributions::Alphanumeric, Rng};
 use uuid::Uuid;
 
+use super::random;
 use crate::{
     devkeys,
     events::{log::Draft, Event, EventLog, OrderKind, OrderPlaced},
@@ -18,14 +18,6 @@ use crate::{
     wechat::pay::crypto::{response_message, ApiV3Key, SigningKey},
     Settings,
 };
-
-fn random(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
 
 struct Notify {
     headers: Vec<(&'static str, String)>,

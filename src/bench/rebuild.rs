@@ -20,9 +20,9 @@ use std::{
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
-use rand::{distributions::Alphanumeric, Rng};
 use uuid::Uuid;
 
+use super::random;
 use crate::{
     db::{self, copy::copy_in},
     events::{
@@ -32,7 +32,7 @@ use crate::{
         TransactionAmount, UserLoggedIn, UserRegistered,
     },
     fold::{EntryKind, LedgerEntry},
-    replay::{replay_with, AsOf, Sink},
+    replay::{replay_with, AsOf, Progress, Sink},
     settings::DatabaseSettings,
     Settings,
 };
@@ -126,19 +126,14 @@ async fn measure(
 
     // 3 before 2: the rebuild says how many postings a raw COPY should match.
     let into = format!("bench_rebuild_{id}");
-    let mut last_line = Instant::now();
-    let (done, loaded) = replay_with(settings, AsOf::Seq(last), &into, true, Sink::Copy, |p| {
-        if last_line.elapsed() >= Duration::from_secs(5) {
-            eprintln!(
-                "bench: rebuild at {}/{} ({:.0} events/s, ETA {:.0} s)",
-                p.seq,
-                p.end,
-                p.rate(),
-                p.eta().as_secs_f64()
-            );
-            last_line = Instant::now();
-        }
-    })
+    let (done, loaded) = replay_with(
+        settings,
+        AsOf::Seq(last),
+        &into,
+        true,
+        Sink::Copy,
+        every_5s("rebuild"),
+    )
     .await?;
     let loaded = loaded.expect("the COPY sink reports its rows");
     let entries = loaded
@@ -181,19 +176,14 @@ async fn measure(
     rows.push(rebuild);
 
     if options.batches {
-        let mut last_line = Instant::now();
-        let (done, _) = replay_with(settings, AsOf::Seq(last), &into, true, Sink::Batches, |p| {
-            if last_line.elapsed() >= Duration::from_secs(5) {
-                eprintln!(
-                    "bench: batched replay at {}/{} ({:.0} events/s, ETA {:.0} s)",
-                    p.seq,
-                    p.end,
-                    p.rate(),
-                    p.eta().as_secs_f64()
-                );
-                last_line = Instant::now();
-            }
-        })
+        let (done, _) = replay_with(
+            settings,
+            AsOf::Seq(last),
+            &into,
+            true,
+            Sink::Batches,
+            every_5s("batched replay"),
+        )
         .await?;
         rows.push(Measured {
             path: "batched replay (the live projector's code, 2,000 per transaction)",
@@ -242,6 +232,23 @@ async fn measure(
     Ok(())
 }
 
+/// A progress line on stderr every 5 seconds.
+fn every_5s(what: &'static str) -> impl FnMut(&Progress) {
+    let mut last_line = Instant::now();
+    move |p| {
+        if last_line.elapsed() >= Duration::from_secs(5) {
+            eprintln!(
+                "bench: {what} at {}/{} ({:.0} events/s, ETA {:.0} s)",
+                p.seq,
+                p.end,
+                p.rate(),
+                p.eta().as_secs_f64()
+            );
+            last_line = Instant::now();
+        }
+    }
+}
+
 /// `n` postings shaped like the rebuild's (two-line groups).
 fn postings(n: u64) -> Vec<LedgerEntry> {
     let at = start();
@@ -272,14 +279,6 @@ fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 10, 31, 16, 0, 0)
         .single()
         .expect("a valid time")
-}
-
-fn random(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
 }
 
 /// An endless, production-shaped history: each user registers, logs in, recharges
