@@ -44,3 +44,8 @@ if ! "$bin" demo --api "http://127.0.0.1:$api_port" --sim "http://127.0.0.1:$sim
   echo "--- daemon log (tail) ---"; tail -n 30 .demo/serve.log
   exit 1
 fi
+# Finance's side of the same books: rebuild them from the stream into a scratch schema,
+# compare with the live tables and check the invariants (exit 1 on any breach).
+echo
+echo "--- wxledger audit ---"
+"$bin" audit

@@ -52,7 +52,7 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// Events in the history (`rebuild`).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         events: u64,
         /// Also replay the history with the live projector's batches (`rebuild`).
         #[arg(long)]

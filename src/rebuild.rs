@@ -21,10 +21,12 @@ use crate::{
     replay::{AsOf, Progress, ReplayError},
 };
 
+// Debug builds (the tests) use tiny sizes, so that a short history crosses many chunk
+// and flush boundaries and the test comparing both sinks covers them.
 /// Messages handed from the reader to the fold at a time.
-const READ_CHUNK: usize = 1_024;
+const READ_CHUNK: usize = if cfg!(debug_assertions) { 3 } else { 1_024 };
 /// Postings held before they are handed to the writer.
-const FLUSH_ENTRIES: usize = 50_000;
+const FLUSH_ENTRIES: usize = if cfg!(debug_assertions) { 5 } else { 50_000 };
 
 /// What the writer is handed.
 enum Load {
@@ -184,7 +186,7 @@ async fn write(
     // updated row by row; the ones behind constraints stay.
     let indexes: Vec<(String, String)> = tx
         .query(
-            "SELECT i.indexname, i.indexdef FROM pg_indexes i
+            "SELECT quote_ident(i.indexname), i.indexdef FROM pg_indexes i
              WHERE i.schemaname = current_schema()
                AND NOT EXISTS (SELECT 1 FROM pg_constraint c
                    WHERE c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)",
@@ -195,7 +197,7 @@ async fn write(
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     for (name, _) in &indexes {
-        tx.batch_execute(&format!("DROP INDEX \"{name}\"")).await?;
+        tx.batch_execute(&format!("DROP INDEX {name}")).await?;
     }
     let mut loaded = Loaded::default();
     while let Some(load) = loads.recv().await {

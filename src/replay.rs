@@ -186,7 +186,7 @@ pub async fn replay_with(
     drop(pool);
     let mut client = db::connect_dedicated(&pg).await?;
 
-    let log = EventLog::connect(&settings.nats).await?;
+    let log = EventLog::open(&settings.nats).await?;
     let head = log.last_seq().await?;
     let end = match as_of {
         AsOf::Seq(seq) => seq.min(head),

@@ -249,14 +249,14 @@ impl App {
                 Ok(())
             }
         };
-        if let Some(projector) = projector {
-            let _ = tokio::time::timeout(self.grace, projector).await;
+        // Each background task gets the grace period to finish what it holds; one still
+        // running then is aborted, not left behind detached (with its locks).
+        let tasks = [projector, publisher, Some(expiry), Some(reconcile)];
+        for mut task in tasks.into_iter().flatten() {
+            if tokio::time::timeout(self.grace, &mut task).await.is_err() {
+                task.abort();
+            }
         }
-        if let Some(publisher) = publisher {
-            let _ = tokio::time::timeout(self.grace, publisher).await;
-        }
-        let _ = tokio::time::timeout(self.grace, expiry).await;
-        let _ = tokio::time::timeout(self.grace, reconcile).await;
         certificates.abort();
         self.log.close().await;
         result

@@ -300,7 +300,7 @@ pub async fn run(
         .await?
         .map_or(0, |r| r.get::<_, i64>(0));
     let checkpoint = u64::try_from(checkpoint).expect("checkpoints are not negative");
-    let log = EventLog::connect(&settings.nats).await?;
+    let log = EventLog::open(&settings.nats).await?;
     let head = log.last_seq().await?;
     if checkpoint > head {
         return Err(AuditError::StreamBehind { checkpoint, head });

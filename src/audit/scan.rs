@@ -169,7 +169,11 @@ impl Scan {
     /// The type of the event at `seq`, if the pass read one there.
     pub fn kind_at(&self, seq: i64) -> Option<&'static str> {
         let i = usize::try_from(seq).ok()?.checked_sub(1)?;
-        self.kinds.get(i).map(|k| KINDS[usize::from(*k)])
+        // A gap in the stream is marked with a code no kind has: no event there.
+        self.kinds
+            .get(i)
+            .and_then(|k| KINDS.get(usize::from(*k)))
+            .copied()
     }
 
     /// What the event at `seq` says about money, if it moves any.

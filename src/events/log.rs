@@ -70,6 +70,23 @@ pub struct EventLog {
 impl EventLog {
     /// Connects (waiting up to `connect_timeout_secs` for the server) and ensures the stream.
     pub async fn connect(settings: &NatsSettings) -> Result<Self, LogError> {
+        let log = Self::dial(settings).await?;
+        log.ensure_stream(settings).await?;
+        Ok(log)
+    }
+
+    /// Connects to an existing stream without creating or changing it: for readers such
+    /// as replay and audit, whose settings must not alter the live stream.
+    pub async fn open(settings: &NatsSettings) -> Result<Self, LogError> {
+        let log = Self::dial(settings).await?;
+        log.js
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| LogError::Jetstream(format!("stream {}: {e}", settings.stream)))?;
+        Ok(log)
+    }
+
+    async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
         let connect = async_nats::ConnectOptions::new()
             .name("wxledger")
             .retry_on_initial_connect()
@@ -83,15 +100,13 @@ impl EventLog {
                 .map_err(js_err)?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(settings.ack_timeout_ms));
-        let log = Self {
+        Ok(Self {
             client,
             js,
             stream: settings.stream.clone(),
             prefix: settings.subject_prefix.clone(),
             outcome_stream: settings.outcome_stream(),
-        };
-        log.ensure_stream(settings).await?;
-        Ok(log)
+        })
     }
 
     /// Creates the stream, or brings an existing one in line with the settings.

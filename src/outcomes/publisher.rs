@@ -242,7 +242,7 @@ impl Publisher {
         // Without a local projector the sender is gone: polling alone tells.
         let mut local = true;
         loop {
-            self.drain(&client).await?;
+            self.drain(&client, stop).await?;
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 changed = self.applied.changed(), if local => local = changed.is_ok(),
@@ -252,13 +252,21 @@ impl Publisher {
     }
 
     /// Publishes every committed outbox row, oldest first, deleting each page once it
-    /// is acknowledged. Stops at the first failure: later rows must not overtake it.
-    async fn drain(&self, client: &tokio_postgres::Client) -> Result<(), PublishError> {
+    /// is acknowledged. Stops at the first failure (later rows must not overtake it),
+    /// and after the message in hand once `stop` is cancelled.
+    async fn drain(
+        &self,
+        client: &tokio_postgres::Client,
+        stop: &CancellationToken,
+    ) -> Result<(), PublishError> {
         loop {
             let page = outbox::next(client, self.batch_size).await?;
             let mut done: Vec<&str> = Vec::with_capacity(page.len());
             let mut failed = None;
             for pending in &page {
+                if stop.is_cancelled() {
+                    break;
+                }
                 match self.publish(pending).await {
                     Ok(()) => done.push(&pending.id),
                     Err(e) => {
@@ -271,7 +279,7 @@ impl Publisher {
             if let Some(e) = failed {
                 return Err(e.into());
             }
-            if page.len() < self.batch_size {
+            if page.len() < self.batch_size || stop.is_cancelled() {
                 return Ok(());
             }
         }
