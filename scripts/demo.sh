@@ -48,4 +48,4 @@ fi
 # compare with the live tables and check the invariants (exit 1 on any breach).
 echo
 echo "--- wxledger audit ---"
-"$bin" audit
+"$bin" audit --verify-signatures
