@@ -238,7 +238,7 @@ pub async fn replay_with(
 }
 
 /// The database settings of the target schema, checked.
-fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, ReplayError> {
+pub fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, ReplayError> {
     let problem = |p: &str| ReplayError::Target {
         schema: into.to_owned(),
         problem: p.to_owned(),

@@ -276,6 +276,10 @@ pub async fn run(
     } else {
         None
     };
+    // The name is checked before the long stream pass, not after it.
+    if let Err(ReplayError::Target { schema, problem }) = replay::target(settings, &scratch) {
+        return Err(AuditError::Keep { schema, problem });
+    }
     let pg = db::pg_config(&settings.database)?;
     let mut live = db::connect_dedicated(&pg).await?;
     if schema_exists(&live, &scratch).await? {
