@@ -45,37 +45,13 @@ pub struct Options {
     pub keep: Option<String>,
 }
 
-/// How far a pass over the stream got.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ScanProgress {
-    /// The stream sequence reached.
-    pub seq: u64,
-    /// The last sequence the pass reads (the live checkpoint).
-    pub end: u64,
-    /// Since the pass started.
-    pub elapsed: Duration,
-}
-
-impl ScanProgress {
-    /// Events read per second.
-    pub fn rate(&self) -> f64 {
-        self.seq as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Time left at the current rate.
-    pub fn eta(&self) -> Duration {
-        let left = self.end.saturating_sub(self.seq) as f64;
-        Duration::from_secs_f64(left / self.rate().max(1e-9))
-    }
-}
-
 /// What an audit is doing, for a progress display (about once a second per phase).
 #[derive(Debug)]
 pub enum Step<'a> {
     /// A phase starts.
     Phase(&'static str),
-    /// The pass over the stream.
-    Scan(&'a ScanProgress),
+    /// The pass over the stream (every event read is counted as applied).
+    Scan(&'a replay::Progress),
     /// The rebuild into the scratch schema.
     Rebuild(&'a replay::Progress),
 }

@@ -14,12 +14,12 @@ use uuid::Uuid;
 
 use super::{
     evidence::{Problem, Verifier},
-    AuditError, Breach, BreachKind, Found, ScanProgress, Step,
+    AuditError, Breach, BreachKind, Found, Step,
 };
 use crate::{
     events::{Event, EventLog, Recorded, Refund, Transaction},
     fold::{Keys, OrderState, PaySource, State},
-    replay::AsOf,
+    replay::{AsOf, Progress},
 };
 
 /// The event types, in a fixed order: a sequence's type is kept as its index here.
@@ -272,9 +272,9 @@ impl Transitions {
         let ledger = &mut self.state.ledger;
         ledger.take_changed_balances();
         ledger.take_new_payments();
-        ledger.take_new_entries();
+        ledger.drain_entries();
         ledger.take_new_failures();
-        ledger.forget_taken();
+        ledger.forget_taken_failures();
     }
 }
 
@@ -296,7 +296,10 @@ pub async fn scan(
     let mut last_report = Instant::now();
     let mut orders = Transitions::default();
     let mut point = 0;
-    let report = |seq| ScanProgress {
+    // The pass reads from sequence 1, so the sequence reached is the count read.
+    let report = |seq| Progress {
+        read: seq,
+        applied: seq,
         seq,
         end,
         elapsed: started.elapsed(),

@@ -331,12 +331,11 @@ impl Ledger {
             .collect()
     }
 
-    /// Drops the postings and failures already taken. No decision reads them again (a
-    /// failure is deduplicated within its own event only), so a long in-memory fold that
-    /// writes nowhere, like the audit's pass over the stream, stays flat in memory.
-    pub fn forget_taken(&mut self) {
-        self.entries.drain(..self.entries_taken);
-        self.entries_taken = 0;
+    /// Drops the failures already taken. No decision reads them again (a failure is
+    /// deduplicated within its own event only), so a long in-memory fold that writes
+    /// nowhere, like the audit's pass over the stream, stays flat in memory (with
+    /// [`Ledger::drain_entries`] for the postings).
+    pub fn forget_taken_failures(&mut self) {
         let new = &self.new_failures;
         self.failures.retain(|key, _| new.contains(key));
     }
