@@ -14,7 +14,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::{
-    db::{copy::copy_in, DbError},
+    db::copy::copy_in,
     events::{EventLog, LogError, Recorded},
     fold::{LedgerEntry, State},
     projector::{ProjectorError, PROJECTION},
@@ -126,7 +126,7 @@ pub async fn rebuild(
     }
     let mut loaded = writer
         .await
-        .map_err(|e| DbError::Encode(format!("the writer task failed: {e}")))??;
+        .map_err(|e| ReplayError::Stopped(format!("the writer: {e}")))??;
     loaded.folded_after = folded_after;
     done.elapsed = started.elapsed();
     progress(&done);
@@ -230,7 +230,7 @@ async fn write(
         }
     }
     // The fold stopped early: nothing is committed.
-    Err(ReplayError::Log(LogError::Jetstream(
-        "the rebuild stopped before the end".into(),
-    )))
+    Err(ReplayError::Stopped(
+        "the fold handed over no final state".into(),
+    ))
 }

@@ -68,6 +68,10 @@ pub enum ReplayError {
     /// Postgres.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A stage of the full rebuild stopped without saying why (it panicked, or the
+    /// fold ended early); nothing was committed.
+    #[error("the rebuild stopped: {0}")]
+    Stopped(String),
     /// The stream.
     #[error(transparent)]
     Log(#[from] LogError),
