@@ -344,19 +344,37 @@ async fn reconcile(
     date: Option<NaiveDate>,
     format: Format,
 ) -> ExitCode {
-    match finance::reconcile::run(settings, source, date).await {
-        Ok(report) => {
-            match format {
-                Format::Text => print!("{}", report.to_text()),
-                Format::Json => println!("{}", report.to_json()),
-            }
-            ExitCode::from(report.exit_code())
+    let result = finance::reconcile::run(settings, source, date).await;
+    let printed = match &result {
+        Ok(r) => Ok((r.to_text(), r.to_json().to_string(), r.exit_code())),
+        Err(e) => Err((format!("{e} ({})", e.code()), e.to_json().to_string())),
+    };
+    print_report("reconcile", format, printed)
+}
+
+/// Prints a finance command's report (`(text, json, exit status)`) or its error
+/// (`(message, json)`, exit status 2) in `format`: reports on stdout, a text error on
+/// stderr.
+fn print_report(
+    command: &str,
+    format: Format,
+    printed: Result<(String, String, u8), (String, String)>,
+) -> ExitCode {
+    match (printed, format) {
+        (Ok((text, _, exit)), Format::Text) => {
+            print!("{text}");
+            ExitCode::from(exit)
         }
-        Err(e) => {
-            match format {
-                Format::Text => eprintln!("wxledger reconcile: {e} ({})", e.code()),
-                Format::Json => println!("{}", e.to_json()),
-            }
+        (Ok((_, json, exit)), Format::Json) => {
+            println!("{json}");
+            ExitCode::from(exit)
+        }
+        (Err((message, _)), Format::Text) => {
+            eprintln!("wxledger {command}: {message}");
+            ExitCode::from(2)
+        }
+        (Err((_, json)), Format::Json) => {
+            println!("{json}");
             ExitCode::from(2)
         }
     }
@@ -383,20 +401,10 @@ async fn run_audit(settings: &Settings, options: &audit::Options, format: Format
             p.eta().as_secs_f64()
         ),
     };
-    match audit::run(settings, options, progress).await {
-        Ok(report) => {
-            match format {
-                Format::Text => print!("{}", report.to_text()),
-                Format::Json => println!("{}", report.to_json()),
-            }
-            ExitCode::from(report.exit_code())
-        }
-        Err(e) => {
-            match format {
-                Format::Text => eprintln!("wxledger audit: {e} ({})", e.code()),
-                Format::Json => println!("{}", e.to_json()),
-            }
-            ExitCode::from(2)
-        }
-    }
+    let result = audit::run(settings, options, progress).await;
+    let printed = match &result {
+        Ok(r) => Ok((r.to_text(), r.to_json().to_string(), r.exit_code())),
+        Err(e) => Err((format!("{e} ({})", e.code()), e.to_json().to_string())),
+    };
+    print_report("audit", format, printed)
 }
