@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{Breach, BreachKind, Found};
+use crate::fold::Phone;
 
 /// Differing rows listed per table; beyond this they are only counted.
 pub(super) const LISTED: u64 = 100;
@@ -221,20 +222,35 @@ fn seq_of(table: &Table, row: &Value) -> Option<i64> {
     row.get(table.seq).and_then(Value::as_i64)
 }
 
+/// A compared row as the report may show it: phone numbers masked (`138****8000`), as
+/// everywhere wxledger shows one.
+fn shown(row: &str) -> Value {
+    let mut row: Value = serde_json::from_str(row).unwrap_or(Value::Null);
+    if let Some(fields) = row.as_object_mut() {
+        for name in ["phone_number", "phone_key"] {
+            if let Some(Value::String(number)) = fields.get(name) {
+                let masked = Phone::new("", number).masked();
+                fields.insert(name.to_owned(), Value::String(masked));
+            }
+        }
+    }
+    row
+}
+
 fn one_sided(table: &Table, side: &Side, where_: &str) -> Breach {
-    let row: Value = serde_json::from_str(&side.row).unwrap_or(Value::Null);
+    let row = shown(&side.row);
     Breach::new(
         BreachKind::Diff,
         Found::Live,
         format!("{} {}", table.name, side.label),
         seq_of(table, &row).into_iter().collect(),
-        format!("{where_}: {}", side.row),
+        format!("{where_}: {row}"),
     )
 }
 
 fn differs(table: &Table, live: &Side, rebuilt: &Side) -> Breach {
-    let l: Value = serde_json::from_str(&live.row).unwrap_or(Value::Null);
-    let r: Value = serde_json::from_str(&rebuilt.row).unwrap_or(Value::Null);
+    let l = shown(&live.row);
+    let r = shown(&rebuilt.row);
     let mut fields = Vec::new();
     if let (Some(lo), Some(ro)) = (l.as_object(), r.as_object()) {
         for (name, lv) in lo {
@@ -265,4 +281,23 @@ fn differs(table: &Table, live: &Side, rebuilt: &Side) -> Breach {
 /// The tables compared with an `--as-of` before the checkpoint.
 pub fn append_only_tables() -> impl Iterator<Item = &'static str> {
     TABLES.iter().filter(|t| t.append_only).map(|t| t.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_shown_in_the_report_has_its_phone_masked() {
+        let row = r#"{"user_id":"u1","phone_number":"13800138000","phone_key":"+8613800138000","nickname":"阿明"}"#;
+        let masked = shown(row);
+        assert_eq!(masked["phone_number"], "138****8000");
+        assert_eq!(masked["phone_key"], "+86*******8000");
+        assert_eq!(masked["nickname"], "阿明");
+        assert!(!masked.to_string().contains("13800138000"));
+        assert_eq!(
+            shown(r#"{"phone_number":null}"#)["phone_number"],
+            Value::Null
+        );
+    }
 }
