@@ -1,4 +1,6 @@
-//! Bearer tokens (HS256 JWT with expiry) bound to a user, and stable user ids.
+//! Bearer tokens (HS256 JWT with expiry and a key id) bound to a user, and stable user ids.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -35,28 +37,40 @@ pub enum TokenError {
     Invalid,
 }
 
-/// Issues and checks bearer tokens.
+/// Issues and checks bearer tokens. Every token names its key in the `kid` header: the
+/// current key signs, and during a rotation the previous key still verifies the tokens it
+/// signed until they expire.
 #[derive(Clone)]
 pub struct Tokens {
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: HashMap<String, DecodingKey>,
     validation: Validation,
     ttl_secs: i64,
 }
 
 impl Tokens {
-    /// Tokens signed with `secret`, valid for `ttl_secs`.
-    pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+    /// Tokens signed with `secret` under key id `kid`, valid for `ttl_secs`.
+    pub fn new(kid: &str, secret: &[u8], ttl_secs: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
         Self {
+            kid: kid.to_owned(),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: HashMap::from([(kid.to_owned(), DecodingKey::from_secret(secret))]),
             validation,
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
         }
+    }
+
+    /// Also accepts tokens signed with the key before a rotation, named `kid`.
+    pub fn with_previous(mut self, kid: &str, secret: &[u8]) -> Self {
+        self.decoding
+            .entry(kid.to_owned())
+            .or_insert_with(|| DecodingKey::from_secret(secret));
+        self
     }
 
     /// A token for `user_id`, issued at `now`; returns it with its lifetime in seconds.
@@ -67,14 +81,24 @@ impl Tokens {
             iat: now.timestamp(),
             exp: now.timestamp() + self.ttl_secs,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .expect("HS256 signing of small claims cannot fail");
         (token, self.ttl_secs)
     }
 
     /// The user a token was issued to.
     pub fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // The key is the one the token names; a token without a kid (issued before key
+        // ids) can only be the current key's.
+        let key = match &header.kid {
+            Some(kid) => self.decoding.get(kid),
+            None => self.decoding.get(&self.kid),
+        }
+        .ok_or(TokenError::Invalid)?;
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims.sub)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -89,16 +113,52 @@ mod tests {
 
     #[test]
     fn tokens_verify_only_when_ours_and_fresh() {
-        let tokens = Tokens::new(&[7u8; 32], 3600);
+        let tokens = Tokens::new("1", &[7u8; 32], 3600);
         let user = Uuid::new_v4();
         let (token, ttl) = tokens.issue(user, Utc::now());
         assert_eq!(ttl, 3600);
         assert_eq!(tokens.verify(&token), Ok(user));
-        let other = Tokens::new(&[8u8; 32], 3600);
+        let other = Tokens::new("1", &[8u8; 32], 3600);
         assert_eq!(other.verify(&token), Err(TokenError::Invalid));
         let (old, _) = tokens.issue(user, Utc::now() - chrono::Duration::hours(2));
         assert_eq!(tokens.verify(&old), Err(TokenError::Expired));
         assert_eq!(tokens.verify("not.a.token"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_previous_keys_tokens_until_they_expire() {
+        let user = Uuid::new_v4();
+        let before = Tokens::new("2026-10", &[7u8; 32], 3600);
+        let (old, _) = before.issue(user, Utc::now());
+        let header = jsonwebtoken::decode_header(&old).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("2026-10"));
+
+        let after = Tokens::new("2026-11", &[9u8; 32], 3600).with_previous("2026-10", &[7u8; 32]);
+        assert_eq!(after.verify(&old), Ok(user), "the previous key still verifies");
+        let (new, _) = after.issue(user, Utc::now());
+        assert_eq!(
+            jsonwebtoken::decode_header(&new).unwrap().kid.as_deref(),
+            Some("2026-11"),
+            "new tokens are signed with the current key"
+        );
+        assert_eq!(after.verify(&new), Ok(user));
+        assert_eq!(
+            before.verify(&new),
+            Err(TokenError::Invalid),
+            "an unknown kid is refused"
+        );
+
+        // Rotated once more: the oldest key is gone, and so are its tokens.
+        let later = Tokens::new("2026-12", &[11u8; 32], 3600).with_previous("2026-11", &[9u8; 32]);
+        assert_eq!(later.verify(&old), Err(TokenError::Invalid));
+        assert_eq!(later.verify(&new), Ok(user));
+
+        // A token naming the previous kid but signed with another secret is refused.
+        let forger = Tokens::new("2026-10", &[1u8; 32], 3600);
+        let (forged, _) = forger.issue(user, Utc::now());
+        assert_eq!(after.verify(&forged), Err(TokenError::Invalid));
+        let (expired, _) = before.issue(user, Utc::now() - chrono::Duration::hours(2));
+        assert_eq!(after.verify(&expired), Err(TokenError::Expired));
     }
 
     #[test]

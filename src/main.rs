@@ -9,6 +9,7 @@ use wxledger::{
     audit, db,
     finance::{self, BillSource},
     sim::Simulator,
+    settings::ModeSource,
     startup, tail, telemetry, App, Settings,
 };
 
@@ -25,6 +26,12 @@ struct Cli {
     /// Log JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Development mode: the WeChat simulator's credentials and the public development
+    /// keys of config/dev-keys/ fill unset settings and are trusted. Never with real money.
+    /// Without it (or `mode = "development"`), production mode refuses to start unless
+    /// every credential is configured and none is a development one.
+    #[arg(long, global = true)]
+    dev: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -198,7 +205,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         wxledger::bench::crypto();
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = Settings::load(cli.config.as_deref())?;
+    let development = match &cli.command {
+        Command::Sim => Some(ModeSource::Command("wxledger sim, a development tool")),
+        Command::Bench { .. } => Some(ModeSource::Command(
+            "wxledger bench, on scratch streams against the simulator's keys",
+        )),
+        Command::Demo { .. } => Some(ModeSource::Command("wxledger demo, a development tool")),
+        _ if cli.dev => Some(ModeSource::Flag),
+        _ => None,
+    };
+    let settings = Settings::load_as(cli.config.as_deref(), development)?;
     match cli.command {
         Command::Bench {
             what: BenchTarget::Rebuild,
@@ -285,6 +301,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Reconcile { bill, date, format } => {
             let source = bill.map_or(BillSource::Download, BillSource::File);
+            if matches!(source, BillSource::Download) {
+                // Downloading the bill signs a request and verifies WeChat's answer.
+                settings.require_production_credentials()?;
+            }
             return Ok(reconcile(&settings, source, date, format).await);
         }
         Command::Audit {
@@ -297,6 +317,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|a| wxledger::replay::AsOf::parse(&a))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
+            if verify_signatures {
+                // The evidence must be checked with the merchant's own keys, never the
+                // development ones.
+                settings.require_production_credentials()?;
+            }
             let options = audit::Options {
                 as_of,
                 verify_signatures,

@@ -1,5 +1,12 @@
-//! Typed settings: built-in defaults, then an optional TOML file, then `WXLEDGER__...`
-//! environment variables (`WXLEDGER__NATS__URL` sets `nats.url`), validated once at start.
+//! Typed settings: built-in defaults (production's; development mode adds the simulator's
+//! credentials), then an optional TOML file, then `WXLEDGER__...` environment variables
+//! (`WXLEDGER__NATS__URL` sets `nats.url`), validated once at start.
+
+mod env;
+mod mode;
+
+pub use env::UnknownVariable;
+pub use mode::{production_problems, require_production_credentials, Mode, ModeSource, Problem};
 
 use std::{
     borrow::Cow,
@@ -9,7 +16,7 @@ use std::{
 };
 
 use figment::{
-    providers::{Env, Format, Toml},
+    providers::{Format, Serialized, Toml},
     Figment,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -19,6 +26,12 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// `production` (the default: every credential configured, no development key
+    /// material) or `development` (the simulator and the public development keys).
+    pub mode: Mode,
+    /// What chose the mode (not a setting).
+    #[serde(skip)]
+    pub mode_source: ModeSource,
     /// The API and webhook listener.
     pub http: HttpSettings,
     /// The JetStream event log.
@@ -175,9 +188,9 @@ pub struct WechatSettings {
 impl Default for WechatSettings {
     fn default() -> Self {
         Self {
-            api_base: "http://127.0.0.1:8090".into(),
-            appid: SIM_APPID.into(),
-            app_secret: SIM_APP_SECRET.into(),
+            api_base: "https://api.weixin.qq.com".into(),
+            appid: String::new(),
+            app_secret: String::new().into(),
             busy_attempts: 3,
             busy_backoff_ms: 100,
             token_refresh_margin_secs: 300,
@@ -186,15 +199,8 @@ impl Default for WechatSettings {
     }
 }
 
-impl WechatSettings {
-    /// True while the daemon talks to the simulator's credentials rather than a real app.
-    pub fn uses_simulator(&self) -> bool {
-        self.appid == SIM_APPID
-    }
-}
-
-/// WeChat Pay API v3 for the merchant. The defaults are the simulator's public
-/// development credentials (`config/dev-keys/`); the daemon warns while it uses them.
+/// WeChat Pay API v3 for the merchant. Production requires every credential; development
+/// mode fills unset ones with the simulator's public credentials (`config/dev-keys/`).
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PaySettings {
@@ -280,8 +286,7 @@ pub enum V2SignType {
 #[serde(default, deny_unknown_fields)]
 pub struct PayV2Settings {
     /// The 32-character API key (商户平台 → API安全 → API密钥). Secret: set it in the
-    /// environment. Unset with the simulator's mchid: the simulator's public key; unset
-    /// otherwise: API v2 is off.
+    /// environment. Unset: API v2 is off (development mode: the simulator's public key).
     pub api_key: Option<SecretString>,
     /// How requests are signed and notifies must be signed: `MD5` or `HMAC-SHA256`.
     pub sign_type: V2SignType,
@@ -313,18 +318,18 @@ impl Default for PayV2Settings {
 impl Default for PaySettings {
     fn default() -> Self {
         Self {
-            api_base: "http://127.0.0.1:8090".into(),
-            mchid: crate::devkeys::MCHID.into(),
-            merchant_serial: crate::devkeys::MERCHANT_SERIAL.into(),
+            api_base: "https://api.mch.weixin.qq.com".into(),
+            mchid: String::new(),
+            merchant_serial: String::new(),
             merchant_private_key: None,
             merchant_private_key_file: None,
-            apiv3_key: crate::devkeys::APIV3_KEY.into(),
-            public_key_id: Some(crate::devkeys::PUBLIC_KEY_ID.into()),
+            apiv3_key: String::new().into(),
+            public_key_id: None,
             public_key: None,
             public_key_file: None,
             platform_certificates: true,
             certificate_refresh_secs: 12 * 3600,
-            notify_url: "http://127.0.0.1:8080/webhooks/wechatpay".into(),
+            notify_url: String::new(),
             max_amount_fen: 10_000_000,
             order_ttl_secs: 1800,
             expiry_sweep_ms: 10_000,
@@ -350,36 +355,28 @@ pub struct KeySourceError {
 }
 
 impl PaySettings {
-    /// True while the daemon uses the simulator's public merchant credentials.
-    pub fn uses_simulator(&self) -> bool {
-        self.mchid == crate::devkeys::MCHID
-    }
-
-    /// The merchant's private key PEM: inline, from its file, or (for the simulator's
-    /// merchant only) the development key.
-    pub fn merchant_key_pem(&self) -> Result<Cow<'_, str>, KeySourceError> {
+    /// The merchant's private key PEM, inline or from its file; `None` when neither is set.
+    pub fn merchant_key_pem(&self) -> Result<Option<Cow<'_, str>>, KeySourceError> {
         read_key(
             "pay.merchant_private_key",
             self.merchant_private_key
                 .as_ref()
                 .map(|k| k.expose_secret()),
             self.merchant_private_key_file.as_deref(),
-            self.uses_simulator()
-                .then_some(crate::devkeys::MERCHANT_KEY_PEM),
-        )?
-        .ok_or_else(|| KeySourceError {
+        )
+    }
+
+    /// The merchant's private key PEM, which every WeChat Pay call needs.
+    pub fn required_merchant_key_pem(&self) -> Result<Cow<'_, str>, KeySourceError> {
+        self.merchant_key_pem()?.ok_or_else(|| KeySourceError {
             field: "pay.merchant_private_key",
             problem: "set it or pay.merchant_private_key_file".into(),
         })
     }
 
-    /// The API v2 key: configured, or (for the simulator's merchant only) the simulator's
-    /// public one; `None` turns API v2 off.
+    /// The API v2 key; `None` turns API v2 off.
     pub fn v2_api_key(&self) -> Option<&str> {
-        match &self.v2.api_key {
-            Some(key) => Some(key.expose_secret()),
-            None => self.uses_simulator().then_some(crate::devkeys::V2_API_KEY),
-        }
+        self.v2.api_key.as_ref().map(|key| key.expose_secret())
     }
 
     /// Where WeChat Pay sends API v2 notifies.
@@ -395,12 +392,10 @@ impl PaySettings {
         if self.public_key_id.is_none() {
             return Ok(None);
         }
-        let dev = self.public_key_id.as_deref() == Some(crate::devkeys::PUBLIC_KEY_ID);
         let pem = read_key(
             "pay.public_key",
             self.public_key.as_deref(),
             self.public_key_file.as_deref(),
-            dev.then_some(crate::devkeys::PUBLIC_KEY_PEM),
         )?;
         pem.map(Some).ok_or_else(|| KeySourceError {
             field: "pay.public_key",
@@ -413,7 +408,6 @@ fn read_key<'a>(
     field: &'static str,
     inline: Option<&'a str>,
     file: Option<&Path>,
-    dev: Option<&'static str>,
 ) -> Result<Option<Cow<'a, str>>, KeySourceError> {
     if let Some(pem) = inline {
         return Ok(Some(Cow::Borrowed(pem)));
@@ -426,31 +420,47 @@ fn read_key<'a>(
                 problem: format!("cannot read {}: {e}", path.display()),
             });
     }
-    Ok(dev.map(Cow::Borrowed))
+    Ok(None)
 }
 
 /// Bearer tokens and the key that seals session keys at rest.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// HS256 key of the bearer tokens, at least 32 bytes. Unset: a random one per start.
+    /// HS256 key of the bearer tokens, at least 32 bytes. Required in production;
+    /// unset in development mode: a random one per start.
     pub jwt_secret: Option<SecretString>,
+    /// The id (`kid` header) of tokens signed with `jwt_secret`.
+    pub jwt_kid: String,
+    /// The key before the last rotation: tokens it signed (with `jwt_previous_kid`) are
+    /// still accepted until they expire, none are issued with it.
+    pub jwt_previous_secret: Option<SecretString>,
+    /// The `kid` of `jwt_previous_secret`.
+    pub jwt_previous_kid: Option<String>,
     /// Lifetime of a bearer token, in seconds.
     pub token_ttl_secs: u64,
-    /// Base64 of the 32-byte AES-256-GCM key for session keys. Unset: a random one per start.
+    /// Base64 of the 32-byte AES-256-GCM key for session keys. Required in production;
+    /// unset in development mode: a random one per start.
     pub session_key_encryption_key: Option<SecretString>,
     /// The bearer credential of the admin endpoints (`/v1/admin/...`), at least 32 bytes.
-    /// Unset: the admin endpoints answer 403.
+    /// Production requires it unless `admin_disabled`; unset: the admin endpoints answer 403.
     pub admin_token: Option<SecretString>,
+    /// Turns the admin endpoints off on purpose (they answer 403), so production needs no
+    /// `admin_token`.
+    pub admin_disabled: bool,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             jwt_secret: None,
+            jwt_kid: "1".into(),
+            jwt_previous_secret: None,
+            jwt_previous_kid: None,
             token_ttl_secs: 2 * 3600,
             session_key_encryption_key: None,
             admin_token: None,
+            admin_disabled: false,
         }
     }
 }
@@ -570,6 +580,22 @@ pub enum SettingsError {
     /// The file or environment did not parse into the settings' types.
     #[error("settings: {0}")]
     Parse(Box<figment::Error>),
+    /// A `WXLEDGER_...` environment variable that names no setting.
+    #[error("settings: the environment variable {} names no setting; did you mean {}?", .0.name, .0.suggestion)]
+    UnknownVariable(UnknownVariable),
+    /// A key of the file or the environment that names no setting.
+    #[error("settings: {path} ({variable}) names no setting{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    UnknownSetting {
+        /// Dotted path, e.g. `pay.mchdi`.
+        path: String,
+        /// Its environment variable, e.g. `WXLEDGER__PAY__MCHDI`.
+        variable: String,
+        /// The nearest valid setting, with its variable.
+        suggestion: Option<String>,
+    },
+    /// Production mode and credentials missing or from development.
+    #[error("settings: production mode refuses to start ({} problem(s); development mode must be chosen explicitly with --dev or mode = \"development\"):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Production(Vec<Problem>),
     /// A value parsed but is not acceptable.
     #[error("settings: {field}: {problem}")]
     Invalid {
@@ -583,16 +609,66 @@ pub enum SettingsError {
 impl Settings {
     /// Defaults, then `file` if given, then `WXLEDGER__*` variables; validated.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
-        let mut figment = Figment::new();
+        Self::load_as(file, None)
+    }
+
+    /// [`Settings::load`], in development mode when `development` says what chose it (the
+    /// `--dev` flag, or a command that exists only for development); otherwise in the mode
+    /// the `mode` setting names, production by default. Development mode adds the
+    /// simulator's credentials and the development keys below the file and environment.
+    pub fn load_as(
+        file: Option<&Path>,
+        development: Option<ModeSource>,
+    ) -> Result<Self, SettingsError> {
+        let environment = env::RawEnv::read().map_err(SettingsError::UnknownVariable)?;
+        let mut layers = Figment::new();
         if let Some(file) = file {
-            figment = figment.merge(Toml::file_exact(file));
+            layers = layers.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("WXLEDGER__").split("__"));
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| SettingsError::Parse(Box::new(e)))?;
+        layers = layers.merge(environment);
+        let (mode, source) = match development {
+            Some(source) => (Mode::Development, source),
+            None => match layers.find_value("mode") {
+                Ok(value) => (
+                    value
+                        .deserialize::<Mode>()
+                        .map_err(|e| SettingsError::Invalid {
+                            field: "mode",
+                            problem: format!("{e} (WXLEDGER__MODE)"),
+                        })?,
+                    ModeSource::Setting,
+                ),
+                Err(_) => (Mode::Production, ModeSource::Default),
+            },
+        };
+        let mut figment = Figment::new();
+        if mode == Mode::Development {
+            figment = figment.merge(mode::development_defaults());
+        }
+        figment = figment
+            .merge(layers)
+            .merge(Serialized::default("mode", mode.to_string()));
+        let mut settings: Settings = figment.extract_lossy().map_err(parse_error)?;
+        settings.mode_source = source;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The settings of development mode with nothing configured: the simulator's app and
+    /// merchant with the development keys (for tests and tools that build settings in code).
+    pub fn development() -> Self {
+        let mut settings: Settings = Figment::from(mode::development_defaults())
+            .merge(Serialized::default("mode", Mode::Development.to_string()))
+            .extract_lossy()
+            .expect("the development defaults are valid settings");
+        settings.mode_source = ModeSource::Command("settings built for development in code");
+        settings
+    }
+
+    /// Refuses production settings that miss a credential or carry development key
+    /// material, naming every offending field (nothing to refuse in development mode).
+    pub fn require_production_credentials(&self) -> Result<(), SettingsError> {
+        require_production_credentials(self)
     }
 
     /// Checks the values the types cannot.
@@ -645,18 +721,41 @@ impl Settings {
         {
             return Err(invalid("wechat.api_base", "must be an http(s) URL"));
         }
-        if self.wechat.appid.is_empty() {
-            return Err(invalid("wechat.appid", "must not be empty"));
-        }
-        if self.wechat.app_secret.expose_secret().is_empty() {
-            return Err(invalid("wechat.app_secret", "must not be empty"));
-        }
         if self.wechat.busy_attempts == 0 {
             return Err(invalid("wechat.busy_attempts", "must be at least 1"));
         }
         if let Some(secret) = &self.auth.jwt_secret {
             if secret.expose_secret().len() < 32 {
                 return Err(invalid("auth.jwt_secret", "must be at least 32 bytes"));
+            }
+        }
+        if !is_token(&self.auth.jwt_kid) || self.auth.jwt_kid.len() > 64 {
+            return Err(invalid(
+                "auth.jwt_kid",
+                "must be 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        match (&self.auth.jwt_previous_secret, &self.auth.jwt_previous_kid) {
+            (Some(secret), Some(kid)) => {
+                if secret.expose_secret().len() < 32 {
+                    return Err(invalid(
+                        "auth.jwt_previous_secret",
+                        "must be at least 32 bytes",
+                    ));
+                }
+                if kid == &self.auth.jwt_kid {
+                    return Err(invalid(
+                        "auth.jwt_previous_kid",
+                        "must differ from auth.jwt_kid (the kid picks the key)",
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "auth.jwt_previous_secret",
+                    "set both auth.jwt_previous_secret and auth.jwt_previous_kid, or neither",
+                ))
             }
         }
         if let Some(key) = &self.auth.session_key_encryption_key {
@@ -714,25 +813,30 @@ impl Settings {
         if !(pay.api_base.starts_with("http://") || pay.api_base.starts_with("https://")) {
             return Err(invalid("pay.api_base", "must be an http(s) URL"));
         }
-        if !(pay.notify_url.starts_with("http://") || pay.notify_url.starts_with("https://")) {
+        // Unset credentials are production's concern (`mode::production_problems`); a set
+        // one must have its form in either mode.
+        if !pay.notify_url.is_empty()
+            && !(pay.notify_url.starts_with("http://") || pay.notify_url.starts_with("https://"))
+        {
             return Err(invalid("pay.notify_url", "must be an http(s) URL"));
         }
-        if pay.mchid.is_empty() || !pay.mchid.bytes().all(|b| b.is_ascii_digit()) {
+        if !pay.mchid.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("pay.mchid", "must be the merchant's digits"));
         }
-        if pay.merchant_serial.is_empty()
-            || !pay.merchant_serial.bytes().all(|b| b.is_ascii_hexdigit())
-        {
+        if !pay.merchant_serial.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid("pay.merchant_serial", "must be a hex serial"));
         }
-        if pay.apiv3_key.expose_secret().len() != 32 {
+        let apiv3 = pay.apiv3_key.expose_secret();
+        if !apiv3.is_empty() && apiv3.len() != 32 {
             return Err(invalid("pay.apiv3_key", "must be exactly 32 characters"));
         }
-        let merchant = pay
+        if let Some(merchant) = pay
             .merchant_key_pem()
-            .map_err(|e| invalid(e.field, e.problem))?;
-        crate::wechat::pay::crypto::SigningKey::from_pkcs8_pem(&merchant)
-            .map_err(|e| invalid("pay.merchant_private_key", e.to_string()))?;
+            .map_err(|e| invalid(e.field, e.problem))?
+        {
+            crate::wechat::pay::crypto::SigningKey::from_pkcs8_pem(&merchant)
+                .map_err(|e| invalid("pay.merchant_private_key", e.to_string()))?;
+        }
         if let Some(pem) = pay
             .public_key_pem()
             .map_err(|e| invalid(e.field, e.problem))?
@@ -806,7 +910,9 @@ impl Settings {
             _ => {}
         }
         let url = pay.v2_notify_url();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if (pay.v2.notify_url.is_some() || !pay.notify_url.is_empty())
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
             return Err(invalid("pay.v2.notify_url", "must be an http(s) URL"));
         }
         if pay.v2.client_cert_file.is_some() != pay.v2.client_key_file.is_some() {
@@ -825,6 +931,37 @@ impl Settings {
     pub fn read_your_writes_timeout(&self) -> Duration {
         Duration::from_millis(self.projector.read_your_writes_timeout_ms)
     }
+}
+
+/// A figment error, with a key that names no setting turned into the nearest valid one.
+fn parse_error(e: figment::Error) -> SettingsError {
+    if let figment::error::Kind::UnknownField(name, expected) = &e.kind {
+        let mut path = e.path.clone();
+        if path.last() != Some(name) {
+            path.push(name.clone());
+        }
+        let variable = |path: &[String]| {
+            format!(
+                "{}{}",
+                env::PREFIX,
+                path.iter()
+                    .map(|p| p.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join("__")
+            )
+        };
+        let suggestion = env::nearest(name, expected).map(|near| {
+            let mut near_path = path.clone();
+            *near_path.last_mut().expect("the path holds the name") = near.to_owned();
+            format!("{} ({})", near_path.join("."), variable(&near_path))
+        });
+        return SettingsError::UnknownSetting {
+            path: path.join("."),
+            variable: variable(&path),
+            suggestion,
+        };
+    }
+    SettingsError::Parse(Box::new(e))
 }
 
 /// WeChat's API v2 keys are 32 letters and digits (they go into a signed string as is).
@@ -898,7 +1035,7 @@ mod tests {
 
     #[test]
     fn api_v2_needs_a_key_of_wechats_form_outside_the_simulator() {
-        let mut s = Settings::default();
+        let mut s = Settings::development();
         s.pay.api = PayApi::V2;
         s.validate()
             .expect("the simulator's merchant has the public v2 key");

@@ -18,7 +18,7 @@ use crate::{
     metrics::Metrics,
     outcomes::{OutcomeStream, Publisher},
     projector::{ProjectionWatch, Projector},
-    settings::{PayApi, Settings},
+    settings::{Mode, PayApi, Settings, SettingsError},
     wechat::{pay::v2::V2Client, MiniProgram, PayClient},
 };
 
@@ -37,6 +37,9 @@ pub enum StartError {
     /// WeChat Pay's keys.
     #[error("pay: {0}")]
     Pay(String),
+    /// Production settings without their credentials, or with development ones.
+    #[error("{0}")]
+    Settings(SettingsError),
 }
 
 impl From<LogError> for StartError {
@@ -88,18 +91,23 @@ impl App {
         clock: Clock,
         listener: TcpListener,
     ) -> Result<Self, StartError> {
-        if settings.pay.uses_simulator() {
-            tracing::warn!(
-                api_base = %settings.pay.api_base,
-                mchid = %settings.pay.mchid,
-                "NO WECHAT PAY MERCHANT CONFIGURED: using the simulator's public development keys"
-            );
-        }
-        if settings.wechat.uses_simulator() {
-            tracing::warn!(
-                api_base = %settings.wechat.api_base,
-                "NO WECHAT CREDENTIALS CONFIGURED: running against the WeChat simulator"
-            );
+        settings
+            .require_production_credentials()
+            .map_err(StartError::Settings)?;
+        match settings.mode {
+            Mode::Production => tracing::info!(
+                mode = %settings.mode,
+                chosen_by = %settings.mode_source,
+                "production mode: every credential configured, no development key material"
+            ),
+            Mode::Development => tracing::warn!(
+                mode = %settings.mode,
+                chosen_by = %settings.mode_source,
+                wechat_api_base = %settings.wechat.api_base,
+                pay_api_base = %settings.pay.api_base,
+                "DEVELOPMENT MODE: the simulator's credentials and the public development keys \
+                 may be trusted; never expose this daemon to the internet or real money"
+            ),
         }
         let pool = db::pool(&settings.database)?;
         db::wait_until_up(
@@ -162,7 +170,7 @@ impl App {
             log: log.clone(),
             pool: pool.clone(),
             wechat: MiniProgram::new(&settings.wechat, clock.clone()),
-            tokens: Tokens::new(&jwt_secret(&settings), settings.auth.token_ttl_secs),
+            tokens: tokens(&settings),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
             clock,
@@ -177,7 +185,9 @@ impl App {
                 i64::try_from(settings.pay.order_ttl_secs).expect("validated: at most 7 days"),
             ),
             max_notify_bytes: settings.pay.max_notify_bytes,
-            admin_token: settings.auth.admin_token.clone(),
+            admin_token: (!settings.auth.admin_disabled)
+                .then(|| settings.auth.admin_token.clone())
+                .flatten(),
         });
         Ok(Self {
             listener,
@@ -278,15 +288,27 @@ async fn refresh_certificates(app: AppState, every: Duration, stop: Cancellation
     }
 }
 
-fn jwt_secret(settings: &Settings) -> Vec<u8> {
-    match &settings.auth.jwt_secret {
+/// The bearer tokens' keys; a random one only in development mode (production requires
+/// `auth.jwt_secret`, checked before).
+fn tokens(settings: &Settings) -> Tokens {
+    let auth = &settings.auth;
+    let secret = match &auth.jwt_secret {
         Some(secret) => secret.expose_secret().as_bytes().to_vec(),
         None => {
+            assert_eq!(settings.mode, Mode::Development, "production requires it");
             tracing::warn!(
-                "auth.jwt_secret is not set: tokens use a random key and die with this process"
+                "auth.jwt_secret is not set (development mode): tokens use a random key and \
+                 die with this process"
             );
             random_key().to_vec()
         }
+    };
+    let tokens = Tokens::new(&auth.jwt_kid, &secret, auth.token_ttl_secs);
+    match (&auth.jwt_previous_kid, &auth.jwt_previous_secret) {
+        (Some(kid), Some(previous)) => {
+            tokens.with_previous(kid, previous.expose_secret().as_bytes())
+        }
+        _ => tokens,
     }
 }
 
@@ -294,6 +316,7 @@ fn session_key_encryption_key(settings: &Settings) -> [u8; 32] {
     match &settings.auth.session_key_encryption_key {
         Some(key) => decode_aes256_key(key.expose_secret()).expect("validated at load"),
         None => {
+            assert_eq!(settings.mode, Mode::Development, "production requires it");
             tracing::warn!(
                 "auth.session_key_encryption_key is not set: session keys sealed now cannot be \
                  opened after a restart (users log in again)"

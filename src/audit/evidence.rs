@@ -304,7 +304,7 @@ mod tests {
     }
 
     fn verifier() -> Verifier {
-        let mut settings = Settings::default();
+        let mut settings = Settings::development();
         // No certificate downloads: the public key answers for its id.
         settings.pay.platform_certificates = false;
         Verifier::new(&settings).unwrap()

@@ -35,7 +35,7 @@ pub fn database_url() -> String {
 /// Settings for one isolated test: own schema, stream and subject prefix.
 pub fn isolated_settings(sim_base: &str) -> Settings {
     let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let mut s = Settings::default();
+    let mut s = Settings::development();
     s.http.listen = "127.0.0.1:0".parse().unwrap();
     s.sim.listen = "127.0.0.1:0".parse().unwrap();
     s.nats.url = nats_url();

@@ -159,7 +159,7 @@ impl PayClient {
     /// A client for the merchant in `settings`, paying under mini program `appid`.
     pub fn new(settings: &PaySettings, appid: &str, clock: Clock) -> Result<Self, PayConfigError> {
         let pem = settings
-            .merchant_key_pem()
+            .required_merchant_key_pem()
             .map_err(|e| PayConfigError(e.to_string()))?;
         let merchant_key = SigningKey::from_pkcs8_pem(&pem)
             .map_err(|e| PayConfigError(format!("pay.merchant_private_key: {e}")))?;

@@ -577,7 +577,7 @@ mod tests {
     }
 
     fn client(sign_type: crate::settings::V2SignType) -> V2Client {
-        let mut settings = PaySettings::default();
+        let mut settings = crate::settings::Settings::development().pay;
         settings.v2.sign_type = sign_type;
         let clock: Clock = Arc::new(|| DateTime::from_timestamp(1_700_000_000, 0).unwrap());
         V2Client::new(&settings, "wxd930ea5d5a258f4f", clock)

@@ -1,0 +1,415 @@
+//! The two modes: production (the default), where every credential must be configured and
+//! none may be a development one, and development, chosen explicitly, the only way the
+//! simulator's credentials and the public development keys of `config/dev-keys/` are used.
+
+use std::fmt;
+
+use figment::{providers::Serialized, value::Value};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::{Settings, SettingsError, SIM_APPID, SIM_APP_SECRET};
+use crate::devkeys;
+use crate::wechat::pay::crypto::{SigningKey, VerifyingKey};
+
+/// Which credentials the daemon may use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Real credentials only: start-up refuses missing ones and development key material.
+    #[default]
+    Production,
+    /// The simulator and the public development keys: demos, tests, benches.
+    Development,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Production => "production",
+            Mode::Development => "development",
+        })
+    }
+}
+
+/// Why the settings are in their mode, for the start-up log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ModeSource {
+    /// Nothing chose: production.
+    #[default]
+    Default,
+    /// The `mode` setting (file or `WXLEDGER__MODE`).
+    Setting,
+    /// The `--dev` flag.
+    Flag,
+    /// A command that exists only for development (`sim`, `demo`, `bench`), or a test.
+    Command(&'static str),
+}
+
+impl fmt::Display for ModeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModeSource::Default => f.write_str("the default"),
+            ModeSource::Setting => f.write_str("the mode setting"),
+            ModeSource::Flag => f.write_str("the --dev flag"),
+            ModeSource::Command(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+/// The values development mode gives to settings the file and environment leave unset:
+/// the simulator's app and merchant and their public keys. The lowest layer of the
+/// settings, present only in development mode.
+pub(super) fn development_defaults() -> Serialized<Value> {
+    let json = serde_json::json!({
+        "wechat": {
+            "api_base": "http://127.0.0.1:8090",
+            "appid": SIM_APPID,
+            "app_secret": SIM_APP_SECRET,
+        },
+        "pay": {
+            "api_base": "http://127.0.0.1:8090",
+            "mchid": devkeys::MCHID,
+            "merchant_serial": devkeys::MERCHANT_SERIAL,
+            "merchant_private_key": devkeys::MERCHANT_KEY_PEM,
+            "apiv3_key": devkeys::APIV3_KEY,
+            "public_key_id": devkeys::PUBLIC_KEY_ID,
+            "public_key": devkeys::PUBLIC_KEY_PEM,
+            "notify_url": "http://127.0.0.1:8080/webhooks/wechatpay",
+            "v2": { "api_key": devkeys::V2_API_KEY },
+        },
+    });
+    let value = Value::serialize(json).expect("a JSON value is a figment value");
+    Serialized::defaults(value)
+}
+
+/// One credential that production refuses, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the setting, e.g. `pay.apiv3_key`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Every credential production mode refuses, each named (empty in development mode).
+pub fn production_problems(settings: &Settings) -> Vec<Problem> {
+    if settings.mode == Mode::Development {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    let mut refuse = |field: &'static str, problem: &str| {
+        problems.push(Problem {
+            field,
+            problem: problem.to_owned(),
+        })
+    };
+    const DEV: &str = "is development key material (config/dev-keys/): production refuses it";
+    const SIM: &str = "is the simulator's: production refuses it";
+    const UNSET: &str = "must be set in production";
+
+    let wechat = &settings.wechat;
+    if wechat.appid.is_empty() {
+        refuse("wechat.appid", UNSET);
+    } else if wechat.appid == SIM_APPID {
+        refuse("wechat.appid", SIM);
+    }
+    let secret = wechat.app_secret.expose_secret();
+    if secret.is_empty() {
+        refuse("wechat.app_secret", UNSET);
+    } else if secret == SIM_APP_SECRET {
+        refuse("wechat.app_secret", SIM);
+    }
+
+    let pay = &settings.pay;
+    if pay.mchid.is_empty() {
+        refuse("pay.mchid", UNSET);
+    }
+    if pay.merchant_serial.is_empty() {
+        refuse("pay.merchant_serial", UNSET);
+    } else if pay.merchant_serial.eq_ignore_ascii_case(devkeys::MERCHANT_SERIAL) {
+        refuse("pay.merchant_serial", DEV);
+    }
+    match pay.merchant_key_pem() {
+        Ok(Some(pem)) if same_signing_key(&pem, devkeys::MERCHANT_KEY_PEM) => {
+            refuse("pay.merchant_private_key", DEV)
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => refuse(
+            "pay.merchant_private_key",
+            "must be set in production (or pay.merchant_private_key_file)",
+        ),
+        Err(e) => refuse(e.field, &e.problem),
+    }
+    let apiv3 = pay.apiv3_key.expose_secret();
+    if apiv3.is_empty() {
+        refuse("pay.apiv3_key", UNSET);
+    } else if apiv3 == devkeys::APIV3_KEY {
+        refuse("pay.apiv3_key", DEV);
+    }
+    if pay.public_key_id.as_deref() == Some(devkeys::PUBLIC_KEY_ID) {
+        refuse("pay.public_key_id", DEV);
+    }
+    match pay.public_key_pem() {
+        Ok(Some(pem)) if same_public_key(&pem, devkeys::PUBLIC_KEY_PEM) => {
+            refuse("pay.public_key", DEV)
+        }
+        Ok(_) => {}
+        Err(e) => refuse(e.field, &e.problem),
+    }
+    if pay.public_key_id.is_none() && (pay.public_key.is_some() || pay.public_key_file.is_some())
+    {
+        refuse(
+            "pay.public_key_id",
+            "a WeChat Pay public key is set without its id (PUB_KEY_ID_...)",
+        );
+    }
+    if pay.v2.api_key.as_ref().map(|k| k.expose_secret()) == Some(devkeys::V2_API_KEY) {
+        refuse("pay.v2.api_key", DEV);
+    }
+    if let Some(Ok(pem)) = pay
+        .v2
+        .client_key_file
+        .as_ref()
+        .map(std::fs::read_to_string)
+    {
+        if same_signing_key(&pem, devkeys::MERCHANT_KEY_PEM) {
+            refuse("pay.v2.client_key_file", DEV);
+        }
+    }
+    if pay.notify_url.is_empty() {
+        refuse("pay.notify_url", UNSET);
+    } else if !pay.notify_url.starts_with("https://") {
+        refuse(
+            "pay.notify_url",
+            "must be an https URL in production (WeChat Pay calls only https)",
+        );
+    }
+
+    let auth = &settings.auth;
+    if auth.jwt_secret.is_none() {
+        refuse(
+            "auth.jwt_secret",
+            "must be set in production (a random key would end every token at restart and \
+             differ between instances)",
+        );
+    }
+    if auth.session_key_encryption_key.is_none() {
+        refuse("auth.session_key_encryption_key", UNSET);
+    }
+    if auth.admin_token.is_none() && !auth.admin_disabled {
+        refuse(
+            "auth.admin_token",
+            "must be set in production, or the admin endpoints turned off with \
+             auth.admin_disabled = true",
+        );
+    }
+    problems
+}
+
+/// Refuses production settings with any missing credential or development key material,
+/// naming every offending field at once.
+pub fn require_production_credentials(settings: &Settings) -> Result<(), SettingsError> {
+    let problems = production_problems(settings);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SettingsError::Production(problems))
+    }
+}
+
+fn same_signing_key(pem: &str, dev: &str) -> bool {
+    match (SigningKey::from_pkcs8_pem(pem), SigningKey::from_pkcs8_pem(dev)) {
+        (Ok(a), Ok(b)) => a.verifying_key() == b.verifying_key(),
+        _ => false,
+    }
+}
+
+fn same_public_key(pem: &str, dev: &str) -> bool {
+    match (
+        VerifyingKey::from_public_key_pem(pem),
+        VerifyingKey::from_public_key_pem(dev),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const MERCHANT_KEY: &str =
+        include_str!("../../tests/vectors/wechatpay/java_merchant_private_key.pem");
+    const WECHAT_PAY_PUBLIC_KEY: &str =
+        include_str!("../../tests/vectors/wechatpay/java_wechat_pay_public_key.pem");
+
+    /// A production configuration as a merchant would write it: its own keys throughout.
+    fn real_looking() -> Settings {
+        let mut s = Settings::default();
+        s.wechat.appid = "wx8888888888888888".into();
+        s.wechat.app_secret = "0123456789abcdef0123456789abcdef".into();
+        s.pay.mchid = "1900000109".into(); // WeChat's documentation mchid is not a key
+        s.pay.merchant_serial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into();
+        s.pay.merchant_private_key = Some(MERCHANT_KEY.into());
+        s.pay.apiv3_key = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5".into();
+        s.pay.public_key_id = Some("PUB_KEY_ID_0114232134912410000000000001".into());
+        s.pay.public_key = Some(WECHAT_PAY_PUBLIC_KEY.into());
+        s.pay.notify_url = "https://pay.example.com/webhooks/wechatpay".into();
+        s.auth.jwt_secret = Some("j".repeat(40).into());
+        s.auth.session_key_encryption_key =
+            Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
+        s.auth.admin_token = Some("a".repeat(40).into());
+        s
+    }
+
+    fn fields(s: &Settings) -> Vec<&'static str> {
+        production_problems(s).iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn production_is_the_default_and_names_every_missing_credential() {
+        let s = Settings::default();
+        assert_eq!(s.mode, Mode::Production);
+        s.validate().expect("unset credentials are not a shape error");
+        assert_eq!(
+            fields(&s),
+            [
+                "wechat.appid",
+                "wechat.app_secret",
+                "pay.mchid",
+                "pay.merchant_serial",
+                "pay.merchant_private_key",
+                "pay.apiv3_key",
+                "pay.notify_url",
+                "auth.jwt_secret",
+                "auth.session_key_encryption_key",
+                "auth.admin_token",
+            ]
+        );
+        let err = s.require_production_credentials().unwrap_err().to_string();
+        for field in fields(&s) {
+            assert!(err.contains(field), "{err}");
+        }
+        assert!(err.contains("--dev"), "says how development is chosen: {err}");
+    }
+
+    #[test]
+    fn a_real_looking_production_configuration_is_accepted() {
+        let s = real_looking();
+        s.validate().expect("valid");
+        assert_eq!(fields(&s), Vec::<&str>::new());
+        let mut s = real_looking();
+        s.auth.admin_token = None;
+        assert_eq!(fields(&s), ["auth.admin_token"]);
+        s.auth.admin_disabled = true;
+        assert_eq!(fields(&s), Vec::<&str>::new(), "admin turned off on purpose");
+    }
+
+    #[test]
+    fn production_refuses_each_piece_of_development_key_material() {
+        let dev = Settings::development();
+        type Swap = fn(&mut Settings, &Settings);
+        let cases: [(&str, Swap); 9] = [
+            ("wechat.appid", |s, d| s.wechat.appid = d.wechat.appid.clone()),
+            ("wechat.app_secret", |s, _| {
+                s.wechat.app_secret = SIM_APP_SECRET.into()
+            }),
+            ("pay.merchant_serial", |s, d| {
+                s.pay.merchant_serial = d.pay.merchant_serial.to_lowercase()
+            }),
+            ("pay.merchant_private_key", |s, _| {
+                s.pay.merchant_private_key = Some(devkeys::MERCHANT_KEY_PEM.into())
+            }),
+            ("pay.apiv3_key", |s, _| {
+                s.pay.apiv3_key = devkeys::APIV3_KEY.into()
+            }),
+            ("pay.public_key_id", |s, _| {
+                s.pay.public_key_id = Some(devkeys::PUBLIC_KEY_ID.into())
+            }),
+            ("pay.public_key", |s, _| {
+                s.pay.public_key = Some(devkeys::PUBLIC_KEY_PEM.into())
+            }),
+            ("pay.v2.api_key", |s, _| {
+                s.pay.v2.api_key = Some(devkeys::V2_API_KEY.into())
+            }),
+            ("pay.notify_url", |s, d| {
+                s.pay.notify_url = d.pay.notify_url.clone()
+            }),
+        ];
+        for (field, swap) in cases {
+            let mut s = real_looking();
+            swap(&mut s, &dev);
+            assert_eq!(fields(&s), [field], "swapping in the development {field}");
+        }
+        // The development merchant key as a file is refused as well.
+        let mut s = real_looking();
+        s.pay.merchant_private_key = None;
+        s.pay.merchant_private_key_file =
+            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys/merchant_key.pem"));
+        assert_eq!(fields(&s), ["pay.merchant_private_key"]);
+    }
+
+    #[test]
+    fn a_public_key_id_needs_its_key_and_a_key_its_id() {
+        let mut s = real_looking();
+        s.pay.public_key = None;
+        assert_eq!(fields(&s), ["pay.public_key"]);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("pay.public_key"), "{err}");
+
+        let mut s = real_looking();
+        s.pay.public_key_id = None;
+        assert_eq!(fields(&s), ["pay.public_key_id"]);
+    }
+
+    #[test]
+    fn development_fills_the_simulators_credentials_and_refuses_nothing() {
+        let s = Settings::development();
+        assert_eq!(s.mode, Mode::Development);
+        s.validate().expect("valid");
+        assert!(production_problems(&s).is_empty());
+        assert_eq!(s.wechat.appid, SIM_APPID);
+        assert_eq!(s.pay.public_key_id.as_deref(), Some(devkeys::PUBLIC_KEY_ID));
+        assert_eq!(s.pay.v2_api_key(), Some(devkeys::V2_API_KEY));
+        assert!(s.pay.required_merchant_key_pem().is_ok());
+        assert!(s.auth.jwt_secret.is_none(), "random per start, development only");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn the_mode_is_chosen_by_setting_or_flag_and_production_gets_no_development_values() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).expect("loads");
+            assert_eq!((s.mode, s.mode_source), (Mode::Production, ModeSource::Default));
+            assert_eq!(s.pay.public_key_id, None, "no development key in production");
+            assert_eq!(s.pay.v2_api_key(), None);
+            assert!(s.pay.merchant_key_pem().unwrap().is_none());
+            assert_eq!(s.wechat.appid, "");
+
+            let s = Settings::load_as(None, Some(ModeSource::Flag)).expect("loads");
+            assert_eq!((s.mode, s.mode_source), (Mode::Development, ModeSource::Flag));
+            assert_eq!(s.pay.public_key_id.as_deref(), Some(devkeys::PUBLIC_KEY_ID));
+
+            jail.set_env("WXLEDGER__MODE", "development");
+            jail.set_env("WXLEDGER__PAY__MCHID", "1234567890");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!((s.mode, s.mode_source), (Mode::Development, ModeSource::Setting));
+            assert_eq!(s.pay.mchid, "1234567890", "the environment still wins");
+            assert_eq!(s.wechat.appid, SIM_APPID);
+
+            jail.set_env("WXLEDGER__MODE", "staging");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("mode"), "{err}");
+            Ok(())
+        });
+    }
+}
