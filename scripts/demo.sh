@@ -32,7 +32,8 @@ export WXLEDGER__AUTH__JWT_SECRET WXLEDGER__AUTH__SESSION_KEY_ENCRYPTION_KEY WXL
 
 "$bin" sim >.demo/sim.log 2>&1 &
 sim_pid=$!
-"$bin" serve >.demo/serve.log 2>&1 &
+# Development mode, chosen explicitly: the simulator's credentials and the public keys.
+"$bin" serve --dev >.demo/serve.log 2>&1 &
 api_pid=$!
 cleanup() {
   kill "$api_pid" "$sim_pid" 2>/dev/null || true
@@ -48,4 +49,4 @@ fi
 # compare with the live tables and check the invariants (exit 1 on any breach).
 echo
 echo "--- wxledger audit ---"
-"$bin" audit --verify-signatures
+"$bin" audit --dev --verify-signatures

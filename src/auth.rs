@@ -134,7 +134,11 @@ mod tests {
         assert_eq!(header.kid.as_deref(), Some("2026-10"));
 
         let after = Tokens::new("2026-11", &[9u8; 32], 3600).with_previous("2026-10", &[7u8; 32]);
-        assert_eq!(after.verify(&old), Ok(user), "the previous key still verifies");
+        assert_eq!(
+            after.verify(&old),
+            Ok(user),
+            "the previous key still verifies"
+        );
         let (new, _) = after.issue(user, Utc::now());
         assert_eq!(
             jsonwebtoken::decode_header(&new).unwrap().kid.as_deref(),

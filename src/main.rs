@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use wxledger::{
     audit, db,
     finance::{self, BillSource},
-    sim::Simulator,
     settings::ModeSource,
+    sim::Simulator,
     startup, tail, telemetry, App, Settings,
 };
 

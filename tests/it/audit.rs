@@ -115,6 +115,8 @@ fn assert_breach(report: &Report, kind: &str, key: &str, seq: i64) {
 /// Runs the real `wxledger audit` against this test's schema, stream and simulator.
 async fn wxledger_audit(env: &TestEnv, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_wxledger"))
+        // The simulator's merchant: its keys are development ones.
+        .arg("--dev")
         .arg("audit")
         .args(args)
         .env_remove("WXLEDGER_CONFIG")

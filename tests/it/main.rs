@@ -6,6 +6,7 @@ mod common;
 mod faults;
 mod log;
 mod login;
+mod modes;
 mod operations;
 mod outcomes;
 mod pay_v2;

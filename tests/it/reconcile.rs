@@ -44,6 +44,8 @@ async fn bill_day() -> NaiveDate {
 /// Runs the real `wxledger` binary against this test's schema and simulator.
 async fn wxledger(env: &TestEnv, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_wxledger"))
+        // The simulator's merchant: its keys are development ones.
+        .arg("--dev")
         .args(args)
         .env_remove("WXLEDGER_CONFIG")
         .env("WXLEDGER__DATABASE__URL", database_url())
