@@ -130,6 +130,16 @@ enum Command {
         #[arg(long)]
         keep: Option<String>,
     },
+    /// Asks the daemon's `/readyz` (on `http.listen`, over loopback when it listens on every
+    /// interface) and exits 0 when it answers 200: a container healthcheck without curl.
+    Healthcheck {
+        /// Ask this URL instead.
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// The event stream, as consumers see it.
     Events {
         #[command(subcommand)]
@@ -328,6 +338,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep,
             };
             return Ok(run_audit(&settings, &options, format).await);
+        }
+        Command::Healthcheck { url, timeout_secs } => {
+            let url =
+                url.unwrap_or_else(|| wxledger::healthcheck::readyz_url(settings.http.listen));
+            let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+            wxledger::healthcheck::probe(&url, timeout).await?;
+            println!("{url}: ready");
         }
         Command::Events {
             command:
