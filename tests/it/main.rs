@@ -3,6 +3,7 @@
 
 mod audit;
 mod common;
+mod compose;
 mod faults;
 mod log;
 mod login;
