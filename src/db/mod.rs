@@ -171,6 +171,7 @@ pub async fn connect_dedicated(config: &PgConfig) -> Result<tokio_postgres::Clie
 /// A pool whose connections work in `settings.schema`.
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     let PgConfig { config, tls } = pg_config(settings)?;
+    tls::warn_if_unverified_remote(&config, settings.sslmode);
     let manager = Manager::from_config(
         config,
         tls,

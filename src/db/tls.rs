@@ -80,6 +80,25 @@ pub fn validate(settings: &DatabaseSettings) -> Result<(), SettingsError> {
     }
 }
 
+/// Warns when `config` reaches Postgres over a network without `verify-full`: the
+/// password and the books would then cross it unprotected or to an unverified server.
+pub fn warn_if_unverified_remote(config: &tokio_postgres::Config, mode: SslMode) {
+    use tokio_postgres::config::Host;
+    let remote = config.get_hosts().iter().any(|host| match host {
+        Host::Tcp(name) => {
+            name != "localhost" && !name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => false,
+    });
+    if remote && mode != SslMode::VerifyFull {
+        tracing::warn!(
+            sslmode = mode.as_str(),
+            "Postgres is reached over a network without database.sslmode = \"verify-full\""
+        );
+    }
+}
+
 /// The TLS connector for `settings`, and the `sslmode` tokio-postgres is to use.
 pub fn connector(
     settings: &DatabaseSettings,
