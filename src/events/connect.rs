@@ -333,6 +333,12 @@ pub async fn connect(
                         cause: chain(&e),
                     })
                 }
+                _ if is_tls_failure(&e) => {
+                    return Err(ConnectError::Tls {
+                        url,
+                        cause: chain(&e),
+                    })
+                }
                 _ => network_cause(&e),
             },
             Err(_) => "no answer (timed out)".to_owned(),
@@ -377,6 +383,27 @@ async fn options(settings: &NatsSettings, name: &str) -> Result<ConnectOptions, 
         });
     let options = settings.auth.apply(options).await?;
     Ok(settings.tls.apply(options))
+}
+
+/// A handshake rustls refused (unknown issuer, wrong name, ...): the client reports it as
+/// an I/O error wrapping the rustls error.
+fn is_tls_failure(e: &async_nats::ConnectError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// "connection refused", "DNS lookup failed: ...", and the like, from the error's chain.

@@ -32,7 +32,11 @@ pub struct PrivateNats {
 impl PrivateNats {
     /// Starts the server and waits until it accepts connections.
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("wxl-nats-{}", Uuid::new_v4().simple()));
+        Self::start_in(new_dir("wxl-nats"), "")
+    }
+
+    /// [`PrivateNats::start`] in `dir`, with `extra` added to the server's config.
+    fn start_in(dir: PathBuf, extra: &str) -> Self {
         std::fs::create_dir_all(dir.join("js")).unwrap();
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nats/auth.conf");
         std::fs::copy(shipped, dir.join("auth.conf")).unwrap();
@@ -44,7 +48,7 @@ impl PrivateNats {
         std::fs::write(
             dir.join("server.conf"),
             format!(
-                "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\ninclude \"auth.conf\"\n",
+                "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\ninclude \"auth.conf\"\n{extra}\n",
                 dir.join("js").display()
             ),
         )
@@ -245,8 +249,67 @@ async fn a_daemon_without_or_with_wrong_credentials_fails_at_once_saying_so() {
     EventLog::connect(&settings.nats).await.expect("the daemon's credentials work");
 }
 
-fn tempdir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wxl-secrets-{}", Uuid::new_v4().simple()));
+fn new_dir(kind: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{kind}-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+fn tempdir() -> PathBuf {
+    new_dir("wxl-secrets")
+}
+
+/// Runs openssl in `dir`.
+fn openssl(dir: &Path, args: &str) {
+    let status = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`.
+fn make_certificates(dir: &Path) {
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(dir, "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=wxl-test-ca -keyout ca-key.pem -out ca.pem");
+    for who in ["server", "client"] {
+        openssl(dir, &format!("req -newkey rsa:2048 -nodes -subj /CN=wxl-{who} -keyout {who}-key.pem -out {who}.csr"));
+        openssl(dir, &format!("x509 -req -in {who}.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 -extfile {who}.ext -out {who}.pem"));
+    }
+}
+
+#[tokio::test]
+async fn nats_tls_with_a_ca_and_client_certificate_and_a_clear_error_without() {
+    let dir = new_dir("wxl-nats-tls");
+    make_certificates(&dir);
+    let tls = format!(
+        "tls {{ cert_file: \"{0}/server.pem\", key_file: \"{0}/server-key.pem\", ca_file: \"{0}/ca.pem\", verify: true }}",
+        dir.display()
+    );
+    let nats = PrivateNats::start_in(dir.clone(), &tls);
+    let mut s = isolated_settings("http://127.0.0.1:9");
+    s.nats.url = nats.url.clone();
+    s.nats.stream = "WXLEDGER".into();
+    s.nats.subject_prefix = "wxledger".into();
+    s.nats.connect_timeout_secs = 20;
+    s.nats.auth.user = Some("wxledger".into());
+    s.nats.auth.password = Some(DAEMON_PASSWORD.into());
+    s.nats.tls.required = true;
+    s.nats.tls.ca_file = Some(dir.join("ca.pem"));
+    s.nats.tls.cert_file = Some(dir.join("client.pem"));
+    s.nats.tls.key_file = Some(dir.join("client-key.pem"));
+    s.validate().expect("valid settings");
+    let log = EventLog::connect(&s.nats).await.expect("connects over TLS with a client certificate");
+    assert!(log.is_connected());
+
+    // Without our CA the server's certificate is not trusted: a TLS error, at once.
+    s.nats.tls.ca_file = None;
+    let started = Instant::now();
+    let msg = EventLog::connect(&s.nats).await.err().unwrap().to_string();
+    assert!(msg.contains("TLS failed") && msg.contains(&nats.url), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
