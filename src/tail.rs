@@ -2,7 +2,6 @@
 //! (the same kind the projector reads with), one JSON line per event. Read-only: it
 //! never creates or changes the stream.
 
-
 use async_nats::{
     header::NATS_MESSAGE_ID,
     jetstream::{self, consumer},

@@ -86,7 +86,10 @@ pub fn warn_if_unverified_remote(config: &tokio_postgres::Config, mode: SslMode)
     use tokio_postgres::config::Host;
     let remote = config.get_hosts().iter().any(|host| match host {
         Host::Tcp(name) => {
-            name != "localhost" && !name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            name != "localhost"
+                && !name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
         }
         #[cfg(unix)]
         Host::Unix(_) => false,
@@ -139,9 +142,7 @@ fn roots(path: Option<&PathBuf>) -> Result<RootCertStore, String> {
     let field = "database.ssl_root_cert";
     let mut roots = RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = match path {
-        Some(p) if p.as_os_str() == SYSTEM_ROOTS => {
-            rustls_native_certs::load_native_certs().certs
-        }
+        Some(p) if p.as_os_str() == SYSTEM_ROOTS => rustls_native_certs::load_native_certs().certs,
         Some(p) => CertificateDer::pem_file_iter(p)
             .and_then(|certs| certs.collect::<Result<_, _>>())
             .map_err(|e| format!("{field}: {}: {e}", p.display()))?,
@@ -177,7 +178,12 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -186,7 +192,12 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -107,7 +107,10 @@ pub enum ConnectError {
 
 /// Checks `nats.auth` and `nats.tls` (one call in `Settings::validate`).
 pub fn validate(settings: &NatsSettings) -> Result<(), SettingsError> {
-    let result = settings.auth.validate().and_then(|()| settings.tls.validate());
+    let result = settings
+        .auth
+        .validate()
+        .and_then(|()| settings.tls.validate());
     result.map_err(|e| match e {
         ConnectError::Settings { field, problem } => SettingsError::Invalid { field, problem },
         other => SettingsError::Invalid {
@@ -368,9 +371,9 @@ async fn options(settings: &NatsSettings, name: &str) -> Result<ConnectOptions, 
     let options = ConnectOptions::new()
         .name(name)
         .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(2).min(Duration::from_secs(
-            settings.connect_timeout_secs.max(1),
-        )))
+        .connection_timeout(
+            Duration::from_secs(2).min(Duration::from_secs(settings.connect_timeout_secs.max(1))),
+        )
         .event_callback(|event| async move {
             match event {
                 Event::Connected => tracing::info!("NATS connection (re)established"),

@@ -69,7 +69,10 @@ impl PrivateNats {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "private nats-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -96,7 +99,12 @@ fn daemon_settings(nats: &PrivateNats, sim_base: &str, password_file: &Path) -> 
     s
 }
 
-async fn as_consumer(url: &str) -> (async_nats::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
+async fn as_consumer(
+    url: &str,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let client = async_nats::ConnectOptions::with_user_and_password(
         "consumer".into(),
@@ -129,15 +137,22 @@ async fn the_daemon_appends_with_its_credentials_and_the_consumer_only_reads() {
 
     let settings = daemon_settings(&nats, &sim_base, &password_file);
     let schema = settings.database.schema.clone();
-    let app = App::build(settings).await.expect("the daemon starts with its credentials");
+    let app = App::build(settings)
+        .await
+        .expect("the daemon starts with its credentials");
     let api = format!("http://{}", app.local_addr());
     let stop = app.stop_token();
     let task = tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
 
     // A login appends user.registered and user.logged_in; /v1/me reads the projection.
-    let code = sim_control(&http, &sim_base, "/sim/mini/login-codes", json!({"openid": "o-auth"}))
-        .await["code"]
+    let code = sim_control(
+        &http,
+        &sim_base,
+        "/sim/mini/login-codes",
+        json!({"openid": "o-auth"}),
+    )
+    .await["code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -150,7 +165,10 @@ async fn the_daemon_appends_with_its_credentials_and_the_consumer_only_reads() {
         .json()
         .await
         .unwrap();
-    let token = login["token"].as_str().expect("login answered a token").to_owned();
+    let token = login["token"]
+        .as_str()
+        .expect("login answered a token")
+        .to_owned();
     let projected = eventually(Duration::from_secs(10), || {
         let request = http.get(format!("{api}/v1/me")).bearer_auth(&token).send();
         async move { request.await.is_ok_and(|r| r.status() == StatusCode::OK) }
@@ -162,7 +180,10 @@ async fn the_daemon_appends_with_its_credentials_and_the_consumer_only_reads() {
     let (consumer_client, mut server_errors) = as_consumer(&nats.url).await;
     let mut js = jetstream::new(consumer_client.clone());
     js.set_timeout(Duration::from_secs(1));
-    let mut stream = js.get_stream("WXLEDGER").await.expect("consumer sees the stream");
+    let mut stream = js
+        .get_stream("WXLEDGER")
+        .await
+        .expect("consumer sees the stream");
     let before = stream.info().await.unwrap().state.last_sequence;
     assert!(before >= 1, "the login appended its event");
     let reader = stream
@@ -183,7 +204,10 @@ async fn the_daemon_appends_with_its_credentials_and_the_consumer_only_reads() {
         .publish("wxledger.payment.notified", forged.into())
         .await
         .expect("the client sends it");
-    assert!(publish.await.is_err(), "no acknowledgement for a refused publish");
+    assert!(
+        publish.await.is_err(),
+        "no acknowledgement for a refused publish"
+    );
     let refusal = tokio::time::timeout(Duration::from_secs(5), server_errors.recv())
         .await
         .expect("the server says why")
@@ -201,8 +225,12 @@ async fn the_daemon_appends_with_its_credentials_and_the_consumer_only_reads() {
 
     // Anonymous clients are refused.
     let anonymous = async_nats::connect(&nats.url).await;
-    let err = anonymous.err().expect("anonymous access is refused");
-    assert_eq!(err.kind(), async_nats::ConnectErrorKind::AuthorizationViolation, "{err}");
+    let err = anonymous.expect_err("anonymous access is refused");
+    assert_eq!(
+        err.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{err}"
+    );
 
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
@@ -227,17 +255,31 @@ async fn a_daemon_without_or_with_wrong_credentials_fails_at_once_saying_so() {
     let started = Instant::now();
     let err = App::build(settings).await.err().expect("refused");
     let msg = err.to_string();
-    assert!(started.elapsed() < Duration::from_secs(3), "at once: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "at once: {:?}",
+        started.elapsed()
+    );
     assert!(msg.contains("authorization failed"), "{msg}");
     assert!(msg.contains(&nats.url), "{msg}");
     drop_schema(&crate::common::database_url(), &schema).await;
 
     let mut settings = unauthenticated();
     // A wrong password, given in the URL: refused too, and the URL shown without it.
-    settings.nats.url = nats.url.replace("nats://", "nats://wxledger:not-the-password@");
+    settings.nats.url = nats
+        .url
+        .replace("nats://", "nats://wxledger:not-the-password@");
     let started = Instant::now();
-    let msg = EventLog::connect(&settings.nats).await.err().unwrap().to_string();
-    assert!(started.elapsed() < Duration::from_secs(3), "at once: {:?}", started.elapsed());
+    let msg = EventLog::connect(&settings.nats)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "at once: {:?}",
+        started.elapsed()
+    );
     assert!(msg.contains("authorization failed"), "{msg}");
     assert!(!msg.contains("not-the-password"), "{msg}");
     assert!(msg.contains("nats://***@127.0.0.1"), "{msg}");
@@ -246,7 +288,9 @@ async fn a_daemon_without_or_with_wrong_credentials_fails_at_once_saying_so() {
     settings.nats.url = nats.url.clone();
     settings.nats.auth.user = Some("wxledger".into());
     settings.nats.auth.password = Some(DAEMON_PASSWORD.into());
-    EventLog::connect(&settings.nats).await.expect("the daemon's credentials work");
+    EventLog::connect(&settings.nats)
+        .await
+        .expect("the daemon's credentials work");
 }
 
 fn new_dir(kind: &str) -> PathBuf {
@@ -303,13 +347,22 @@ async fn nats_tls_with_a_ca_and_client_certificate_and_a_clear_error_without() {
     s.nats.tls.cert_file = Some(dir.join("client.pem"));
     s.nats.tls.key_file = Some(dir.join("client-key.pem"));
     s.validate().expect("valid settings");
-    let log = EventLog::connect(&s.nats).await.expect("connects over TLS with a client certificate");
+    let log = EventLog::connect(&s.nats)
+        .await
+        .expect("connects over TLS with a client certificate");
     assert!(log.is_connected());
 
     // Without our CA the server's certificate is not trusted: a TLS error, at once.
     s.nats.tls.ca_file = None;
     let started = Instant::now();
     let msg = EventLog::connect(&s.nats).await.err().unwrap().to_string();
-    assert!(msg.contains("TLS failed") && msg.contains(&nats.url), "{msg}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        msg.contains("TLS failed") && msg.contains(&nats.url),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

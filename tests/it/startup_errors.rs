@@ -39,7 +39,10 @@ async fn a_closed_nats_port_is_named_within_connect_timeout() {
     let started = Instant::now();
     let msg = EventLog::connect(&s.nats).await.err().unwrap().to_string();
     let elapsed = started.elapsed();
-    assert!(msg.contains(&url) && msg.contains("connection refused"), "{msg}");
+    assert!(
+        msg.contains(&url) && msg.contains("connection refused"),
+        "{msg}"
+    );
     assert!(msg.contains("gave up after 1 s"), "{msg}");
     // Not the 6 s of a JetStream request timing out: the setting bounds the wait.
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
@@ -52,8 +55,15 @@ async fn an_unknown_nats_host_is_a_dns_failure() {
     s.nats.connect_timeout_secs = 1;
     let started = Instant::now();
     let msg = EventLog::connect(&s.nats).await.err().unwrap().to_string();
-    assert!(msg.contains("no-such-host.invalid") && msg.contains("DNS"), "{msg}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        msg.contains("no-such-host.invalid") && msg.contains("DNS"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -82,7 +92,10 @@ async fn an_unreachable_postgres_is_waited_for_then_named() {
     s.database.url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/test");
     s.database.connect_timeout_secs = 1;
     let (msg, elapsed) = start_error(s).await;
-    assert!(msg.contains(&format!("127.0.0.1:{port}/test as postgres")), "{msg}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}/test as postgres")),
+        "{msg}"
+    );
     assert!(msg.contains("gave up after 1 s"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");

@@ -17,7 +17,10 @@ fn urls_lose_their_credentials_in_messages() {
         redact_url("nats://wxledger:s3cret@nats:4222"),
         "nats://***@nats:4222"
     );
-    assert_eq!(redact_url("tls://tok3n@a:4222,nats://b:4222"), "tls://***@a:4222,nats://b:4222");
+    assert_eq!(
+        redact_url("tls://tok3n@a:4222,nats://b:4222"),
+        "tls://***@a:4222,nats://b:4222"
+    );
     assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
     assert_eq!(redact_url("localhost"), "localhost");
 }
@@ -35,13 +38,19 @@ fn one_auth_method_at_a_time_and_each_complete() {
     assert!(err.contains("nats.auth.user"), "{err}");
     let both = nats("[auth]\ntoken = \"t\"\ntoken_file = \"/run/secrets/t\"").unwrap();
     let err = validate(&both).unwrap_err().to_string();
-    assert!(err.contains("nats.auth.token: set it or its _file"), "{err}");
+    assert!(
+        err.contains("nats.auth.token: set it or its _file"),
+        "{err}"
+    );
     let cert_only = nats("[tls]\ncert_file = \"/etc/hostname\"").unwrap();
     let err = validate(&cert_only).unwrap_err().to_string();
     assert!(err.contains("nats.tls.cert_file"), "{err}");
     let missing_ca = nats("[tls]\nca_file = \"/nonexistent/ca.pem\"").unwrap();
     let err = validate(&missing_ca).unwrap_err().to_string();
-    assert!(err.contains("nats.tls.ca_file: /nonexistent/ca.pem: no such file"), "{err}");
+    assert!(
+        err.contains("nats.tls.ca_file: /nonexistent/ca.pem: no such file"),
+        "{err}"
+    );
     let err = nats("[auth]\npasword = \"pw\"").unwrap_err();
     assert!(err.contains("pasword"), "unknown keys are refused: {err}");
 }
@@ -65,6 +74,7 @@ fn a_secret_comes_from_its_file_without_the_trailing_newline() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
 fn credentials_come_from_the_environment_and_never_show_in_debug_output() {
     figment::Jail::expect_with(|jail| {
         jail.set_env("WXLEDGER__NATS__AUTH__USER", "wxledger");
@@ -89,6 +99,9 @@ async fn a_bad_nkey_seed_is_a_settings_error() {
     let mut s = NatsSettings::default();
     s.auth.nkey_seed = Some("SUnot-a-seed".into());
     let err = connect(&s, "test").await.unwrap_err().to_string();
-    assert!(err.contains("nats.auth.nkey_seed: not an NKey seed"), "{err}");
+    assert!(
+        err.contains("nats.auth.nkey_seed: not an NKey seed"),
+        "{err}"
+    );
     assert!(!err.contains("SUnot-a-seed"), "{err}");
 }
