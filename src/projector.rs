@@ -50,7 +50,7 @@ impl From<tokio_postgres::Error> for ProjectorError {
 
 /// Folds the stream into the schema's tables.
 pub struct Projector {
-    pg: tokio_postgres::Config,
+    pg: db::PgConfig,
     schema: String,
     log: EventLog,
     batch_size: usize,
@@ -61,7 +61,7 @@ pub struct Projector {
 impl Projector {
     /// A projector; `applied` receives the checkpoint after every commit.
     pub fn new(
-        pg: tokio_postgres::Config,
+        pg: db::PgConfig,
         schema: &str,
         log: EventLog,
         batch_size: usize,

@@ -269,6 +269,8 @@ pub fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, Repla
         schema: into.to_owned(),
         pool_size: 2,
         connect_timeout_secs: settings.database.connect_timeout_secs,
+        sslmode: settings.database.sslmode,
+        ssl_root_cert: settings.database.ssl_root_cert.clone(),
     })
 }
 

@@ -95,6 +95,10 @@ pub struct NatsSettings {
     pub ack_timeout_ms: u64,
     /// How long start-up waits for NATS before giving up, in seconds.
     pub connect_timeout_secs: u64,
+    /// Credentials (`[nats.auth]`): user/password, token, NKey seed or `.creds` file.
+    pub auth: crate::events::connect::NatsAuthSettings,
+    /// TLS to NATS (`[nats.tls]`).
+    pub tls: crate::events::connect::NatsTlsSettings,
 }
 
 impl Default for NatsSettings {
@@ -108,6 +112,8 @@ impl Default for NatsSettings {
             duplicate_window_secs: 120,
             ack_timeout_ms: 3_000,
             connect_timeout_secs: 30,
+            auth: Default::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -147,6 +153,12 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     /// How long start-up waits for Postgres before giving up, in seconds.
     pub connect_timeout_secs: u64,
+    /// TLS to Postgres, as libpq's `sslmode`: `disable`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full` (what a remote Postgres should use).
+    pub sslmode: crate::db::tls::SslMode,
+    /// PEM file of the CA that signed the server's certificate (for `verify-ca` and
+    /// `verify-full`), or `"system"` for the operating system's roots.
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 impl Default for DatabaseSettings {
@@ -156,6 +168,8 @@ impl Default for DatabaseSettings {
             schema: "public".into(),
             pool_size: 16,
             connect_timeout_secs: 30,
+            sslmode: Default::default(),
+            ssl_root_cert: None,
         }
     }
 }
@@ -697,6 +711,8 @@ impl Settings {
         if self.nats.duplicate_window_secs == 0 {
             return Err(invalid("nats.duplicate_window_secs", "must be positive"));
         }
+        crate::events::connect::validate(&self.nats)?;
+        crate::db::tls::validate(&self.database)?;
         if !is_token(&self.database.schema)
             || self.database.schema.contains('-')
             || self

@@ -31,15 +31,30 @@ pub enum StartError {
     /// Postgres or a migration.
     #[error("database: {0}")]
     Db(DbError),
-    /// The listener.
-    #[error("http.listen: {0}")]
-    Bind(std::io::Error),
+    /// The listener could not be bound (address in use, not ours, no permission).
+    #[error("http.listen {addr}: {}", bind_cause(.source))]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// WeChat Pay's keys.
     #[error("pay: {0}")]
     Pay(String),
     /// Production settings without their credentials, or with development ones.
     #[error("{0}")]
     Settings(SettingsError),
+}
+
+/// "address in use" rather than "Address already in use (os error 98)".
+fn bind_cause(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address in use".into(),
+        std::io::ErrorKind::AddrNotAvailable => "no such local address".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
 }
 
 impl From<LogError> for StartError {
@@ -80,7 +95,10 @@ impl App {
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<Self, StartError> {
         let listener = TcpListener::bind(settings.http.listen)
             .await
-            .map_err(StartError::Bind)?;
+            .map_err(|source| StartError::Bind {
+                addr: settings.http.listen,
+                source,
+            })?;
         Self::build_on(settings, clock, listener).await
     }
 
@@ -112,6 +130,7 @@ impl App {
         let pool = db::pool(&settings.database)?;
         db::wait_until_up(
             &pool,
+            &db::pg_config(&settings.database)?.target(),
             Duration::from_secs(settings.database.connect_timeout_secs),
         )
         .await?;

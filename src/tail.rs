@@ -2,8 +2,6 @@
 //! (the same kind the projector reads with), one JSON line per event. Read-only: it
 //! never creates or changes the stream.
 
-use std::time::Duration;
-
 use async_nats::{
     header::NATS_MESSAGE_ID,
     jetstream::{self, consumer},
@@ -86,13 +84,8 @@ pub async fn tail(
     options: &TailOptions,
     mut emit: impl FnMut(&TailLine) -> std::io::Result<()>,
 ) -> Result<u64, TailError> {
-    let connect = async_nats::ConnectOptions::new()
-        .name("wxledger-tail")
-        .connection_timeout(Duration::from_secs(2))
-        .connect(settings.url.as_str());
-    let client = tokio::time::timeout(Duration::from_secs(settings.connect_timeout_secs), connect)
+    let client = crate::events::connect::connect(settings, "wxledger-tail")
         .await
-        .map_err(|_| TailError::Unavailable(format!("no answer from {}", settings.url)))?
         .map_err(|e| TailError::Unavailable(e.to_string()))?;
     let js = jetstream::new(client.clone());
     let mut stream = js

@@ -316,6 +316,8 @@ pub async fn run(
             schema: scratch.clone(),
             pool_size: 1,
             connect_timeout_secs: settings.database.connect_timeout_secs,
+            sslmode: settings.database.sslmode,
+            ssl_root_cert: settings.database.ssl_root_cert.clone(),
         };
         let rebuild = db::connect_dedicated(&db::pg_config(&scratch_db)?).await?;
 

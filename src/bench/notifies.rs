@@ -42,6 +42,8 @@ pub async fn run(mut settings: Settings, count: usize, concurrency: usize) -> an
     let db_settings = crate::settings::DatabaseSettings {
         url: settings.database.url.clone(),
         schema: settings.database.schema.clone(),
+        sslmode: settings.database.sslmode,
+        ssl_root_cert: settings.database.ssl_root_cert.clone(),
         ..Default::default()
     };
     let app = App::build_on(settings, crate::clock::system(), listener).await?;

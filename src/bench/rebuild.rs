@@ -156,6 +156,8 @@ async fn measure(
         schema: copy_schema.clone(),
         pool_size: 1,
         connect_timeout_secs: settings.database.connect_timeout_secs,
+        sslmode: settings.database.sslmode,
+        ssl_root_cert: settings.database.ssl_root_cert.clone(),
     };
     let pool = db::pool(&copy_settings)?;
     db::migrate(&pool, &copy_schema).await?;

@@ -700,6 +700,7 @@ mod tests {
                 schema: format!("t_pay_{}", &Uuid::new_v4().simple().to_string()[..10]),
                 pool_size: 1,
                 connect_timeout_secs: 5,
+                ..Default::default()
             };
             let pool = db::pool(&settings).unwrap();
             db::migrate(&pool, &settings.schema).await.unwrap();

@@ -27,6 +27,9 @@ pub enum LogError {
     /// with the same message id is deduplicated.
     #[error("append not acknowledged: {0}")]
     NotAcknowledged(String),
+    /// No connection could be had at start (the cause and URL named).
+    #[error(transparent)]
+    Connect(#[from] super::connect::ConnectError),
     /// Any other NATS or JetStream failure.
     #[error("jetstream: {0}")]
     Jetstream(String),
@@ -87,17 +90,7 @@ impl EventLog {
     }
 
     async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
-        let connect = async_nats::ConnectOptions::new()
-            .name("wxledger")
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(2))
-            .connect(settings.url.as_str());
-        let client =
-            tokio::time::timeout(Duration::from_secs(settings.connect_timeout_secs), connect)
-                .await
-                .map_err(|_| LogError::Disconnected)?
-                .map_err(js_err)?;
+        let client = super::connect::connect(settings, "wxledger").await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(settings.ack_timeout_ms));
         Ok(Self {

@@ -3,6 +3,7 @@
 //! An event's type (`user.phone_bound`) and version (`1`) name its JSON Schema in
 //! `schema/`; [`Event::decode`] is the one place that reads old versions (upcasting).
 
+pub mod connect;
 pub mod log;
 pub mod pay;
 pub mod refund;

@@ -164,7 +164,7 @@ impl From<tokio_postgres::Error> for PublishError {
 
 /// Publishes the outbox of one schema.
 pub struct Publisher {
-    pg: tokio_postgres::Config,
+    pg: db::PgConfig,
     schema: String,
     stream: OutcomeStream,
     applied: watch::Receiver<u64>,
@@ -180,7 +180,7 @@ impl Publisher {
     /// A publisher of the outbox in `schema` to `stream`; it wakes when `applied` changes
     /// (the local projector's commits) and every `poll`.
     pub fn new(
-        pg: tokio_postgres::Config,
+        pg: db::PgConfig,
         schema: &str,
         stream: OutcomeStream,
         applied: watch::Receiver<u64>,

@@ -27,6 +27,7 @@ fn db_settings(schema: &str) -> DatabaseSettings {
         schema: schema.to_owned(),
         pool_size: 2,
         connect_timeout_secs: 5,
+        ..Default::default()
     }
 }
 
