@@ -16,6 +16,7 @@ pub mod events;
 pub mod expiry;
 pub mod finance;
 pub mod fold;
+pub mod limits;
 pub mod metrics;
 pub mod outcomes;
 pub mod projector;

@@ -65,6 +65,7 @@ pub struct App {
     reconcile_every: Duration,
     reconcile_after: Duration,
     certificates_every: Duration,
+    connections: crate::limits::ConnectionLimits,
 }
 
 impl App {
@@ -178,6 +179,7 @@ impl App {
             ),
             max_notify_bytes: settings.pay.max_notify_bytes,
             admin_token: settings.auth.admin_token.clone(),
+            limits: crate::limits::Limits::new(&settings.limits),
         });
         Ok(Self {
             listener,
@@ -196,6 +198,7 @@ impl App {
             } else {
                 Duration::MAX
             },
+            connections: crate::limits::ConnectionLimits::new(&settings.limits),
         })
     }
 
@@ -238,8 +241,12 @@ impl App {
             self.certificates_every,
             stop.child_token(),
         ));
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serve = crate::limits::serve(
+            self.listener,
+            self.router,
+            self.connections,
+            stop.clone(),
+        );
         let served = tokio::spawn(async move { serve.await });
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {
