@@ -241,12 +241,8 @@ impl App {
             self.certificates_every,
             stop.child_token(),
         ));
-        let serve = crate::limits::serve(
-            self.listener,
-            self.router,
-            self.connections,
-            stop.clone(),
-        );
+        let serve =
+            crate::limits::serve(self.listener, self.router, self.connections, stop.clone());
         let served = tokio::spawn(async move { serve.await });
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {

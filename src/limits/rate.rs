@@ -251,7 +251,10 @@ mod tests {
         let limits = RateLimits::new(&settings());
         assert!(limits.is_per_principal(Action::Recharge));
         assert!(!limits.is_per_principal(Action::Login));
-        let (a, b) = (Principal::User(Uuid::new_v4()), Principal::User(Uuid::new_v4()));
+        let (a, b) = (
+            Principal::User(Uuid::new_v4()),
+            Principal::User(Uuid::new_v4()),
+        );
         for i in 0..2u8 {
             let ip = IpAddr::from([198, 51, 100, i]);
             limits.check(Action::Recharge, Some(ip), Some(a)).unwrap();

@@ -223,7 +223,10 @@ mod tests {
         let d = LimitSettings::default();
         d.validate().unwrap();
         assert!(d.webhook_timeout_ms < WECHAT_NOTIFY_DEADLINE_MS);
-        assert!(d.trusted_proxies.is_empty(), "X-Forwarded-For is ignored by default");
+        assert!(
+            d.trusted_proxies.is_empty(),
+            "X-Forwarded-For is ignored by default"
+        );
         let late = LimitSettings {
             webhook_timeout_ms: 5_000,
             ..LimitSettings::default()

@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod faults;
+mod limits;
 mod log;
 mod login;
 mod operations;
