@@ -13,7 +13,7 @@ use crate::settings::SettingsError;
 const WECHAT_NOTIFY_DEADLINE_MS: u64 = 5_000;
 
 /// Timeouts, the connection limit and the rate limits of the HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     /// How long a client may take to send a request's headers, in milliseconds. An idle
@@ -243,6 +243,30 @@ mod tests {
             ..LimitSettings::default()
         };
         off.validate().unwrap();
+    }
+
+    #[test]
+    fn the_example_file_shows_the_defaults() {
+        use figment::providers::Format;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wxledger.example.toml");
+        let example: LimitSettings = figment::Figment::new()
+            .merge(figment::providers::Toml::file_exact(path))
+            .extract_inner("limits")
+            .expect("[limits] parses");
+        assert_eq!(example, LimitSettings::default());
+        let proxies: LimitSettings = figment::Figment::new()
+            .merge(figment::providers::Toml::string(
+                "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.10\"]",
+            ))
+            .extract_inner("limits")
+            .unwrap();
+        assert_eq!(proxies.trusted_proxies.len(), 2);
+        let bad = figment::Figment::new()
+            .merge(figment::providers::Toml::string(
+                "[limits]\ntrusted_proxies = [\"proxy.local\"]",
+            ))
+            .extract_inner::<LimitSettings>("limits");
+        assert!(bad.is_err());
     }
 
     #[test]
