@@ -243,7 +243,7 @@ impl App {
         ));
         let serve =
             crate::limits::serve(self.listener, self.router, self.connections, stop.clone());
-        let served = tokio::spawn(async move { serve.await });
+        let served = tokio::spawn(serve);
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {
             Ok(joined) => joined.unwrap_or(Ok(())),
