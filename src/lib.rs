@@ -17,6 +17,7 @@ pub mod expiry;
 pub mod finance;
 pub mod fold;
 pub mod healthcheck;
+pub mod limits;
 pub mod metrics;
 pub mod outcomes;
 pub mod projector;

@@ -51,6 +51,8 @@ pub struct Settings {
     pub outcomes: OutcomeSettings,
     /// The WeChat simulator (`wxledger sim`).
     pub sim: SimSettings,
+    /// Timeouts, the connection limit and rate limits of the HTTP listener.
+    pub limits: crate::limits::LimitSettings,
 }
 
 /// The daemon's HTTP listener.
@@ -791,6 +793,7 @@ impl Settings {
             }
         }
         self.validate_pay()?;
+        self.limits.validate()?;
         if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
             return Err(invalid(
                 "sim.time_factor",

@@ -83,6 +83,7 @@ pub struct App {
     reconcile_every: Duration,
     reconcile_after: Duration,
     certificates_every: Duration,
+    connections: crate::limits::ConnectionLimits,
 }
 
 impl App {
@@ -207,6 +208,7 @@ impl App {
             admin_token: (!settings.auth.admin_disabled)
                 .then(|| settings.auth.admin_token.clone())
                 .flatten(),
+            limits: crate::limits::Limits::new(&settings.limits),
         });
         Ok(Self {
             listener,
@@ -225,6 +227,7 @@ impl App {
             } else {
                 Duration::MAX
             },
+            connections: crate::limits::ConnectionLimits::new(&settings.limits),
         })
     }
 
@@ -267,9 +270,9 @@ impl App {
             self.certificates_every,
             stop.child_token(),
         ));
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let served = tokio::spawn(async move { serve.await });
+        let serve =
+            crate::limits::serve(self.listener, self.router, self.connections, stop.clone());
+        let served = tokio::spawn(serve);
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {
             Ok(joined) => joined.unwrap_or(Ok(())),

@@ -24,7 +24,8 @@ ERROR_CODES = {
     "session_expired": "No session key on file: log in again first.",
     "watermark_mismatch": "The phone data was issued to another app.",
     "phone_taken": "The phone number is bound to another user.",
-    "rate_limited": "WeChat rate-limited the user.",
+    "rate_limited": "Too many requests: over a limits.* rate of wxledger (429 with Retry-After; nothing was called or recorded) or WeChat's (45011).",
+    "timeout": "The body did not arrive within limits.body_read_timeout_ms (408; nothing recorded), or the request took longer than limits.request_timeout_ms (503; it may have been recorded: retry with the same Idempotency-Key).",
     "risky_user": "WeChat refused the user as risky.",
     "wechat_busy": "WeChat answered -1 after every retry.",
     "wechat_unavailable": "WeChat could not be reached.",
@@ -75,11 +76,17 @@ no = {"name": "out_trade_no", "in": "path", "required": True, "schema": {"type":
 auth_errors = ("missing_token", "invalid_token", "token_expired")
 amount = {"type": "integer", "minimum": 1, "description": "Fen: a JSON integer (no fraction, no string), at most pay.max_amount_fen."}
 
-def op(summary, responses, security=None, params=None, request=None, errors=()):
+limited = {"429": {"description": "rate_limited: over a limits.* rate; retry after Retry-After seconds. Nothing was called or recorded.",
+    "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}
+
+def op(summary, responses, security=None, params=None, request=None, errors=(), rate_limited=False):
     o = {"summary": summary, "responses": dict(responses)}
     if errors:
         o["responses"]["4XX"] = err(*errors)
-    o["responses"]["5XX"] = err("unavailable", "internal", "not_yet_applied")
+    if rate_limited:
+        o["responses"].update(limited)
+    o["responses"]["5XX"] = err("unavailable", "internal", "not_yet_applied", "timeout")
     if security is not None:
         o["security"] = security
     if params:
@@ -91,11 +98,11 @@ def op(summary, responses, security=None, params=None, request=None, errors=()):
 paths = {
  "/v1/auth/login": {"post": op("Exchange a wx.login code for a bearer token; registers on first login.",
      ok("Logged in", ref("Login")), request=body({"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}),
-     errors=("invalid_field", "malformed_json", "invalid_code", "rate_limited", "risky_user"))},
+     errors=("invalid_field", "malformed_json", "invalid_code", "rate_limited", "risky_user"), rate_limited=True)},
  "/v1/me": {"get": op("The caller, with the phone masked and the wallet balance.", ok("The user", ref("User")), bearer, errors=auth_errors + ("unknown_user",))},
  "/v1/me/phone": {"post": op("Bind a phone number: {code} or {encrypted_data, iv}.", ok("Bound", ref("User")), bearer,
      request=body({"type": "object", "properties": {"code": {"type": "string"}, "encrypted_data": {"type": "string"}, "iv": {"type": "string"}}}),
-     errors=auth_errors + ("invalid_field", "invalid_phone_code", "invalid_encrypted_data", "session_expired", "watermark_mismatch", "phone_taken"))},
+     errors=auth_errors + ("invalid_field", "invalid_phone_code", "invalid_encrypted_data", "session_expired", "watermark_mismatch", "phone_taken"), rate_limited=True)},
  "/v1/me/profile": {"put": op("Set nickname and avatar.", ok("Updated", ref("User")), bearer,
      request=body({"type": "object", "required": ["nickname"], "properties": {"nickname": {"type": "string"}, "avatar_url": {"type": ["string", "null"]}}}),
      errors=auth_errors + ("invalid_field",))},
@@ -104,16 +111,16 @@ paths = {
      errors=auth_errors + ("invalid_field", "malformed_json", "invalid_idempotency_key", "idempotency_key_reused"))},
  "/v1/orders/{out_trade_no}": {"get": op("One of the caller's orders.", ok("The order", ref("Order")), bearer, [no], errors=auth_errors + ("order_not_found",))},
  "/v1/orders/{out_trade_no}/wechat-pay": {"post": op("WeChat Pay JSAPI prepay; returns exactly wx.requestPayment's params.", ok("Params", ref("PayParams")), bearer, [no],
-     errors=auth_errors + ("order_not_found", "order_paid", "order_closed", "order_expired", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable"))},
+     errors=auth_errors + ("order_not_found", "order_paid", "order_closed", "order_expired", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable"), rate_limited=True)},
  "/v1/orders/{out_trade_no}/balance-pay": {"post": op("Pay the order from the caller's wallet. Decided by the fold in stream order (two payments racing for one balance cannot both succeed); answers once decided.",
      ok("Paid (or already paid from the wallet)", ref("Order")), bearer, [no],
-     errors=auth_errors + ("order_not_found", "order_paid", "order_closed", "order_expired", "insufficient_balance", "not_payable_from_wallet"))},
+     errors=auth_errors + ("order_not_found", "order_paid", "order_closed", "order_expired", "insufficient_balance", "not_payable_from_wallet"), rate_limited=True)},
  "/v1/me/orders": {"get": op("The caller's newest 100 orders.", ok("Orders", {"type": "object", "properties": {"orders": {"type": "array", "items": ref("Order")}}}), bearer, errors=auth_errors)},
  "/v1/me/ledger": {"get": op("The wallet's balance and newest 100 postings.", ok("Ledger", ref("Ledger")), bearer, errors=auth_errors)},
  "/v1/recharges": {"post": op("Place a wallet recharge and get its wx.requestPayment params.",
      {**ok("Placed", ref("Recharge"), "201"), **ok("The same recharge again (Idempotency-Key seen)", ref("Recharge"))}, bearer, [idem],
      body({"type": "object", "required": ["amount"], "properties": {"amount": amount}}),
-     errors=auth_errors + ("invalid_field", "malformed_json", "invalid_idempotency_key", "idempotency_key_reused", "wechat_pay_error", "wechat_pay_unavailable"))},
+     errors=auth_errors + ("invalid_field", "malformed_json", "invalid_idempotency_key", "idempotency_key_reused", "wechat_pay_error", "wechat_pay_unavailable"), rate_limited=True)},
  "/v1/admin/orders/{out_trade_no}/sync": {"post": op("Query WeChat Pay for the order (recording a final answer as payment.queried) and bring its refunds up to date (sending again a refund whose answer was lost; recording a changed status as refund.queried).",
      ok("WeChat's state and the order and refunds after it", {"type": "object", "properties": {"wechat_trade_state": {"type": "string"}, "recorded": {"type": "boolean"}, "order": ref("Order"), "refunds": {"type": "array", "items": ref("Refund")}}}), admin, [no],
      errors=("admin_disabled", "invalid_admin_token", "order_not_found", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable"))},
@@ -121,21 +128,21 @@ paths = {
    "post": op("Refund part or all of a paid order. Checked here and again by the fold (which sets the amount aside), then sent to WeChat Pay; an order paid from the wallet is refunded to the wallet at once.",
      {**ok("Requested (usually processing; succeeded for a wallet-paid order)", ref("RefundAnswer"), "201"), **ok("The same refund again (out_refund_no or Idempotency-Key seen)", ref("RefundAnswer"))}, admin, [no, idem],
      body({"type": "object", "required": ["amount"], "properties": {"amount": amount, "reason": {"type": "string", "maxLength": 80}, "out_refund_no": {"type": "string", "pattern": "^[A-Za-z0-9_|*@-]{1,64}$"}}}),
-     errors=("admin_disabled", "invalid_admin_token", "invalid_field", "malformed_json", "invalid_idempotency_key", "order_not_found", "order_not_paid", "refund_exceeds_paid", "insufficient_balance", "refund_rejected", "refund_refused", "out_refund_no_taken", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable")),
+     errors=("admin_disabled", "invalid_admin_token", "invalid_field", "malformed_json", "invalid_idempotency_key", "order_not_found", "order_not_paid", "refund_exceeds_paid", "insufficient_balance", "refund_rejected", "refund_refused", "out_refund_no_taken", "wechat_pay_error", "wechat_pay_unverified", "wechat_pay_unavailable"), rate_limited=True),
    "get": op("The order's refunds, oldest first.", ok("Refunds", {"type": "object", "properties": {"refunds": {"type": "array", "items": ref("Refund")}}}), admin, [no],
      errors=("admin_disabled", "invalid_admin_token", "order_not_found"))},
  "/v1/admin/failures": {"get": op("The failure log, newest first.", ok("Failures", {"type": "object", "properties": {"failures": {"type": "array", "items": ref("Failure")}}}), admin,
      [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
      errors=("admin_disabled", "invalid_admin_token", "invalid_field"))},
  "/webhooks/wechatpay": {"post": {"summary": "WeChat Pay v3 notifies. 204 once the verified, decrypted notify is durable on the stream.",
-     "description": "Payment (TRANSACTION.SUCCESS) and refund (REFUND.SUCCESS, REFUND.ABNORMAL, REFUND.CLOSED) notifies. Refusals answer {\"code\":\"FAIL\",\"message\":...} with 401 (signtest, unknown_serial, bad_signature), 400 (malformed, stale_timestamp, wrong_algorithm, undecryptable, unsupported_event), 413 (too_large) or 503 (log_unavailable: WeChat retries). The reason is the `outcome` label of wxledger_notifies_total.",
+     "description": "Payment (TRANSACTION.SUCCESS) and refund (REFUND.SUCCESS, REFUND.ABNORMAL, REFUND.CLOSED) notifies. Refusals answer {\"code\":\"FAIL\",\"message\":...} with 401 (signtest, unknown_serial, bad_signature), 400 (malformed, stale_timestamp, wrong_algorithm, undecryptable, unsupported_event), 413 (too_large) or 503 (log_unavailable: WeChat retries). The reason is the `outcome` label of wxledger_notifies_total. Over limits.webhook_per_ip the answer is 429 `rate_limited`, past limits.webhook_timeout_ms (below WeChat's 5 s) 408 or 503 `timeout`, both in the API's error envelope; WeChat retries either.",
      "parameters": [{"name": h, "in": "header", "required": h != "Wechatpay-Signature-Type", "schema": {"type": "string"}} for h in ["Wechatpay-Serial", "Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature-Type"]],
      "requestBody": body({"type": "object"}),
      "responses": {"204": {"description": "Recorded (or already recorded)."},
                    "4XX": {"description": "Refused; nothing recorded.", "content": {"application/json": {"schema": ref("WechatFail")}}},
                    "5XX": {"description": "Not recorded; retry.", "content": {"application/json": {"schema": ref("WechatFail")}}}}}},
  "/webhooks/wechatpay/v2": {"post": {"summary": "WeChat Pay API v2 (legacy merchants) XML notifies: payment notifies (verified `sign`) and refund notifies (decrypted `req_info`). 200 `<xml><return_code>SUCCESS</return_code>...` once the event is durable on the stream.",
-     "description": "Refusals answer `<xml><return_code>FAIL</return_code><return_msg>...</return_msg></xml>` with 401 (missing_sign, bad_signature), 400 (malformed, not_utf8, unsupported_encoding, doctype_refused, entity_refused, processing_instruction_refused, nested_element, duplicate_key, wrong_root, trailing_content, not_success, wrong_sign_type, merchant_mismatch, undecryptable, unsupported_event), 404 (v2_disabled: no pay.v2.api_key), 413 (too_large) or 503 (log_unavailable: WeChat retries). The reason is the `outcome` label of wxledger_notifies_v2_total.",
+     "description": "Refusals answer `<xml><return_code>FAIL</return_code><return_msg>...</return_msg></xml>` with 401 (missing_sign, bad_signature), 400 (malformed, not_utf8, unsupported_encoding, doctype_refused, entity_refused, processing_instruction_refused, nested_element, duplicate_key, wrong_root, trailing_content, not_success, wrong_sign_type, merchant_mismatch, undecryptable, unsupported_event), 404 (v2_disabled: no pay.v2.api_key), 413 (too_large) or 503 (log_unavailable: WeChat retries). The reason is the `outcome` label of wxledger_notifies_v2_total. Over limits.webhook_per_ip the answer is 429 `rate_limited`, past limits.webhook_timeout_ms (below WeChat's 5 s) 408 or 503 `timeout`, both in the API's error envelope; WeChat retries either.",
      "requestBody": {"required": True, "content": {"text/xml": {"schema": {"type": "string"}}}},
      "responses": {"200": {"description": "Recorded (or already recorded).", "content": {"text/xml": {"schema": {"type": "string"}}}},
                    "4XX": {"description": "Refused; nothing recorded.", "content": {"text/xml": {"schema": {"type": "string"}}}},

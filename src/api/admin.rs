@@ -13,12 +13,17 @@ use sha2::{Digest, Sha256};
 
 use serde_json::Value;
 
-use super::{orders::OrderView, ApiError, ApiJson, AppState, IdempotencyKey, RequestId};
+use super::{
+    limited::{self, Limited},
+    orders::OrderView,
+    ApiError, ApiJson, AppState, IdempotencyKey, RequestId,
+};
 use crate::{
     db::{orders, refunds},
     domain::{Fen, OutRefundNo, OutTradeNo, RefundReason},
     events::{Event, OrderKind, QueryReason, RefundRequested},
     fold::{wallet_account, Failure, Order, PaidWith, RefundRow, RefundState},
+    limits::Principal,
     reconcile::{self, Submitted},
 };
 
@@ -50,6 +55,7 @@ impl FromRequestParts<AppState> for Admin {
                 "send Authorization: Bearer <auth.admin_token>",
             ));
         }
+        parts.extensions.insert(Principal::Admin);
         Ok(Admin)
     }
 }
@@ -174,6 +180,7 @@ pub struct RefundAnswer {
 /// the wallet); 200 when this `out_refund_no` was seen with the same request.
 pub async fn refund_order(
     _: Admin,
+    _: Limited<limited::Refund>,
     State(app): State<AppState>,
     RequestId(request_id): RequestId,
     IdempotencyKey(key): IdempotencyKey,

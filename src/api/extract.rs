@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::auth::Tokens;
+use crate::{auth::Tokens, limits::Principal};
 
 /// A JSON body whose rejections are [`ApiError`]s with stable codes.
 pub struct ApiJson<T>(pub T);
@@ -74,7 +74,10 @@ where
                     "the Authorization header is not a bearer token",
                 )
             })?;
-        Ok(AuthUser(Tokens::from_ref(state).verify(token)?))
+        let user = Tokens::from_ref(state).verify(token)?;
+        // For the per-user rate limits (`Limited<_>`), which come after this extractor.
+        parts.extensions.insert(Principal::User(user));
+        Ok(AuthUser(user))
     }
 }
 

@@ -4,6 +4,7 @@ mod admin;
 mod error;
 mod extract;
 mod health;
+mod limited;
 mod operations;
 mod orders;
 mod pay_api;
@@ -82,6 +83,8 @@ pub struct Shared {
     pub max_notify_bytes: usize,
     /// The admin endpoints' bearer credential.
     pub admin_token: Option<secrecy::SecretString>,
+    /// Deadlines and rate limits.
+    pub limits: crate::limits::Limits,
 }
 
 impl AppState {
@@ -170,11 +173,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(operations::metrics))
         .route("/openapi.json", get(operations::openapi))
-        .layer(RequestBodyLimitLayer::new(max_body_bytes));
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limited::api_deadlines,
+        ));
     // The webhook reads its body itself, with its own limit and WeChat's error shape.
     let webhooks = Router::new()
         .route("/webhooks/wechatpay", post(webhook::wechatpay))
-        .route("/webhooks/wechatpay/v2", post(webhook_v2::wechatpay_v2));
+        .route("/webhooks/wechatpay/v2", post(webhook_v2::wechatpay_v2))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limited::webhook_deadlines,
+        ));
     api.merge(webhooks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId};
+use super::{
+    limited::{self, Limited},
+    ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId,
+};
 use crate::{
     db::{orders, users},
     domain::{Description, Fen, OutTradeNo},
@@ -111,6 +114,7 @@ pub async fn place_order(
 pub async fn place_recharge(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
+    _: Limited<limited::Recharge>,
     RequestId(request_id): RequestId,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<PlaceRecharge>,
@@ -245,6 +249,7 @@ pub async fn my_orders(
 pub async fn wechat_pay(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
+    _: Limited<limited::Prepay>,
     RequestId(request_id): RequestId,
     Path(no): Path<String>,
 ) -> Result<Json<PayParams>, ApiError> {
@@ -313,6 +318,7 @@ fn payable(app: &AppState, order: &Order) -> Result<(), ApiError> {
 pub async fn balance_pay(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
+    _: Limited<limited::BalancePay>,
     RequestId(request_id): RequestId,
     Path(no): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {

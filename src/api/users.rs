@@ -5,7 +5,10 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId};
+use super::{
+    limited::{self, Limited},
+    ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId,
+};
 use crate::{
     auth::user_id_for,
     crypto::decrypt_open_data,
@@ -34,6 +37,7 @@ pub struct LoginResponse {
 
 /// Exchanges a `wx.login` code for a bearer token; registers the user on first login.
 pub async fn login(
+    _: Limited<limited::Login>,
     State(app): State<AppState>,
     RequestId(request_id): RequestId,
     ApiJson(body): ApiJson<LoginRequest>,
@@ -150,6 +154,7 @@ fn bad_encrypted_data() -> ApiError {
 pub async fn bind_phone(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
+    _: Limited<limited::Phone>,
     RequestId(request_id): RequestId,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     ApiJson(body): ApiJson<PhoneRequest>,

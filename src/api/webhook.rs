@@ -3,7 +3,10 @@
 //! and only then answered 204. Anything that does not verify is refused with a 4xx
 //! and appends nothing; a log that cannot take the event gets a 5xx, so WeChat retries.
 
-use super::AppState;
+use super::{
+    limited::{self, Limited},
+    AppState,
+};
 use crate::{
     events::{Event, PaymentNotified, Refund, RefundEvidence, RefundNotified, Transaction},
     wechat::pay::{
@@ -44,7 +47,12 @@ const NOTIFIES: &str = "wxledger_notifies_total";
 const NOTIFIES_HELP: &str = "WeChat Pay notifies received, by outcome.";
 
 /// The webhook.
-pub async fn wechatpay(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn wechatpay(
+    _: Limited<limited::Webhook>,
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let result = accept(&app, &headers, body).await;
     tally(&app, NOTIFIES, NOTIFIES_HELP, &result);
     match result {

@@ -13,6 +13,7 @@ use axum::{
 };
 
 use super::{
+    limited::{self, Limited},
     webhook::{read_body, record, tally, Refusal},
     AppState,
 };
@@ -34,7 +35,11 @@ fn xml_answer(status: StatusCode, return_code: &str, return_msg: &str) -> Respon
 }
 
 /// The webhook.
-pub async fn wechatpay_v2(State(app): State<AppState>, body: Body) -> Response {
+pub async fn wechatpay_v2(
+    _: Limited<limited::Webhook>,
+    State(app): State<AppState>,
+    body: Body,
+) -> Response {
     let result = accept(&app, body).await;
     tally(&app, NOTIFIES, NOTIFIES_HELP, &result);
     match result {

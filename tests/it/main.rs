@@ -5,6 +5,7 @@ mod audit;
 mod common;
 mod compose;
 mod faults;
+mod limits;
 mod log;
 mod login;
 mod modes;
