@@ -38,6 +38,8 @@ pub struct Settings {
     pub outcomes: OutcomeSettings,
     /// The WeChat simulator (`wxledger sim`).
     pub sim: SimSettings,
+    /// Where `/metrics` is served.
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// The daemon's HTTP listener.
@@ -603,6 +605,7 @@ impl Settings {
                 problem: problem.into(),
             }
         }
+        self.metrics.validate(self.http.listen)?;
         if !(1..=5).contains(&self.nats.replicas) {
             return Err(invalid("nats.replicas", "must be between 1 and 5"));
         }

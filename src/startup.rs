@@ -34,6 +34,9 @@ pub enum StartError {
     /// The listener.
     #[error("http.listen: {0}")]
     Bind(std::io::Error),
+    /// The metrics listener.
+    #[error("metrics.listen: {0}")]
+    BindMetrics(std::io::Error),
     /// WeChat Pay's keys.
     #[error("pay: {0}")]
     Pay(String),
@@ -55,6 +58,8 @@ impl From<DbError> for StartError {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// `metrics.listen` and its router, when /metrics has a listener of its own.
+    metrics_listener: Option<(TcpListener, axum::Router)>,
     projector: Option<Projector>,
     publisher: Option<Publisher>,
     log: EventLog,
@@ -101,6 +106,16 @@ impl App {
                 "NO WECHAT CREDENTIALS CONFIGURED: running against the WeChat simulator"
             );
         }
+        let metrics = Metrics::new();
+        metrics.configure(&settings.metrics);
+        let metrics_listener = match settings.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(StartError::BindMetrics)?,
+            ),
+            None => None,
+        };
         let pool = db::pool(&settings.database)?;
         db::wait_until_up(
             &pool,
@@ -121,10 +136,12 @@ impl App {
                 Duration::from_millis(settings.projector.batch_linger_ms),
                 applied_tx,
             )
+            .with_metrics(metrics.clone())
         });
 
         let pay = PayClient::new(&settings.pay, &settings.wechat.appid, clock.clone())
-            .map_err(|e| StartError::Pay(e.to_string()))?;
+            .map_err(|e| StartError::Pay(e.to_string()))?
+            .with_metrics(metrics.clone());
         if settings.pay.platform_certificates {
             // WeChat Pay may be down at start; verification then downloads on demand.
             if let Err(e) = pay.refresh_certificates().await {
@@ -132,11 +149,11 @@ impl App {
             }
         }
         let pay_v2 = V2Client::new(&settings.pay, &settings.wechat.appid, clock.clone())
-            .map_err(|e| StartError::Pay(e.to_string()))?;
+            .map_err(|e| StartError::Pay(e.to_string()))?
+            .map(|v2| v2.with_metrics(metrics.clone()));
         if settings.pay.api == PayApi::V2 {
             tracing::info!("WeChat Pay API v2: new prepays use unifiedorder");
         }
-        let metrics = Metrics::default();
         let publisher = settings.outcomes.publish.then(|| {
             Publisher::new(
                 db::pg_config(&settings.database).expect("the pool was built from the same URL"),
@@ -155,13 +172,13 @@ impl App {
         tokio::spawn(async move {
             while committed.changed().await.is_ok() {
                 let now = commit_clock().timestamp_micros() as f64 / 1e6;
-                commit_metrics.set(api::PROJECTOR_COMMITTED_AT, now);
+                commit_metrics.projector_committed(now);
             }
         });
         let state = AppState::new(Shared {
             log: log.clone(),
             pool: pool.clone(),
-            wechat: MiniProgram::new(&settings.wechat, clock.clone()),
+            wechat: MiniProgram::new(&settings.wechat, clock.clone()).with_metrics(metrics.clone()),
             tokens: Tokens::new(&jwt_secret(&settings), settings.auth.token_ttl_secs),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
@@ -179,9 +196,16 @@ impl App {
             max_notify_bytes: settings.pay.max_notify_bytes,
             admin_token: settings.auth.admin_token.clone(),
         });
+        let router = api::router(state.clone(), settings.http.max_body_bytes);
+        // With a listener of its own, /metrics is not on the public API listener.
+        let (router, metrics_listener) = match metrics_listener {
+            Some(l) => (router, Some((l, api::metrics_router(state.clone())))),
+            None => (router.merge(api::metrics_router(state.clone())), None),
+        };
         Ok(Self {
             listener,
-            router: api::router(state.clone(), settings.http.max_body_bytes),
+            router,
+            metrics_listener,
             projector,
             publisher,
             log,
@@ -204,6 +228,14 @@ impl App {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` listens when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(l, _)| {
+            l.local_addr()
+                .expect("a bound listener has an address")
+        })
     }
 
     /// Cancelling this token stops the daemon gracefully.
@@ -241,6 +273,11 @@ impl App {
         let serve = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let served = tokio::spawn(async move { serve.await });
+        let metrics_served = self.metrics_listener.map(|(listener, router)| {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            tokio::spawn(async move { serve.await })
+        });
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {
             Ok(joined) => joined.unwrap_or(Ok(())),
@@ -249,6 +286,9 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(task) = metrics_served {
+            let _ = tokio::time::timeout(self.grace, task).await;
+        }
         // Each background task gets the grace period to finish what it holds; one still
         // running then is aborted, not left behind detached (with its locks).
         let tasks = [projector, publisher, Some(expiry), Some(reconcile)];

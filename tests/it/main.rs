@@ -6,6 +6,7 @@ mod common;
 mod faults;
 mod log;
 mod login;
+mod metrics;
 mod operations;
 mod outcomes;
 mod pay_v2;
