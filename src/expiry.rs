@@ -23,7 +23,8 @@ pub async fn run(app: AppState, every: Duration, stop: CancellationToken) {
             _ = tokio::time::sleep(every) => {}
         }
         let result = sweep(&app).await;
-        app.metrics.sweep_run("expiry", result.as_ref().ok().copied());
+        app.metrics
+            .sweep_run("expiry", result.as_ref().ok().copied());
         match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(orders = n, "expired orders handled"),

@@ -232,10 +232,9 @@ impl App {
 
     /// Where `/metrics` listens when `metrics.listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().map(|(l, _)| {
-            l.local_addr()
-                .expect("a bound listener has an address")
-        })
+        self.metrics_listener
+            .as_ref()
+            .map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Cancelling this token stops the daemon gracefully.

@@ -21,7 +21,6 @@ use crate::{
     wechat::pay::v2::{crypto, map, xml, V2Client},
 };
 
-
 fn xml_answer(status: StatusCode, return_code: &str, return_msg: &str) -> Response {
     (
         status,

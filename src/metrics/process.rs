@@ -136,12 +136,18 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn reads_this_process() {
         let p = ProcessStats::read().expect("procfs on Linux");
-        assert!(p.resident_bytes > 0 && p.threads >= 1 && p.open_fds >= 1, "{p:?}");
+        assert!(
+            p.resident_bytes > 0 && p.threads >= 1 && p.open_fds >= 1,
+            "{p:?}"
+        );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
         let started = p.start_time_seconds.unwrap();
-        assert!(started <= now + 1.0 && started > now - 86_400.0, "{started}");
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "{started}"
+        );
     }
 }

@@ -63,7 +63,11 @@ mod tests {
             listen: Some(api),
             ..Default::default()
         };
-        assert!(same.validate(api).unwrap_err().to_string().contains("metrics.listen"));
+        assert!(same
+            .validate(api)
+            .unwrap_err()
+            .to_string()
+            .contains("metrics.listen"));
         let other = MetricsSettings {
             listen: Some("127.0.0.1:9090".parse().unwrap()),
             ..Default::default()

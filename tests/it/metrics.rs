@@ -102,7 +102,8 @@ async fn metrics_stay_bounded_whatever_methods_paths_and_statuses_clients_send()
 
 #[tokio::test]
 async fn metrics_listen_serves_metrics_there_and_not_on_the_api() {
-    let env = TestEnv::start_with(|s| s.metrics.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let env =
+        TestEnv::start_with(|s| s.metrics.listen = Some("127.0.0.1:0".parse().unwrap())).await;
     let own = env.metrics.clone().expect("metrics.listen was set");
     let (status, text) = scrape(&env, &own).await;
     assert_eq!(status, StatusCode::OK);
@@ -187,7 +188,10 @@ async fn a_payment_flow_fills_the_operator_metrics_without_personal_data() {
         1.0,
     );
     assert_eq!(
-        value(&text, "wxledger_failure_log_rows{reason=\"amount_mismatch\"}"),
+        value(
+            &text,
+            "wxledger_failure_log_rows{reason=\"amount_mismatch\"}"
+        ),
         Some(2.0),
         "{text}"
     );

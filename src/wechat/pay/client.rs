@@ -324,9 +324,14 @@ impl PayClient {
     pub async fn close(&self, out_trade_no: &str) -> Result<(), PayError> {
         let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
         let body = serde_json::json!({"mchid": self.0.mchid}).to_string();
-        self.call("close_order", reqwest::Method::POST, &path, Some(body.into_bytes()))
-            .await
-            .map(|_| ())
+        self.call(
+            "close_order",
+            reqwest::Method::POST,
+            &path,
+            Some(body.into_bytes()),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `wx.requestPayment` parameters for a prepay id, signed with the merchant key.
@@ -706,9 +711,9 @@ impl PayClient {
         let evidence = evidence_from_headers(&headers, &raw)
             .ok_or("certificates: answer without signature headers")?;
         let keys = known.with(&fetched);
-        let key = keys.get(&evidence.serial).ok_or_else(|| {
-            format!("certificates: signed by unknown serial {}", evidence.serial)
-        })?;
+        let key = keys
+            .get(&evidence.serial)
+            .ok_or_else(|| format!("certificates: signed by unknown serial {}", evidence.serial))?;
         self.check(&evidence, key, &raw)
             .map_err(|e| format!("certificates: {e}"))?;
         Ok(fetched)
