@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
@@ -121,6 +122,17 @@ async fn a_payment_flow_fills_the_operator_metrics_without_personal_data() {
     let env = TestEnv::start().await;
     let openid = "o-metrics-payer-1";
     let (token, _) = env.login(openid).await;
+    let phone = "13912345678";
+    let code = env.phone_code(phone).await;
+    let (status, body) = env
+        .call(
+            Method::POST,
+            "/v1/me/phone",
+            Some(&token),
+            Some(json!({ "code": code })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let no = env.recharge(&token, 100).await;
     env.sim_pay(&no, json!({})).await;
     env.wait_order_state(&token, &no, "paid").await;
@@ -201,7 +213,13 @@ async fn a_payment_flow_fills_the_operator_metrics_without_personal_data() {
         "{text}"
     );
     assert_eq!(value(&text, "wxledger_projector_lag_seconds"), Some(0.0));
-    for personal in [openid, no.as_str(), token.as_str(), "13800138000"] {
+    at_least(
+        "wxledger_outbound_calls_total{service=\"wechat\",endpoint=\"getuserphonenumber\",outcome=\"ok\"}",
+        1.0,
+    );
+    let settings = env.settings();
+    let secret = settings.wechat.app_secret.expose_secret();
+    for personal in [openid, phone, &code, &no, &token, "13800138000", secret] {
         assert!(!text.contains(personal), "{personal} in\n{text}");
     }
 }
