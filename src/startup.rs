@@ -109,11 +109,13 @@ impl App {
         let metrics = Metrics::new();
         metrics.configure(&settings.metrics);
         let metrics_listener = match settings.metrics.listen {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
                     .await
-                    .map_err(StartError::BindMetrics)?,
-            ),
+                    .map_err(StartError::BindMetrics)?;
+                tracing::info!(%addr, "/metrics is served on metrics.listen only");
+                Some(listener)
+            }
             None => None,
         };
         let pool = db::pool(&settings.database)?;
