@@ -141,6 +141,20 @@ impl Metrics {
             gauges,
         };
         register::all(&mut r, &inner);
+        // The sweeps' series exist from the start (at 0), so a rate over them works from
+        // the first scrape and the exposition does not change shape when a sweep first runs.
+        for sweep in ["expiry", "reconcile"] {
+            for result in ["ok", "error"] {
+                inner
+                    .sweep_runs
+                    .get_or_create_owned(&labels::Sweep { sweep, result });
+            }
+            for result in ["handled", "failed"] {
+                inner
+                    .sweep_items
+                    .get_or_create_owned(&labels::Sweep { sweep, result });
+            }
+        }
         Self(Arc::new(Inner {
             registry: r,
             ..inner

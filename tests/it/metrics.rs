@@ -161,7 +161,7 @@ async fn a_payment_flow_fills_the_operator_metrics_without_personal_data() {
                 &text,
                 "wxledger_sweep_runs_total{sweep=\"expiry\",result=\"ok\"}",
             )
-            .is_some();
+            .is_some_and(|runs| runs >= 1.0);
         if done || Instant::now() > deadline {
             break (done, text);
         }
