@@ -22,7 +22,10 @@ pub async fn run(app: AppState, every: Duration, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match sweep(&app).await {
+        let result = sweep(&app).await;
+        app.metrics
+            .sweep_run("expiry", result.as_ref().ok().copied());
+        match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(orders = n, "expired orders handled"),
             Err(e) => tracing::warn!(error = %e, "expiry sweep failed; trying again next round"),
@@ -43,6 +46,7 @@ pub async fn sweep(app: &AppState) -> Result<usize, String> {
         match expire(app, &order).await {
             Ok(()) => handled += 1,
             Err(e) => {
+                app.metrics.sweep_item_failed("expiry");
                 tracing::warn!(out_trade_no = %order.out_trade_no, error = %e, "could not expire order")
             }
         }

@@ -14,6 +14,7 @@ use crate::{
     db::{self, orders, refunds, users, DbError},
     events::{DecodeError, EventLog, LogError, Recorded},
     fold::{Keys, Outcome, State},
+    metrics::Metrics,
     outcomes::{self, outbox},
 };
 
@@ -56,6 +57,7 @@ pub struct Projector {
     batch_size: usize,
     linger: Duration,
     applied: watch::Sender<u64>,
+    metrics: Option<Metrics>,
 }
 
 impl Projector {
@@ -75,7 +77,14 @@ impl Projector {
             batch_size,
             linger,
             applied,
+            metrics: None,
         }
+    }
+
+    /// Records each batch's size and duration in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs until `stop` is cancelled: waits for the lock, then follows the stream;
@@ -143,7 +152,11 @@ impl Projector {
             if records.is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             checkpoint = apply_batch_with_outcomes(&mut client, checkpoint, &records).await?;
+            if let Some(m) = &self.metrics {
+                m.projector_batch(records.len(), started.elapsed().as_secs_f64());
+            }
             self.applied.send_replace(checkpoint);
         }
     }

@@ -174,7 +174,10 @@ pub async fn run(app: AppState, every: Duration, after: Duration, stop: Cancella
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        match sweep(&app, after, &mut asked).await {
+        let result = sweep(&app, after, &mut asked).await;
+        app.metrics
+            .sweep_run("reconcile", result.as_ref().ok().copied());
+        match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(appended = n, "reconciliation sweep recorded WeChat's word"),
             Err(e) => {
@@ -220,6 +223,7 @@ pub async fn sweep(
             Ok(PaymentWord { seq: Some(_), .. }) => appended += 1,
             Ok(_) => {}
             Err(e) => {
+                app.metrics.sweep_item_failed("reconcile");
                 tracing::warn!(out_trade_no = %order.out_trade_no, error = %e.code(), "could not query order")
             }
         }
@@ -241,6 +245,7 @@ pub async fn sweep(
             Ok(Some(_)) => appended += 1,
             Ok(None) => {}
             Err(e) => {
+                app.metrics.sweep_item_failed("reconcile");
                 tracing::warn!(out_refund_no = %refund.out_refund_no, error = %e.code(), "could not sync refund")
             }
         }

@@ -53,6 +53,8 @@ pub struct Settings {
     pub sim: SimSettings,
     /// Timeouts, the connection limit and rate limits of the HTTP listener.
     pub limits: crate::limits::LimitSettings,
+    /// Where `/metrics` is served.
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// The daemon's HTTP listener.
@@ -695,6 +697,7 @@ impl Settings {
                 problem: problem.into(),
             }
         }
+        self.metrics.validate(self.http.listen)?;
         if !(1..=5).contains(&self.nats.replicas) {
             return Err(invalid("nats.replicas", "must be between 1 and 5"));
         }

@@ -39,6 +39,9 @@ pub enum StartError {
         /// Why binding failed.
         source: std::io::Error,
     },
+    /// The metrics listener.
+    #[error("metrics.listen: {}", bind_cause(.0))]
+    BindMetrics(std::io::Error),
     /// WeChat Pay's keys.
     #[error("pay: {0}")]
     Pay(String),
@@ -73,6 +76,8 @@ impl From<DbError> for StartError {
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// `metrics.listen` and its router, when /metrics has a listener of its own.
+    metrics_listener: Option<(TcpListener, axum::Router)>,
     projector: Option<Projector>,
     publisher: Option<Publisher>,
     log: EventLog,
@@ -128,6 +133,18 @@ impl App {
                  may be trusted; never expose this daemon to the internet or real money"
             ),
         }
+        let metrics = Metrics::new();
+        metrics.configure(&settings.metrics);
+        let metrics_listener = match settings.metrics.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(StartError::BindMetrics)?;
+                tracing::info!(%addr, "/metrics is served on metrics.listen only");
+                Some(listener)
+            }
+            None => None,
+        };
         let pool = db::pool(&settings.database)?;
         db::wait_until_up(
             &pool,
@@ -149,10 +166,12 @@ impl App {
                 Duration::from_millis(settings.projector.batch_linger_ms),
                 applied_tx,
             )
+            .with_metrics(metrics.clone())
         });
 
         let pay = PayClient::new(&settings.pay, &settings.wechat.appid, clock.clone())
-            .map_err(|e| StartError::Pay(e.to_string()))?;
+            .map_err(|e| StartError::Pay(e.to_string()))?
+            .with_metrics(metrics.clone());
         if settings.pay.platform_certificates {
             // WeChat Pay may be down at start; verification then downloads on demand.
             if let Err(e) = pay.refresh_certificates().await {
@@ -160,11 +179,11 @@ impl App {
             }
         }
         let pay_v2 = V2Client::new(&settings.pay, &settings.wechat.appid, clock.clone())
-            .map_err(|e| StartError::Pay(e.to_string()))?;
+            .map_err(|e| StartError::Pay(e.to_string()))?
+            .map(|v2| v2.with_metrics(metrics.clone()));
         if settings.pay.api == PayApi::V2 {
             tracing::info!("WeChat Pay API v2: new prepays use unifiedorder");
         }
-        let metrics = Metrics::default();
         let publisher = settings.outcomes.publish.then(|| {
             Publisher::new(
                 db::pg_config(&settings.database).expect("the pool was built from the same URL"),
@@ -183,13 +202,13 @@ impl App {
         tokio::spawn(async move {
             while committed.changed().await.is_ok() {
                 let now = commit_clock().timestamp_micros() as f64 / 1e6;
-                commit_metrics.set(api::PROJECTOR_COMMITTED_AT, now);
+                commit_metrics.projector_committed(now);
             }
         });
         let state = AppState::new(Shared {
             log: log.clone(),
             pool: pool.clone(),
-            wechat: MiniProgram::new(&settings.wechat, clock.clone()),
+            wechat: MiniProgram::new(&settings.wechat, clock.clone()).with_metrics(metrics.clone()),
             tokens: tokens(&settings),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
@@ -210,9 +229,16 @@ impl App {
                 .flatten(),
             limits: crate::limits::Limits::new(&settings.limits),
         });
+        let router = api::router(state.clone(), settings.http.max_body_bytes);
+        // With a listener of its own, /metrics is not on the public API listener.
+        let (router, metrics_listener) = match metrics_listener {
+            Some(l) => (router, Some((l, api::metrics_router(state.clone())))),
+            None => (router.merge(api::metrics_router(state.clone())), None),
+        };
         Ok(Self {
             listener,
-            router: api::router(state.clone(), settings.http.max_body_bytes),
+            router,
+            metrics_listener,
             projector,
             publisher,
             log,
@@ -236,6 +262,13 @@ impl App {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` listens when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// Cancelling this token stops the daemon gracefully.
@@ -273,6 +306,11 @@ impl App {
         let serve =
             crate::limits::serve(self.listener, self.router, self.connections, stop.clone());
         let served = tokio::spawn(serve);
+        let metrics_served = self.metrics_listener.map(|(listener, router)| {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.clone().cancelled_owned());
+            tokio::spawn(async move { serve.await })
+        });
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {
             Ok(joined) => joined.unwrap_or(Ok(())),
@@ -281,6 +319,9 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(task) = metrics_served {
+            let _ = tokio::time::timeout(self.grace, task).await;
+        }
         // Each background task gets the grace period to finish what it holds; one still
         // running then is aborted, not left behind detached (with its locks).
         let tasks = [projector, publisher, Some(expiry), Some(reconcile)];

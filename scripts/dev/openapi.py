@@ -149,7 +149,7 @@ paths = {
                    "5XX": {"description": "Not recorded; retry.", "content": {"text/xml": {"schema": {"type": "string"}}}}}}},
  "/healthz": {"get": {"summary": "Liveness.", "responses": ok("Alive")}},
  "/readyz": {"get": {"summary": "Readiness: migrations, NATS, Postgres.", "responses": {**ok("Ready"), "503": {"description": "Not ready"}}}},
- "/metrics": {"get": {"summary": "Prometheus text: requests by route/status with latency, events appended by type, notifies by outcome, projector lag.", "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+ "/metrics": {"get": {"summary": "OpenMetrics text (Prometheus): requests by route template, method and status, process and build info, NATS/Postgres up, pool, outbox, outbound WeChat calls, append and projector timings, lag, sweeps, suspense, failure log. Served here unless metrics.listen gives it a listener of its own.", "responses": {"200": {"description": "Metrics", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}},
  "/openapi.json": {"get": {"summary": "This document.", "responses": ok("OpenAPI 3.1", {"type": "object"})}},
 }
 

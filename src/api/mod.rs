@@ -31,7 +31,6 @@ use tower_http::{
 
 pub use error::ApiError;
 pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
-pub use operations::PROJECTOR_COMMITTED_AT;
 pub use pay_api::QueryAnswer;
 
 use crate::{
@@ -100,6 +99,7 @@ impl AppState {
         correlation_id: &str,
         msg_id: &str,
     ) -> Result<Appended, ApiError> {
+        let started = std::time::Instant::now();
         let appended = self
             .log
             .append(Draft {
@@ -115,13 +115,11 @@ impl AppState {
             duplicate = appended.duplicate,
             "event appended"
         );
-        if !appended.duplicate {
-            self.metrics.inc(
-                "wxledger_events_appended_total",
-                "Events appended to the stream, by type.",
-                &[("type", event.kind())],
-            );
-        }
+        self.metrics.appended(
+            event.kind(),
+            appended.duplicate,
+            started.elapsed().as_secs_f64(),
+        );
         Ok(appended)
     }
 }
@@ -171,7 +169,6 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/admin/failures", get(admin::failures))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(operations::metrics))
         .route("/openapi.json", get(operations::openapi))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -207,6 +204,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// `GET /metrics` alone: merged into the API router, or served on `metrics.listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(operations::metrics))
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {

@@ -43,9 +43,6 @@ impl Refusal {
     }
 }
 
-const NOTIFIES: &str = "wxledger_notifies_total";
-const NOTIFIES_HELP: &str = "WeChat Pay notifies received, by outcome.";
-
 /// The webhook.
 pub async fn wechatpay(
     _: Limited<limited::Webhook>,
@@ -54,7 +51,7 @@ pub async fn wechatpay(
     body: Body,
 ) -> Response {
     let result = accept(&app, &headers, body).await;
-    tally(&app, NOTIFIES, NOTIFIES_HELP, &result);
+    tally(&app, false, &result);
     match result {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(refusal) => {
@@ -64,18 +61,18 @@ pub async fn wechatpay(
     }
 }
 
-/// Counts a notify's outcome in `metric` and logs a refusal (both webhooks).
-pub(super) fn tally(
-    app: &AppState,
-    metric: &'static str,
-    help: &'static str,
-    result: &Result<&'static str, Refusal>,
-) {
+/// Counts a notify's outcome (API `v2`, else v3) and logs a refusal (both webhooks).
+pub(super) fn tally(app: &AppState, v2: bool, result: &Result<&'static str, Refusal>) {
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(refusal) => refusal.outcome,
     };
-    app.metrics.inc(metric, help, &[("outcome", outcome)]);
+    app.metrics.notify(v2, outcome);
+    let metric = if v2 {
+        "wxledger_notifies_v2_total"
+    } else {
+        "wxledger_notifies_total"
+    };
     match result {
         Err(r) if r.status.is_server_error() => {
             tracing::warn!(metric, outcome = r.outcome, message = %r.message, "notify not recorded; WeChat will retry")

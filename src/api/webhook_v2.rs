@@ -22,9 +22,6 @@ use crate::{
     wechat::pay::v2::{crypto, map, xml, V2Client},
 };
 
-const NOTIFIES: &str = "wxledger_notifies_v2_total";
-const NOTIFIES_HELP: &str = "WeChat Pay API v2 notifies received, by outcome.";
-
 fn xml_answer(status: StatusCode, return_code: &str, return_msg: &str) -> Response {
     (
         status,
@@ -41,7 +38,7 @@ pub async fn wechatpay_v2(
     body: Body,
 ) -> Response {
     let result = accept(&app, body).await;
-    tally(&app, NOTIFIES, NOTIFIES_HELP, &result);
+    tally(&app, true, &result);
     match result {
         Ok(_) => xml_answer(StatusCode::OK, "SUCCESS", "OK"),
         Err(refusal) => xml_answer(refusal.status, "FAIL", &refusal.message),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     outbox::{self, Pending},
-    Outcome,
+    Outcome, OutcomeKind,
 };
 use crate::{
     db::{self, DbError},
@@ -22,9 +22,6 @@ use crate::{
     metrics::Metrics,
     settings::{NatsSettings, Storage},
 };
-
-/// Counter of outcomes acknowledged by the outcome stream, by type.
-pub const PUBLISHED: &str = "wxledger_outcomes_published_total";
 
 fn js_err(e: impl std::fmt::Display) -> LogError {
     LogError::Jetstream(e.to_string())
@@ -304,11 +301,13 @@ impl Publisher {
             duplicate = ack.duplicate,
             "outcome published"
         );
-        self.metrics.inc(
-            PUBLISHED,
-            "Outcomes acknowledged by the outcome stream, by type.",
-            &[("type", &pending.kind)],
-        );
+        // A kind this build does not know (a newer build's row) is counted as `other`.
+        let kind = OutcomeKind::ALL
+            .into_iter()
+            .map(OutcomeKind::as_str)
+            .find(|k| *k == pending.kind)
+            .unwrap_or("other");
+        self.metrics.outcome_published(kind);
         Ok(())
     }
 }

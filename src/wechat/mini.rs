@@ -1,13 +1,20 @@
 //! WeChat's mini program server API: `jscode2session`, the access token (stable_token,
 //! cached and refreshed once for all callers) and `getuserphonenumber`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Deserialize};
 use tokio::sync::Mutex;
 
-use crate::{clock::Clock, settings::WechatSettings};
+use crate::{
+    clock::Clock,
+    metrics::{labels, Metrics},
+    settings::WechatSettings,
+};
 
 /// What WeChat said no to, or why it could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +142,7 @@ struct Inner {
     clock: Clock,
     // Held across the refresh call: concurrent callers wait and then share one token.
     token: Mutex<Option<CachedToken>>,
+    metrics: OnceLock<Metrics>,
 }
 
 /// Errcodes that mean "this access token is no good": 40001, 40014, 42001.
@@ -162,8 +170,16 @@ impl MiniProgram {
                 ),
                 clock,
                 token: Mutex::new(None),
+                metrics: OnceLock::new(),
             }),
         }
+    }
+
+    /// Records every call's latency and errcode in `metrics` (once; later calls are
+    /// ignored).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        let _ = self.inner.metrics.set(metrics);
+        self
     }
 
     /// Our app id.
@@ -175,7 +191,7 @@ impl MiniProgram {
     pub async fn code2session(&self, code: &str) -> Result<Session, WechatError> {
         let url = format!("{}/sns/jscode2session", self.inner.base);
         let answer: Code2Session = self
-            .with_busy_retry(|| {
+            .with_busy_retry("jscode2session", || {
                 self.inner.http.get(&url).query(&[
                     ("appid", self.inner.appid.as_str()),
                     ("secret", self.inner.secret.expose_secret()),
@@ -199,7 +215,7 @@ impl MiniProgram {
         loop {
             let token = self.access_token().await?;
             let result: Result<PhoneAnswer, WechatError> = self
-                .with_busy_retry(|| {
+                .with_busy_retry("getuserphonenumber", || {
                     self.inner
                         .http
                         .post(&url)
@@ -232,7 +248,7 @@ impl MiniProgram {
             "force_refresh": false,
         });
         let answer: TokenAnswer = self
-            .with_busy_retry(|| self.inner.http.post(&url).json(&body))
+            .with_busy_retry("stable_token", || self.inner.http.post(&url).json(&body))
             .await?;
         let lifetime = chrono::Duration::seconds(answer.expires_in.max(0));
         *cached = Some(CachedToken {
@@ -251,15 +267,16 @@ impl MiniProgram {
         }
     }
 
-    /// Sends the request, retrying WeChat's -1 (busy) with exponential back-off, and
-    /// maps errcodes to errors.
-    async fn with_busy_retry<T: DeserializeOwned>(
+    /// One HTTP exchange with `endpoint` (a fixed name, never the URL: it carries the
+    /// secret or the token), timed and counted by its errcode.
+    async fn exchange(
         &self,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<T, WechatError> {
-        let mut backoff = self.inner.busy_backoff;
-        for attempt in 1..=self.inner.busy_attempts {
-            let response = request()
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(ErrorFields, bytes::Bytes), WechatError> {
+        let started = Instant::now();
+        let result = async {
+            let response = request
                 .send()
                 .await
                 .map_err(|e| WechatError::Unavailable(e.without_url().to_string()))?;
@@ -273,6 +290,33 @@ impl MiniProgram {
             }
             let fields: ErrorFields = serde_json::from_slice(&bytes)
                 .map_err(|_| WechatError::Unavailable("answer is not JSON".into()))?;
+            Ok((fields, bytes))
+        }
+        .await;
+        if let Some(metrics) = self.inner.metrics.get() {
+            let outcome = match &result {
+                Ok((fields, _)) => labels::wechat_errcode(fields.errcode),
+                Err(_) => "unavailable",
+            };
+            let call = labels::Call {
+                service: "wechat",
+                endpoint,
+            };
+            metrics.call(call, outcome, started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// Sends the request, retrying WeChat's -1 (busy) with exponential back-off, and
+    /// maps errcodes to errors.
+    async fn with_busy_retry<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, WechatError> {
+        let mut backoff = self.inner.busy_backoff;
+        for attempt in 1..=self.inner.busy_attempts {
+            let (fields, bytes) = self.exchange(endpoint, request()).await?;
             match fields.errcode {
                 0 => {
                     return serde_json::from_slice(&bytes).map_err(|e| {

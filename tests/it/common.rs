@@ -60,6 +60,8 @@ pub fn isolated_settings(sim_base: &str) -> Settings {
 /// A running daemon and simulator with their own schema and stream.
 pub struct TestEnv {
     pub api: String,
+    /// The `metrics.listen` base URL, when the test set one.
+    pub metrics: Option<String>,
     pub sim: String,
     pub http: reqwest::Client,
     pub schema: String,
@@ -130,6 +132,7 @@ impl TestEnv {
             .await
             .expect("daemon starts");
         let api = format!("http://{}", app.local_addr());
+        let metrics = app.metrics_addr().map(|a| format!("http://{a}"));
         let app_stop = app.stop_token();
         let app_task = tokio::spawn(app.run_until_stopped());
         let log = EventLog::connect(&reader_settings)
@@ -137,6 +140,7 @@ impl TestEnv {
             .expect("reader connects");
         Self {
             api,
+            metrics,
             sim: sim_base,
             http: reqwest::Client::new(),
             schema,

@@ -8,6 +8,7 @@ mod faults;
 mod limits;
 mod log;
 mod login;
+mod metrics;
 mod modes;
 mod nats_auth;
 mod operations;

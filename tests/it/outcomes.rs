@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wxledger::{
     events::Envelope,
     metrics::Metrics,
-    outcomes::{publisher::PUBLISHED, OutcomeStream, Publisher},
+    outcomes::{OutcomeStream, Publisher},
     replay::{replay, AsOf},
 };
 
@@ -415,7 +415,7 @@ async fn a_restarted_publisher_sends_what_is_left_and_a_repeat_is_stored_once() 
     wait_outbox_empty(&env).await;
     stop.cancel();
     assert_eq!(
-        metrics.counter(PUBLISHED, &[("type", "order.paid")]),
+        metrics.outcomes_published("order.paid"),
         1,
         "the repeat was sent"
     );

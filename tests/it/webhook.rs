@@ -278,7 +278,7 @@ async fn metrics_report_requests_events_notifies_and_lag() {
     for needle in [
         "wxledger_http_requests_total{route=\"/v1/recharges\",method=\"POST\",status=\"201\"} 1",
         "wxledger_http_requests_total{route=\"/v1/orders/{out_trade_no}\",method=\"GET\",status=\"404\"} 1",
-        "wxledger_http_request_duration_seconds_bucket{route=\"/v1/recharges\"",
+        "wxledger_http_request_duration_seconds_count{route=\"/v1/recharges\",method=\"POST\",class=\"2xx\"} 1",
         "wxledger_events_appended_total{type=\"payment.notified\"} 1",
         "wxledger_events_appended_total{type=\"order.placed\"} 1",
         "wxledger_notifies_total{outcome=\"recorded\"} 1",

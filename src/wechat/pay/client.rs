@@ -2,7 +2,10 @@
 //! answer verified against WeChat's key before it is believed. JSAPI prepay, query by
 //! `out_trade_no`, close, the certificate download, and `wx.requestPayment` params.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use rand::{distributions::Alphanumeric, Rng};
@@ -19,6 +22,7 @@ use super::{
 use crate::{
     clock::Clock,
     events::{Evidence, Refund, Transaction},
+    metrics::{labels, Metrics},
     settings::PaySettings,
 };
 
@@ -144,6 +148,7 @@ struct Inner {
     keys: KeyStore,
     clock: Clock,
     tolerance_secs: i64,
+    metrics: OnceLock<Metrics>,
 }
 
 /// The client; cheap to clone.
@@ -190,7 +195,15 @@ impl PayClient {
             keys: KeyStore::new(public, settings.platform_certificates),
             clock,
             tolerance_secs: settings.timestamp_tolerance_secs,
+            metrics: OnceLock::new(),
         })))
+    }
+
+    /// Records every call's latency and outcome in `metrics` (once; later calls are
+    /// ignored).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        let _ = self.0.metrics.set(metrics);
+        self
     }
 
     /// The app id payments are made under.
@@ -243,6 +256,7 @@ impl PayClient {
         });
         let answer = self
             .call(
+                "jsapi_prepay",
                 reqwest::Method::POST,
                 "/v3/pay/transactions/jsapi",
                 Some(body.to_string().into_bytes()),
@@ -263,7 +277,9 @@ impl PayClient {
             "/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={}",
             self.0.mchid
         );
-        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        let answer = self
+            .call("query_order", reqwest::Method::GET, &path, None)
+            .await?;
         let transaction = serde_json::from_slice(&answer.body)
             .map_err(|e| PayError::Malformed(format!("query: {e}")))?;
         Ok((transaction, answer.evidence))
@@ -282,6 +298,7 @@ impl PayClient {
         body["notify_url"] = self.0.notify_url.as_str().into();
         let answer = self
             .call(
+                "refund",
                 reqwest::Method::POST,
                 "/v3/refund/domestic/refunds",
                 Some(body.to_string().into_bytes()),
@@ -295,7 +312,9 @@ impl PayClient {
     /// WeChat's word on a refund (`GET /v3/refund/domestic/refunds/{out_refund_no}`).
     pub async fn query_refund(&self, out_refund_no: &str) -> Result<(Refund, Evidence), PayError> {
         let path = format!("/v3/refund/domestic/refunds/{out_refund_no}");
-        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        let answer = self
+            .call("query_refund", reqwest::Method::GET, &path, None)
+            .await?;
         let refund = serde_json::from_slice(&answer.body)
             .map_err(|e| PayError::Malformed(format!("refund query: {e}")))?;
         Ok((refund, answer.evidence))
@@ -305,9 +324,14 @@ impl PayClient {
     pub async fn close(&self, out_trade_no: &str) -> Result<(), PayError> {
         let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
         let body = serde_json::json!({"mchid": self.0.mchid}).to_string();
-        self.call(reqwest::Method::POST, &path, Some(body.into_bytes()))
-            .await
-            .map(|_| ())
+        self.call(
+            "close_order",
+            reqwest::Method::POST,
+            &path,
+            Some(body.into_bytes()),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `wx.requestPayment` parameters for a prepay id, signed with the merchant key.
@@ -330,9 +354,37 @@ impl PayClient {
         }
     }
 
+    /// [`PayClient::call_unmeasured`], timed and counted under `endpoint` (a fixed name,
+    /// never the path: paths carry order numbers).
+    async fn call(
+        &self,
+        endpoint: &'static str,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Verified, PayError> {
+        let started = Instant::now();
+        let result = self.call_unmeasured(method, path_and_query, body).await;
+        if let Some(metrics) = self.0.metrics.get() {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(PayError::Api { code, .. }) => labels::pay_code(code),
+                Err(PayError::Unavailable(_)) => "unavailable",
+                Err(PayError::Unverified(_)) => "unverified",
+                Err(PayError::Malformed(_)) => "malformed",
+            };
+            let call = labels::Call {
+                service: "wechat_pay",
+                endpoint,
+            };
+            metrics.call(call, outcome, started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
     /// Sends a signed request and verifies the answer; a non-2xx answer becomes
     /// [`PayError::Api`] (after it verified) or [`PayError::Unavailable`] (5xx).
-    async fn call(
+    async fn call_unmeasured(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
@@ -467,7 +519,9 @@ impl PayClient {
     /// the file: the caller checks it against `hash_value`.
     pub async fn trade_bill(&self, bill_date: &str) -> Result<(Vec<u8>, Vec<u8>), PayError> {
         let path = format!("/v3/bill/tradebill?bill_date={bill_date}&bill_type=ALL");
-        let answer = self.call(reqwest::Method::GET, &path, None).await?;
+        let answer = self
+            .call("trade_bill", reqwest::Method::GET, &path, None)
+            .await?;
         #[derive(Deserialize)]
         struct Link {
             download_url: String,
@@ -568,80 +622,100 @@ impl CertificateSource for PayClient {
         known: KeySet,
     ) -> futures::future::BoxFuture<'_, Result<Vec<(String, VerifyingKey)>, String>> {
         Box::pin(async move {
-            let path = "/v3/certificates";
-            let response = self
-                .0
-                .http
-                .get(format!("{}{path}", self.0.base))
-                .header(
-                    reqwest::header::AUTHORIZATION,
-                    self.authorization("GET", path, b""),
-                )
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| format!("certificates: {}", e.without_url()))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let raw = response
-                .bytes()
-                .await
-                .map_err(|e| format!("certificates: {}", e.without_url()))?;
-            if !status.is_success() {
-                return Err(format!("certificates: HTTP {status}"));
+            let started = Instant::now();
+            let result = self.fetch_certificates(known).await;
+            if let Some(metrics) = self.0.metrics.get() {
+                let call = labels::Call {
+                    service: "wechat_pay",
+                    endpoint: "certificates",
+                };
+                let outcome = if result.is_ok() { "ok" } else { "error" };
+                metrics.call(call, outcome, started.elapsed().as_secs_f64());
             }
-            #[derive(Deserialize)]
-            struct Listing {
-                data: Vec<Entry>,
-            }
-            #[derive(Deserialize)]
-            struct Entry {
-                serial_no: String,
-                encrypt_certificate: Sealed,
-            }
-            #[derive(Deserialize)]
-            struct Sealed {
-                algorithm: String,
-                nonce: String,
-                associated_data: String,
-                ciphertext: String,
-            }
-            let listing: Listing =
-                serde_json::from_slice(&raw).map_err(|e| format!("certificates: {e}"))?;
-            let mut fetched = Vec::new();
-            for entry in listing.data {
-                let sealed = entry.encrypt_certificate;
-                if sealed.algorithm != "AEAD_AES_256_GCM" {
-                    return Err(format!("certificates: algorithm {}", sealed.algorithm));
-                }
-                let pem = self
-                    .0
-                    .apiv3_key
-                    .decrypt(&sealed.nonce, &sealed.associated_data, &sealed.ciphertext)
-                    .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
-                let pem = String::from_utf8(pem)
-                    .map_err(|_| format!("certificate {}: not PEM", entry.serial_no))?;
-                let (serial, key) = VerifyingKey::from_certificate_pem(&pem)
-                    .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
-                if serial != super::crypto::normalize_serial(&entry.serial_no) {
-                    return Err(format!(
-                        "certificate listed as {} has serial {serial}",
-                        entry.serial_no
-                    ));
-                }
-                fetched.push((serial, key));
-            }
-            // The listing is signed like any answer; a new certificate may vouch for itself
-            // only because the listing decrypted under our APIv3 key.
-            let evidence = evidence_from_headers(&headers, &raw)
-                .ok_or("certificates: answer without signature headers")?;
-            let keys = known.with(&fetched);
-            let key = keys.get(&evidence.serial).ok_or_else(|| {
-                format!("certificates: signed by unknown serial {}", evidence.serial)
-            })?;
-            self.check(&evidence, key, &raw)
-                .map_err(|e| format!("certificates: {e}"))?;
-            Ok(fetched)
+            result
         })
+    }
+}
+
+impl PayClient {
+    /// Downloads, decrypts and checks the platform certificates.
+    async fn fetch_certificates(
+        &self,
+        known: KeySet,
+    ) -> Result<Vec<(String, VerifyingKey)>, String> {
+        let path = "/v3/certificates";
+        let response = self
+            .0
+            .http
+            .get(format!("{}{path}", self.0.base))
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.authorization("GET", path, b""),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("certificates: {}", e.without_url()))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = response
+            .bytes()
+            .await
+            .map_err(|e| format!("certificates: {}", e.without_url()))?;
+        if !status.is_success() {
+            return Err(format!("certificates: HTTP {status}"));
+        }
+        #[derive(Deserialize)]
+        struct Listing {
+            data: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        struct Entry {
+            serial_no: String,
+            encrypt_certificate: Sealed,
+        }
+        #[derive(Deserialize)]
+        struct Sealed {
+            algorithm: String,
+            nonce: String,
+            associated_data: String,
+            ciphertext: String,
+        }
+        let listing: Listing =
+            serde_json::from_slice(&raw).map_err(|e| format!("certificates: {e}"))?;
+        let mut fetched = Vec::new();
+        for entry in listing.data {
+            let sealed = entry.encrypt_certificate;
+            if sealed.algorithm != "AEAD_AES_256_GCM" {
+                return Err(format!("certificates: algorithm {}", sealed.algorithm));
+            }
+            let pem = self
+                .0
+                .apiv3_key
+                .decrypt(&sealed.nonce, &sealed.associated_data, &sealed.ciphertext)
+                .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
+            let pem = String::from_utf8(pem)
+                .map_err(|_| format!("certificate {}: not PEM", entry.serial_no))?;
+            let (serial, key) = VerifyingKey::from_certificate_pem(&pem)
+                .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
+            if serial != super::crypto::normalize_serial(&entry.serial_no) {
+                return Err(format!(
+                    "certificate listed as {} has serial {serial}",
+                    entry.serial_no
+                ));
+            }
+            fetched.push((serial, key));
+        }
+        // The listing is signed like any answer; a new certificate may vouch for itself
+        // only because the listing decrypted under our APIv3 key.
+        let evidence = evidence_from_headers(&headers, &raw)
+            .ok_or("certificates: answer without signature headers")?;
+        let keys = known.with(&fetched);
+        let key = keys
+            .get(&evidence.serial)
+            .ok_or_else(|| format!("certificates: signed by unknown serial {}", evidence.serial))?;
+        self.check(&evidence, key, &raw)
+            .map_err(|e| format!("certificates: {e}"))?;
+        Ok(fetched)
     }
 }

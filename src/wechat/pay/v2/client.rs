@@ -8,7 +8,10 @@
 //! `err_code`. The answers are returned in API v3's shapes ([`Transaction`], [`Refund`])
 //! with the XML as [`LegacyEvidence`], so the events and the fold stay one.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use rand::{distributions::Alphanumeric, Rng};
@@ -21,6 +24,7 @@ use super::{
 use crate::{
     clock::Clock,
     events::{LegacyEvidence, Refund, Transaction},
+    metrics::{labels, Metrics},
     settings::PaySettings,
     wechat::pay::{PayError, PayParams, Prepay},
 };
@@ -153,6 +157,7 @@ struct Inner {
     notify_url: String,
     spbill_create_ip: String,
     clock: Clock,
+    metrics: OnceLock<Metrics>,
 }
 
 /// The client; cheap to clone.
@@ -212,6 +217,7 @@ impl V2Client {
             notify_url: settings.v2_notify_url(),
             spbill_create_ip: settings.v2.spbill_create_ip.clone(),
             clock,
+            metrics: OnceLock::new(),
         }))))
     }
 
@@ -381,8 +387,43 @@ impl V2Client {
         fields.to_xml()
     }
 
-    /// Sends a signed request; checks `return_code`, `sign`, then `result_code`.
+    /// Records every call's latency and outcome in `metrics` (once; later calls are
+    /// ignored).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        let _ = self.0.metrics.set(metrics);
+        self
+    }
+
+    /// [`V2Client::call_unmeasured`], timed and counted under the path's last segment
+    /// (`unifiedorder`, `refund`, ...: the paths are fixed, the ids go in the body).
     async fn call(
+        &self,
+        path: &'static str,
+        params: &[(&str, &str)],
+        secure: bool,
+    ) -> Result<Answer, V2Error> {
+        let started = Instant::now();
+        let result = self.call_unmeasured(path, params, secure).await;
+        if let Some(metrics) = self.0.metrics.get() {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(V2Error::Api { code, .. }) => labels::pay_code(code),
+                Err(V2Error::Refused(_)) => "refused",
+                Err(V2Error::Unavailable(_)) => "unavailable",
+                Err(V2Error::Unverified(_)) => "unverified",
+                Err(V2Error::Malformed(_)) => "malformed",
+            };
+            let call = labels::Call {
+                service: "wechat_pay_v2",
+                endpoint: path.rsplit('/').next().unwrap_or(path),
+            };
+            metrics.call(call, outcome, started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// Sends a signed request; checks `return_code`, `sign`, then `result_code`.
+    async fn call_unmeasured(
         &self,
         path: &str,
         params: &[(&str, &str)],

@@ -1,0 +1,368 @@
+//! Prometheus metrics, on `prometheus-client` (the Prometheus project's Rust client): the
+//! families wxledger records into, and their OpenMetrics text for `GET /metrics`.
+//!
+//! Each [`Metrics`] owns its registry (no process-global recorder), so every daemon in a
+//! test process keeps its own numbers. Labels come only from the bounded sets of
+//! [`labels`]; gauges that need NATS or Postgres are refreshed by [`scrape`] with a timeout.
+
+pub mod labels;
+pub mod process;
+mod register;
+pub mod scrape;
+mod settings;
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+
+pub use settings::MetricsSettings;
+
+/// The media type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds of the latency histograms, in seconds (1 ms to 5 s).
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A gauge holding a float.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The gauges a scrape refreshes (see [`scrape`]).
+#[derive(Default)]
+pub struct Gauges {
+    /// 1 while the NATS connection is up.
+    pub nats_up: Gauge,
+    /// 1 when Postgres answered the scrape's query in time.
+    pub postgres_up: Gauge,
+    /// Pool: most connections.
+    pub pool_max: Gauge,
+    /// Pool: connections open.
+    pub pool_size: Gauge,
+    /// Pool: connections idle.
+    pub pool_available: Gauge,
+    /// Pool: callers waiting for a connection.
+    pub pool_waiting: Gauge,
+    /// Outcomes in the outbox, not yet published.
+    pub outbox_depth: Gauge,
+    /// Age of the oldest outbox row's event, in seconds (0 when empty).
+    pub outbox_oldest_seconds: FloatGauge,
+    /// Balance of the `suspense` account, in fen.
+    pub suspense_fen: Gauge,
+    /// Failure-log rows, by reason.
+    pub failures: Family<labels::Reason, Gauge>,
+    /// The local projector's checkpoint.
+    pub checkpoint: Gauge,
+    /// The stream's last sequence, as last seen.
+    pub stream_last_seq: Gauge,
+    /// Seconds since the stream's last sequence was read.
+    pub stream_last_seq_age: FloatGauge,
+    /// Events on the stream (as last seen) not yet applied.
+    pub lag_events: Gauge,
+    /// 0 when caught up; else seconds since the projector last committed.
+    pub lag_seconds: FloatGauge,
+}
+
+struct Inner {
+    registry: Registry,
+    http_requests: Family<labels::HttpRequest, Counter>,
+    http_latency: Latencies<labels::HttpLatency>,
+    events_appended: Family<labels::Type, Counter>,
+    append_latency: Histogram,
+    notifies: Family<labels::Outcome, Counter>,
+    notifies_v2: Family<labels::Outcome, Counter>,
+    outcomes_published: Family<labels::Type, Counter>,
+    calls: Family<labels::CallOutcome, Counter>,
+    call_latency: Latencies<labels::Call>,
+    batch_events: Histogram,
+    batch_latency: Histogram,
+    sweep_runs: Family<labels::Sweep, Counter>,
+    sweep_items: Family<labels::Sweep, Counter>,
+    gauges: Gauges,
+    /// Unix seconds (f64 bits) of the projector's last commit; 0 = none yet.
+    committed_at: AtomicU64,
+    /// Unix seconds (f64 bits) when `stream_last_seq` was last read; 0 = never.
+    head_read_at: AtomicU64,
+    /// How long a scrape waits for each server, in milliseconds.
+    scrape_timeout_ms: AtomicU64,
+}
+
+/// The registry and its families; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every family, registered.
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let gauges = Gauges::default();
+        let inner = Inner {
+            http_requests: Family::default(),
+            http_latency: Family::new_with_constructor(latency),
+            events_appended: Family::default(),
+            append_latency: latency(),
+            notifies: Family::default(),
+            notifies_v2: Family::default(),
+            outcomes_published: Family::default(),
+            calls: Family::default(),
+            call_latency: Family::new_with_constructor(latency),
+            batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 7)),
+            batch_latency: latency(),
+            sweep_runs: Family::default(),
+            sweep_items: Family::default(),
+            committed_at: AtomicU64::new(0),
+            head_read_at: AtomicU64::new(0),
+            scrape_timeout_ms: AtomicU64::new(MetricsSettings::default().scrape_timeout_ms),
+            registry: Registry::default(),
+            gauges,
+        };
+        register::all(&mut r, &inner);
+        // The sweeps' series exist from the start (at 0), so a rate over them works from
+        // the first scrape and the exposition does not change shape when a sweep first runs.
+        for sweep in ["expiry", "reconcile"] {
+            for result in ["ok", "error"] {
+                inner
+                    .sweep_runs
+                    .get_or_create_owned(&labels::Sweep { sweep, result });
+            }
+            for result in ["handled", "failed"] {
+                inner
+                    .sweep_items
+                    .get_or_create_owned(&labels::Sweep { sweep, result });
+            }
+        }
+        Self(Arc::new(Inner {
+            registry: r,
+            ..inner
+        }))
+    }
+
+    /// The OpenMetrics text of every family (serve with [`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.0.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Uses `settings` (the scrape timeout).
+    pub fn configure(&self, settings: &MetricsSettings) {
+        self.0
+            .scrape_timeout_ms
+            .store(settings.scrape_timeout_ms, Ordering::Relaxed);
+    }
+
+    /// How long a scrape waits for each server.
+    pub fn scrape_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.scrape_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// The gauges a scrape refreshes.
+    pub fn gauges(&self) -> &Gauges {
+        &self.0.gauges
+    }
+
+    /// One HTTP request: `route` is the matched template, `None` when nothing matched.
+    pub fn http_request(
+        &self,
+        route: Option<&str>,
+        method: &axum::http::Method,
+        status: axum::http::StatusCode,
+        seconds: f64,
+    ) {
+        let route = route.unwrap_or("unmatched").to_owned();
+        let method = labels::method(method);
+        self.0
+            .http_requests
+            .get_or_create(&labels::HttpRequest {
+                route: route.clone(),
+                method,
+                status: labels::status(status),
+            })
+            .inc();
+        self.0
+            .http_latency
+            .get_or_create(&labels::HttpLatency {
+                route,
+                method,
+                class: labels::status_class(status),
+            })
+            .observe(seconds);
+    }
+
+    /// One append of an event of type `kind` that took `seconds`; a duplicate (already in
+    /// the stream) is timed but not counted as appended.
+    pub fn appended(&self, kind: &'static str, duplicate: bool, seconds: f64) {
+        self.0.append_latency.observe(seconds);
+        if !duplicate {
+            self.0
+                .events_appended
+                .get_or_create(&labels::Type { r#type: kind })
+                .inc();
+        }
+    }
+
+    /// One notify of API `v2` (else v3) with its `outcome`.
+    pub fn notify(&self, v2: bool, outcome: &'static str) {
+        let family = if v2 {
+            &self.0.notifies_v2
+        } else {
+            &self.0.notifies
+        };
+        family.get_or_create(&labels::Outcome { outcome }).inc();
+    }
+
+    /// One outcome of type `kind` published.
+    pub fn outcome_published(&self, kind: &'static str) {
+        self.0
+            .outcomes_published
+            .get_or_create(&labels::Type { r#type: kind })
+            .inc();
+    }
+
+    /// How many outcomes of type `kind` were published (tests read it).
+    pub fn outcomes_published(&self, kind: &'static str) -> u64 {
+        self.0
+            .outcomes_published
+            .get(&labels::Type { r#type: kind })
+            .map_or(0, |c| c.get())
+    }
+
+    /// One outbound call to `service`'s `endpoint`, with what came of it.
+    pub fn call(&self, call: labels::Call, outcome: &'static str, seconds: f64) {
+        self.0.call_latency.get_or_create(&call).observe(seconds);
+        self.0
+            .calls
+            .get_or_create(&labels::CallOutcome {
+                service: call.service,
+                endpoint: call.endpoint,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// One projector batch of `events`, folded and committed in `seconds`.
+    pub fn projector_batch(&self, events: usize, seconds: f64) {
+        self.0.batch_events.observe(events as f64);
+        self.0.batch_latency.observe(seconds);
+    }
+
+    /// The projector committed at Unix time `now`.
+    pub fn projector_committed(&self, now: f64) {
+        self.0.committed_at.store(now.to_bits(), Ordering::Relaxed);
+    }
+
+    /// When the projector last committed (Unix seconds), if it has.
+    pub fn committed_at(&self) -> Option<f64> {
+        let bits = self.0.committed_at.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// The stream's last sequence was read at Unix time `now`.
+    pub fn stream_head_read(&self, seq: u64, now: f64) {
+        self.0.gauges.stream_last_seq.set(clamp(seq));
+        self.0.head_read_at.store(now.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The stream's last sequence as last read, and when (Unix seconds).
+    pub fn stream_head(&self) -> Option<(u64, f64)> {
+        let bits = self.0.head_read_at.load(Ordering::Relaxed);
+        (bits != 0).then(|| {
+            (
+                self.0.gauges.stream_last_seq.get() as u64,
+                f64::from_bits(bits),
+            )
+        })
+    }
+
+    /// One run of `sweep` (`expiry`, `reconcile`): the items it handled, or `None` when
+    /// the run failed.
+    pub fn sweep_run(&self, sweep: &'static str, handled: Option<usize>) {
+        let result = if handled.is_some() { "ok" } else { "error" };
+        self.0
+            .sweep_runs
+            .get_or_create(&labels::Sweep { sweep, result })
+            .inc();
+        let items = self.0.sweep_items.get_or_create(&labels::Sweep {
+            sweep,
+            result: "handled",
+        });
+        items.inc_by(handled.unwrap_or(0) as u64);
+    }
+
+    /// One item `sweep` could not handle this round.
+    pub fn sweep_item_failed(&self, sweep: &'static str) {
+        self.0
+            .sweep_items
+            .get_or_create(&labels::Sweep {
+                sweep,
+                result: "failed",
+            })
+            .inc();
+    }
+}
+
+/// A count or sequence as a gauge value.
+pub fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Method, StatusCode};
+
+    use super::*;
+
+    #[test]
+    fn renders_openmetrics_with_bounded_labels() {
+        let m = Metrics::new();
+        m.http_request(Some("/r/{id}"), &Method::GET, StatusCode::OK, 0.003);
+        m.http_request(
+            None,
+            &Method::from_bytes(b"BREW").unwrap(),
+            StatusCode::NOT_FOUND,
+            0.001,
+        );
+        m.appended("order.placed", false, 0.002);
+        m.appended("order.placed", true, 0.002);
+        m.notify(false, "recorded");
+        let text = m.render();
+        for needle in [
+            "wxledger_build_info{version=\"",
+            "wxledger_http_requests_total{route=\"/r/{id}\",method=\"GET\",status=\"200\"} 1\n",
+            "wxledger_http_requests_total{route=\"unmatched\",method=\"other\",status=\"404\"} 1\n",
+            "wxledger_http_request_duration_seconds_bucket{le=\"0.0025\",route=\"/r/{id}\",method=\"GET\",class=\"2xx\"} 0\n",
+            "wxledger_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/r/{id}\",method=\"GET\",class=\"2xx\"} 1\n",
+            "wxledger_events_appended_total{type=\"order.placed\"} 1\n",
+            "wxledger_append_duration_seconds_count 2\n",
+            "wxledger_notifies_total{outcome=\"recorded\"} 1\n",
+            "# EOF\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle}\n{text}");
+        }
+        assert!(!text.contains("BREW"), "{text}");
+    }
+}
