@@ -34,7 +34,7 @@ fn client(env: &TestEnv, sign_type: V2SignType) -> V2Client {
     let mut pay = PaySettings {
         api_base: env.sim.clone(),
         notify_url: format!("{}/webhooks/wechatpay", env.api),
-        ..Default::default()
+        ..wxledger::Settings::development().pay
     };
     pay.v2.sign_type = sign_type;
     V2Client::new(&pay, SIM_APPID, wxledger::clock::system())
@@ -497,7 +497,7 @@ async fn the_v2_client_and_the_simulator_agree_on_close_and_errors() {
     // Requests signed with another key, or the other algorithm's answers, are refused.
     let mut other = PaySettings {
         api_base: env.sim.clone(),
-        ..Default::default()
+        ..wxledger::Settings::development().pay
     };
     other.v2.api_key = Some("192006250b4c09247ec02edce69f6a2d".into());
     let forger = V2Client::new(&other, SIM_APPID, wxledger::clock::system())
