@@ -18,6 +18,7 @@ pub mod finance;
 pub mod fold;
 pub mod metrics;
 pub mod outcomes;
+pub mod privacy;
 pub mod projector;
 pub mod rebuild;
 pub mod reconcile;

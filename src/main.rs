@@ -123,6 +123,12 @@ enum Command {
         #[arg(long)]
         keep: Option<String>,
     },
+    /// Erase a user's personal data (crypto-shredding): destroy their data key, then
+    /// append `user.erased`. Their orders, payments and postings stay. Idempotent.
+    EraseUser {
+        /// The user's id (a UUID, as `GET /v1/admin/users/{user_id}` shows it).
+        user_id: uuid::Uuid,
+    },
     /// The event stream, as consumers see it.
     Events {
         #[command(subcommand)]
@@ -303,6 +309,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 keep,
             };
             return Ok(run_audit(&settings, &options, format).await);
+        }
+        Command::EraseUser { user_id } => {
+            let pool = db::pool(&settings.database)?;
+            db::migrate(&pool, &settings.database.schema).await?;
+            let log = wxledger::events::EventLog::open(&settings.nats).await?;
+            let correlation_id = format!("cli:erase-user:{}", uuid::Uuid::new_v4());
+            let erasure =
+                wxledger::privacy::erase_user(&pool, &log, user_id, &correlation_id, chrono::Utc::now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("erase-user: {e} ({})", e.code()))?;
+            match erasure.appended {
+                Some(a) => println!("user {user_id} erased: data key destroyed, user.erased at sequence {}", a.seq),
+                None => println!("user {user_id} was already erased: data key destroyed"),
+            }
         }
         Command::Events {
             command:

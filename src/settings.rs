@@ -38,6 +38,8 @@ pub struct Settings {
     pub outcomes: OutcomeSettings,
     /// The WeChat simulator (`wxledger sim`).
     pub sim: SimSettings,
+    /// The keys of erasable personal data (crypto-shredding).
+    pub privacy: crate::privacy::PrivacySettings,
 }
 
 /// The daemon's HTTP listener.
@@ -676,6 +678,7 @@ impl Settings {
             }
         }
         self.validate_pay()?;
+        self.privacy.validate()?;
         if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
             return Err(invalid(
                 "sim.time_factor",

@@ -158,12 +158,16 @@ impl App {
                 commit_metrics.set(api::PROJECTOR_COMMITTED_AT, now);
             }
         });
+        for field in settings.privacy.development_keys_in_use() {
+            tracing::warn!(field, "not set: personal data uses the public development key");
+        }
         let state = AppState::new(Shared {
             log: log.clone(),
             pool: pool.clone(),
             wechat: MiniProgram::new(&settings.wechat, clock.clone()),
             tokens: Tokens::new(&jwt_secret(&settings), settings.auth.token_ttl_secs),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
+            vault: crate::privacy::Vault::new(&settings.privacy),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
             clock,
             read_your_writes: settings.read_your_writes_timeout(),

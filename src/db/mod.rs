@@ -88,6 +88,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_outcomes.sql",
         include_str!("../../projections/0006_outcomes.sql"),
     ),
+    (
+        "0007_erasure.sql",
+        include_str!("../../projections/0007_erasure.sql"),
+    ),
 ];
 
 /// The connection settings: every session works in `settings.schema`.

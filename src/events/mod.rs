@@ -5,6 +5,7 @@
 
 pub mod log;
 pub mod pay;
+pub mod personal;
 pub mod refund;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ pub use pay::{
     CloseReason, Evidence, OrderAmount, OrderClosed, OrderKind, OrderPlaced, OrderPlacedV2, Payer,
     PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
 };
+pub use personal::{BlindIndex, PhoneSealed, ProfileSealed, Sealed, UserErased};
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
     RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
@@ -75,7 +77,8 @@ pub enum PhoneSource {
     EncryptedData,
 }
 
-/// A user asked to bind a phone number that WeChat vouched for.
+/// `user.phone_bound` v1: a phone bound in clear. No longer written (new bindings are
+/// [`PhoneSealed`], v2) but still read: its number stays in the stream as residue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneBound {
@@ -89,7 +92,8 @@ pub struct PhoneBound {
     pub source: PhoneSource,
 }
 
-/// A user set their profile.
+/// `user.profile_updated` v1: a profile in clear. No longer written (new profiles are
+/// [`ProfileSealed`], v2) but still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdated {
@@ -109,10 +113,16 @@ pub enum Event {
     UserRegistered(UserRegistered),
     /// `user.logged_in` v1.
     UserLoggedIn(UserLoggedIn),
-    /// `user.phone_bound` v1.
+    /// `user.phone_bound` v1 (read only: the number in clear).
     PhoneBound(PhoneBound),
-    /// `user.profile_updated` v1.
+    /// `user.phone_bound` v2 (the number sealed, with its blind index).
+    PhoneSealed(PhoneSealed),
+    /// `user.profile_updated` v1 (read only: the profile in clear).
     ProfileUpdated(ProfileUpdated),
+    /// `user.profile_updated` v2 (the profile sealed).
+    ProfileSealed(ProfileSealed),
+    /// `user.erased` v1.
+    UserErased(UserErased),
     /// `order.placed` v2 (v1 still read).
     OrderPlaced(OrderPlaced),
     /// `order.prepay_issued` v1.
@@ -173,8 +183,9 @@ impl Event {
         match self {
             Event::UserRegistered(_) => "user.registered",
             Event::UserLoggedIn(_) => "user.logged_in",
-            Event::PhoneBound(_) => "user.phone_bound",
-            Event::ProfileUpdated(_) => "user.profile_updated",
+            Event::PhoneBound(_) | Event::PhoneSealed(_) => "user.phone_bound",
+            Event::ProfileUpdated(_) | Event::ProfileSealed(_) => "user.profile_updated",
+            Event::UserErased(_) => "user.erased",
             Event::OrderPlaced(_) => "order.placed",
             Event::PrepayIssued(_) => "order.prepay_issued",
             Event::OrderClosed(_) => "order.closed",
@@ -194,7 +205,7 @@ impl Event {
     /// The schema version this build writes.
     pub fn version(&self) -> u32 {
         match self {
-            Event::OrderPlaced(_) => 2,
+            Event::OrderPlaced(_) | Event::PhoneSealed(_) | Event::ProfileSealed(_) => 2,
             _ => 1,
         }
     }
@@ -205,7 +216,10 @@ impl Event {
             Event::UserRegistered(e) => serde_json::to_value(e),
             Event::UserLoggedIn(e) => serde_json::to_value(e),
             Event::PhoneBound(e) => serde_json::to_value(e),
+            Event::PhoneSealed(e) => serde_json::to_value(e),
             Event::ProfileUpdated(e) => serde_json::to_value(e),
+            Event::ProfileSealed(e) => serde_json::to_value(e),
+            Event::UserErased(e) => serde_json::to_value(e),
             Event::OrderPlaced(e) => serde_json::to_value(OrderPlacedV2::from(e)),
             Event::PrepayIssued(e) => serde_json::to_value(e),
             Event::OrderClosed(e) => serde_json::to_value(e),
@@ -239,8 +253,12 @@ impl Event {
         Ok(match (kind, version) {
             ("user.registered", 1) => Event::UserRegistered(parse(kind, version, data)?),
             ("user.logged_in", 1) => Event::UserLoggedIn(parse(kind, version, data)?),
+            // v1 carried the number and the profile in clear; the fold still reads them.
             ("user.phone_bound", 1) => Event::PhoneBound(parse(kind, version, data)?),
+            ("user.phone_bound", 2) => Event::PhoneSealed(parse(kind, version, data)?),
             ("user.profile_updated", 1) => Event::ProfileUpdated(parse(kind, version, data)?),
+            ("user.profile_updated", 2) => Event::ProfileSealed(parse(kind, version, data)?),
+            ("user.erased", 1) => Event::UserErased(parse(kind, version, data)?),
             ("order.placed", 1) => Event::OrderPlaced(parse(kind, version, data)?),
             // v2 moved `amount` and `currency` into `amount: {total, currency}`.
             ("order.placed", 2) => {

@@ -22,7 +22,7 @@ pub use ledger::{
 };
 pub use orders::{Order, OrderState, Orders, PaidWith};
 pub use refunds::{RefundRow, RefundState, Refunds};
-pub use users::{Phone, User, Users};
+pub use users::{bidx_owner_key, BoundPhone, Phone, User, Users};
 
 /// The state the fold decides over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub enum Outcome {
 pub struct Keys {
     /// Users by id.
     pub user_ids: BTreeSet<Uuid>,
-    /// Users by phone key (see [`Phone::key`]).
+    /// Users by phone key (see [`BoundPhone::owner_key`]).
     pub phones: BTreeSet<String>,
     /// Orders by out_trade_no.
     pub out_trade_nos: BTreeSet<String>,
@@ -81,7 +81,17 @@ impl Keys {
                 self.phones
                     .insert(Phone::new(&e.country_code, &e.pure_phone_number).key());
             }
+            Event::PhoneSealed(e) => {
+                self.user_ids.insert(e.user_id);
+                self.phones.insert(bidx_owner_key(&e.phone_bidx));
+            }
             Event::ProfileUpdated(e) => {
+                self.user_ids.insert(e.user_id);
+            }
+            Event::ProfileSealed(e) => {
+                self.user_ids.insert(e.user_id);
+            }
+            Event::UserErased(e) => {
                 self.user_ids.insert(e.user_id);
             }
             Event::OrderPlaced(e) => {
@@ -149,7 +159,10 @@ impl State {
             Event::UserRegistered(e) => self.users.registered(seq, rec.occurred_at, e),
             Event::UserLoggedIn(e) => self.users.logged_in(seq, rec.occurred_at, e),
             Event::PhoneBound(e) => self.users.phone_bound(seq, rec.occurred_at, e),
+            Event::PhoneSealed(e) => self.users.phone_sealed(seq, rec.occurred_at, e),
             Event::ProfileUpdated(e) => self.users.profile_updated(seq, e),
+            Event::ProfileSealed(e) => self.users.profile_sealed(seq, e),
+            Event::UserErased(e) => self.users.erased(seq, rec.occurred_at, e),
             Event::OrderPlaced(e) => self.orders.placed(seq, rec.occurred_at, e),
             Event::PrepayIssued(e) => self.orders.prepay_issued(seq, e),
             Event::OrderClosed(e) => self.orders.closed(seq, rec.occurred_at, e),

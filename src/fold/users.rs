@@ -1,4 +1,5 @@
-//! Users: registration, logins, phone binding (one user per phone) and profiles.
+//! Users: registration, logins, phone binding (one user per phone), profiles and
+//! erasure. Sealed personal data stays sealed here: the fold never holds a key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,7 +7,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Outcome;
-use crate::events::{PhoneBound, ProfileUpdated, UserLoggedIn, UserRegistered};
+use crate::events::{
+    BlindIndex, PhoneBound, PhoneSealed, ProfileSealed, ProfileUpdated, Sealed, UserErased,
+    UserLoggedIn, UserRegistered,
+};
 
 /// A phone number as WeChat reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +51,38 @@ impl Phone {
     }
 }
 
+/// A bound phone as the fold keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundPhone {
+    /// From `user.phone_bound` v1: the number in clear (old events' residue).
+    Plain(Phone),
+    /// From `user.phone_bound` v2: the number sealed under the user's data key.
+    Sealed {
+        /// The sealed number.
+        phone: Sealed,
+        /// Its blind index.
+        bidx: BlindIndex,
+    },
+}
+
+impl BoundPhone {
+    /// The key that keeps a phone on one user (`users.phone_key`): `+<cc><number>` for a
+    /// v1 phone, `bidx:<hex>` for a v2 one. A number bound in clear by a v1 event and the
+    /// same number bound sealed have different keys: the API checks both before it
+    /// appends (v1 events are no longer written, so no race between the two remains).
+    pub fn owner_key(&self) -> String {
+        match self {
+            BoundPhone::Plain(phone) => phone.key(),
+            BoundPhone::Sealed { bidx, .. } => bidx_owner_key(bidx),
+        }
+    }
+}
+
+/// The owner key of a sealed phone with this blind index.
+pub fn bidx_owner_key(bidx: &BlindIndex) -> String {
+    format!("bidx:{bidx}")
+}
+
 /// One row of the `users` projection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -57,13 +93,17 @@ pub struct User {
     /// unionid, once WeChat reported one.
     pub unionid: Option<String>,
     /// The bound phone.
-    pub phone: Option<Phone>,
+    pub phone: Option<BoundPhone>,
     /// When the current phone was bound.
     pub phone_bound_at: Option<DateTime<Utc>>,
-    /// Profile nickname.
+    /// Profile nickname, when set by a v1 event (in clear).
     pub nickname: Option<String>,
-    /// Profile avatar.
+    /// Profile avatar, when set by a v1 event (in clear).
     pub avatar_url: Option<String>,
+    /// The profile, when set by a v2 event (sealed).
+    pub profile_sealed: Option<Sealed>,
+    /// When the user was erased (`user.erased`); their personal columns are empty.
+    pub erased_at: Option<DateTime<Utc>>,
     /// First login.
     pub registered_at: DateTime<Utc>,
     /// Latest login.
@@ -86,7 +126,7 @@ impl Users {
     /// Adds a row loaded from storage (not marked changed).
     pub fn load(&mut self, user: User) {
         if let Some(phone) = &user.phone {
-            self.phone_owner.insert(phone.key(), user.user_id);
+            self.phone_owner.insert(phone.owner_key(), user.user_id);
         }
         self.by_id.insert(user.user_id, user);
     }
@@ -150,6 +190,8 @@ impl Users {
                 phone_bound_at: None,
                 nickname: None,
                 avatar_url: None,
+                profile_sealed: None,
+                erased_at: None,
                 registered_at: at,
                 last_login_at: at,
                 login_count: 1,
@@ -174,24 +216,39 @@ impl Users {
     }
 
     pub(super) fn phone_bound(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneBound) -> Outcome {
-        let phone = Phone::new(&e.country_code, &e.pure_phone_number);
-        let key = phone.key();
+        let phone = BoundPhone::Plain(Phone::new(&e.country_code, &e.pure_phone_number));
+        self.bind(seq, at, e.user_id, phone)
+    }
+
+    pub(super) fn phone_sealed(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneSealed) -> Outcome {
+        let phone = BoundPhone::Sealed {
+            phone: e.phone.clone(),
+            bidx: e.phone_bidx.clone(),
+        };
+        self.bind(seq, at, e.user_id, phone)
+    }
+
+    fn bind(&mut self, seq: i64, at: DateTime<Utc>, user_id: Uuid, phone: BoundPhone) -> Outcome {
+        let key = phone.owner_key();
         let owner = self.phone_owner.get(&key).copied();
-        let user = match self.fresh(e.user_id, seq) {
+        let user = match self.fresh(user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
+        if user.erased_at.is_some() {
+            return Outcome::Refused("user_erased");
+        }
         match owner {
-            Some(owner) if owner != e.user_id => return Outcome::Refused("phone_taken"),
+            Some(owner) if owner != user_id => return Outcome::Refused("phone_taken"),
             Some(_) => return Outcome::Applied,
             None => {}
         }
         let previous = user.phone.replace(phone);
         user.phone_bound_at = Some(at);
         if let Some(previous) = previous {
-            self.phone_owner.remove(&previous.key());
+            self.phone_owner.remove(&previous.owner_key());
         }
-        self.phone_owner.insert(key, e.user_id);
+        self.phone_owner.insert(key, user_id);
         Outcome::Applied
     }
 
@@ -200,8 +257,49 @@ impl Users {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
+        if user.erased_at.is_some() {
+            return Outcome::Refused("user_erased");
+        }
         user.nickname = Some(e.nickname.clone());
         user.avatar_url.clone_from(&e.avatar_url);
+        user.profile_sealed = None;
+        Outcome::Applied
+    }
+
+    pub(super) fn profile_sealed(&mut self, seq: i64, e: &ProfileSealed) -> Outcome {
+        let user = match self.fresh(e.user_id, seq) {
+            Ok(user) => user,
+            Err(outcome) => return outcome,
+        };
+        if user.erased_at.is_some() {
+            return Outcome::Refused("user_erased");
+        }
+        user.nickname = None;
+        user.avatar_url = None;
+        user.profile_sealed = Some(e.profile.clone());
+        Outcome::Applied
+    }
+
+    /// Clears what is personal in the row (sealed or in clear) and frees the phone; the
+    /// openid stays (see the README's Erasure section), as do the logins' times and counts.
+    pub(super) fn erased(&mut self, seq: i64, at: DateTime<Utc>, e: &UserErased) -> Outcome {
+        let user = match self.fresh(e.user_id, seq) {
+            Ok(user) => user,
+            Err(outcome) => return outcome,
+        };
+        if user.erased_at.is_some() {
+            return Outcome::Applied;
+        }
+        user.erased_at = Some(at);
+        let phone = user.phone.take();
+        user.phone_bound_at = None;
+        user.unionid = None;
+        user.nickname = None;
+        user.avatar_url = None;
+        user.profile_sealed = None;
+        if let Some(phone) = phone {
+            self.phone_owner.remove(&phone.owner_key());
+        }
         Outcome::Applied
     }
 }

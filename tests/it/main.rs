@@ -3,6 +3,7 @@
 
 mod audit;
 mod common;
+mod erasure;
 mod faults;
 mod log;
 mod login;
