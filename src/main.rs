@@ -315,12 +315,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             db::migrate(&pool, &settings.database.schema).await?;
             let log = wxledger::events::EventLog::open(&settings.nats).await?;
             let correlation_id = format!("cli:erase-user:{}", uuid::Uuid::new_v4());
-            let erasure =
-                wxledger::privacy::erase_user(&pool, &log, user_id, &correlation_id, chrono::Utc::now())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("erase-user: {e} ({})", e.code()))?;
+            let erasure = wxledger::privacy::erase_user(
+                &pool,
+                &log,
+                user_id,
+                &correlation_id,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("erase-user: {e} ({})", e.code()))?;
             match erasure.appended {
-                Some(a) => println!("user {user_id} erased: data key destroyed, user.erased at sequence {}", a.seq),
+                Some(a) => println!(
+                    "user {user_id} erased: data key destroyed, user.erased at sequence {}",
+                    a.seq
+                ),
                 None => println!("user {user_id} was already erased: data key destroyed"),
             }
         }

@@ -159,7 +159,10 @@ impl App {
             }
         });
         for field in settings.privacy.development_keys_in_use() {
-            tracing::warn!(field, "not set: personal data uses the public development key");
+            tracing::warn!(
+                field,
+                "not set: personal data uses the public development key"
+            );
         }
         let state = AppState::new(Shared {
             log: log.clone(),

@@ -88,6 +88,7 @@ pub async fn user_view(
 ) -> Result<UserView, ApiError> {
     let state = keys::load(client, &app.vault, user.user_id).await?;
     let erased = user.erased_at.is_some() || matches!(state, UserKey::Erased);
+    // (A sealed value under a missing key cannot be: shown as absent, and logged.)
     if erased {
         // The key is gone (perhaps before the projector applied `user.erased`): nothing
         // personal is shown, in clear or not.
@@ -99,9 +100,9 @@ pub async fn user_view(
     };
     let phone = match user.phone {
         Some(BoundPhone::Plain(p)) => Some(p),
-        Some(BoundPhone::Sealed { phone, .. }) => open(key.as_ref(), user.user_id, |k| {
-            k.open_phone(&phone)
-        }),
+        Some(BoundPhone::Sealed { phone, .. }) => {
+            open(key.as_ref(), user.user_id, |k| k.open_phone(&phone))
+        }
         None => None,
     };
     let (nickname, avatar_url) = match &user.profile_sealed {
@@ -109,9 +110,13 @@ pub async fn user_view(
             .map_or((None, None), |p| (Some(p.nickname), p.avatar_url)),
         None => (user.nickname, user.avatar_url),
     };
+    let unionid = match &user.unionid_sealed {
+        Some(sealed) => open(key.as_ref(), user.user_id, |k| k.open_unionid(sealed)),
+        None => user.unionid,
+    };
     Ok(UserView {
         user_id: user.user_id,
-        unionid: user.unionid,
+        unionid,
         has_phone: phone.is_some(),
         phone: phone.map(PhoneView::from),
         nickname,

@@ -14,7 +14,7 @@ use crate::{
     crypto::decrypt_open_data,
     db::users,
     domain::{valid_phone, AvatarUrl, Nickname, WxCode},
-    events::{Event, PhoneSealed, PhoneSource, ProfileSealed, UserLoggedIn, UserRegistered},
+    events::{Event, LoggedInSealed, PhoneSealed, PhoneSource, ProfileSealed, RegisteredSealed},
     fold::{bidx_owner_key, Phone, User},
     privacy::{keys, Profile},
     wechat::{PhoneInfo, WechatError},
@@ -46,7 +46,7 @@ pub async fn login(
     let session = app.wechat.code2session(code.as_str()).await?;
     let user_id = user_id_for(app.wechat.appid(), &session.openid);
 
-    let known = {
+    let (known, unionid) = {
         let client = app.pool.get().await?;
         let known = users::get(&**client, user_id).await?;
         if let Some(user) = &known {
@@ -54,23 +54,29 @@ pub async fn login(
                 return Err(user_erased());
             }
         }
-        known
+        // The unionid (a cross-app id) travels sealed, like every personal field.
+        let unionid = match &session.unionid {
+            Some(u) => Some(
+                keys::for_writing(&**client, &app.vault, user_id, (app.clock)())
+                    .await?
+                    .seal_unionid(u),
+            ),
+            None => None,
+        };
+        (known, unionid)
     };
     let (event, msg_id) = match &known {
         None => (
-            Event::UserRegistered(UserRegistered {
+            Event::RegisteredSealed(RegisteredSealed {
                 user_id,
                 openid: session.openid.clone(),
-                unionid: session.unionid.clone(),
+                unionid,
             }),
             // Two racing first logins append one registration.
             format!("user.registered:{user_id}"),
         ),
         Some(_) => (
-            Event::UserLoggedIn(UserLoggedIn {
-                user_id,
-                unionid: session.unionid.clone(),
-            }),
+            Event::LoggedInSealed(LoggedInSealed { user_id, unionid }),
             format!("user.logged_in:{}", Uuid::new_v4()),
         ),
     };

@@ -47,8 +47,8 @@ const KINDS: [&str; 18] = [
 /// The index of `event`'s type in [`KINDS`] (a match, so a new type cannot be missed).
 fn kind_code(event: &Event) -> u8 {
     match event {
-        Event::UserRegistered(_) => 0,
-        Event::UserLoggedIn(_) => 1,
+        Event::UserRegistered(_) | Event::RegisteredSealed(_) => 0,
+        Event::UserLoggedIn(_) | Event::LoggedInSealed(_) => 1,
         Event::PhoneBound(_) | Event::PhoneSealed(_) => 2,
         Event::ProfileUpdated(_) | Event::ProfileSealed(_) => 3,
         Event::OrderPlaced(_) => 4,

@@ -11,7 +11,8 @@ use crate::{
     fold::{BoundPhone, Keys, Phone, User},
 };
 
-const COLUMNS: &str = "user_id, openid, unionid, phone_country_code, phone_number, \
+const COLUMNS: &str =
+    "user_id, openid, unionid, unionid_sealed, phone_country_code, phone_number, \
      phone_sealed, phone_key, phone_bound_at, nickname, avatar_url, profile_sealed, erased_at, \
      registered_at, last_login_at, login_count, last_seq";
 
@@ -42,10 +43,15 @@ fn from_row(row: &Row) -> User {
             .map(|(c, n)| BoundPhone::Plain(Phone::new(&c, &n))),
     };
     let profile_sealed: Option<String> = row.get("profile_sealed");
+    let unionid_sealed: Option<String> = row.get("unionid_sealed");
     User {
         user_id,
         openid: row.get("openid"),
         unionid: row.get("unionid"),
+        unionid_sealed: unionid_sealed.map(|s| {
+            s.parse::<Sealed>()
+                .unwrap_or_else(|_| corrupt("unionid_sealed", user_id))
+        }),
         phone,
         phone_bound_at: row.get("phone_bound_at"),
         nickname: row.get("nickname"),
@@ -117,6 +123,7 @@ pub async fn upsert(
     let mut user_id = Vec::with_capacity(n);
     let mut openid = Vec::with_capacity(n);
     let mut unionid = Vec::with_capacity(n);
+    let mut unionid_sealed = Vec::with_capacity(n);
     let mut country = Vec::with_capacity(n);
     let mut number = Vec::with_capacity(n);
     let mut phone_sealed = Vec::with_capacity(n);
@@ -135,6 +142,7 @@ pub async fn upsert(
         user_id.push(u.user_id);
         openid.push(u.openid.as_str());
         unionid.push(u.unionid.as_deref());
+        unionid_sealed.push(u.unionid_sealed.as_ref().map(ToString::to_string));
         country.push(phone.country);
         number.push(phone.number);
         phone_sealed.push(phone.sealed);
@@ -153,13 +161,14 @@ pub async fn upsert(
         .execute(
             "INSERT INTO users (user_id, openid, unionid, phone_country_code, phone_number, \
                  phone_sealed, phone_key, phone_bound_at, nickname, avatar_url, profile_sealed, \
-                 erased_at, registered_at, last_login_at, login_count, last_seq)
+                 erased_at, registered_at, last_login_at, login_count, last_seq, unionid_sealed)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                  $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], \
                  $11::text[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
-                 $15::int8[], $16::int8[])
+                 $15::int8[], $16::int8[], $17::text[])
              ON CONFLICT (user_id) DO UPDATE SET
                  openid = EXCLUDED.openid, unionid = EXCLUDED.unionid,
+                 unionid_sealed = EXCLUDED.unionid_sealed,
                  phone_country_code = EXCLUDED.phone_country_code,
                  phone_number = EXCLUDED.phone_number, phone_sealed = EXCLUDED.phone_sealed,
                  phone_key = EXCLUDED.phone_key,
@@ -185,6 +194,7 @@ pub async fn upsert(
                 &last_login_at,
                 &login_count,
                 &last_seq,
+                &unionid_sealed,
             ],
         )
         .await?;
@@ -195,7 +205,7 @@ impl CopyRow for User {
     const TABLE: &'static str = "users";
     const COLUMNS: &'static str = "user_id, openid, unionid, phone_country_code, phone_number, \
          phone_sealed, phone_key, phone_bound_at, nickname, avatar_url, profile_sealed, \
-         erased_at, registered_at, last_login_at, login_count, last_seq";
+         erased_at, registered_at, last_login_at, login_count, last_seq, unionid_sealed";
     fn encode(&self, row: &mut RowWriter<'_>) -> Result<(), EncodeError> {
         let phone = phone_columns(self.phone.as_ref());
         row.field(&self.user_id)?;
@@ -213,7 +223,8 @@ impl CopyRow for User {
         row.field(&self.registered_at)?;
         row.field(&self.last_login_at)?;
         row.field(&self.login_count)?;
-        row.field(&self.last_seq)
+        row.field(&self.last_seq)?;
+        row.field(&self.unionid_sealed.as_ref().map(ToString::to_string))
     }
 }
 

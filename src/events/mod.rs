@@ -17,7 +17,9 @@ pub use pay::{
     CloseReason, Evidence, OrderAmount, OrderClosed, OrderKind, OrderPlaced, OrderPlacedV2, Payer,
     PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
 };
-pub use personal::{BlindIndex, PhoneSealed, ProfileSealed, Sealed, UserErased};
+pub use personal::{
+    BlindIndex, LoggedInSealed, PhoneSealed, ProfileSealed, RegisteredSealed, Sealed, UserErased,
+};
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
     RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
@@ -43,7 +45,8 @@ pub struct Envelope {
     pub data: serde_json::Value,
 }
 
-/// A mini program user registered on their first login.
+/// `user.registered` v1: the unionid in clear. No longer written (new registrations are
+/// [`RegisteredSealed`], v2) but still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRegistered {
@@ -56,7 +59,7 @@ pub struct UserRegistered {
     pub unionid: Option<String>,
 }
 
-/// A known user logged in again.
+/// `user.logged_in` v1: the unionid in clear. No longer written ([`LoggedInSealed`], v2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserLoggedIn {
@@ -109,10 +112,14 @@ pub struct ProfileUpdated {
 /// Every fact wxledger records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// `user.registered` v1.
+    /// `user.registered` v1 (read only: the unionid in clear).
     UserRegistered(UserRegistered),
-    /// `user.logged_in` v1.
+    /// `user.registered` v2 (the unionid sealed).
+    RegisteredSealed(RegisteredSealed),
+    /// `user.logged_in` v1 (read only: the unionid in clear).
     UserLoggedIn(UserLoggedIn),
+    /// `user.logged_in` v2 (the unionid sealed).
+    LoggedInSealed(LoggedInSealed),
     /// `user.phone_bound` v1 (read only: the number in clear).
     PhoneBound(PhoneBound),
     /// `user.phone_bound` v2 (the number sealed, with its blind index).
@@ -181,8 +188,8 @@ impl Event {
     /// The event's type, which is also the tail of its subject.
     pub fn kind(&self) -> &'static str {
         match self {
-            Event::UserRegistered(_) => "user.registered",
-            Event::UserLoggedIn(_) => "user.logged_in",
+            Event::UserRegistered(_) | Event::RegisteredSealed(_) => "user.registered",
+            Event::UserLoggedIn(_) | Event::LoggedInSealed(_) => "user.logged_in",
             Event::PhoneBound(_) | Event::PhoneSealed(_) => "user.phone_bound",
             Event::ProfileUpdated(_) | Event::ProfileSealed(_) => "user.profile_updated",
             Event::UserErased(_) => "user.erased",
@@ -205,7 +212,11 @@ impl Event {
     /// The schema version this build writes.
     pub fn version(&self) -> u32 {
         match self {
-            Event::OrderPlaced(_) | Event::PhoneSealed(_) | Event::ProfileSealed(_) => 2,
+            Event::OrderPlaced(_)
+            | Event::RegisteredSealed(_)
+            | Event::LoggedInSealed(_)
+            | Event::PhoneSealed(_)
+            | Event::ProfileSealed(_) => 2,
             _ => 1,
         }
     }
@@ -214,7 +225,9 @@ impl Event {
     pub fn to_data(&self) -> serde_json::Value {
         let v = match self {
             Event::UserRegistered(e) => serde_json::to_value(e),
+            Event::RegisteredSealed(e) => serde_json::to_value(e),
             Event::UserLoggedIn(e) => serde_json::to_value(e),
+            Event::LoggedInSealed(e) => serde_json::to_value(e),
             Event::PhoneBound(e) => serde_json::to_value(e),
             Event::PhoneSealed(e) => serde_json::to_value(e),
             Event::ProfileUpdated(e) => serde_json::to_value(e),
@@ -251,9 +264,11 @@ impl Event {
             })
         }
         Ok(match (kind, version) {
+            // v1 carried the unionid, the number and the profile in clear; still read.
             ("user.registered", 1) => Event::UserRegistered(parse(kind, version, data)?),
+            ("user.registered", 2) => Event::RegisteredSealed(parse(kind, version, data)?),
             ("user.logged_in", 1) => Event::UserLoggedIn(parse(kind, version, data)?),
-            // v1 carried the number and the profile in clear; the fold still reads them.
+            ("user.logged_in", 2) => Event::LoggedInSealed(parse(kind, version, data)?),
             ("user.phone_bound", 1) => Event::PhoneBound(parse(kind, version, data)?),
             ("user.phone_bound", 2) => Event::PhoneSealed(parse(kind, version, data)?),
             ("user.profile_updated", 1) => Event::ProfileUpdated(parse(kind, version, data)?),

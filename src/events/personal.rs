@@ -1,5 +1,5 @@
-//! Personal data in events: the sealed form it travels in (`user.phone_bound` v2,
-//! `user.profile_updated` v2), the keyed blind index that keeps a phone on one user, and
+//! Personal data in events: the sealed form it travels in (`user.registered`,
+//! `user.logged_in`, `user.phone_bound` and `user.profile_updated`, each v2), the keyed blind index that keeps a phone on one user, and
 //! `user.erased`. The keys themselves never enter the stream (see [`crate::privacy`]).
 
 use std::{fmt, str::FromStr};
@@ -90,6 +90,32 @@ impl fmt::Display for BlindIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `user.registered` v2: a user registered on their first login; the unionid, when
+/// WeChat reported one, travels sealed (the openid stays readable: see the README).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredSealed {
+    /// Stable id, derived from the app id and openid.
+    pub user_id: Uuid,
+    /// The user's openid under our app id.
+    pub openid: String,
+    /// The unionid as a JSON string, sealed (field `unionid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<Sealed>,
+}
+
+/// `user.logged_in` v2: a known user logged in again; the unionid travels sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedInSealed {
+    /// Who logged in.
+    pub user_id: Uuid,
+    /// The unionid WeChat returned this time, if any, as a JSON string, sealed (field
+    /// `unionid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<Sealed>,
 }
 
 /// `user.phone_bound` v2: a user bound a phone WeChat vouched for; the number travels

@@ -76,6 +76,12 @@ impl Keys {
             Event::UserLoggedIn(e) => {
                 self.user_ids.insert(e.user_id);
             }
+            Event::RegisteredSealed(e) => {
+                self.user_ids.insert(e.user_id);
+            }
+            Event::LoggedInSealed(e) => {
+                self.user_ids.insert(e.user_id);
+            }
             Event::PhoneBound(e) => {
                 self.user_ids.insert(e.user_id);
                 self.phones
@@ -158,6 +164,8 @@ impl State {
         match &rec.event {
             Event::UserRegistered(e) => self.users.registered(seq, rec.occurred_at, e),
             Event::UserLoggedIn(e) => self.users.logged_in(seq, rec.occurred_at, e),
+            Event::RegisteredSealed(e) => self.users.registered_sealed(seq, rec.occurred_at, e),
+            Event::LoggedInSealed(e) => self.users.logged_in_sealed(seq, rec.occurred_at, e),
             Event::PhoneBound(e) => self.users.phone_bound(seq, rec.occurred_at, e),
             Event::PhoneSealed(e) => self.users.phone_sealed(seq, rec.occurred_at, e),
             Event::ProfileUpdated(e) => self.users.profile_updated(seq, e),

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::events::{
-    BlindIndex, PhoneBound, PhoneSealed, PhoneSource, ProfileSealed, ProfileUpdated, Sealed,
-    UserErased, UserLoggedIn, UserRegistered,
+    BlindIndex, LoggedInSealed, PhoneBound, PhoneSealed, PhoneSource, ProfileSealed,
+    ProfileUpdated, Sealed, UserErased, UserLoggedIn, UserRegistered,
 };
 
 fn uid(n: u8) -> Uuid {
@@ -124,29 +124,54 @@ fn a_sealed_phone_belongs_to_one_user_by_its_blind_index_until_its_user_is_erase
         profile: sealed("p"),
     });
     assert_eq!(s.apply(&rec(6, profile.clone())), Outcome::Applied);
+    let login = Event::LoggedInSealed(LoggedInSealed {
+        user_id: uid(1),
+        unionid: Some(sealed("u")),
+    });
+    assert_eq!(s.apply(&rec(13, login)), Outcome::Applied);
     let user = s.users.get(&uid(1)).unwrap();
     assert_eq!(user.profile_sealed, Some(sealed("p")));
-    assert_eq!(user.phone.as_ref().unwrap().owner_key(), bidx_owner_key(&bidx(5)));
+    assert_eq!(user.unionid_sealed, Some(sealed("u")));
+    assert_eq!(
+        user.phone.as_ref().unwrap().owner_key(),
+        bidx_owner_key(&bidx(5))
+    );
 
     // Erased: nothing personal left, the phone free, nothing sealed accepted again.
-    assert_eq!(s.apply(&rec(7, erased(1))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(14, erased(1))), Outcome::Applied);
     let user = s.users.get(&uid(1)).unwrap();
-    assert_eq!(user.erased_at, Some(rec(7, erased(1)).occurred_at));
+    assert_eq!(user.erased_at, Some(rec(14, erased(1)).occurred_at));
     assert_eq!(
-        (&user.phone, &user.profile_sealed, &user.nickname, &user.unionid),
+        (
+            &user.phone,
+            &user.profile_sealed,
+            &user.nickname,
+            &user.unionid
+        ),
         (&None, &None, &None, &None)
     );
-    assert_eq!(user.login_count, 1, "logins are not personal data");
-    assert_eq!(s.apply(&rec(8, bound_sealed(2, 5))), Outcome::Applied);
+    assert_eq!(user.unionid_sealed, None);
+    assert_eq!(user.login_count, 2, "logins are not personal data");
+    // A later login is counted, but its unionid is not kept.
+    let later = Event::LoggedInSealed(LoggedInSealed {
+        user_id: uid(1),
+        unionid: Some(sealed("u2")),
+    });
+    assert_eq!(s.apply(&rec(15, later)), Outcome::Applied);
+    assert_eq!(s.users.get(&uid(1)).unwrap().unionid_sealed, None);
+    assert_eq!(s.apply(&rec(16, bound_sealed(2, 5))), Outcome::Applied);
     assert_eq!(
-        s.apply(&rec(9, bound_sealed(1, 6))),
+        s.apply(&rec(17, bound_sealed(1, 6))),
         Outcome::Refused("user_erased")
     );
-    assert_eq!(s.apply(&rec(10, bound(1, "13800000009"))), Outcome::Refused("user_erased"));
-    assert_eq!(s.apply(&rec(11, profile)), Outcome::Refused("user_erased"));
+    assert_eq!(
+        s.apply(&rec(18, bound(1, "13800000009"))),
+        Outcome::Refused("user_erased")
+    );
+    assert_eq!(s.apply(&rec(19, profile)), Outcome::Refused("user_erased"));
     // A second erasure changes nothing but the row's sequence.
     let before = s.users.get(&uid(1)).unwrap().clone();
-    assert_eq!(s.apply(&rec(12, erased(1))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(20, erased(1))), Outcome::Applied);
     assert_eq!(
         User {
             last_seq: before.last_seq,
@@ -162,7 +187,10 @@ fn erasure_frees_a_phone_bound_in_clear_by_an_old_event() {
     s.apply(&rec(1, registered(1)));
     s.apply(&rec(2, registered(2)));
     s.apply(&rec(3, bound(1, "13800000001")));
-    assert_eq!(s.apply(&rec(4, bound(2, "13800000001"))), Outcome::Refused("phone_taken"));
+    assert_eq!(
+        s.apply(&rec(4, bound(2, "13800000001"))),
+        Outcome::Refused("phone_taken")
+    );
     s.apply(&rec(5, erased(1)));
     assert_eq!(s.users.get(&uid(1)).unwrap().phone, None);
     assert_eq!(s.apply(&rec(6, bound(2, "13800000001"))), Outcome::Applied);
@@ -193,10 +221,17 @@ fn arb_event() -> impl Strategy<Value = Event> {
         (user.clone(), 0u8..3).prop_map(|(n, p)| bound(n, &format!("1380000000{p}"))),
         (user.clone(), 0u8..3).prop_map(|(n, p)| bound_sealed(n, p)),
         user.clone().prop_map(erased),
-        user.clone().prop_map(|n| Event::ProfileSealed(ProfileSealed {
-            user_id: uid(n),
-            profile: sealed(&n.to_string()),
-        })),
+        (user.clone(), proptest::option::of("[a-c]")).prop_map(|(n, u)| {
+            Event::LoggedInSealed(LoggedInSealed {
+                user_id: uid(n),
+                unionid: u.map(|u| sealed(&u)),
+            })
+        }),
+        user.clone()
+            .prop_map(|n| Event::ProfileSealed(ProfileSealed {
+                user_id: uid(n),
+                profile: sealed(&n.to_string()),
+            })),
         (
             user,
             "[a-z]{1,5}",

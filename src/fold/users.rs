@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::Outcome;
 use crate::events::{
-    BlindIndex, PhoneBound, PhoneSealed, ProfileSealed, ProfileUpdated, Sealed, UserErased,
-    UserLoggedIn, UserRegistered,
+    BlindIndex, LoggedInSealed, PhoneBound, PhoneSealed, ProfileSealed, ProfileUpdated,
+    RegisteredSealed, Sealed, UserErased, UserLoggedIn, UserRegistered,
 };
 
 /// A phone number as WeChat reports it.
@@ -83,6 +83,36 @@ pub fn bidx_owner_key(bidx: &BlindIndex) -> String {
     format!("bidx:{bidx}")
 }
 
+/// A unionid as an event carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unionid {
+    /// v1 events: in clear.
+    Plain(String),
+    /// v2 events: sealed under the user's data key.
+    Sealed(Sealed),
+}
+
+impl User {
+    /// Keeps the unionid an event reported (none reported keeps the known one); an
+    /// erased user's is never kept again.
+    fn set_unionid(&mut self, unionid: Option<Unionid>) {
+        if self.erased_at.is_some() {
+            return;
+        }
+        match unionid {
+            Some(Unionid::Plain(u)) => {
+                self.unionid = Some(u);
+                self.unionid_sealed = None;
+            }
+            Some(Unionid::Sealed(u)) => {
+                self.unionid = None;
+                self.unionid_sealed = Some(u);
+            }
+            None => {}
+        }
+    }
+}
+
 /// One row of the `users` projection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -90,8 +120,10 @@ pub struct User {
     pub user_id: Uuid,
     /// openid under our app id.
     pub openid: String,
-    /// unionid, once WeChat reported one.
+    /// unionid, once WeChat reported one in a v1 event (in clear).
     pub unionid: Option<String>,
+    /// unionid, once WeChat reported one in a v2 event (sealed).
+    pub unionid_sealed: Option<Sealed>,
     /// The bound phone.
     pub phone: Option<BoundPhone>,
     /// When the current phone was bound.
@@ -169,49 +201,83 @@ impl Users {
         at: DateTime<Utc>,
         e: &UserRegistered,
     ) -> Outcome {
-        if self.by_id.contains_key(&e.user_id) {
+        let unionid = e.unionid.clone().map(Unionid::Plain);
+        self.register(seq, at, e.user_id, &e.openid, unionid)
+    }
+
+    pub(super) fn registered_sealed(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        e: &RegisteredSealed,
+    ) -> Outcome {
+        let unionid = e.unionid.clone().map(Unionid::Sealed);
+        self.register(seq, at, e.user_id, &e.openid, unionid)
+    }
+
+    fn register(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        user_id: Uuid,
+        openid: &str,
+        unionid: Option<Unionid>,
+    ) -> Outcome {
+        if self.by_id.contains_key(&user_id) {
             // Two first logins raced (or the projection lagged): the later one is a login.
-            return self.logged_in(
-                seq,
-                at,
-                &UserLoggedIn {
-                    user_id: e.user_id,
-                    unionid: e.unionid.clone(),
-                },
-            );
+            return self.login(seq, at, user_id, unionid);
         }
-        self.by_id.insert(
-            e.user_id,
-            User {
-                user_id: e.user_id,
-                openid: e.openid.clone(),
-                unionid: e.unionid.clone(),
-                phone: None,
-                phone_bound_at: None,
-                nickname: None,
-                avatar_url: None,
-                profile_sealed: None,
-                erased_at: None,
-                registered_at: at,
-                last_login_at: at,
-                login_count: 1,
-                last_seq: seq,
-            },
-        );
-        self.dirty.insert(e.user_id);
+        let mut user = User {
+            user_id,
+            openid: openid.to_owned(),
+            unionid: None,
+            unionid_sealed: None,
+            phone: None,
+            phone_bound_at: None,
+            nickname: None,
+            avatar_url: None,
+            profile_sealed: None,
+            erased_at: None,
+            registered_at: at,
+            last_login_at: at,
+            login_count: 1,
+            last_seq: seq,
+        };
+        user.set_unionid(unionid);
+        self.by_id.insert(user_id, user);
+        self.dirty.insert(user_id);
         Outcome::Applied
     }
 
     pub(super) fn logged_in(&mut self, seq: i64, at: DateTime<Utc>, e: &UserLoggedIn) -> Outcome {
-        let user = match self.fresh(e.user_id, seq) {
+        let unionid = e.unionid.clone().map(Unionid::Plain);
+        self.login(seq, at, e.user_id, unionid)
+    }
+
+    pub(super) fn logged_in_sealed(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        e: &LoggedInSealed,
+    ) -> Outcome {
+        let unionid = e.unionid.clone().map(Unionid::Sealed);
+        self.login(seq, at, e.user_id, unionid)
+    }
+
+    fn login(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        user_id: Uuid,
+        unionid: Option<Unionid>,
+    ) -> Outcome {
+        let user = match self.fresh(user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
         user.login_count += 1;
         user.last_login_at = user.last_login_at.max(at);
-        if e.unionid.is_some() {
-            user.unionid.clone_from(&e.unionid);
-        }
+        user.set_unionid(unionid);
         Outcome::Applied
     }
 
@@ -294,6 +360,7 @@ impl Users {
         let phone = user.phone.take();
         user.phone_bound_at = None;
         user.unionid = None;
+        user.unionid_sealed = None;
         user.nickname = None;
         user.avatar_url = None;
         user.profile_sealed = None;

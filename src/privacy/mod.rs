@@ -34,6 +34,8 @@ pub enum Field {
     Phone,
     /// `user.profile_updated` v2 `profile`.
     Profile,
+    /// `user.registered` and `user.logged_in` v2 `unionid`.
+    Unionid,
 }
 
 impl Field {
@@ -41,6 +43,7 @@ impl Field {
         match self {
             Field::Phone => "phone",
             Field::Profile => "profile",
+            Field::Unionid => "unionid",
         }
     }
 }
@@ -190,6 +193,16 @@ impl DataKey {
     /// Opens a sealed profile.
     pub fn open_profile(&self, sealed: &Sealed) -> Result<Profile, Unreadable> {
         serde_json::from_slice(&self.open(Field::Profile, sealed)?).map_err(|_| Unreadable)
+    }
+
+    /// Seals a unionid.
+    pub fn seal_unionid(&self, unionid: &str) -> Sealed {
+        self.seal(Field::Unionid, &to_json(&unionid))
+    }
+
+    /// Opens a sealed unionid.
+    pub fn open_unionid(&self, sealed: &Sealed) -> Result<String, Unreadable> {
+        serde_json::from_slice(&self.open(Field::Unionid, sealed)?).map_err(|_| Unreadable)
     }
 
     fn aad(&self, field: Field) -> Vec<u8> {

@@ -107,7 +107,10 @@ mod tests {
         let err = settings(None, Some("!")).validate().unwrap_err();
         assert!(err.to_string().contains("privacy.blind_index_key"));
         assert!(settings(Some(a), Some(a)).validate().is_err());
-        assert_eq!(settings(Some(a), None).data_key_encryption_key(), [b'A'; 32]);
+        assert_eq!(
+            settings(Some(a), None).data_key_encryption_key(),
+            [b'A'; 32]
+        );
         assert_eq!(
             settings(Some(a), None).development_keys_in_use(),
             ["privacy.blind_index_key"]

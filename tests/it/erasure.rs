@@ -20,6 +20,7 @@ use crate::common::{database_url, drop_schema, dump_table, nats_url, TestEnv};
 
 const ALICE_PHONE: &str = "13800138123";
 const BOB_PHONE: &str = "13900139000";
+const UNIONID: &str = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
 
 async fn bind(env: &TestEnv, token: &str, phone: &str) -> (StatusCode, Value) {
     let code = env.phone_code(phone).await;
@@ -93,7 +94,20 @@ async fn admin_user(env: &TestEnv, user_id: &str) -> Value {
 #[tokio::test]
 async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
     let env = TestEnv::start().await;
-    let (alice, alice_id) = env.login("o-erase-alice").await;
+    // Alice's app is bound to an open platform account: WeChat reports her unionid.
+    let code = env
+        .sim_post(
+            "/sim/mini/login-codes",
+            json!({"openid": "o-erase-alice", "unionid": UNIONID}),
+        )
+        .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, login) = env.post_login(code).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let alice = login["token"].as_str().unwrap().to_owned();
+    let alice_id = login["user_id"].as_str().unwrap().to_owned();
     let (status, body) = bind(&env, &alice, ALICE_PHONE).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = env
@@ -106,6 +120,7 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["nickname"], "小红", "the API opens the sealed profile");
+    assert_eq!(body["unionid"], UNIONID, "and the sealed unionid");
     let (bob, _) = env.login("o-erase-bob").await;
     assert_eq!(bind(&env, &bob, BOB_PHONE).await.0, StatusCode::OK);
     let (carol, carol_id) = env.login("o-erase-carol").await;
@@ -118,38 +133,56 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     env.settle("R-erase-1", "success").await;
-    env.wait_refund_state(&order, "R-erase-1", "succeeded").await;
+    env.wait_refund_state(&order, "R-erase-1", "succeeded")
+        .await;
     env.wait_applied().await;
 
     // Sealed in the stream from the start; the API reads it with her key.
     let before_tail = tail_output(&env).await;
-    assert!(!before_tail.contains(ALICE_PHONE) && !before_tail.contains("小红"));
-    assert_eq!(admin_user(&env, &alice_id).await["phone"]["masked"], "138****8123");
+    for personal in [ALICE_PHONE, "小红", "red.png", UNIONID] {
+        assert!(
+            !before_tail.contains(personal),
+            "{personal} in clear in the stream"
+        );
+    }
+    assert_eq!(
+        admin_user(&env, &alice_id).await["phone"]["masked"],
+        "138****8123"
+    );
     // Her phone is taken while she holds it.
-    assert_eq!(bind(&env, &carol, ALICE_PHONE).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        bind(&env, &carol, ALICE_PHONE).await.0,
+        StatusCode::CONFLICT
+    );
     let live = connect(&env.schema).await;
     let money_before = money(&live).await;
 
     // Erase Alice as `wxledger erase-user` does.
     let alice_uuid: Uuid = alice_id.parse().unwrap();
-    let erasure = wxledger::privacy::erase_user(&env.pool, &env.log, alice_uuid, "test", Utc::now())
-        .await
-        .unwrap();
+    let erasure =
+        wxledger::privacy::erase_user(&env.pool, &env.log, alice_uuid, "test", Utc::now())
+            .await
+            .unwrap();
     assert!(erasure.appended.is_some() && !erasure.key_already_destroyed);
     env.wait_applied().await;
 
     // The API: erased, nothing personal, the balance intact.
     let shown = admin_user(&env, &alice_id).await;
     assert_eq!(shown["erased"], true, "{shown}");
-    assert_eq!(
-        (&shown["phone"], &shown["nickname"], &shown["avatar_url"]),
-        (&Value::Null, &Value::Null, &Value::Null)
-    );
+    for field in ["phone", "nickname", "avatar_url", "unionid"] {
+        assert_eq!(shown[field], Value::Null, "{field} of an erased user");
+    }
     let (_, me) = env.call(Method::GET, "/v1/me", Some(&alice), None).await;
-    assert_eq!((me["erased"].clone(), me["balance"].clone()), (json!(true), json!(5000)));
+    assert_eq!(
+        (me["erased"].clone(), me["balance"].clone()),
+        (json!(true), json!(5000))
+    );
     // An erased user cannot log in or seal anything again.
     let (status, body) = env.post_login(env.login_code("o-erase-alice").await).await;
-    assert_eq!((status, body["error"]["code"].clone()), (StatusCode::FORBIDDEN, json!("user_erased")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("user_erased"))
+    );
     let (status, _) = bind(&env, &alice, "13700137000").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
@@ -157,17 +190,20 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
     let row = live
         .query_one(
             "SELECT phone_number, phone_sealed, phone_key, nickname, profile_sealed, \
-             erased_at IS NOT NULL FROM users WHERE user_id = $1",
+             unionid_sealed, erased_at IS NOT NULL FROM users WHERE user_id = $1",
             &[&alice_uuid],
         )
         .await
         .unwrap();
-    for i in 0..5 {
+    for i in 0..6 {
         assert_eq!(row.get::<_, Option<String>>(i), None, "users column {i}");
     }
-    assert!(row.get::<_, bool>(5));
+    assert!(row.get::<_, bool>(6));
     let key: Option<Vec<u8>> = live
-        .query_one("SELECT sealed_key FROM user_keys WHERE user_id = $1", &[&alice_uuid])
+        .query_one(
+            "SELECT sealed_key FROM user_keys WHERE user_id = $1",
+            &[&alice_uuid],
+        )
         .await
         .unwrap()
         .get(0);
@@ -182,9 +218,15 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
 
     // A replay into a scratch schema shows her erased, with the same money.
     let into = format!("{}_erased", env.schema);
-    replay(&env.settings(), AsOf::Seq(env.last_seq().await), &into, true, |_| {})
-        .await
-        .unwrap();
+    replay(
+        &env.settings(),
+        AsOf::Seq(env.last_seq().await),
+        &into,
+        true,
+        |_| {},
+    )
+    .await
+    .unwrap();
     let scratch = connect(&into).await;
     let replayed = scratch
         .query_one(
@@ -201,7 +243,12 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
 
     // The stream has nothing personal in clear: the sealed values stay sealed for good.
     let after_tail = tail_output(&env).await;
-    assert!(!after_tail.contains(ALICE_PHONE) && !after_tail.contains("小红"));
+    for personal in [ALICE_PHONE, "小红", "red.png", UNIONID] {
+        assert!(
+            !after_tail.contains(personal),
+            "{personal} in clear in the stream"
+        );
+    }
     assert!(after_tail.contains("\"user.erased\""));
 
     // Her phone is free: Carol binds it; Bob, not erased, still reads his.
@@ -209,23 +256,40 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["phone"]["masked"], "138****8123");
     let (_, bob_me) = env.call(Method::GET, "/v1/me", Some(&bob), None).await;
-    assert_eq!((bob_me["erased"].clone(), bob_me["phone"]["masked"].clone()), (json!(false), json!("139****9000")));
+    assert_eq!(
+        (bob_me["erased"].clone(), bob_me["phone"]["masked"].clone()),
+        (json!(false), json!("139****9000"))
+    );
 
     // The admin endpoint: credentials, a bad id, an unknown user, then Carol, twice.
     let path = format!("/v1/admin/users/{carol_id}/erase");
     let (status, _) = env.call(Method::POST, &path, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = env.admin(Method::POST, "/v1/admin/users/not-a-uuid/erase").await;
+    let (status, _) = env
+        .admin(Method::POST, "/v1/admin/users/not-a-uuid/erase")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let unknown = format!("/v1/admin/users/{}/erase", Uuid::new_v4());
-    assert_eq!(env.admin(Method::POST, &unknown).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        env.admin(Method::POST, &unknown).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (status, body) = env.admin(Method::POST, &path).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["user"]["erased"].clone(), body["user"]["phone"].clone()), (json!(true), Value::Null));
+    assert_eq!(
+        (
+            body["user"]["erased"].clone(),
+            body["user"]["phone"].clone()
+        ),
+        (json!(true), Value::Null)
+    );
     assert!(body["seq"].is_u64());
     let (status, again) = env.admin(Method::POST, &path).await;
     assert_eq!(status, StatusCode::OK, "{again}");
-    assert_eq!((again["seq"].clone(), again["key_already_destroyed"].clone()), (Value::Null, json!(true)));
+    assert_eq!(
+        (again["seq"].clone(), again["key_already_destroyed"].clone()),
+        (Value::Null, json!(true))
+    );
     assert_eq!(env.count_events("user.erased").await, 2);
 
     // The phone is free again; every event fits its schema.
@@ -236,8 +300,7 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
 }
 
 #[tokio::test]
-async fn a_phone_bound_in_clear_by_an_old_event_is_masked_in_tail_and_erased_from_the_projection(
-) {
+async fn a_phone_bound_in_clear_by_an_old_event_is_masked_in_tail_and_erased_from_the_projection() {
     let env = TestEnv::start().await;
     let (_, old_id) = env.login("o-erase-old").await;
     let old_uuid: Uuid = old_id.parse().unwrap();
@@ -258,10 +321,16 @@ async fn a_phone_bound_in_clear_by_an_old_event_is_masked_in_tail_and_erased_fro
         .await
         .unwrap();
     env.wait_applied().await;
-    assert_eq!(admin_user(&env, &old_id).await["phone"]["masked"], "138****8123");
+    assert_eq!(
+        admin_user(&env, &old_id).await["phone"]["masked"],
+        "138****8123"
+    );
     // The fold reads it (upcast path); a new binding of the same number is refused.
     let (other, _) = env.login("o-erase-other").await;
-    assert_eq!(bind(&env, &other, ALICE_PHONE).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        bind(&env, &other, ALICE_PHONE).await.0,
+        StatusCode::CONFLICT
+    );
     // The residue is in the stream, but `events tail` prints it masked.
     let printed = tail_output(&env).await;
     assert!(!printed.contains(ALICE_PHONE) && printed.contains("138****8123"));
