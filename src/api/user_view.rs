@@ -95,7 +95,7 @@ pub async fn user_view(
         return Ok(UserView::from_erased(user));
     }
     let key = match state {
-        UserKey::Live(key) => Some(key),
+        UserKey::Live(key) => Some(*key),
         UserKey::Erased | UserKey::Missing => None,
     };
     let phone = match user.phone {

@@ -11,8 +11,8 @@ use super::{DataKey, Vault};
 
 /// A user's data key as `user_keys` holds it.
 pub enum UserKey {
-    /// The key, opened.
-    Live(DataKey),
+    /// The key, opened (boxed: an AES key schedule is large).
+    Live(Box<DataKey>),
     /// Destroyed: the user was erased.
     Erased,
     /// None yet: the user never sealed anything.
@@ -54,7 +54,7 @@ pub async fn load(
         None => Ok(UserKey::Erased),
         Some(sealed) => vault
             .open_data_key(user_id, row.get("key_id"), &sealed)
-            .map(UserKey::Live)
+            .map(|key| UserKey::Live(Box::new(key)))
             .map_err(|_| KeyError::Unopenable(user_id)),
     }
 }
@@ -78,7 +78,7 @@ pub async fn for_writing(
             .await?;
     }
     match load(client, vault, user_id).await? {
-        UserKey::Live(key) => Ok(key),
+        UserKey::Live(key) => Ok(*key),
         UserKey::Erased => Err(KeyError::Erased),
         UserKey::Missing => unreachable!("a key row was just inserted or already there"),
     }

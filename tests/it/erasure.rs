@@ -1,6 +1,6 @@
 //! Erasure by crypto-shredding: a user who logged in, bound a phone, set a profile, paid,
 //! recharged and was refunded is erased (through the library function the CLI runs, and
-//! through the admin endpoint); afterwards the API, the projection, a replay and the
+//! through the admin endpoint; the `wxledger erase-user` command for a user bound in clear); afterwards the API, the projection, a replay and the
 //! stream show nothing personal of theirs, the audit is clean, the money is identical,
 //! and their phone is free for another user.
 
@@ -81,6 +81,22 @@ async fn tail_output(env: &TestEnv) -> String {
     .await
     .unwrap();
     out
+}
+
+/// Runs `wxledger erase-user USER_ID` against the test's schema and stream.
+async fn erase_user_command(env: &TestEnv, user_id: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_wxledger"))
+        .args(["erase-user", user_id])
+        .env_remove("WXLEDGER_CONFIG")
+        .env("WXLEDGER__NATS__URL", nats_url())
+        .env("WXLEDGER__NATS__STREAM", &env.stream)
+        .env("WXLEDGER__NATS__SUBJECT_PREFIX", &env.prefix)
+        .env("WXLEDGER__DATABASE__URL", database_url())
+        .env("WXLEDGER__DATABASE__SCHEMA", &env.schema)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the wxledger binary runs")
 }
 
 async fn admin_user(env: &TestEnv, user_id: &str) -> Value {
@@ -335,10 +351,17 @@ async fn a_phone_bound_in_clear_by_an_old_event_is_masked_in_tail_and_erased_fro
     let printed = tail_output(&env).await;
     assert!(!printed.contains(ALICE_PHONE) && printed.contains("138****8123"));
 
-    wxledger::privacy::erase_user(&env.pool, &env.log, old_uuid, "test", Utc::now())
-        .await
-        .unwrap();
+    // The command itself, twice: the second finds the user already erased.
+    let first = erase_user_command(&env, &old_id).await;
+    assert!(first.status.success(), "{first:?}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("erased: data key destroyed"));
     env.wait_applied().await;
+    let again = erase_user_command(&env, &old_id).await;
+    assert!(again.status.success(), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already erased"));
+    let unknown = erase_user_command(&env, &Uuid::new_v4().to_string()).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("user_not_found"));
     let users = env.users_dump().await;
     assert!(!users.contains(ALICE_PHONE), "{users}");
     assert_eq!(admin_user(&env, &old_id).await["erased"], true);
