@@ -138,6 +138,17 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
     assert_eq!(body["nickname"], "小红", "the API opens the sealed profile");
     assert_eq!(body["unionid"], UNIONID, "and the sealed unionid");
     let (bob, _) = env.login("o-erase-bob").await;
+    // A second login of Bob's, with a unionid this time (user.logged_in v2, sealed).
+    let code = env
+        .sim_post(
+            "/sim/mini/login-codes",
+            json!({"openid": "o-erase-bob", "unionid": "oBobUnionid"}),
+        )
+        .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(env.post_login(code).await.0, StatusCode::OK);
     assert_eq!(bind(&env, &bob, BOB_PHONE).await.0, StatusCode::OK);
     let (carol, carol_id) = env.login("o-erase-carol").await;
 
@@ -276,6 +287,7 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
         (bob_me["erased"].clone(), bob_me["phone"]["masked"].clone()),
         (json!(false), json!("139****9000"))
     );
+    assert_eq!(bob_me["unionid"], "oBobUnionid");
 
     // The admin endpoint: credentials, a bad id, an unknown user, then Carol, twice.
     let path = format!("/v1/admin/users/{carol_id}/erase");
