@@ -6,6 +6,7 @@
 
 pub mod ledger;
 pub mod orders;
+pub mod phone;
 pub mod refunds;
 pub mod users;
 
