@@ -31,6 +31,8 @@ cat >"$dir/wxledger.env" <<ENV
 WXLEDGER__AUTH__JWT_SECRET=$(random 48)
 WXLEDGER__AUTH__SESSION_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
 WXLEDGER__AUTH__ADMIN_TOKEN=$(random 48)
+WXLEDGER__PRIVACY__DATA_KEY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64)
+WXLEDGER__PRIVACY__BLIND_INDEX_KEY=$(head -c 32 /dev/urandom | base64)
 WXLEDGER__NATS__AUTH__PASSWORD=$nats_wxledger
 WXLEDGER__DATABASE__URL=postgres://wxledger:$postgres@postgres:5432/wxledger
 ENV

@@ -20,6 +20,7 @@ pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod outcomes;
+pub mod privacy;
 pub mod projector;
 pub mod rebuild;
 pub mod reconcile;

@@ -140,6 +140,12 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         timeout_secs: u64,
     },
+    /// Erase a user's personal data (crypto-shredding): destroy their data key, then
+    /// append `user.erased`. Their orders, payments and postings stay. Idempotent.
+    EraseUser {
+        /// The user's id (a UUID, as `GET /v1/admin/users/{user_id}` shows it).
+        user_id: uuid::Uuid,
+    },
     /// The event stream, as consumers see it.
     Events {
         #[command(subcommand)]
@@ -345,6 +351,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let timeout = std::time::Duration::from_secs(timeout_secs.max(1));
             wxledger::healthcheck::probe(&url, timeout).await?;
             println!("{url}: ready");
+        }
+        Command::EraseUser { user_id } => {
+            let pool = db::pool(&settings.database)?;
+            db::migrate(&pool, &settings.database.schema).await?;
+            let log = wxledger::events::EventLog::open(&settings.nats).await?;
+            let correlation_id = format!("cli:erase-user:{}", uuid::Uuid::new_v4());
+            let erasure = wxledger::privacy::erase_user(
+                &pool,
+                &log,
+                user_id,
+                &correlation_id,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("erase-user: {e} ({})", e.code()))?;
+            match erasure.appended {
+                Some(a) => println!(
+                    "user {user_id} erased: data key destroyed, user.erased at sequence {}",
+                    a.seq
+                ),
+                None => println!("user {user_id} was already erased: data key destroyed"),
+            }
         }
         Command::Events {
             command:

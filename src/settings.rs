@@ -55,6 +55,8 @@ pub struct Settings {
     pub limits: crate::limits::LimitSettings,
     /// Where `/metrics` is served.
     pub metrics: crate::metrics::MetricsSettings,
+    /// The keys of erasable personal data (crypto-shredding).
+    pub privacy: crate::privacy::PrivacySettings,
 }
 
 /// The daemon's HTTP listener.
@@ -797,6 +799,7 @@ impl Settings {
         }
         self.validate_pay()?;
         self.limits.validate()?;
+        self.privacy.validate()?;
         if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
             return Err(invalid(
                 "sim.time_factor",

@@ -205,12 +205,19 @@ impl App {
                 commit_metrics.projector_committed(now);
             }
         });
+        for field in settings.privacy.development_keys_in_use() {
+            tracing::warn!(
+                field,
+                "not set: personal data uses the public development key"
+            );
+        }
         let state = AppState::new(Shared {
             log: log.clone(),
             pool: pool.clone(),
             wechat: MiniProgram::new(&settings.wechat, clock.clone()).with_metrics(metrics.clone()),
             tokens: tokens(&settings),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
+            vault: crate::privacy::Vault::new(&settings.privacy),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
             clock,
             read_your_writes: settings.read_your_writes_timeout(),

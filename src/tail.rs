@@ -1,6 +1,8 @@
 //! `wxledger events tail`: the stream as a consumer sees it, through an ordered consumer
 //! (the same kind the projector reads with), one JSON line per event. Read-only: it
-//! never creates or changes the stream.
+//! never creates or changes the stream. Phone numbers that old events
+//! (`user.phone_bound` v1) carry in clear are printed masked: an operator's terminal is
+//! no place for personal data. New events carry them sealed and are printed as they are.
 
 use async_nats::{
     header::NATS_MESSAGE_ID,
@@ -76,6 +78,22 @@ fn read_err(e: impl std::fmt::Display) -> TailError {
     TailError::Read(e.to_string())
 }
 
+/// Masks the number of a `user.phone_bound` v1 envelope (`138****8000`), as wxledger
+/// shows a phone everywhere else.
+fn mask_plain_phone(envelope: &mut Value) {
+    if envelope["type"] != "user.phone_bound" || envelope["version"] != 1 {
+        return;
+    }
+    let data = &mut envelope["data"];
+    if let (Some(cc), Some(number)) = (
+        data["country_code"].as_str(),
+        data["pure_phone_number"].as_str(),
+    ) {
+        let masked = crate::fold::Phone::new(cc, number).masked();
+        data["pure_phone_number"] = Value::String(masked);
+    }
+}
+
 /// Reads the events of `settings.stream` matching `options`, in stream order, and hands
 /// each to `emit`; answers how many were emitted. Without `follow` it stops at the end
 /// of the stream as it was when the tail started.
@@ -116,7 +134,10 @@ pub async fn tail(
         let info = message.info().map_err(read_err)?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         let (envelope, payload) = match serde_json::from_slice::<Value>(&message.payload) {
-            Ok(value) => (value, None),
+            Ok(mut value) => {
+                mask_plain_phone(&mut value);
+                (value, None)
+            }
             Err(_) => (
                 Value::Null,
                 Some(String::from_utf8_lossy(&message.payload).into_owned()),
@@ -141,4 +162,23 @@ pub async fn tail(
     }
     let _ = client.flush().await;
     Ok(emitted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_phones_of_old_events_are_masked_and_nothing_else_changes() {
+        let mut v1 = serde_json::json!({"type": "user.phone_bound", "version": 1, "data": {
+            "user_id": "u", "country_code": "86", "pure_phone_number": "13800138000",
+            "source": "phone_code"}});
+        mask_plain_phone(&mut v1);
+        assert_eq!(v1["data"]["pure_phone_number"], "138****8000");
+        let v2 = serde_json::json!({"type": "user.phone_bound", "version": 2, "data": {
+            "user_id": "u", "phone": {"key_id": "k", "ciphertext": "AA"}}});
+        let mut same = v2.clone();
+        mask_plain_phone(&mut same);
+        assert_eq!(same, v2);
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the layers every request passes through.
 
 mod admin;
+mod admin_users;
 mod error;
 mod extract;
 mod health;
@@ -8,6 +9,7 @@ mod limited;
 mod operations;
 mod orders;
 mod pay_api;
+mod user_view;
 mod users;
 mod webhook;
 mod webhook_v2;
@@ -58,6 +60,8 @@ pub struct Shared {
     pub tokens: Tokens,
     /// Seals session keys at rest.
     pub sealer: Sealer,
+    /// Seals personal data under each user's data key; blind indexes.
+    pub vault: crate::privacy::Vault,
     /// Read-your-writes.
     pub projection: ProjectionWatch,
     /// Now.
@@ -167,6 +171,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(admin::refund_order).get(admin::order_refunds),
         )
         .route("/v1/admin/failures", get(admin::failures))
+        .route("/v1/admin/users/{user_id}", get(admin_users::user))
+        .route("/v1/admin/users/{user_id}/erase", post(admin_users::erase))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(operations::openapi))

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{
     limited::{self, Limited},
+    user_view::{is_erased, user_erased, user_view, UserView},
     ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId,
 };
 use crate::{
@@ -14,8 +15,9 @@ use crate::{
     crypto::decrypt_open_data,
     db::users,
     domain::{valid_phone, AvatarUrl, Nickname, WxCode},
-    events::{Event, PhoneBound, PhoneSource, ProfileUpdated, UserLoggedIn, UserRegistered},
-    fold::{Phone, User},
+    events::{Event, LoggedInSealed, PhoneSealed, PhoneSource, ProfileSealed, RegisteredSealed},
+    fold::{bidx_owner_key, Phone, User},
+    privacy::{keys, Profile},
     wechat::{PhoneInfo, WechatError},
 };
 
@@ -46,22 +48,37 @@ pub async fn login(
     let session = app.wechat.code2session(code.as_str()).await?;
     let user_id = user_id_for(app.wechat.appid(), &session.openid);
 
-    let known = users::get(&**app.pool.get().await?, user_id).await?;
+    let (known, unionid) = {
+        let client = app.pool.get().await?;
+        let known = users::get(&**client, user_id).await?;
+        if let Some(user) = &known {
+            if is_erased(&app, &**client, user).await? {
+                return Err(user_erased());
+            }
+        }
+        // The unionid (a cross-app id) travels sealed, like every personal field.
+        let unionid = match &session.unionid {
+            Some(u) => Some(
+                keys::for_writing(&**client, &app.vault, user_id, (app.clock)())
+                    .await?
+                    .seal_unionid(u),
+            ),
+            None => None,
+        };
+        (known, unionid)
+    };
     let (event, msg_id) = match &known {
         None => (
-            Event::UserRegistered(UserRegistered {
+            Event::RegisteredSealed(RegisteredSealed {
                 user_id,
                 openid: session.openid.clone(),
-                unionid: session.unionid.clone(),
+                unionid,
             }),
             // Two racing first logins append one registration.
             format!("user.registered:{user_id}"),
         ),
         Some(_) => (
-            Event::UserLoggedIn(UserLoggedIn {
-                user_id,
-                unionid: session.unionid.clone(),
-            }),
+            Event::LoggedInSealed(LoggedInSealed { user_id, unionid }),
             format!("user.logged_in:{}", Uuid::new_v4()),
         ),
     };
@@ -96,50 +113,6 @@ pub struct PhoneRequest {
     code: Option<String>,
     encrypted_data: Option<String>,
     iv: Option<String>,
-}
-
-/// The user as the API shows them.
-#[derive(Serialize)]
-pub struct UserView {
-    user_id: Uuid,
-    unionid: Option<String>,
-    has_phone: bool,
-    phone: Option<PhoneView>,
-    nickname: Option<String>,
-    avatar_url: Option<String>,
-    registered_at: chrono::DateTime<chrono::Utc>,
-    last_login_at: chrono::DateTime<chrono::Utc>,
-    login_count: i64,
-    /// The wallet balance in fen (on `GET /v1/me`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    balance: Option<i64>,
-}
-
-/// A phone, masked.
-#[derive(Serialize)]
-pub struct PhoneView {
-    country_code: String,
-    masked: String,
-}
-
-impl From<User> for UserView {
-    fn from(u: User) -> Self {
-        Self {
-            user_id: u.user_id,
-            unionid: u.unionid,
-            has_phone: u.phone.is_some(),
-            phone: u.phone.map(|p| PhoneView {
-                masked: p.masked(),
-                country_code: p.country_code,
-            }),
-            nickname: u.nickname,
-            avatar_url: u.avatar_url,
-            registered_at: u.registered_at,
-            last_login_at: u.last_login_at,
-            login_count: u.login_count,
-            balance: None,
-        }
-    }
 }
 
 fn bad_encrypted_data() -> ApiError {
@@ -222,34 +195,38 @@ pub async fn bind_phone(
         ));
     }
     let phone = Phone::new(&info.country_code, &info.pure_phone_number);
+    let bidx = app.vault.blind_index(&phone);
+    let owner_key = bidx_owner_key(&bidx);
 
     let client = app.pool.get().await?;
-    match users::phone_owner(&**client, &phone).await? {
+    // Under its blind index (bound by a v2 event) or in clear (by a v1 event).
+    match users::phone_owner(&**client, &[owner_key.clone(), phone.key()]).await? {
         Some(owner) if owner != user_id => return Err(phone_taken()),
         Some(_) => {
             // Already this user's: nothing to record.
             let user = users::get(&**client, user_id)
                 .await?
                 .ok_or_else(unknown_user)?;
-            return Ok(Json(user.into()));
+            return Ok(Json(user_view(&app, &**client, user).await?));
         }
         None => {}
     }
+    let key = keys::for_writing(&**client, &app.vault, user_id, (app.clock)()).await?;
     drop(client);
 
-    let event = Event::PhoneBound(PhoneBound {
+    let event = Event::PhoneSealed(PhoneSealed {
         user_id,
-        country_code: phone.country_code.clone(),
-        pure_phone_number: phone.pure_phone_number.clone(),
+        phone: key.seal_phone(&phone),
+        phone_bidx: bidx,
         source,
     });
     // Whether the number is ours is the fold's decision (another user may have bound it
     // a moment ago): record, wait for the fold, read back.
     let user = record_and_read_back(&app, &event, user_id, &request_id, idempotency_key).await?;
-    if user.phone.as_ref() != Some(&phone) {
+    if user.phone.as_ref().map(|p| p.owner_key()) != Some(owner_key) {
         return Err(phone_taken());
     }
-    Ok(Json(user.into()))
+    Ok(Json(user_view(&app, &**app.pool.get().await?, user).await?))
 }
 
 /// Appends a user's event (deduplicated by their `Idempotency-Key`, when given), waits
@@ -315,19 +292,22 @@ pub async fn update_profile(
         .map(AvatarUrl::parse)
         .transpose()
         .map_err(|p| ApiError::invalid_field("avatar_url", p))?;
-    if users::get(&**app.pool.get().await?, user_id)
-        .await?
-        .is_none()
-    {
+    let client = app.pool.get().await?;
+    if users::get(&**client, user_id).await?.is_none() {
         return Err(unknown_user());
     }
-    let event = Event::ProfileUpdated(ProfileUpdated {
-        user_id,
+    let key = keys::for_writing(&**client, &app.vault, user_id, (app.clock)()).await?;
+    drop(client);
+    let profile = Profile {
         nickname: nickname.into_inner(),
         avatar_url: avatar_url.map(AvatarUrl::into_inner),
+    };
+    let event = Event::ProfileSealed(ProfileSealed {
+        user_id,
+        profile: key.seal_profile(&profile),
     });
     let user = record_and_read_back(&app, &event, user_id, &request_id, idempotency_key).await?;
-    Ok(Json(user.into()))
+    Ok(Json(user_view(&app, &**app.pool.get().await?, user).await?))
 }
 
 /// The caller's user.
@@ -341,7 +321,7 @@ pub async fn me(
         .ok_or_else(unknown_user)?;
     let balance =
         crate::db::orders::balance(&**client, &crate::fold::wallet_account(user_id)).await?;
-    let mut view = UserView::from(user);
+    let mut view = user_view(&app, &**client, user).await?;
     view.balance = Some(balance);
     Ok(Json(view))
 }

@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// The event types, in a fixed order: a sequence's type is kept as its index here.
-const KINDS: [&str; 17] = [
+const KINDS: [&str; 18] = [
     "user.registered",
     "user.logged_in",
     "user.phone_bound",
@@ -41,15 +41,16 @@ const KINDS: [&str; 17] = [
     "refund.rejected",
     "refund.notified",
     "refund.queried",
+    "user.erased",
 ];
 
 /// The index of `event`'s type in [`KINDS`] (a match, so a new type cannot be missed).
 fn kind_code(event: &Event) -> u8 {
     match event {
-        Event::UserRegistered(_) => 0,
-        Event::UserLoggedIn(_) => 1,
-        Event::PhoneBound(_) => 2,
-        Event::ProfileUpdated(_) => 3,
+        Event::UserRegistered(_) | Event::RegisteredSealed(_) => 0,
+        Event::UserLoggedIn(_) | Event::LoggedInSealed(_) => 1,
+        Event::PhoneBound(_) | Event::PhoneSealed(_) => 2,
+        Event::ProfileUpdated(_) | Event::ProfileSealed(_) => 3,
         Event::OrderPlaced(_) => 4,
         Event::PrepayIssued(_) => 5,
         Event::OrderClosed(_) => 6,
@@ -63,6 +64,7 @@ fn kind_code(event: &Event) -> u8 {
         Event::RefundRejected(_) => 14,
         Event::RefundNotified(_) => 15,
         Event::RefundQueried(_) => 16,
+        Event::UserErased(_) => 17,
     }
 }
 

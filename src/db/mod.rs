@@ -109,6 +109,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_outcomes.sql",
         include_str!("../../projections/0006_outcomes.sql"),
     ),
+    (
+        "0007_erasure.sql",
+        include_str!("../../projections/0007_erasure.sql"),
+    ),
 ];
 
 /// How to open a connection: tokio-postgres' settings (every session works in the

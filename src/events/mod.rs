@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod log;
 pub mod pay;
+pub mod personal;
 pub mod refund;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,9 @@ pub use log::{Appended, EventLog, LogError};
 pub use pay::{
     CloseReason, Evidence, OrderAmount, OrderClosed, OrderKind, OrderPlaced, OrderPlacedV2, Payer,
     PaymentNotified, PaymentQueried, PrepayIssued, QueryReason, Transaction, TransactionAmount,
+};
+pub use personal::{
+    BlindIndex, LoggedInSealed, PhoneSealed, ProfileSealed, RegisteredSealed, Sealed, UserErased,
 };
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
@@ -42,7 +46,8 @@ pub struct Envelope {
     pub data: serde_json::Value,
 }
 
-/// A mini program user registered on their first login.
+/// `user.registered` v1: the unionid in clear. No longer written (new registrations are
+/// [`RegisteredSealed`], v2) but still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRegistered {
@@ -55,7 +60,7 @@ pub struct UserRegistered {
     pub unionid: Option<String>,
 }
 
-/// A known user logged in again.
+/// `user.logged_in` v1: the unionid in clear. No longer written ([`LoggedInSealed`], v2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserLoggedIn {
@@ -76,7 +81,8 @@ pub enum PhoneSource {
     EncryptedData,
 }
 
-/// A user asked to bind a phone number that WeChat vouched for.
+/// `user.phone_bound` v1: a phone bound in clear. No longer written (new bindings are
+/// [`PhoneSealed`], v2) but still read: its number stays in the stream as residue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneBound {
@@ -90,7 +96,8 @@ pub struct PhoneBound {
     pub source: PhoneSource,
 }
 
-/// A user set their profile.
+/// `user.profile_updated` v1: a profile in clear. No longer written (new profiles are
+/// [`ProfileSealed`], v2) but still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdated {
@@ -106,14 +113,24 @@ pub struct ProfileUpdated {
 /// Every fact wxledger records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// `user.registered` v1.
+    /// `user.registered` v1 (read only: the unionid in clear).
     UserRegistered(UserRegistered),
-    /// `user.logged_in` v1.
+    /// `user.registered` v2 (the unionid sealed).
+    RegisteredSealed(RegisteredSealed),
+    /// `user.logged_in` v1 (read only: the unionid in clear).
     UserLoggedIn(UserLoggedIn),
-    /// `user.phone_bound` v1.
+    /// `user.logged_in` v2 (the unionid sealed).
+    LoggedInSealed(LoggedInSealed),
+    /// `user.phone_bound` v1 (read only: the number in clear).
     PhoneBound(PhoneBound),
-    /// `user.profile_updated` v1.
+    /// `user.phone_bound` v2 (the number sealed, with its blind index).
+    PhoneSealed(PhoneSealed),
+    /// `user.profile_updated` v1 (read only: the profile in clear).
     ProfileUpdated(ProfileUpdated),
+    /// `user.profile_updated` v2 (the profile sealed).
+    ProfileSealed(ProfileSealed),
+    /// `user.erased` v1.
+    UserErased(UserErased),
     /// `order.placed` v2 (v1 still read).
     OrderPlaced(OrderPlaced),
     /// `order.prepay_issued` v1.
@@ -172,10 +189,11 @@ impl Event {
     /// The event's type, which is also the tail of its subject.
     pub fn kind(&self) -> &'static str {
         match self {
-            Event::UserRegistered(_) => "user.registered",
-            Event::UserLoggedIn(_) => "user.logged_in",
-            Event::PhoneBound(_) => "user.phone_bound",
-            Event::ProfileUpdated(_) => "user.profile_updated",
+            Event::UserRegistered(_) | Event::RegisteredSealed(_) => "user.registered",
+            Event::UserLoggedIn(_) | Event::LoggedInSealed(_) => "user.logged_in",
+            Event::PhoneBound(_) | Event::PhoneSealed(_) => "user.phone_bound",
+            Event::ProfileUpdated(_) | Event::ProfileSealed(_) => "user.profile_updated",
+            Event::UserErased(_) => "user.erased",
             Event::OrderPlaced(_) => "order.placed",
             Event::PrepayIssued(_) => "order.prepay_issued",
             Event::OrderClosed(_) => "order.closed",
@@ -195,7 +213,11 @@ impl Event {
     /// The schema version this build writes.
     pub fn version(&self) -> u32 {
         match self {
-            Event::OrderPlaced(_) => 2,
+            Event::OrderPlaced(_)
+            | Event::RegisteredSealed(_)
+            | Event::LoggedInSealed(_)
+            | Event::PhoneSealed(_)
+            | Event::ProfileSealed(_) => 2,
             _ => 1,
         }
     }
@@ -204,9 +226,14 @@ impl Event {
     pub fn to_data(&self) -> serde_json::Value {
         let v = match self {
             Event::UserRegistered(e) => serde_json::to_value(e),
+            Event::RegisteredSealed(e) => serde_json::to_value(e),
             Event::UserLoggedIn(e) => serde_json::to_value(e),
+            Event::LoggedInSealed(e) => serde_json::to_value(e),
             Event::PhoneBound(e) => serde_json::to_value(e),
+            Event::PhoneSealed(e) => serde_json::to_value(e),
             Event::ProfileUpdated(e) => serde_json::to_value(e),
+            Event::ProfileSealed(e) => serde_json::to_value(e),
+            Event::UserErased(e) => serde_json::to_value(e),
             Event::OrderPlaced(e) => serde_json::to_value(OrderPlacedV2::from(e)),
             Event::PrepayIssued(e) => serde_json::to_value(e),
             Event::OrderClosed(e) => serde_json::to_value(e),
@@ -238,10 +265,16 @@ impl Event {
             })
         }
         Ok(match (kind, version) {
+            // v1 carried the unionid, the number and the profile in clear; still read.
             ("user.registered", 1) => Event::UserRegistered(parse(kind, version, data)?),
+            ("user.registered", 2) => Event::RegisteredSealed(parse(kind, version, data)?),
             ("user.logged_in", 1) => Event::UserLoggedIn(parse(kind, version, data)?),
+            ("user.logged_in", 2) => Event::LoggedInSealed(parse(kind, version, data)?),
             ("user.phone_bound", 1) => Event::PhoneBound(parse(kind, version, data)?),
+            ("user.phone_bound", 2) => Event::PhoneSealed(parse(kind, version, data)?),
             ("user.profile_updated", 1) => Event::ProfileUpdated(parse(kind, version, data)?),
+            ("user.profile_updated", 2) => Event::ProfileSealed(parse(kind, version, data)?),
+            ("user.erased", 1) => Event::UserErased(parse(kind, version, data)?),
             ("order.placed", 1) => Event::OrderPlaced(parse(kind, version, data)?),
             // v2 moved `amount` and `currency` into `amount: {total, currency}`.
             ("order.placed", 2) => {

@@ -6,6 +6,7 @@
 
 pub mod ledger;
 pub mod orders;
+pub mod phone;
 pub mod refunds;
 pub mod users;
 
@@ -22,7 +23,7 @@ pub use ledger::{
 };
 pub use orders::{Order, OrderState, Orders, PaidWith};
 pub use refunds::{RefundRow, RefundState, Refunds};
-pub use users::{Phone, User, Users};
+pub use users::{bidx_owner_key, BoundPhone, Phone, User, Users};
 
 /// The state the fold decides over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub enum Outcome {
 pub struct Keys {
     /// Users by id.
     pub user_ids: BTreeSet<Uuid>,
-    /// Users by phone key (see [`Phone::key`]).
+    /// Users by phone key (see [`BoundPhone::owner_key`]).
     pub phones: BTreeSet<String>,
     /// Orders by out_trade_no.
     pub out_trade_nos: BTreeSet<String>,
@@ -76,12 +77,28 @@ impl Keys {
             Event::UserLoggedIn(e) => {
                 self.user_ids.insert(e.user_id);
             }
+            Event::RegisteredSealed(e) => {
+                self.user_ids.insert(e.user_id);
+            }
+            Event::LoggedInSealed(e) => {
+                self.user_ids.insert(e.user_id);
+            }
             Event::PhoneBound(e) => {
                 self.user_ids.insert(e.user_id);
                 self.phones
                     .insert(Phone::new(&e.country_code, &e.pure_phone_number).key());
             }
+            Event::PhoneSealed(e) => {
+                self.user_ids.insert(e.user_id);
+                self.phones.insert(bidx_owner_key(&e.phone_bidx));
+            }
             Event::ProfileUpdated(e) => {
+                self.user_ids.insert(e.user_id);
+            }
+            Event::ProfileSealed(e) => {
+                self.user_ids.insert(e.user_id);
+            }
+            Event::UserErased(e) => {
                 self.user_ids.insert(e.user_id);
             }
             Event::OrderPlaced(e) => {
@@ -148,8 +165,13 @@ impl State {
         match &rec.event {
             Event::UserRegistered(e) => self.users.registered(seq, rec.occurred_at, e),
             Event::UserLoggedIn(e) => self.users.logged_in(seq, rec.occurred_at, e),
+            Event::RegisteredSealed(e) => self.users.registered_sealed(seq, rec.occurred_at, e),
+            Event::LoggedInSealed(e) => self.users.logged_in_sealed(seq, rec.occurred_at, e),
             Event::PhoneBound(e) => self.users.phone_bound(seq, rec.occurred_at, e),
+            Event::PhoneSealed(e) => self.users.phone_sealed(seq, rec.occurred_at, e),
             Event::ProfileUpdated(e) => self.users.profile_updated(seq, e),
+            Event::ProfileSealed(e) => self.users.profile_sealed(seq, e),
+            Event::UserErased(e) => self.users.erased(seq, rec.occurred_at, e),
             Event::OrderPlaced(e) => self.orders.placed(seq, rec.occurred_at, e),
             Event::PrepayIssued(e) => self.orders.prepay_issued(seq, e),
             Event::OrderClosed(e) => self.orders.closed(seq, rec.occurred_at, e),

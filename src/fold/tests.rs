@@ -5,7 +5,10 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::events::{PhoneBound, PhoneSource, ProfileUpdated, UserLoggedIn, UserRegistered};
+use crate::events::{
+    BlindIndex, LoggedInSealed, PhoneBound, PhoneSealed, PhoneSource, ProfileSealed,
+    ProfileUpdated, Sealed, UserErased, UserLoggedIn, UserRegistered,
+};
 
 fn uid(n: u8) -> Uuid {
     Uuid::from_bytes([n; 16])
@@ -36,6 +39,31 @@ fn bound(n: u8, phone: &str) -> Event {
         pure_phone_number: phone.into(),
         source: PhoneSource::PhoneCode,
     })
+}
+
+fn sealed(tag: &str) -> Sealed {
+    Sealed {
+        key_id: Uuid::from_u128(7),
+        ciphertext: format!("c{tag}"),
+    }
+}
+
+fn bidx(p: u8) -> BlindIndex {
+    BlindIndex::try_from(format!("{:064x}", p)).unwrap()
+}
+
+/// A v2 binding: the phone sealed, `p` standing for its blind index.
+fn bound_sealed(n: u8, p: u8) -> Event {
+    Event::PhoneSealed(PhoneSealed {
+        user_id: uid(n),
+        phone: sealed(&format!("{n}-{p}")),
+        phone_bidx: bidx(p),
+        source: PhoneSource::PhoneCode,
+    })
+}
+
+fn erased(n: u8) -> Event {
+    Event::UserErased(UserErased { user_id: uid(n) })
 }
 
 fn rows(state: &State) -> Vec<User> {
@@ -76,8 +104,96 @@ fn a_phone_belongs_to_one_user() {
     assert_eq!(s.apply(&rec(6, bound(2, "13800000001"))), Outcome::Applied);
     assert_eq!(
         s.users.get(&uid(2)).unwrap().phone,
-        Some(Phone::new("86", "13800000001"))
+        Some(BoundPhone::Plain(Phone::new("86", "13800000001")))
     );
+}
+
+#[test]
+fn a_sealed_phone_belongs_to_one_user_by_its_blind_index_until_its_user_is_erased() {
+    let mut s = State::default();
+    for n in 1..=3 {
+        s.apply(&rec(u64::from(n), registered(n)));
+    }
+    assert_eq!(s.apply(&rec(4, bound_sealed(1, 5))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(5, bound_sealed(2, 5))),
+        Outcome::Refused("phone_taken")
+    );
+    let profile = Event::ProfileSealed(ProfileSealed {
+        user_id: uid(1),
+        profile: sealed("p"),
+    });
+    assert_eq!(s.apply(&rec(6, profile.clone())), Outcome::Applied);
+    let login = Event::LoggedInSealed(LoggedInSealed {
+        user_id: uid(1),
+        unionid: Some(sealed("u")),
+    });
+    assert_eq!(s.apply(&rec(13, login)), Outcome::Applied);
+    let user = s.users.get(&uid(1)).unwrap();
+    assert_eq!(user.profile_sealed, Some(sealed("p")));
+    assert_eq!(user.unionid_sealed, Some(sealed("u")));
+    assert_eq!(
+        user.phone.as_ref().unwrap().owner_key(),
+        bidx_owner_key(&bidx(5))
+    );
+
+    // Erased: nothing personal left, the phone free, nothing sealed accepted again.
+    assert_eq!(s.apply(&rec(14, erased(1))), Outcome::Applied);
+    let user = s.users.get(&uid(1)).unwrap();
+    assert_eq!(user.erased_at, Some(rec(14, erased(1)).occurred_at));
+    assert_eq!(
+        (
+            &user.phone,
+            &user.profile_sealed,
+            &user.nickname,
+            &user.unionid
+        ),
+        (&None, &None, &None, &None)
+    );
+    assert_eq!(user.unionid_sealed, None);
+    assert_eq!(user.login_count, 2, "logins are not personal data");
+    // A later login is counted, but its unionid is not kept.
+    let later = Event::LoggedInSealed(LoggedInSealed {
+        user_id: uid(1),
+        unionid: Some(sealed("u2")),
+    });
+    assert_eq!(s.apply(&rec(15, later)), Outcome::Applied);
+    assert_eq!(s.users.get(&uid(1)).unwrap().unionid_sealed, None);
+    assert_eq!(s.apply(&rec(16, bound_sealed(2, 5))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(17, bound_sealed(1, 6))),
+        Outcome::Refused("user_erased")
+    );
+    assert_eq!(
+        s.apply(&rec(18, bound(1, "13800000009"))),
+        Outcome::Refused("user_erased")
+    );
+    assert_eq!(s.apply(&rec(19, profile)), Outcome::Refused("user_erased"));
+    // A second erasure changes nothing but the row's sequence.
+    let before = s.users.get(&uid(1)).unwrap().clone();
+    assert_eq!(s.apply(&rec(20, erased(1))), Outcome::Applied);
+    assert_eq!(
+        User {
+            last_seq: before.last_seq,
+            ..s.users.get(&uid(1)).unwrap().clone()
+        },
+        before
+    );
+}
+
+#[test]
+fn erasure_frees_a_phone_bound_in_clear_by_an_old_event() {
+    let mut s = State::default();
+    s.apply(&rec(1, registered(1)));
+    s.apply(&rec(2, registered(2)));
+    s.apply(&rec(3, bound(1, "13800000001")));
+    assert_eq!(
+        s.apply(&rec(4, bound(2, "13800000001"))),
+        Outcome::Refused("phone_taken")
+    );
+    s.apply(&rec(5, erased(1)));
+    assert_eq!(s.users.get(&uid(1)).unwrap().phone, None);
+    assert_eq!(s.apply(&rec(6, bound(2, "13800000001"))), Outcome::Applied);
 }
 
 #[test]
@@ -103,6 +219,19 @@ fn arb_event() -> impl Strategy<Value = Event> {
             })
         }),
         (user.clone(), 0u8..3).prop_map(|(n, p)| bound(n, &format!("1380000000{p}"))),
+        (user.clone(), 0u8..3).prop_map(|(n, p)| bound_sealed(n, p)),
+        user.clone().prop_map(erased),
+        (user.clone(), proptest::option::of("[a-c]")).prop_map(|(n, u)| {
+            Event::LoggedInSealed(LoggedInSealed {
+                user_id: uid(n),
+                unionid: u.map(|u| sealed(&u)),
+            })
+        }),
+        user.clone()
+            .prop_map(|n| Event::ProfileSealed(ProfileSealed {
+                user_id: uid(n),
+                profile: sealed(&n.to_string()),
+            })),
         (
             user,
             "[a-z]{1,5}",
@@ -140,7 +269,7 @@ fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Vec<User> {
         batch.iter().for_each(|r| keys.add(&r.event));
         let mut state = State::default();
         for user in storage.values() {
-            let by_phone = user.phone.as_ref().map(Phone::key);
+            let by_phone = user.phone.as_ref().map(BoundPhone::owner_key);
             if keys.user_ids.contains(&user.user_id)
                 || by_phone.is_some_and(|k| keys.phones.contains(&k))
             {
@@ -200,7 +329,7 @@ proptest! {
     fn no_phone_is_bound_to_two_users(events in proptest::collection::vec(arb_event(), 0..80)) {
         let mut s = State::default();
         s.apply_all(&history(events));
-        let mut phones: Vec<String> = s.users.iter().filter_map(|u| u.phone.as_ref().map(Phone::key)).collect();
+        let mut phones: Vec<String> = s.users.iter().filter_map(|u| u.phone.as_ref().map(BoundPhone::owner_key)).collect();
         let n = phones.len();
         phones.sort();
         phones.dedup();

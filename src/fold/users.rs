@@ -1,49 +1,45 @@
-//! Users: registration, logins, phone binding (one user per phone) and profiles.
+//! Users: registration, logins, phone binding (one user per phone), profiles and
+//! erasure. Sealed personal data stays sealed here: the fold never holds a key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use super::phone::{bidx_owner_key, BoundPhone, Phone};
 use super::Outcome;
-use crate::events::{PhoneBound, ProfileUpdated, UserLoggedIn, UserRegistered};
+use crate::events::{
+    LoggedInSealed, PhoneBound, PhoneSealed, ProfileSealed, ProfileUpdated, RegisteredSealed,
+    Sealed, UserErased, UserLoggedIn, UserRegistered,
+};
 
-/// A phone number as WeChat reports it.
+/// A unionid as an event carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phone {
-    /// Country calling code without `+`.
-    pub country_code: String,
-    /// The national number.
-    pub pure_phone_number: String,
+enum Unionid {
+    /// v1 events: in clear.
+    Plain(String),
+    /// v2 events: sealed under the user's data key.
+    Sealed(Sealed),
 }
 
-impl Phone {
-    /// A phone from its parts.
-    pub fn new(country_code: &str, pure_phone_number: &str) -> Self {
-        Self {
-            country_code: country_code.to_owned(),
-            pure_phone_number: pure_phone_number.to_owned(),
+impl User {
+    /// Keeps the unionid an event reported (none reported keeps the known one); an
+    /// erased user's is never kept again.
+    fn set_unionid(&mut self, unionid: Option<Unionid>) {
+        if self.erased_at.is_some() {
+            return;
         }
-    }
-
-    /// The unique key of a phone: `+<country code><number>`.
-    pub fn key(&self) -> String {
-        format!("+{}{}", self.country_code, self.pure_phone_number)
-    }
-
-    /// The number with its middle hidden, for display: `138****8000`.
-    pub fn masked(&self) -> String {
-        let chars: Vec<char> = self.pure_phone_number.chars().collect();
-        if chars.len() <= 4 {
-            return "*".repeat(chars.len());
+        match unionid {
+            Some(Unionid::Plain(u)) => {
+                self.unionid = Some(u);
+                self.unionid_sealed = None;
+            }
+            Some(Unionid::Sealed(u)) => {
+                self.unionid = None;
+                self.unionid_sealed = Some(u);
+            }
+            None => {}
         }
-        let keep_head = if chars.len() >= 11 { 3 } else { 1 };
-        let keep_tail = 4.min(chars.len() - keep_head);
-        let hidden = chars.len() - keep_head - keep_tail;
-        let mut out: String = chars[..keep_head].iter().collect();
-        out.push_str(&"*".repeat(hidden));
-        out.extend(&chars[chars.len() - keep_tail..]);
-        out
     }
 }
 
@@ -54,16 +50,22 @@ pub struct User {
     pub user_id: Uuid,
     /// openid under our app id.
     pub openid: String,
-    /// unionid, once WeChat reported one.
+    /// unionid, once WeChat reported one in a v1 event (in clear).
     pub unionid: Option<String>,
+    /// unionid, once WeChat reported one in a v2 event (sealed).
+    pub unionid_sealed: Option<Sealed>,
     /// The bound phone.
-    pub phone: Option<Phone>,
+    pub phone: Option<BoundPhone>,
     /// When the current phone was bound.
     pub phone_bound_at: Option<DateTime<Utc>>,
-    /// Profile nickname.
+    /// Profile nickname, when set by a v1 event (in clear).
     pub nickname: Option<String>,
-    /// Profile avatar.
+    /// Profile avatar, when set by a v1 event (in clear).
     pub avatar_url: Option<String>,
+    /// The profile, when set by a v2 event (sealed).
+    pub profile_sealed: Option<Sealed>,
+    /// When the user was erased (`user.erased`); their personal columns are empty.
+    pub erased_at: Option<DateTime<Utc>>,
     /// First login.
     pub registered_at: DateTime<Utc>,
     /// Latest login.
@@ -86,7 +88,7 @@ impl Users {
     /// Adds a row loaded from storage (not marked changed).
     pub fn load(&mut self, user: User) {
         if let Some(phone) = &user.phone {
-            self.phone_owner.insert(phone.key(), user.user_id);
+            self.phone_owner.insert(phone.owner_key(), user.user_id);
         }
         self.by_id.insert(user.user_id, user);
     }
@@ -129,69 +131,120 @@ impl Users {
         at: DateTime<Utc>,
         e: &UserRegistered,
     ) -> Outcome {
-        if self.by_id.contains_key(&e.user_id) {
+        let unionid = e.unionid.clone().map(Unionid::Plain);
+        self.register(seq, at, e.user_id, &e.openid, unionid)
+    }
+
+    pub(super) fn registered_sealed(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        e: &RegisteredSealed,
+    ) -> Outcome {
+        let unionid = e.unionid.clone().map(Unionid::Sealed);
+        self.register(seq, at, e.user_id, &e.openid, unionid)
+    }
+
+    fn register(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        user_id: Uuid,
+        openid: &str,
+        unionid: Option<Unionid>,
+    ) -> Outcome {
+        if self.by_id.contains_key(&user_id) {
             // Two first logins raced (or the projection lagged): the later one is a login.
-            return self.logged_in(
-                seq,
-                at,
-                &UserLoggedIn {
-                    user_id: e.user_id,
-                    unionid: e.unionid.clone(),
-                },
-            );
+            return self.login(seq, at, user_id, unionid);
         }
-        self.by_id.insert(
-            e.user_id,
-            User {
-                user_id: e.user_id,
-                openid: e.openid.clone(),
-                unionid: e.unionid.clone(),
-                phone: None,
-                phone_bound_at: None,
-                nickname: None,
-                avatar_url: None,
-                registered_at: at,
-                last_login_at: at,
-                login_count: 1,
-                last_seq: seq,
-            },
-        );
-        self.dirty.insert(e.user_id);
+        let mut user = User {
+            user_id,
+            openid: openid.to_owned(),
+            unionid: None,
+            unionid_sealed: None,
+            phone: None,
+            phone_bound_at: None,
+            nickname: None,
+            avatar_url: None,
+            profile_sealed: None,
+            erased_at: None,
+            registered_at: at,
+            last_login_at: at,
+            login_count: 1,
+            last_seq: seq,
+        };
+        user.set_unionid(unionid);
+        self.by_id.insert(user_id, user);
+        self.dirty.insert(user_id);
         Outcome::Applied
     }
 
     pub(super) fn logged_in(&mut self, seq: i64, at: DateTime<Utc>, e: &UserLoggedIn) -> Outcome {
-        let user = match self.fresh(e.user_id, seq) {
+        let unionid = e.unionid.clone().map(Unionid::Plain);
+        self.login(seq, at, e.user_id, unionid)
+    }
+
+    pub(super) fn logged_in_sealed(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        e: &LoggedInSealed,
+    ) -> Outcome {
+        let unionid = e.unionid.clone().map(Unionid::Sealed);
+        self.login(seq, at, e.user_id, unionid)
+    }
+
+    fn login(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        user_id: Uuid,
+        unionid: Option<Unionid>,
+    ) -> Outcome {
+        let user = match self.fresh(user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
         user.login_count += 1;
         user.last_login_at = user.last_login_at.max(at);
-        if e.unionid.is_some() {
-            user.unionid.clone_from(&e.unionid);
-        }
+        user.set_unionid(unionid);
         Outcome::Applied
     }
 
     pub(super) fn phone_bound(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneBound) -> Outcome {
-        let phone = Phone::new(&e.country_code, &e.pure_phone_number);
-        let key = phone.key();
+        let phone = BoundPhone::Plain(Phone::new(&e.country_code, &e.pure_phone_number));
+        self.bind(seq, at, e.user_id, phone)
+    }
+
+    pub(super) fn phone_sealed(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneSealed) -> Outcome {
+        let phone = BoundPhone::Sealed {
+            phone: e.phone.clone(),
+            bidx: e.phone_bidx.clone(),
+        };
+        self.bind(seq, at, e.user_id, phone)
+    }
+
+    fn bind(&mut self, seq: i64, at: DateTime<Utc>, user_id: Uuid, phone: BoundPhone) -> Outcome {
+        let key = phone.owner_key();
         let owner = self.phone_owner.get(&key).copied();
-        let user = match self.fresh(e.user_id, seq) {
+        let user = match self.fresh(user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
+        if user.erased_at.is_some() {
+            return Outcome::Refused("user_erased");
+        }
         match owner {
-            Some(owner) if owner != e.user_id => return Outcome::Refused("phone_taken"),
+            Some(owner) if owner != user_id => return Outcome::Refused("phone_taken"),
             Some(_) => return Outcome::Applied,
             None => {}
         }
         let previous = user.phone.replace(phone);
         user.phone_bound_at = Some(at);
         if let Some(previous) = previous {
-            self.phone_owner.remove(&previous.key());
+            self.phone_owner.remove(&previous.owner_key());
         }
-        self.phone_owner.insert(key, e.user_id);
+        self.phone_owner.insert(key, user_id);
         Outcome::Applied
     }
 
@@ -200,21 +253,50 @@ impl Users {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
+        if user.erased_at.is_some() {
+            return Outcome::Refused("user_erased");
+        }
         user.nickname = Some(e.nickname.clone());
         user.avatar_url.clone_from(&e.avatar_url);
+        user.profile_sealed = None;
         Outcome::Applied
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    pub(super) fn profile_sealed(&mut self, seq: i64, e: &ProfileSealed) -> Outcome {
+        let user = match self.fresh(e.user_id, seq) {
+            Ok(user) => user,
+            Err(outcome) => return outcome,
+        };
+        if user.erased_at.is_some() {
+            return Outcome::Refused("user_erased");
+        }
+        user.nickname = None;
+        user.avatar_url = None;
+        user.profile_sealed = Some(e.profile.clone());
+        Outcome::Applied
+    }
 
-    #[test]
-    fn masks_phones() {
-        assert_eq!(Phone::new("86", "13800138000").masked(), "138****8000");
-        assert_eq!(Phone::new("1", "2025550123").masked(), "2*****0123");
-        assert_eq!(Phone::new("1", "123").masked(), "***");
-        assert_eq!(Phone::new("86", "13800138000").key(), "+8613800138000");
+    /// Clears what is personal in the row (sealed or in clear) and frees the phone; the
+    /// openid stays (see the README's Erasure section), as do the logins' times and counts.
+    pub(super) fn erased(&mut self, seq: i64, at: DateTime<Utc>, e: &UserErased) -> Outcome {
+        let user = match self.fresh(e.user_id, seq) {
+            Ok(user) => user,
+            Err(outcome) => return outcome,
+        };
+        if user.erased_at.is_some() {
+            return Outcome::Applied;
+        }
+        user.erased_at = Some(at);
+        let phone = user.phone.take();
+        user.phone_bound_at = None;
+        user.unionid = None;
+        user.unionid_sealed = None;
+        user.nickname = None;
+        user.avatar_url = None;
+        user.profile_sealed = None;
+        if let Some(phone) = phone {
+            self.phone_owner.remove(&phone.owner_key());
+        }
+        Outcome::Applied
     }
 }

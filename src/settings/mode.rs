@@ -189,6 +189,25 @@ pub fn production_problems(settings: &Settings) -> Vec<Problem> {
         );
     }
 
+    let privacy = &settings.privacy;
+    for field in privacy.development_keys_in_use() {
+        refuse(
+            field,
+            "must be set in production (unset: a public development key would seal personal data)",
+        );
+    }
+    if privacy.data_key_encryption_key.is_some()
+        && privacy.data_key_encryption_key()
+            == crate::privacy::settings::DEV_DATA_KEY_ENCRYPTION_KEY
+    {
+        refuse("privacy.data_key_encryption_key", DEV);
+    }
+    if privacy.blind_index_key.is_some()
+        && privacy.blind_index_key() == crate::privacy::settings::DEV_BLIND_INDEX_KEY
+    {
+        refuse("privacy.blind_index_key", DEV);
+    }
+
     let auth = &settings.auth;
     if auth.jwt_secret.is_none() {
         refuse(
@@ -268,6 +287,9 @@ mod tests {
         s.auth.session_key_encryption_key =
             Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into());
         s.auth.admin_token = Some("a".repeat(40).into());
+        s.privacy.data_key_encryption_key =
+            Some("ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=".into());
+        s.privacy.blind_index_key = Some("QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=".into());
         s
     }
 
@@ -291,6 +313,8 @@ mod tests {
                 "pay.merchant_private_key",
                 "pay.apiv3_key",
                 "pay.notify_url",
+                "privacy.data_key_encryption_key",
+                "privacy.blind_index_key",
                 "auth.jwt_secret",
                 "auth.session_key_encryption_key",
                 "auth.admin_token",
@@ -360,6 +384,17 @@ mod tests {
             swap(&mut s, &dev);
             assert_eq!(fields(&s), [field], "swapping in the development {field}");
         }
+        use base64::Engine as _;
+        let b64 = |key: &[u8]| base64::engine::general_purpose::STANDARD.encode(key);
+        let mut s = real_looking();
+        s.privacy.data_key_encryption_key =
+            Some(b64(&crate::privacy::settings::DEV_DATA_KEY_ENCRYPTION_KEY).into());
+        s.privacy.blind_index_key =
+            Some(b64(&crate::privacy::settings::DEV_BLIND_INDEX_KEY).into());
+        assert_eq!(
+            fields(&s),
+            ["privacy.data_key_encryption_key", "privacy.blind_index_key"]
+        );
         // The development merchant key as a file is refused as well.
         let mut s = real_looking();
         s.pay.merchant_private_key = None;

@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod compose;
+mod erasure;
 mod faults;
 mod limits;
 mod log;

@@ -65,6 +65,14 @@ fn production(command: &mut tokio::process::Command, omit: &[&str]) {
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
         ),
         ("WXLEDGER__AUTH__ADMIN_TOKEN", "a".repeat(40)),
+        (
+            "WXLEDGER__PRIVACY__DATA_KEY_ENCRYPTION_KEY",
+            "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=".into(),
+        ),
+        (
+            "WXLEDGER__PRIVACY__BLIND_INDEX_KEY",
+            "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=".into(),
+        ),
     ];
     for (name, value) in vars {
         if !omit.contains(&name) {
@@ -142,6 +150,8 @@ async fn serve_refuses_development_key_material_in_production_and_names_it() {
         "auth.jwt_secret",
         "auth.session_key_encryption_key",
         "auth.admin_token",
+        "privacy.data_key_encryption_key",
+        "privacy.blind_index_key",
     ] {
         assert!(err.contains(field), "{field} not named: {err}");
     }

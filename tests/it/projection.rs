@@ -111,7 +111,8 @@ async fn dropping_users_and_replaying_from_one_gives_byte_identical_rows() {
         client
             .batch_execute(
                 "DROP TABLE users;
-                 DELETE FROM projection_migrations WHERE name = '0002_users.sql';
+                 DELETE FROM projection_migrations
+                     WHERE name IN ('0002_users.sql', '0007_erasure.sql');
                  DELETE FROM projector_checkpoints;",
             )
             .await
