@@ -189,6 +189,19 @@ pub fn production_problems(settings: &Settings) -> Vec<Problem> {
         );
     }
 
+    let nats = &settings.nats;
+    if !nats.auth.is_set()
+        && !nats_url_has_credentials(&nats.url)
+        && !nats_url_is_loopback(&nats.url)
+    {
+        refuse(
+            "nats.auth",
+            "a NATS server off this machine needs credentials in production (user/password, \
+             token, nkey_seed or creds_file): whoever reaches it unauthenticated could append \
+             events",
+        );
+    }
+
     let privacy = &settings.privacy;
     for field in privacy.development_keys_in_use() {
         refuse(
@@ -238,6 +251,29 @@ pub fn require_production_credentials(settings: &Settings) -> Result<(), Setting
     } else {
         Err(SettingsError::Production(problems))
     }
+}
+
+/// Every server of a (comma-separated) NATS URL is on this machine.
+fn nats_url_is_loopback(url: &str) -> bool {
+    url.split(',').all(|one| {
+        let rest = one.trim().split_once("://").map_or(one.trim(), |(_, r)| r);
+        let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host_port.split(':').next().unwrap_or_default(),
+        };
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+fn nats_url_has_credentials(url: &str) -> bool {
+    url.split(',').all(|one| {
+        let rest = one.trim().split_once("://").map_or(one.trim(), |(_, r)| r);
+        rest.contains('@')
+    })
 }
 
 fn same_signing_key(pem: &str, dev: &str) -> bool {
@@ -401,6 +437,30 @@ mod tests {
         s.pay.merchant_private_key_file =
             Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys/merchant_key.pem"));
         assert_eq!(fields(&s), ["pay.merchant_private_key"]);
+    }
+
+    #[test]
+    fn a_nats_off_this_machine_needs_credentials_in_production() {
+        let mut s = real_looking();
+        s.nats.url = "nats://127.0.0.1:4222".into();
+        assert!(fields(&s).is_empty());
+        for url in ["nats://localhost:4222", "nats://[::1]:4222"] {
+            s.nats.url = url.into();
+            assert!(fields(&s).is_empty(), "{url}");
+        }
+        for url in [
+            "nats://10.0.0.5:4222",
+            "tls://nats.internal:4222",
+            "nats://127.0.0.1:4222,nats://10.0.0.6:4222",
+        ] {
+            s.nats.url = url.into();
+            assert_eq!(fields(&s), ["nats.auth"], "{url}");
+        }
+        s.nats.url = "nats://wxledger:pw@10.0.0.5:4222".into();
+        assert!(fields(&s).is_empty(), "credentials in the URL");
+        s.nats.url = "nats://10.0.0.5:4222".into();
+        s.nats.auth.creds_file = Some("/run/secrets/wxledger.creds".into());
+        assert!(fields(&s).is_empty(), "a creds file");
     }
 
     #[test]
