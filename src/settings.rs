@@ -621,19 +621,8 @@ impl Settings {
         if self.nats.duplicate_window_secs == 0 {
             return Err(invalid("nats.duplicate_window_secs", "must be positive"));
         }
-        if !is_token(&self.database.schema)
-            || self.database.schema.contains('-')
-            || self
-                .database
-                .schema
-                .starts_with(|c: char| c.is_ascii_digit())
-            || self.database.schema.len() > 63
-        {
-            return Err(invalid(
-                "database.schema",
-                "must be at most 63 letters, digits or '_', not starting with a digit",
-            ));
-        }
+        crate::db::check_schema_name(&self.database.schema)
+            .map_err(|problem| invalid("database.schema", problem))?;
         if self.database.pool_size < 2 {
             return Err(invalid(
                 "database.pool_size",

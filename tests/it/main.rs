@@ -21,3 +21,4 @@ mod sim_pay;
 mod tail;
 mod versions;
 mod webhook;
+mod webhook_abuse;

@@ -179,13 +179,13 @@ impl Notify {
         } else {
             now
         };
-        let (current_key, current_serial) = pay.signer();
+        let (current_key, current_serial) = pay.notify_signer();
         let (key, serial) = if attempt <= f.unknown_serial {
             (&pay.config.stranger, UNKNOWN_SERIAL)
         } else if attempt <= f.forged {
-            (pay.forger(), current_serial)
+            (pay.forger(), current_serial.as_str())
         } else {
-            (current_key, current_serial)
+            (current_key, current_serial.as_str())
         };
         let mut headers = signature_headers(key, serial, timestamp, self.body.as_bytes());
         if attempt <= f.bad_signature || attempt <= f.signtest {
