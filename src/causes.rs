@@ -73,7 +73,10 @@ mod tests {
         held.abort();
         assert!(slow.contains("timed out"), "{slow}");
         for text in [&refused, &slow] {
-            assert!(!text.contains(SECRET) && !text.contains("127.0.0.1"), "{text}");
+            assert!(
+                !text.contains(SECRET) && !text.contains("127.0.0.1"),
+                "{text}"
+            );
         }
     }
 }

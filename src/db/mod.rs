@@ -133,8 +133,10 @@ pub fn check_schema_name(name: &str) -> Result<(), &'static str> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !plain {
-        return Err("must be a plain lower-case name: at most 63 of a-z, 0-9 or '_', not \
-             starting with a digit (Postgres folds unquoted names to lower case)");
+        return Err(
+            "must be a plain lower-case name: at most 63 of a-z, 0-9 or '_', not \
+             starting with a digit (Postgres folds unquoted names to lower case)",
+        );
     }
     if name.starts_with("pg_") {
         return Err("must not start with pg_ (reserved for Postgres's own schemas)");
@@ -231,6 +233,8 @@ mod tests {
             let problem = check_schema_name(bad).expect_err(bad);
             assert!(!problem.is_empty());
         }
-        assert!(check_schema_name("WXLEDGER").unwrap_err().contains("lower-case"));
+        assert!(check_schema_name("WXLEDGER")
+            .unwrap_err()
+            .contains("lower-case"));
     }
 }

@@ -125,7 +125,10 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
             .await
             .unwrap();
             assert_eq!((done.seq, done.applied), (*seq, *seq));
-            assert_eq!(done.checkpoint, *seq, "{sink:?}: stopped at the point asked");
+            assert_eq!(
+                done.checkpoint, *seq,
+                "{sink:?}: stopped at the point asked"
+            );
             assert!(reports >= 1, "progress reported at the end at least");
             assert_eq!(loaded.is_some(), sink == Sink::Copy);
             let replayed = snapshot(&connect(&into).await).await;
@@ -141,9 +144,16 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
         .unwrap();
     let time = at_b["occurred_at"].as_str().unwrap();
     for sink in [Sink::Copy, Sink::Batches] {
-        let (done, _) = replay_with(&settings, AsOf::parse(time).unwrap(), &into, true, sink, |_| {})
-            .await
-            .unwrap();
+        let (done, _) = replay_with(
+            &settings,
+            AsOf::parse(time).unwrap(),
+            &into,
+            true,
+            sink,
+            |_| {},
+        )
+        .await
+        .unwrap();
         // Every event is read (a later one could be older), but the books stop at B.
         assert_eq!(done.seq, points[3].0, "{sink:?}: read to the head");
         assert_eq!(

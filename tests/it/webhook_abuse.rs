@@ -62,7 +62,11 @@ async fn extreme_timestamps_are_refused_with_a_4xx_and_append_nothing() {
             .send()
             .await
             .expect("the simulator answers (no panic dropped the connection)");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "timestamp {ts}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "timestamp {ts}"
+        );
     }
 }
 
@@ -155,7 +159,10 @@ async fn a_flood_of_made_up_serials_costs_one_download_and_no_answer_waits_for_i
                 .post(format!("{}/webhooks/wechatpay", env.api))
                 .header("Wechatpay-Serial", serial)
                 .header("Wechatpay-Signature", "c2ln")
-                .header("Wechatpay-Timestamp", chrono::Utc::now().timestamp().to_string())
+                .header(
+                    "Wechatpay-Timestamp",
+                    chrono::Utc::now().timestamp().to_string(),
+                )
                 .header("Wechatpay-Nonce", "n0nce")
                 .body("{}")
                 .send()
@@ -187,6 +194,9 @@ async fn a_flood_of_made_up_serials_costs_one_download_and_no_answer_waits_for_i
         assert!(took < Duration::from_millis(1_000), "answered in {took:?}");
     }
     let downloads = certificate_downloads(&env).await - before;
-    assert!(downloads <= 1, "{downloads} downloads for 60 made-up serials");
+    assert!(
+        downloads <= 1,
+        "{downloads} downloads for 60 made-up serials"
+    );
     assert_eq!(env.last_seq().await, 0, "nothing appended");
 }

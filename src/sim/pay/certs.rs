@@ -42,9 +42,16 @@ pub(super) async fn issue(
     rand::thread_rng().fill(&mut serial);
     serial[0] = rand::thread_rng().gen_range(0x10..0x80);
     let serial = hex::encode_upper(serial);
-    let key = signing_key(devkeys::PLATFORMS[1].key_pem, "platform key").map_err(|e| bad(e.to_string()))?;
-    let pem = certificate::issue(&key, &serial, "sim platform issued", req.not_before, req.not_after)
-        .map_err(bad)?;
+    let key = signing_key(devkeys::PLATFORMS[1].key_pem, "platform key")
+        .map_err(|e| bad(e.to_string()))?;
+    let pem = certificate::issue(
+        &key,
+        &serial,
+        "sim platform issued",
+        req.not_before,
+        req.not_after,
+    )
+    .map_err(bad)?;
     *pay.issued
         .lock()
         .expect("the issued-certificate lock is never poisoned") = Some(Listed {

@@ -189,7 +189,9 @@ pub(super) async fn deliveries(
 /// becomes current (in place of one issued on request); `/v3/certificates` lists A and B.
 pub(super) async fn rotate_certificate(State(pay): State<Pay>) -> Json<Value> {
     pay.platform.store(1, Ordering::Release);
-    *pay.issued.lock().expect("the issued-certificate lock is never poisoned") = None;
+    *pay.issued
+        .lock()
+        .expect("the issued-certificate lock is never poisoned") = None;
     Json(json!({ "current_serial": pay.config.platforms[1].serial }))
 }
 

@@ -175,8 +175,14 @@ mod tests {
         let key = SigningKey::from_pkcs8_pem(devkeys::PLATFORMS[1].key_pem).unwrap();
         let from = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let until = DateTime::from_timestamp(1_700_086_400, 0).unwrap();
-        let pem = issue(&key, "7E0000000000000000000000000000000000ABCD", "t", from, until)
-            .unwrap();
+        let pem = issue(
+            &key,
+            "7E0000000000000000000000000000000000ABCD",
+            "t",
+            from,
+            until,
+        )
+        .unwrap();
         let cert = PlatformCertificate::from_pem(&pem).unwrap();
         assert_eq!(cert.serial, "7E0000000000000000000000000000000000ABCD");
         assert_eq!(cert.key, key.verifying_key());

@@ -10,11 +10,11 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    certificate::PlatformCertificate,
     crypto::{
         authorization, pay_sign_message, request_message, response_message, ApiV3Key, SigningKey,
         VerifyingKey,
     },
-    certificate::PlatformCertificate,
     keys::{CertificateSource, KeySet, KeyStore, NoKey},
 };
 use crate::{

@@ -305,3 +305,49 @@ impl KeyStore {
         Some(download)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devkeys;
+
+    fn certificate(serial: &str, from: i64, until: i64) -> PlatformCertificate {
+        let (_, key) =
+            VerifyingKey::from_certificate_pem(devkeys::PLATFORMS[0].certificate_pem).unwrap();
+        PlatformCertificate {
+            serial: serial.into(),
+            key,
+            not_before: DateTime::from_timestamp(from, 0).unwrap(),
+            not_after: DateTime::from_timestamp(until, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_verifies_only_within_its_validity_and_expired_ones_are_evicted() {
+        let keys =
+            KeySet::default().with(&[certificate("A1", 100, 200), certificate("B2", 150, 300)]);
+        let at = |secs| DateTime::from_timestamp(secs, 0).unwrap();
+        assert!(
+            keys.get("a1", at(100)).is_ok(),
+            "serials compare as numbers"
+        );
+        assert!(keys.get("A1", at(200)).is_ok(), "both ends are inside");
+        let outside = |serial, secs| match keys.get(serial, at(secs)) {
+            Err(NoKey::OutsideValidity { outside, .. }) => Some(outside),
+            _ => None,
+        };
+        assert_eq!(outside("A1", 99), Some(OutsideValidity::NotYetValid));
+        assert_eq!(outside("A1", 201), Some(OutsideValidity::Expired));
+        assert_eq!(keys.get("C3", at(150)), Err(NoKey::Unknown("C3".into())));
+        let message = keys.get("A1", at(201)).unwrap_err().to_string();
+        assert!(message.contains("A1 is expired"), "{message}");
+
+        let mut keys = keys;
+        assert_eq!(keys.evict_expired(at(250)), ["A1"]);
+        assert!(matches!(keys.get("A1", at(150)), Err(NoKey::Unknown(_))));
+        assert!(
+            keys.get("B2", at(250)).is_ok(),
+            "B2 is still valid and kept"
+        );
+    }
+}
