@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod causes;
 pub mod clock;
 pub mod crypto;
 pub mod db;

@@ -302,7 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "replayed {} of {} events read (up to sequence {}) into schema {into} in {:.2} s: {:.0} events/s",
                 done.applied,
                 done.read,
-                done.seq,
+                done.checkpoint,
                 done.elapsed.as_secs_f64(),
                 done.rate()
             );

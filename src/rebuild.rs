@@ -91,6 +91,7 @@ pub async fn rebuild(
                 if as_of.includes(&rec) {
                     state.apply(&rec);
                     done.applied += 1;
+                    done.checkpoint = seq;
                     last = Some(seq);
                 }
             }

@@ -97,6 +97,9 @@ pub struct Progress {
     pub seq: u64,
     /// The last sequence the replay will read.
     pub end: u64,
+    /// The sequence of the last event folded (0 before any): where the replayed books
+    /// stand. Below `seq` when replaying as of a time, since every event is still read.
+    pub checkpoint: u64,
     /// Since the start.
     pub elapsed: Duration,
 }
@@ -109,6 +112,7 @@ impl Progress {
             applied: 0,
             seq: 0,
             end,
+            checkpoint: 0,
             elapsed: Duration::ZERO,
         }
     }
@@ -222,6 +226,7 @@ pub async fn replay_with(
             if batch.len() >= BATCH || seq == end {
                 if !batch.is_empty() {
                     checkpoint = apply_batch(&mut client, checkpoint, &batch).await?;
+                    done.checkpoint = checkpoint;
                     done.applied += batch.len() as u64;
                     batch.clear();
                 }
@@ -247,15 +252,7 @@ pub fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, Repla
         schema: into.to_owned(),
         problem: p.to_owned(),
     };
-    let plain = !into.is_empty()
-        && into.len() <= 63
-        && into.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !into.starts_with(|c: char| c.is_ascii_digit());
-    if !plain {
-        return Err(problem(
-            "must be at most 63 letters, digits or '_', not starting with a digit",
-        ));
-    }
+    db::check_schema_name(into).map_err(problem)?;
     if into == settings.database.schema {
         return Err(problem(
             "is the live projection's schema; replay into another",
@@ -300,6 +297,10 @@ mod tests {
             "drop table;",
             "1abc",
             "public",
+            "pg_temp_books",
+            // Postgres would fold it to the live schema's name.
+            &settings.database.schema.to_uppercase(),
+            "Books",
             &settings.database.schema.clone(),
         ] {
             assert!(target(&settings, bad).is_err(), "{bad:?} accepted");

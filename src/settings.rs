@@ -720,19 +720,8 @@ impl Settings {
         }
         crate::events::connect::validate(&self.nats)?;
         crate::db::tls::validate(&self.database)?;
-        if !is_token(&self.database.schema)
-            || self.database.schema.contains('-')
-            || self
-                .database
-                .schema
-                .starts_with(|c: char| c.is_ascii_digit())
-            || self.database.schema.len() > 63
-        {
-            return Err(invalid(
-                "database.schema",
-                "must be at most 63 letters, digits or '_', not starting with a digit",
-            ));
-        }
+        crate::db::check_schema_name(&self.database.schema)
+            .map_err(|problem| invalid("database.schema", problem))?;
         if self.database.pool_size < 2 {
             return Err(invalid(
                 "database.pool_size",

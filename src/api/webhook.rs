@@ -11,6 +11,7 @@ use crate::{
     events::{Event, PaymentNotified, Refund, RefundEvidence, RefundNotified, Transaction},
     wechat::pay::{
         client::{evidence_from_headers, verify_signature, Unbelieved},
+        keys::NoKey,
         notify::Notify,
     },
 };
@@ -132,6 +133,16 @@ fn unbelieved(e: Unbelieved) -> Refusal {
     Refusal::new(status, outcome, e.to_string())
 }
 
+fn no_key(e: NoKey) -> Refusal {
+    let (status, outcome) = match e {
+        NoKey::Unknown(_) => (StatusCode::UNAUTHORIZED, "unknown_serial"),
+        NoKey::OutsideValidity { .. } => (StatusCode::UNAUTHORIZED, "certificate_not_valid"),
+        // Not known to be bad: WeChat retries a 5xx, by when the download has finished.
+        NoKey::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
+    };
+    Refusal::new(status, outcome, e.to_string())
+}
+
 async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, Refusal> {
     let raw = read_body(app, body).await?;
     let evidence = evidence_from_headers(headers, &raw).ok_or_else(|| {
@@ -152,13 +163,7 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             ));
         }
     }
-    let key = pay.key_for(&evidence.serial).await.ok_or_else(|| {
-        Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "unknown_serial",
-            format!("no key for serial {}", evidence.serial),
-        )
-    })?;
+    let key = pay.key_for(&evidence.serial).await.map_err(no_key)?;
     verify_signature(&evidence, &key, &raw).map_err(unbelieved)?;
 
     let notify: Notify = serde_json::from_slice(&raw).map_err(|e| {

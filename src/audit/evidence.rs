@@ -126,9 +126,21 @@ impl Verifier {
                 "a signature probe (WECHATPAY/SIGNTEST/)".into(),
             ));
         }
-        let key = self.v3.key_for(&evidence.serial).await.ok_or_else(|| {
-            Problem::Signature(format!("no WeChat Pay key for serial {}", evidence.serial))
-        })?;
+        // The certificate must have been valid when the message was signed (the signed
+        // timestamp), not now: genuine evidence outlives the certificate that signed it.
+        let signed_at = evidence
+            .timestamp
+            .parse::<i64>()
+            .ok()
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+            .ok_or_else(|| {
+                Problem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
+            })?;
+        let key = self
+            .v3
+            .key_at(&evidence.serial, signed_at)
+            .await
+            .map_err(|e| Problem::Signature(format!("WeChat Pay key: {e}")))?;
         verify_signature(evidence, &key, evidence.body.as_bytes())
             .map_err(|e| Problem::Signature(format!("{e} (serial {})", evidence.serial)))
     }

@@ -304,6 +304,7 @@ pub async fn scan(
         applied: seq,
         seq,
         end,
+        checkpoint: seq,
         elapsed: started.elapsed(),
     };
     if end > 0 {

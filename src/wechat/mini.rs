@@ -279,12 +279,12 @@ impl MiniProgram {
             let response = request
                 .send()
                 .await
-                .map_err(|e| WechatError::Unavailable(e.without_url().to_string()))?;
+                .map_err(|e| WechatError::Unavailable(crate::causes::http(e)))?;
             let status = response.status();
             let bytes = response
                 .bytes()
                 .await
-                .map_err(|e| WechatError::Unavailable(e.without_url().to_string()))?;
+                .map_err(|e| WechatError::Unavailable(crate::causes::http(e)))?;
             if !status.is_success() {
                 return Err(WechatError::Unavailable(format!("HTTP {status}")));
             }

@@ -29,3 +29,4 @@ mod startup_errors;
 mod tail;
 mod versions;
 mod webhook;
+mod webhook_abuse;

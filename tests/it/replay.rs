@@ -125,6 +125,10 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
             .await
             .unwrap();
             assert_eq!((done.seq, done.applied), (*seq, *seq));
+            assert_eq!(
+                done.checkpoint, *seq,
+                "{sink:?}: stopped at the point asked"
+            );
             assert!(reports >= 1, "progress reported at the end at least");
             assert_eq!(loaded.is_some(), sink == Sink::Copy);
             let replayed = snapshot(&connect(&into).await).await;
@@ -139,9 +143,24 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
         .find(|(s, _)| *s == points[1].0)
         .unwrap();
     let time = at_b["occurred_at"].as_str().unwrap();
-    replay(&settings, AsOf::parse(time).unwrap(), &into, true, |_| {})
+    for sink in [Sink::Copy, Sink::Batches] {
+        let (done, _) = replay_with(
+            &settings,
+            AsOf::parse(time).unwrap(),
+            &into,
+            true,
+            sink,
+            |_| {},
+        )
         .await
         .unwrap();
+        // Every event is read (a later one could be older), but the books stop at B.
+        assert_eq!(done.seq, points[3].0, "{sink:?}: read to the head");
+        assert_eq!(
+            done.checkpoint, points[1].0,
+            "{sink:?}: reports the sequence it stopped at, not the last one read"
+        );
+    }
     assert_eq!(
         snapshot(&connect(&into).await).await,
         points[1].1,
@@ -154,6 +173,16 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
     assert!(replay(&settings, AsOf::Seq(1), &env.schema, true, |_| {})
         .await
         .is_err());
+    // Nor the live one spelled in capitals, which Postgres would fold to the live name.
+    let folded = env.schema.to_uppercase();
+    let err = replay(&settings, AsOf::Seq(1), &folded, true, |_| {})
+        .await
+        .expect_err("a name Postgres folds to the live schema is refused")
+        .to_string();
+    assert!(
+        err.contains(&folded) && err.contains("lower-case"),
+        "a clear message: {err}"
+    );
     assert_eq!(
         snapshot(&live).await,
         points[3].1,

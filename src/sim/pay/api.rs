@@ -138,6 +138,8 @@ pub(super) async fn certificates(
     MerchantRequest(_): MerchantRequest,
 ) -> Response {
     pay.count(|s| &mut s.certificates).await;
+    let delay = pay.world.lock().await.certificates_delay;
+    tokio::time::sleep(delay).await;
     let data: Vec<Value> = pay
         .published()
         .iter()

@@ -186,9 +186,12 @@ pub(super) async fn deliveries(
 }
 
 /// `POST /sim/pay/rotate-certificate` → `{"current_serial"}`: platform certificate B
-/// becomes current; `/v3/certificates` lists A and B.
+/// becomes current (in place of one issued on request); `/v3/certificates` lists A and B.
 pub(super) async fn rotate_certificate(State(pay): State<Pay>) -> Json<Value> {
     pay.platform.store(1, Ordering::Release);
+    *pay.issued
+        .lock()
+        .expect("the issued-certificate lock is never poisoned") = None;
     Json(json!({ "current_serial": pay.config.platforms[1].serial }))
 }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod bill;
+mod certs;
 mod control;
 mod notify;
 mod orders;
@@ -67,6 +68,8 @@ pub(super) fn routes() -> Router<SimState> {
             post(control::rotate_certificate),
         )
         .route("/sim/pay/stats", get(control::stats))
+        .route("/sim/pay/issue-certificate", post(certs::issue))
+        .route("/sim/pay/certificate-delay", post(certs::delay))
         .merge(v2::routes())
 }
 
@@ -85,6 +88,8 @@ pub(super) struct Pay {
     stop: CancellationToken,
     /// API v2 (legacy merchants).
     v2: Arc<v2::V2>,
+    /// A certificate issued on request for platform B's key; current while set.
+    issued: Arc<std::sync::Mutex<Option<certs::Listed>>>,
 }
 
 impl FromRef<SimState> for Pay {
@@ -143,6 +148,8 @@ struct PayWorld {
     last_notify_url: Option<String>,
     stats: PayStats,
     bills: bill::Bills,
+    /// How long `/v3/certificates` takes to answer.
+    certificates_delay: Duration,
 }
 
 fn invalid(what: &str) -> std::io::Error {
@@ -245,6 +252,7 @@ impl Pay {
             http,
             stop,
             v2: Arc::new(v2::V2::new(settings)?),
+            issued: Arc::default(),
         })
     }
 
@@ -264,16 +272,49 @@ impl Pay {
         }
     }
 
+    /// The key and serial that sign notifies: [`Pay::signer`]'s, or the certificate
+    /// issued on request (answers stay signed by a listed development certificate, so
+    /// that a certificate issued outside its validity cannot stop downloads).
+    fn notify_signer(&self) -> (&SigningKey, String) {
+        match self.issued() {
+            Some(issued) if self.config.signing == SimSigning::Certificate => {
+                (&self.config.platforms[1].key, issued.serial)
+            }
+            _ => {
+                let (key, serial) = self.signer();
+                (key, serial.to_owned())
+            }
+        }
+    }
+
+    /// The certificate issued on request, if any.
+    fn issued(&self) -> Option<certs::Listed> {
+        self.issued
+            .lock()
+            .expect("the issued-certificate lock is never poisoned")
+            .clone()
+    }
+
     /// A key that is not the one the current serial names: platform B's, or A's once B is
     /// current (a forger who knows the serial but not the key).
     fn forger(&self) -> &SigningKey {
         let current_is_b = self.config.signing == SimSigning::Certificate
-            && self.platform.load(Ordering::Acquire) == 1;
+            && (self.platform.load(Ordering::Acquire) == 1 || self.issued().is_some());
         &self.config.platforms[usize::from(!current_is_b)].key
     }
 
-    /// The platform certificates WeChat lists now: A, and B too after a rotation.
-    fn published(&self) -> &[PlatformKey] {
-        &self.config.platforms[..=self.platform.load(Ordering::Acquire)]
+    /// The platform certificates WeChat lists now: A, B too after a rotation, and the
+    /// one issued on request.
+    fn published(&self) -> Vec<certs::Listed> {
+        self.config.platforms[..=self.platform.load(Ordering::Acquire)]
+            .iter()
+            .map(|p| certs::Listed {
+                serial: p.serial.into(),
+                certificate_pem: p.certificate_pem.into(),
+                effective_time: p.effective_time.clone(),
+                expire_time: p.expire_time.clone(),
+            })
+            .chain(self.issued())
+            .collect()
     }
 }

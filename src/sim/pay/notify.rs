@@ -179,13 +179,13 @@ impl Notify {
         } else {
             now
         };
-        let (current_key, current_serial) = pay.signer();
+        let (current_key, current_serial) = pay.notify_signer();
         let (key, serial) = if attempt <= f.unknown_serial {
             (&pay.config.stranger, UNKNOWN_SERIAL)
         } else if attempt <= f.forged {
-            (pay.forger(), current_serial)
+            (pay.forger(), current_serial.as_str())
         } else {
-            (current_key, current_serial)
+            (current_key, current_serial.as_str())
         };
         let mut headers = signature_headers(key, serial, timestamp, self.body.as_bytes());
         if attempt <= f.bad_signature || attempt <= f.signtest {
@@ -346,10 +346,10 @@ async fn send(
             let status = response.status().as_u16();
             match response.text().await {
                 Ok(text) => (Some(status), Some(text), None),
-                Err(e) => (Some(status), None, Some(e.to_string())),
+                Err(e) => (Some(status), None, Some(crate::causes::http(e))),
             }
         }
-        Err(e) => (None, None, Some(e.to_string())),
+        Err(e) => (None, None, Some(crate::causes::http(e))),
     };
     let acknowledged = match notify.wire {
         Wire::V3 => matches!(status, Some(200 | 204)),

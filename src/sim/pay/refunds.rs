@@ -224,7 +224,11 @@ fn open_refund(world: &mut super::PayWorld, body: RefundBody) -> Result<&SimRefu
             .filter(|r| r.out_trade_no == out_trade_no && r.status != RefundStatus::Closed)
             .map(|r| r.refund)
             .sum();
-        if refunded + body.amount.refund > total {
+        // Checked: the amounts are the caller's, and an overflow must be a refusal.
+        if refunded
+            .checked_add(body.amount.refund)
+            .is_none_or(|sum| sum > total)
+        {
             return Err(invalid("申请退款金额超过订单可退金额"));
         }
         let refund_id = format!("50000{}", super::random_digits(24));

@@ -13,7 +13,7 @@ use super::{random_alnum, Pay, PayConfig};
 use crate::wechat::pay::crypto::{normalize_serial, request_message, response_message, SigningKey};
 
 /// How far a request's timestamp may be from now, as WeChat allows.
-const MAX_SKEW_SECS: i64 = 300;
+const MAX_SKEW_SECS: u64 = 300;
 
 /// Requests the simulator reads are small; anything bigger is not a real client.
 const MAX_BODY: usize = 1 << 20;
@@ -172,7 +172,7 @@ fn verify(
     let ts: i64 = timestamp
         .parse()
         .map_err(|_| format!("timestamp {timestamp:?} is not a number"))?;
-    if (chrono::Utc::now().timestamp() - ts).abs() > MAX_SKEW_SECS {
+    if chrono::Utc::now().timestamp().abs_diff(ts) > MAX_SKEW_SECS {
         return Err(format!("timestamp {ts} is more than 300 s from now"));
     }
     config

@@ -13,11 +13,12 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    certificate::PlatformCertificate,
     crypto::{
         authorization, pay_sign_message, request_message, response_message, ApiV3Key, SigningKey,
         VerifyingKey,
     },
-    keys::{CertificateSource, KeySet, KeyStore},
+    keys::{CertificateSource, KeySet, KeyStore, NoKey},
 };
 use crate::{
     clock::Clock,
@@ -192,7 +193,7 @@ impl PayClient {
             merchant_key,
             apiv3_key,
             notify_url: settings.notify_url.clone(),
-            keys: KeyStore::new(public, settings.platform_certificates),
+            keys: KeyStore::new(public, settings.platform_certificates, clock.clone()),
             clock,
             tolerance_secs: settings.timestamp_tolerance_secs,
             metrics: OnceLock::new(),
@@ -231,9 +232,16 @@ impl PayClient {
         (self.0.clock)()
     }
 
-    /// The key for a `Wechatpay-Serial`, downloading certificates on an unknown serial.
-    pub async fn key_for(&self, serial: &str) -> Option<VerifyingKey> {
-        self.0.keys.key_for(serial, self).await
+    /// The key for a `Wechatpay-Serial` now, downloading certificates on an unknown
+    /// serial (see [`KeyStore::key_for`]).
+    pub async fn key_for(&self, serial: &str) -> Result<VerifyingKey, NoKey> {
+        self.key_at(serial, self.now()).await
+    }
+
+    /// The key for a `Wechatpay-Serial` as it was at `at` (the audit checks recorded
+    /// evidence against the certificate valid when it was signed).
+    pub async fn key_at(&self, serial: &str, at: DateTime<Utc>) -> Result<VerifyingKey, NoKey> {
+        self.0.keys.key_for(serial, at, self).await
     }
 
     /// Downloads the platform certificates now (start-up and timer).
@@ -443,20 +451,20 @@ impl PayClient {
         let response = request
             .send()
             .await
-            .map_err(|e| PayError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| PayError::Unavailable(crate::causes::http(e)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let raw = response
             .bytes()
             .await
-            .map_err(|e| PayError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| PayError::Unavailable(crate::causes::http(e)))?;
         let evidence = evidence_from_headers(&headers, &raw).ok_or_else(|| {
             PayError::Unverified(format!("HTTP {status} without signature headers"))
         })?;
-        let key = self
-            .key_for(&evidence.serial)
-            .await
-            .ok_or_else(|| PayError::Unverified(format!("unknown serial {}", evidence.serial)))?;
+        let key = self.key_for(&evidence.serial).await.map_err(|e| match e {
+            NoKey::Unavailable(_) => PayError::Unavailable(e.to_string()),
+            _ => PayError::Unverified(e.to_string()),
+        })?;
         self.check(&evidence, &key, &raw)
             .map_err(|e| PayError::Unverified(e.to_string()))?;
         Ok(Verified {
@@ -507,7 +515,9 @@ impl PayClient {
             .timestamp
             .parse()
             .map_err(|_| Unbelieved::Timestamp)?;
-        if (self.now().timestamp() - ts).abs() > self.0.tolerance_secs {
+        // abs_diff, not `(now - ts).abs()`: the header is the sender's, and i64::MIN
+        // there must be a refusal, not an overflow.
+        if self.now().timestamp().abs_diff(ts) > self.0.tolerance_secs.unsigned_abs() {
             return Err(Unbelieved::Stale(self.0.tolerance_secs));
         }
         Ok(())
@@ -535,7 +545,7 @@ impl PayClient {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_owned(),
         };
-        let unreachable = |e: reqwest::Error| PayError::Unavailable(e.without_url().to_string());
+        let unreachable = |e: reqwest::Error| PayError::Unavailable(crate::causes::http(e));
         let response = self
             .0
             .http
@@ -620,7 +630,7 @@ impl CertificateSource for PayClient {
     fn fetch(
         &self,
         known: KeySet,
-    ) -> futures::future::BoxFuture<'_, Result<Vec<(String, VerifyingKey)>, String>> {
+    ) -> futures::future::BoxFuture<'_, Result<Vec<PlatformCertificate>, String>> {
         Box::pin(async move {
             let started = Instant::now();
             let result = self.fetch_certificates(known).await;
@@ -639,10 +649,7 @@ impl CertificateSource for PayClient {
 
 impl PayClient {
     /// Downloads, decrypts and checks the platform certificates.
-    async fn fetch_certificates(
-        &self,
-        known: KeySet,
-    ) -> Result<Vec<(String, VerifyingKey)>, String> {
+    async fn fetch_certificates(&self, known: KeySet) -> Result<Vec<PlatformCertificate>, String> {
         let path = "/v3/certificates";
         let response = self
             .0
@@ -655,13 +662,13 @@ impl PayClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| format!("certificates: {}", e.without_url()))?;
+            .map_err(|e| format!("certificates: {}", crate::causes::http(e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let raw = response
             .bytes()
             .await
-            .map_err(|e| format!("certificates: {}", e.without_url()))?;
+            .map_err(|e| format!("certificates: {}", crate::causes::http(e)))?;
         if !status.is_success() {
             return Err(format!("certificates: HTTP {status}"));
         }
@@ -696,15 +703,15 @@ impl PayClient {
                 .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
             let pem = String::from_utf8(pem)
                 .map_err(|_| format!("certificate {}: not PEM", entry.serial_no))?;
-            let (serial, key) = VerifyingKey::from_certificate_pem(&pem)
+            let certificate = PlatformCertificate::from_pem(&pem)
                 .map_err(|e| format!("certificate {}: {e}", entry.serial_no))?;
-            if serial != super::crypto::normalize_serial(&entry.serial_no) {
+            if certificate.serial != super::crypto::normalize_serial(&entry.serial_no) {
                 return Err(format!(
-                    "certificate listed as {} has serial {serial}",
-                    entry.serial_no
+                    "certificate listed as {} has serial {}",
+                    entry.serial_no, certificate.serial
                 ));
             }
-            fetched.push((serial, key));
+            fetched.push(certificate);
         }
         // The listing is signed like any answer; a new certificate may vouch for itself
         // only because the listing decrypted under our APIv3 key.
@@ -712,8 +719,8 @@ impl PayClient {
             .ok_or("certificates: answer without signature headers")?;
         let keys = known.with(&fetched);
         let key = keys
-            .get(&evidence.serial)
-            .ok_or_else(|| format!("certificates: signed by unknown serial {}", evidence.serial))?;
+            .get(&evidence.serial, self.now())
+            .map_err(|e| format!("certificates: signed by {e}"))?;
         self.check(&evidence, key, &raw)
             .map_err(|e| format!("certificates: {e}"))?;
         Ok(fetched)

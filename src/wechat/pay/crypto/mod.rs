@@ -14,7 +14,7 @@ use ring::{
     rand::SystemRandom,
     signature::{RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256},
 };
-use x509_cert::{der::Decode, spki::SubjectPublicKeyInfoRef, Certificate};
+use x509_cert::{der::Decode, spki::SubjectPublicKeyInfoRef};
 
 /// A key or certificate that could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct BadSignature;
 #[error("resource does not decrypt under the APIv3 key")]
 pub struct DecryptError;
 
-fn pem_der(pem: &str, label: &'static str) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn pem_der(pem: &str, label: &'static str) -> Result<Vec<u8>, KeyError> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin).ok_or(KeyError::Pem(label))? + begin.len();
@@ -101,19 +101,23 @@ impl VerifyingKey {
     }
 
     /// Reads a certificate PEM; returns its serial (normalized, see [`normalize_serial`])
-    /// and its key. Validity dates are the caller's business.
+    /// and its key. [`PlatformCertificate::from_pem`] also reads its validity.
+    ///
+    /// [`PlatformCertificate::from_pem`]: super::certificate::PlatformCertificate::from_pem
     pub fn from_certificate_pem(pem: &str) -> Result<(String, Self), KeyError> {
-        let der = pem_der(pem, "CERTIFICATE")?;
-        let cert = Certificate::from_der(&der).map_err(|_| KeyError::Der("X.509 certificate"))?;
-        let tbs = cert.tbs_certificate;
-        let serial = normalize_serial(&hex::encode(tbs.serial_number.as_bytes()));
-        let key = tbs
-            .subject_public_key_info
-            .subject_public_key
-            .as_bytes()
-            .ok_or(KeyError::Der("certificate public key"))?
-            .to_vec();
-        Ok((serial, Self { pkcs1: key }))
+        super::certificate::PlatformCertificate::from_pem(pem).map(|c| (c.serial, c.key))
+    }
+
+    /// A key from its DER `RSAPublicKey` (PKCS#1), as a certificate carries it.
+    pub(crate) fn from_pkcs1_der(der: &[u8]) -> Self {
+        Self {
+            pkcs1: der.to_vec(),
+        }
+    }
+
+    /// The DER `RSAPublicKey` (PKCS#1).
+    pub fn pkcs1_der(&self) -> &[u8] {
+        &self.pkcs1
     }
 
     /// Checks a base64 RSA-SHA256 signature over `message`.

@@ -437,12 +437,12 @@ impl V2Client {
             .body(self.request(params))
             .send()
             .await
-            .map_err(|e| V2Error::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| V2Error::Unavailable(crate::causes::http(e)))?;
         let status = response.status();
         let raw = response
             .bytes()
             .await
-            .map_err(|e| V2Error::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| V2Error::Unavailable(crate::causes::http(e)))?;
         if !status.is_success() {
             return Err(V2Error::Unavailable(format!("{path}: HTTP {status}")));
         }
