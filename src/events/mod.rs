@@ -18,8 +18,8 @@ pub use pay::{
 };
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
-    RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
-    RefundRequested,
+    RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundNotifyClaim, RefundQueried,
+    RefundRejected, RefundRequested,
 };
 
 /// The JSON that goes on the stream.
@@ -137,7 +137,7 @@ pub enum Event {
     RefundRejected(RefundRejected),
     /// `refund.notified` v1.
     RefundNotified(RefundNotified),
-    /// `refund.queried` v1.
+    /// `refund.queried` v2 (v1 still read).
     RefundQueried(RefundQueried),
 }
 
@@ -194,7 +194,7 @@ impl Event {
     /// The schema version this build writes.
     pub fn version(&self) -> u32 {
         match self {
-            Event::OrderPlaced(_) => 2,
+            Event::OrderPlaced(_) | Event::RefundQueried(_) => 2,
             _ => 1,
         }
     }
@@ -263,7 +263,19 @@ impl Event {
             ("refund.accepted", 1) => Event::RefundAccepted(parse(kind, version, data)?),
             ("refund.rejected", 1) => Event::RefundRejected(parse(kind, version, data)?),
             ("refund.notified", 1) => Event::RefundNotified(parse(kind, version, data)?),
-            ("refund.queried", 1) => Event::RefundQueried(parse(kind, version, data)?),
+            // v2 added `reason: notify` and the notify it answers; v1 has neither.
+            ("refund.queried", 1 | 2) => {
+                let queried: RefundQueried = parse(kind, version, data)?;
+                let notify = queried.notify.is_some() || queried.reason == QueryReason::Notify;
+                if version == 1 && notify {
+                    return Err(DecodeError::Data {
+                        kind: kind.to_owned(),
+                        version,
+                        source: serde::de::Error::custom("v1 has no notify"),
+                    });
+                }
+                Event::RefundQueried(queried)
+            }
             _ => {
                 return Err(DecodeError::Unknown {
                     kind: kind.to_owned(),
