@@ -19,5 +19,6 @@ mod refunds;
 mod replay;
 mod sim_pay;
 mod tail;
+mod v2_refund_notify;
 mod versions;
 mod webhook;
