@@ -215,15 +215,15 @@ async fn a_forged_state_is_logged_moves_no_money_and_a_second_refund_is_still_re
     let (status, answer) = post_v2(&env, forged_notify(&r1, "REFUNDCLOSE", 1000)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer.get("return_code"), Some("SUCCESS"));
-    assert_eq!(env.failure_reasons().await, ["refund_notify_unconfirmed"]);
-    let list = refunds(&env, &no).await;
-    assert_eq!(list["refunds"][0]["state"], "processing", "{list}");
     let books = env.books().await;
     assert_eq!(books_of(&books, "refunds_pending"), 400);
     assert_eq!(books_of(&books, "sales"), 600);
+    let list = refunds(&env, &no).await;
+    assert_eq!(list["refunds"][0]["state"], "processing", "{list}");
     let (status, body) = env.refund(&no, too_much.clone()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "refund_exceeds_paid");
+    assert_eq!(env.failure_reasons().await, ["refund_notify_unconfirmed"]);
     let (status, failures) = env.admin(Method::GET, "/v1/admin/failures").await;
     assert_eq!(status, StatusCode::OK);
     let logged = failures["failures"]
