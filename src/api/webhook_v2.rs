@@ -217,7 +217,7 @@ async fn confirm(v2: &V2Client, claim: RefundNotifyClaim) -> Result<Accepted, Re
         reason: QueryReason::Notify,
         refund,
         evidence: RefundEvidence::V2(evidence),
-        notify: Some(claim),
+        notify: Some(Box::new(claim)),
     };
     let msg_id = queried.msg_id();
     Ok((Event::RefundQueried(queried), format!("v2:{no}"), msg_id))

@@ -157,7 +157,7 @@ pub struct RefundQueried {
     /// The API v2 refund notify that made us ask (reason `notify`, version 2): a claim the
     /// answer confirms or not. Only the answer moves money.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<RefundNotifyClaim>,
+    pub notify: Option<Box<RefundNotifyClaim>>,
 }
 
 impl RefundQueried {

@@ -195,14 +195,14 @@ pub(crate) fn refund_notify_queried(claim: Refund, answer: Refund) -> Event {
         reason: QueryReason::Notify,
         refund: answer,
         evidence: RefundEvidence::V3(evidence()),
-        notify: Some(crate::events::RefundNotifyClaim {
+        notify: Some(Box::new(crate::events::RefundNotifyClaim {
             refund: claim,
             evidence: crate::events::LegacyEvidence {
                 body: "<xml><req_info>..</req_info></xml>".into(),
                 sign_type: None,
                 decrypted: Some("<root>..</root>".into()),
             },
-        }),
+        })),
     })
 }
 
