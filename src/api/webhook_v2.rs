@@ -9,6 +9,8 @@
 //! 4xx and appends nothing; a log that cannot take the event, or a WeChat that cannot be
 //! asked, gets a 5xx, so WeChat retries.
 
+use std::time::Duration;
+
 use axum::{
     body::Body,
     extract::State,
@@ -20,8 +22,6 @@ use super::{
     webhook::{read_body, record, tally, Refusal},
     AppState,
 };
-use std::time::Duration;
-
 use crate::{
     events::{
         Event, LegacyEvidence, LegacyPaymentNotified, QueryReason, RefundEvidence,
