@@ -302,3 +302,105 @@ async fn a_refund_notify_wechat_cannot_be_asked_about_is_a_5xx_and_appends_nothi
     }
     assert_eq!(env.last_seq().await, seq);
 }
+
+/// The `req_info` of the refund notify for `out_refund_no` that the daemon took (200).
+async fn recorded_req_info(env: &TestEnv, no: &str, out_refund_no: &str) -> String {
+    env.deliveries(no)
+        .await
+        .into_iter()
+        .filter(|d| d["status"] == 200)
+        .filter_map(|d| {
+            let body = d["body"].as_str()?.to_owned();
+            let fields = xml::parse(body.as_bytes(), 64 * 1024).ok()?;
+            let req_info = fields.non_empty("req_info")?.to_owned();
+            let (plain, _) = crypto::decrypt_refund(&req_info, &sim_key(), 64 * 1024).ok()?;
+            plain.contains(out_refund_no).then_some(req_info)
+        })
+        .next()
+        .unwrap_or_else(|| panic!("a recorded notify for {out_refund_no}"))
+}
+
+#[tokio::test]
+async fn ecb_blocks_spliced_from_two_recorded_notifies_forge_nothing() {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
+    let env = start().await;
+    let (_, no) = paid(&env, "o-v2-splice", 1000).await;
+    refund(&env, &no, "R-splice-1", 400).await;
+    refund(&env, &no, "R-splice-2", 400).await;
+    // WeChat could not pay the first back (CHANGE: not final, its 400 stays set aside)
+    // and closed the second.
+    for (out_refund_no, status) in [("R-splice-1", "CHANGE"), ("R-splice-2", "REFUNDCLOSE")] {
+        env.sim_post(
+            "/sim/pay/v2/refund-notify",
+            json!({"out_refund_no": out_refund_no, "status": status}),
+        )
+        .await;
+    }
+    env.wait_refund_state(&no, "R-splice-1", "abnormal").await;
+    env.wait_refund_state(&no, "R-splice-2", "closed").await;
+
+    // The first notify's blocks up to its status, the second's from there: a CLOSED for
+    // the first refund, without the key. (The key is used here only to find the block
+    // boundary, which an attacker reads off WeChat's documented layout.)
+    let (a, b) = (
+        recorded_req_info(&env, &no, "R-splice-1").await,
+        recorded_req_info(&env, &no, "R-splice-2").await,
+    );
+    let plain = |req_info: &str| {
+        crypto::decrypt_refund(req_info, &sim_key(), 4096)
+            .unwrap()
+            .0
+    };
+    let (plain_a, plain_b) = (plain(&a), plain(&b));
+    let status_at = plain_a.find("<refund_status>").unwrap();
+    assert_eq!(plain_b.find("<refund_status>"), Some(status_at));
+    let id_end = plain_a.find("</refund_id>").unwrap() + "</refund_id>".len();
+    let split = status_at / 16 * 16;
+    assert!(
+        split >= id_end,
+        "a block boundary between the refund id and the status"
+    );
+    let (a, b) = (B64.decode(a).unwrap(), B64.decode(b).unwrap());
+    let spliced = B64.encode([&a[..split], &b[split..]].concat());
+    let (forged, fields) = crypto::decrypt_refund(&spliced, &sim_key(), 4096).unwrap();
+    assert_eq!(fields.get("out_refund_no"), Some("R-splice-1"), "{forged}");
+    assert_eq!(fields.get("refund_status"), Some("REFUNDCLOSE"), "{forged}");
+
+    let body = xml::write([
+        ("return_code", "SUCCESS"),
+        ("appid", SIM_APPID),
+        ("mch_id", wxledger::devkeys::MCHID),
+        ("nonce_str", "spliced0000000000000000000000000"),
+        ("req_info", &spliced),
+    ]);
+    let (status, _) = post_v2(&env, body).await;
+    assert_eq!(status, StatusCode::OK);
+    let books = env.books().await;
+    assert_eq!(
+        books_of(&books, "refunds_pending"),
+        400,
+        "the first reserve holds"
+    );
+    assert_eq!(books_of(&books, "sales"), 600);
+    let list = refunds(&env, &no).await;
+    let first = list["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["out_refund_no"] == "R-splice-1")
+        .unwrap();
+    assert_eq!(first["state"], "abnormal", "{list}");
+    let (status, body) = env
+        .refund(&no, json!({"amount": 601, "out_refund_no": "R-splice-3"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["error"]["code"], "refund_exceeds_paid",
+        "refused before WeChat"
+    );
+    assert_eq!(
+        env.failure_reasons().await,
+        ["refund_notify_unconfirmed", "refund_abnormal"]
+    );
+    audit_clean(&env).await;
+}
