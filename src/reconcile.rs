@@ -137,6 +137,7 @@ pub async fn query_refund(
         reason,
         refund: answer,
         evidence,
+        notify: None,
     };
     let msg_id = queried.msg_id();
     let appended = app

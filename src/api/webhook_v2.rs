@@ -1,9 +1,15 @@
 //! `POST /webhooks/wechatpay/v2`: WeChat Pay API v2's XML notifies. A payment notify is
-//! believed once its `sign` verifies under our API key and sign type; a refund notify
-//! (no `sign`) once its `req_info` decrypts under our key into our merchant's refund.
-//! Either is appended with the XML as evidence and only then answered `SUCCESS`. Anything
-//! else gets an XML `FAIL` with a 4xx and appends nothing; a log that cannot take the event
-//! gets a 5xx, so WeChat retries.
+//! believed once its `sign` verifies under our API key and sign type, and appended with
+//! the XML as evidence. A refund notify has no `sign`, only a `req_info` encrypted with
+//! AES-256-ECB, which authenticates nothing (a recorded notify can be replayed, blocks of
+//! two spliced): once it decrypts under our key into our merchant's refund, WeChat is
+//! asked (`refundquery`, signed both ways) and its signed answer is appended with the
+//! notify as a claim (`refund.queried` v2); the fold applies the answer, never the claim.
+//! Only then is the notify answered `SUCCESS`. Anything else gets an XML `FAIL` with a
+//! 4xx and appends nothing; a log that cannot take the event, or a WeChat that cannot be
+//! asked, gets a 5xx, so WeChat retries.
+
+use std::time::Duration;
 
 use axum::{
     body::Body,
@@ -18,9 +24,16 @@ use super::{
     AppState,
 };
 use crate::{
-    events::{Event, LegacyEvidence, LegacyPaymentNotified, RefundEvidence, RefundNotified},
-    wechat::pay::v2::{crypto, map, xml, V2Client},
+    events::{
+        Event, LegacyEvidence, LegacyPaymentNotified, QueryReason, RefundEvidence,
+        RefundNotifyClaim, RefundQueried,
+    },
+    wechat::pay::v2::{crypto, map, xml, V2Client, V2Error},
 };
+
+/// WeChat waits 5 s for an answer: the query gets at most this much of it, the append
+/// the rest.
+const QUERY_BUDGET: Duration = Duration::from_secs(3);
 
 fn xml_answer(status: StatusCode, return_code: &str, return_msg: &str) -> Response {
     (
@@ -72,7 +85,8 @@ async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
         ));
     }
     let (event, correlation, msg_id) = if let Some(req_info) = fields.non_empty("req_info") {
-        refund(v2, &fields, req_info, body, app.max_notify_bytes)?
+        let claim = refund_claim(v2, &fields, req_info, body, app.max_notify_bytes)?;
+        confirm(v2, claim).await?
     } else {
         payment(v2, &fields, body)?
     };
@@ -138,14 +152,15 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
     Ok((event, transaction_id, msg_id))
 }
 
-/// A refund notify: our merchant's, with a `req_info` that decrypts under our key.
-fn refund(
+/// A refund notify: our merchant's, with a `req_info` that decrypts under our key to a
+/// final status. What it claims, not yet believed.
+fn refund_claim(
     v2: &V2Client,
     fields: &xml::Fields,
     req_info: &str,
     body: String,
     limit: usize,
-) -> Result<Accepted, Refusal> {
+) -> Result<RefundNotifyClaim, Refusal> {
     if fields.get("appid") != Some(v2.appid()) || fields.get("mch_id") != Some(v2.mchid()) {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -157,27 +172,55 @@ fn refund(
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
     let refund = map::notified_refund(&inner, v2.mchid())
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
-    let event_type = map::refund_event_type(&refund.status).ok_or_else(|| {
-        Refusal::new(
+    if map::refund_event_type(&refund.status).is_none() {
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "unsupported_event",
             format!("refund status {} is not final", refund.status),
-        )
-    })?;
-    let correlation = format!("v2:{}", refund.out_refund_no);
-    let msg_id = format!(
-        "refund.notified:v2:{}:{}",
-        refund.out_refund_no, refund.status
-    );
-    let event = Event::RefundNotified(RefundNotified {
-        notify_id: None,
-        event_type: event_type.to_owned(),
+        ));
+    }
+    Ok(RefundNotifyClaim {
         refund,
-        evidence: RefundEvidence::V2(LegacyEvidence {
+        evidence: LegacyEvidence {
             body,
             sign_type: None,
             decrypted: Some(decrypted),
-        }),
-    });
-    Ok((event, correlation, msg_id))
+        },
+    })
+}
+
+/// Asks WeChat about the refund a notify claims: its signed answer, with the claim, is
+/// the event. WeChat unreachable (or an answer that does not verify) is a 5xx, so WeChat
+/// sends the notify again; WeChat saying there is no such refund is a 4xx.
+async fn confirm(v2: &V2Client, claim: RefundNotifyClaim) -> Result<Accepted, Refusal> {
+    let no = claim.refund.out_refund_no.clone();
+    let unavailable = |why: String| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "query_unavailable",
+            format!("refundquery for {no} failed, so the notify cannot be confirmed: {why}"),
+        )
+    };
+    let answer = tokio::time::timeout(QUERY_BUDGET, v2.refundquery(&no))
+        .await
+        .map_err(|_| unavailable(format!("no answer within {QUERY_BUDGET:?}")))?;
+    let (refund, evidence) = match answer {
+        Ok(answer) => answer,
+        Err(V2Error::Api { code, message }) if code == "REFUNDNOTEXIST" => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "refund_not_found",
+                format!("WeChat knows no refund {no}: {message}"),
+            ))
+        }
+        Err(e) => return Err(unavailable(e.to_string())),
+    };
+    let queried = RefundQueried {
+        reason: QueryReason::Notify,
+        refund,
+        evidence: RefundEvidence::V2(evidence),
+        notify: Some(Box::new(claim)),
+    };
+    let msg_id = queried.msg_id();
+    Ok((Event::RefundQueried(queried), format!("v2:{no}"), msg_id))
 }

@@ -3,8 +3,9 @@
 //! `timestamp\nnonce\nbody\n` under the key the serial names (the configured public key,
 //! or a platform certificate, downloaded when unknown); the facts recorded must be what
 //! the body says (a notify's resource decrypted with the APIv3 key). API v2: the `sign`
-//! under the API key, or for a refund notify its `req_info` decrypting under it. Time is
-//! not checked: the evidence is old by nature.
+//! under the API key, or for a refund notify (alone in old streams, or the claim a
+//! `refund.queried` answers) its `req_info` decrypting under it. Time is not checked: the
+//! evidence is old by nature.
 
 use crate::{
     clock,
@@ -86,19 +87,28 @@ impl Verifier {
                     .v2_signed(ev)
                     .and_then(|fields| same(map::accepted_refund(&fields), &e.refund, "refund")),
             },
-            Event::RefundQueried(e) => match &e.evidence {
-                RefundEvidence::V3(ev) => match self.v3_signed(ev).await {
-                    Ok(()) => same_json(ev.body.as_bytes(), &e.refund, "refund"),
-                    Err(p) => Err(p),
-                },
-                RefundEvidence::V2(ev) => self.v2_signed(ev).and_then(|fields| {
-                    same(
-                        map::queried_refund(&fields, &e.refund.out_refund_no),
-                        &e.refund,
-                        "refund",
-                    )
-                }),
-            },
+            Event::RefundQueried(e) => {
+                let answer = match &e.evidence {
+                    RefundEvidence::V3(ev) => match self.v3_signed(ev).await {
+                        Ok(()) => same_json(ev.body.as_bytes(), &e.refund, "refund"),
+                        Err(p) => Err(p),
+                    },
+                    RefundEvidence::V2(ev) => self.v2_signed(ev).and_then(|fields| {
+                        same(
+                            map::queried_refund(&fields, &e.refund.out_refund_no),
+                            &e.refund,
+                            "refund",
+                        )
+                    }),
+                };
+                // The v2 notify that made us ask: its claim is what its req_info says.
+                match &e.notify {
+                    Some(claim) => {
+                        answer.and_then(|()| self.v2_refund_notify(&claim.evidence, &claim.refund))
+                    }
+                    None => answer,
+                }
+            }
             Event::RefundNotified(e) => match &e.evidence {
                 RefundEvidence::V3(ev) => {
                     let notify_id = e.notify_id.as_deref().unwrap_or_default();

@@ -23,8 +23,8 @@ pub use personal::{
 };
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
-    RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundQueried, RefundRejected,
-    RefundRequested,
+    RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundNotifyClaim, RefundQueried,
+    RefundRejected, RefundRequested,
 };
 
 /// The JSON that goes on the stream.
@@ -155,7 +155,7 @@ pub enum Event {
     RefundRejected(RefundRejected),
     /// `refund.notified` v1.
     RefundNotified(RefundNotified),
-    /// `refund.queried` v1.
+    /// `refund.queried` v2 (v1 still read).
     RefundQueried(RefundQueried),
 }
 
@@ -214,6 +214,7 @@ impl Event {
     pub fn version(&self) -> u32 {
         match self {
             Event::OrderPlaced(_)
+            | Event::RefundQueried(_)
             | Event::RegisteredSealed(_)
             | Event::LoggedInSealed(_)
             | Event::PhoneSealed(_)
@@ -297,7 +298,25 @@ impl Event {
             ("refund.accepted", 1) => Event::RefundAccepted(parse(kind, version, data)?),
             ("refund.rejected", 1) => Event::RefundRejected(parse(kind, version, data)?),
             ("refund.notified", 1) => Event::RefundNotified(parse(kind, version, data)?),
-            ("refund.queried", 1) => Event::RefundQueried(parse(kind, version, data)?),
+            // v2 added `reason: notify` with the notify it answers; v1 has neither.
+            ("refund.queried", 1 | 2) => {
+                let queried: RefundQueried = parse(kind, version, data)?;
+                let asked_by_notify = queried.reason == QueryReason::Notify;
+                let fits = match version {
+                    1 => !asked_by_notify && queried.notify.is_none(),
+                    _ => asked_by_notify == queried.notify.is_some(),
+                };
+                if !fits {
+                    return Err(DecodeError::Data {
+                        kind: kind.to_owned(),
+                        version,
+                        source: serde::de::Error::custom(
+                            "`notify` comes with reason `notify` (v2), and only with it",
+                        ),
+                    });
+                }
+                Event::RefundQueried(queried)
+            }
             _ => {
                 return Err(DecodeError::Unknown {
                     kind: kind.to_owned(),
@@ -402,6 +421,39 @@ mod tests {
         assert!(Event::decode("order.placed", 2, v1).is_err());
         assert!(Event::decode("order.placed", 1, v2).is_err());
         assert!(Event::decode("order.placed", 3, serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn refund_queried_v1_is_read_and_only_v2_carries_a_notify() {
+        let refund = serde_json::json!({"out_trade_no": "abc123", "out_refund_no": "r1",
+                                        "status": "SUCCESS"});
+        let evidence = serde_json::json!({"body": "<xml/>", "sign_type": "MD5"});
+        let v1 = serde_json::json!({"reason": "sweep", "refund": refund, "evidence": evidence});
+        let read = Event::decode("refund.queried", 1, v1.clone()).unwrap();
+        assert_eq!((read.version(), read.to_data()), (2, v1.clone()));
+        assert_eq!(
+            Event::decode("refund.queried", 2, v1.clone()).unwrap(),
+            read
+        );
+
+        let mut v2 = v1.clone();
+        v2["reason"] = "notify".into();
+        v2["notify"] = serde_json::json!({"refund": refund,
+            "evidence": {"body": "<xml/>", "decrypted": "<root/>"}});
+        let read = Event::decode("refund.queried", 2, v2.clone()).unwrap();
+        assert_eq!(read.to_data(), v2);
+        let Event::RefundQueried(e) = &read else {
+            panic!("a refund.queried")
+        };
+        assert_eq!(e.msg_id(), "refund.queried:r1:SUCCESS:notify:SUCCESS");
+        assert!(Event::decode("refund.queried", 1, v2.clone()).is_err());
+        // `notify` comes with reason `notify`, and only with it.
+        let mut no_claim = v2.clone();
+        no_claim.as_object_mut().unwrap().remove("notify");
+        assert!(Event::decode("refund.queried", 2, no_claim).is_err());
+        let mut no_reason = v2;
+        no_reason["reason"] = "sync".into();
+        assert!(Event::decode("refund.queried", 2, no_reason).is_err());
     }
 
     #[test]

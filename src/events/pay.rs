@@ -241,6 +241,8 @@ pub enum QueryReason {
     Expiry,
     /// The background reconciliation sweep.
     Sweep,
+    /// An API v2 refund notify claimed a status (`refund.queried` v2 only).
+    Notify,
 }
 
 /// WeChat's signed answer to a query by `out_trade_no`.

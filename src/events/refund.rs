@@ -4,7 +4,8 @@
 //! A refund is requested by us (`refund.requested`), answered by WeChat's refund API
 //! (`refund.accepted` with its `refund_id`, or `refund.rejected` with WeChat's code), and
 //! settled by WeChat's word: a verified notify (`refund.notified`) or a signed query answer
-//! (`refund.queried`), handled alike.
+//! (`refund.queried`), handled alike. An API v2 refund notify is not signed: it is
+//! recorded only with the signed query answer it made us ask for (`refund.queried` v2).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -153,16 +154,36 @@ pub struct RefundQueried {
     pub refund: Refund,
     /// The signed response.
     pub evidence: RefundEvidence,
+    /// The API v2 refund notify that made us ask (reason `notify`, version 2): a claim the
+    /// answer confirms or not. Only the answer moves money.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Box<RefundNotifyClaim>>,
 }
 
 impl RefundQueried {
-    /// The `Nats-Msg-Id`: the same answer recorded twice inside the window appends once.
+    /// The `Nats-Msg-Id`: the same answer recorded twice inside the window appends once;
+    /// an answer to a notify also names the status the notify claimed, so a forged claim
+    /// is recorded even when the same answer was recorded just before.
     pub fn msg_id(&self) -> String {
-        format!(
-            "refund.queried:{}:{}",
-            self.refund.out_refund_no, self.refund.status
-        )
+        let (no, status) = (&self.refund.out_refund_no, &self.refund.status);
+        match &self.notify {
+            None => format!("refund.queried:{no}:{status}"),
+            Some(n) => format!("refund.queried:{no}:{status}:notify:{}", n.refund.status),
+        }
     }
+}
+
+/// An API v2 refund notify: what its `req_info` decrypted to, and the XML. AES-256-ECB
+/// under the API key's MD5 authenticates nothing (blocks of two recorded notifies can be
+/// spliced, a recorded notify replayed), so this is a claim to check with a signed
+/// `refundquery`, never WeChat's word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundNotifyClaim {
+    /// The refund as the notify's `req_info` states it.
+    pub refund: Refund,
+    /// The notify's XML and its decrypted `req_info`.
+    pub evidence: LegacyEvidence,
 }
 
 /// A user asked to pay an order from their wallet.

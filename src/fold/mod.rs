@@ -198,7 +198,7 @@ impl State {
             Event::RefundAccepted(e) => self.books(seq, rec).reported(&e.refund, "answer"),
             Event::RefundRejected(e) => self.books(seq, rec).rejected(e),
             Event::RefundNotified(e) => self.books(seq, rec).reported(&e.refund, "notify"),
-            Event::RefundQueried(e) => self.books(seq, rec).reported(&e.refund, "query"),
+            Event::RefundQueried(e) => self.books(seq, rec).queried(e),
         }
     }
 
@@ -242,5 +242,7 @@ impl State {
 
 #[cfg(test)]
 pub(crate) mod pay_tests;
+#[cfg(test)]
+mod refund_notify_tests;
 #[cfg(test)]
 mod tests;

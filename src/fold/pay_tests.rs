@@ -185,6 +185,24 @@ pub(crate) fn refund_queried(r: Refund) -> Event {
         reason: QueryReason::Sweep,
         refund: r,
         evidence: RefundEvidence::V3(evidence()),
+        notify: None,
+    })
+}
+
+/// A signed query answer `answer`, asked for by an API v2 refund notify claiming `claim`.
+pub(crate) fn refund_notify_queried(claim: Refund, answer: Refund) -> Event {
+    Event::RefundQueried(RefundQueried {
+        reason: QueryReason::Notify,
+        refund: answer,
+        evidence: RefundEvidence::V3(evidence()),
+        notify: Some(Box::new(crate::events::RefundNotifyClaim {
+            refund: claim,
+            evidence: crate::events::LegacyEvidence {
+                body: "<xml><req_info>..</req_info></xml>".into(),
+                sign_type: None,
+                decrypted: Some("<root>..</root>".into()),
+            },
+        })),
     })
 }
 
@@ -206,7 +224,7 @@ pub(crate) fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
 }
 
 /// Folds `events` with sequences 1, 2, ... and returns the state and the outcomes.
-fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
+pub(crate) fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
     let mut s = State::default();
     let outcomes = events
         .into_iter()
@@ -216,11 +234,11 @@ fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
     (s, outcomes)
 }
 
-fn order(s: &State, no: &str) -> Order {
+pub(crate) fn order(s: &State, no: &str) -> Order {
     s.orders.get(no).cloned().unwrap()
 }
 
-fn reasons(s: &State) -> Vec<&str> {
+pub(crate) fn reasons(s: &State) -> Vec<&str> {
     s.ledger.failures().map(|f| f.reason.as_str()).collect()
 }
 
@@ -1098,6 +1116,8 @@ pub(crate) fn arb_event() -> impl Strategy<Value = Event> {
         4 => arb_refund().prop_map(refund_notified),
         1 => arb_refund().prop_map(refund_accepted),
         2 => arb_refund().prop_map(refund_queried),
+        2 => (arb_refund(), arb_refund())
+            .prop_map(|(claim, answer)| refund_notify_queried(claim, answer)),
         1 => (0u8..4, 0u8..5)
             .prop_map(|(r, no)| refund_rejected(&format!("r{r}"), &format!("o{no}"))),
         2 => (0u8..5, 0u8..3, arb_amount())

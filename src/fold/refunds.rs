@@ -6,6 +6,10 @@
 //! refund cannot be spent from the wallet meanwhile. SUCCESS pays it out to WeChat
 //! (`refunds_pending` → `wechat_clearing`); CLOSED or a rejection puts it back. An order
 //! paid from the wallet is refunded to the wallet at once, without WeChat.
+//!
+//! An API v2 refund notify is only a claim (its `req_info` is encrypted, not signed): it
+//! comes with the signed query answer it made us ask for, and only the answer applies; a
+//! claim the answer does not confirm is logged (`refund_notify_unconfirmed`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +22,7 @@ use super::ledger::{
 };
 use super::orders::{OrderState, Orders, PaidWith};
 use super::Outcome;
-use crate::events::{OrderKind, Refund, RefundRejected, RefundRequested};
+use crate::events::{OrderKind, Refund, RefundQueried, RefundRejected, RefundRequested};
 
 /// Where a refund stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -397,6 +401,27 @@ impl Books<'_> {
         Outcome::Applied
     }
 
+    /// WeChat's signed answer to a refund query. When an API v2 notify made us ask, the
+    /// notify's claim is checked against the answer first: one the answer does not confirm
+    /// is logged, and moves nothing; the answer applies either way, as any query answer.
+    pub(super) fn queried(&mut self, e: &RefundQueried) -> Outcome {
+        let logged = match &e.notify {
+            Some(claim) => match unconfirmed(&claim.refund, &e.refund) {
+                Some(detail) => {
+                    let amount = claim.refund.amount.as_ref().and_then(|a| a.refund);
+                    let no = e.refund.out_trade_no.clone();
+                    self.fail("refund_notify_unconfirmed", &no, amount, detail)
+                }
+                None => false,
+            },
+            None => false,
+        };
+        match self.reported(&e.refund, "query") {
+            Outcome::AlreadyApplied if logged => Outcome::Refused("refund_notify_unconfirmed"),
+            outcome => outcome,
+        }
+    }
+
     /// WeChat's word on a refund: its refund API's answer, a notify or a query answer.
     pub(super) fn reported(&mut self, refund: &Refund, source: &str) -> Outcome {
         let no = refund.out_refund_no.as_str();
@@ -624,6 +649,30 @@ impl Books<'_> {
         });
         Outcome::Applied
     }
+}
+
+/// What a refund notify's `claim` says that WeChat's signed `answer` does not: its refund,
+/// order, status, WeChat refund id and amount must all be the answer's. `None` when the
+/// answer confirms the claim; otherwise the failure's detail.
+fn unconfirmed(claim: &Refund, answer: &Refund) -> Option<serde_json::Value> {
+    let amount = |r: &Refund| r.amount.as_ref().and_then(|a| a.refund);
+    // A field the claim leaves out contradicts nothing.
+    fn agrees<T: PartialEq>(claimed: &Option<T>, answered: &Option<T>) -> bool {
+        claimed.is_none() || claimed == answered
+    }
+    let confirmed = claim.out_refund_no == answer.out_refund_no
+        && claim.out_trade_no == answer.out_trade_no
+        && claim.status == answer.status
+        && agrees(&claim.refund_id, &answer.refund_id)
+        && agrees(&amount(claim), &amount(answer));
+    let word = |r: &Refund| {
+        json!({"out_refund_no": r.out_refund_no, "out_trade_no": r.out_trade_no,
+               "status": r.status, "refund_id": r.refund_id, "refund": amount(r)})
+    };
+    (!confirmed).then(|| {
+        json!({"out_refund_no": claim.out_refund_no, "source": "notify",
+               "expected": word(answer), "got": word(claim)})
+    })
 }
 
 /// The state of a paid order once `refunded` of its `amount` went back.

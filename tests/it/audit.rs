@@ -758,7 +758,7 @@ async fn verify_signatures_checks_api_v2_signs_and_encrypted_refund_notifies() {
         "payment.legacy_notified",
         "payment.legacy_queried",
         "refund.accepted",
-        "refund.notified",
+        "refund.queried",
     ] {
         assert!(types.iter().any(|t| t == kind), "{kind} in {types:?}");
     }
@@ -784,14 +784,15 @@ async fn verify_signatures_checks_api_v2_signs_and_encrypted_refund_notifies() {
         .await
         .unwrap()
         .seq;
-    // The refund notify with a plaintext that its req_info does not decrypt to.
-    let mut refund = envelope(&env, "refund.notified").await;
+    // The refund notify (the claim a refundquery answer confirmed) with a plaintext that
+    // its req_info does not decrypt to.
+    let mut refund = envelope(&env, "refund.queried").await;
     refund.id = uuid::Uuid::new_v4();
-    let plain = refund.data["evidence"]["decrypted"]
+    let plain = refund.data["notify"]["evidence"]["decrypted"]
         .as_str()
         .unwrap()
         .to_owned();
-    refund.data["evidence"]["decrypted"] = json!(plain.replace("400", "900"));
+    refund.data["notify"]["evidence"]["decrypted"] = json!(plain.replace("400", "900"));
     let altered = env
         .log
         .append_envelope(&refund, "forged-v2-refund")

@@ -27,6 +27,7 @@ mod replay;
 mod sim_pay;
 mod startup_errors;
 mod tail;
+mod v2_refund_notify;
 mod versions;
 mod webhook;
 mod webhook_abuse;

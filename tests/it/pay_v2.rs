@@ -68,7 +68,10 @@ async fn v2_order(
 }
 
 /// POSTs a body to the v2 webhook; answers the status and the parsed XML answer.
-async fn post_v2(env: &TestEnv, body: impl Into<reqwest::Body>) -> (StatusCode, xml::Fields) {
+pub(crate) async fn post_v2(
+    env: &TestEnv,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, xml::Fields) {
     let response = env
         .http
         .post(format!("{}/webhooks/wechatpay/v2", env.api))
@@ -83,7 +86,7 @@ async fn post_v2(env: &TestEnv, body: impl Into<reqwest::Body>) -> (StatusCode, 
     (status, fields)
 }
 
-fn sim_key() -> ApiKey {
+pub(crate) fn sim_key() -> ApiKey {
     ApiKey::new(wxledger::devkeys::V2_API_KEY).unwrap()
 }
 
@@ -114,7 +117,7 @@ fn pay_notify(no: &str, transaction_id: &str, total: i64, key: Option<&ApiKey>) 
 }
 
 /// Checks the events of the given types against `schema/`.
-async fn assert_match_schemas(env: &TestEnv, types: &[&str]) {
+pub(crate) async fn assert_match_schemas(env: &TestEnv, types: &[&str]) {
     let schemas = SchemaSet::load();
     for (seq, event) in env.events().await {
         if types.contains(&event["type"].as_str().unwrap()) {
@@ -578,33 +581,43 @@ async fn a_v2_refund_notify_is_decrypted_and_appended() {
     })
     .await;
     assert!(ok, "{:?}", env.deliveries(&no).await);
+    // Recorded as WeChat's signed refundquery answer, with the notify as its claim.
+    assert_eq!(env.count_events("refund.notified").await, 0);
     let events = env.events().await;
-    let refunds: Vec<&Value> = events
+    let answers: Vec<&Value> = events
         .iter()
         .map(|(_, e)| e)
-        .filter(|e| e["type"] == "refund.notified")
+        .filter(|e| e["type"] == "refund.queried")
         .collect();
-    assert_eq!(refunds.len(), 1);
-    let data = &refunds[0]["data"];
-    assert!(data.get("notify_id").is_none());
-    assert_eq!(data["event_type"], "REFUND.SUCCESS");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["version"], 2);
+    let data = &answers[0]["data"];
+    assert_eq!(data["reason"], "notify");
     assert_eq!(data["refund"]["status"], "SUCCESS");
     assert_eq!(data["refund"]["out_refund_no"], "r-v2-0001");
     assert_eq!(data["refund"]["out_trade_no"], no);
     assert_eq!(data["refund"]["transaction_id"], paid["transaction_id"]);
     assert_eq!(data["refund"]["amount"]["refund"], 400);
     assert_eq!(data["refund"]["amount"]["total"], 1000);
-    assert!(data["evidence"].get("sign_type").is_none());
-    let decrypted = data["evidence"]["decrypted"].as_str().unwrap();
-    assert!(decrypted.starts_with("<root>") && decrypted.contains("r-v2-0001"));
+    assert_eq!(data["evidence"]["sign_type"], "HMAC-SHA256");
     assert!(data["evidence"]["body"]
         .as_str()
         .unwrap()
+        .contains("<sign>"));
+    let claim = &data["notify"];
+    assert_eq!(claim["refund"]["status"], "SUCCESS");
+    assert_eq!(claim["refund"]["refund_id"], data["refund"]["refund_id"]);
+    assert!(claim["evidence"].get("sign_type").is_none());
+    let decrypted = claim["evidence"]["decrypted"].as_str().unwrap();
+    assert!(decrypted.starts_with("<root>") && decrypted.contains("r-v2-0001"));
+    assert!(claim["evidence"]["body"]
+        .as_str()
+        .unwrap()
         .contains("<req_info>"));
-    let decoded = Event::decode("refund.notified", 1, data.clone()).expect("reads back");
-    assert!(matches!(decoded, Event::RefundNotified(_)));
+    let decoded = Event::decode("refund.queried", 2, data.clone()).expect("reads back");
+    assert!(matches!(decoded, Event::RefundQueried(_)));
 
-    // Replayed: answered SUCCESS, appended once.
+    // Replayed inside the duplicate window: answered SUCCESS, appended once.
     let delivered = env
         .deliveries(&no)
         .await
@@ -614,18 +627,12 @@ async fn a_v2_refund_notify_is_decrypted_and_appended() {
     let (status, answer) = post_v2(&env, delivered["body"].as_str().unwrap().to_owned()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer.get("return_code"), Some("SUCCESS"));
-    assert_eq!(env.count_events("refund.notified").await, 1);
+    assert_eq!(env.count_events("refund.queried").await, 1);
 
     let (queried, _) = v2.refundquery("r-v2-0001").await.unwrap();
     assert_eq!(queried.status, "SUCCESS");
     assert!(queried.success_time.unwrap().ends_with("+08:00"));
-
-    // refund.notified's schema comes with the refunds work; check against it once it is here.
-    let schema =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/refund.notified.v1.json");
-    if schema.exists() {
-        assert_match_schemas(&env, &["refund.notified", "payment.legacy_notified"]).await;
-    }
+    assert_match_schemas(&env, &["refund.queried", "payment.legacy_notified"]).await;
 }
 
 #[test]
@@ -764,7 +771,7 @@ async fn under_pay_api_v2_the_order_api_prepays_syncs_and_expires_with_api_v2() 
 }
 
 #[tokio::test]
-async fn under_pay_api_v2_a_refund_goes_through_secapi_and_its_encrypted_notify_settles_it() {
+async fn under_pay_api_v2_a_refund_goes_through_secapi_and_its_confirmed_notify_settles_it() {
     let env = TestEnv::start_with(|s| {
         s.pay.api = PayApi::V2;
         s.pay.v2.sign_type = V2SignType::Md5;
@@ -800,6 +807,11 @@ async fn under_pay_api_v2_a_refund_goes_through_secapi_and_its_encrypted_notify_
     assert_eq!(books_of(&books, "sales"), 600);
     assert_eq!(books_of(&books, "wechat_clearing"), -600);
     assert_eq!(books_of(&books, "refunds_pending"), 0);
+    // Settled by WeChat's signed refundquery answer, asked for by the notify.
+    assert_eq!(env.count_events("refund.notified").await, 0);
+    assert!(env.sim_get("/sim/pay/v2/stats").await["refundquery"]
+        .as_u64()
+        .is_some_and(|n| n >= 1));
     // The signed v2 answer is the refund's evidence.
     let accepted = env
         .events()
@@ -812,5 +824,5 @@ async fn under_pay_api_v2_a_refund_goes_through_secapi_and_its_encrypted_notify_
         .as_str()
         .unwrap()
         .starts_with("<xml>"));
-    assert_match_schemas(&env, &["refund.accepted", "refund.notified"]).await;
+    assert_match_schemas(&env, &["refund.accepted", "refund.queried"]).await;
 }
