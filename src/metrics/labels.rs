@@ -80,6 +80,14 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// One label named `serial`: a WeChat Pay platform certificate held (a bounded set: at
+/// most the few WeChat lists, expired ones evicted).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Serial {
+    /// The certificate's serial, normalized.
+    pub serial: String,
+}
+
 /// A known HTTP method, or `other`.
 pub fn method(method: &axum::http::Method) -> &'static str {
     const KNOWN: [&str; 9] = [

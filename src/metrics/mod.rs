@@ -69,6 +69,8 @@ pub struct Gauges {
     pub suspense_fen: Gauge,
     /// Failure-log rows, by reason.
     pub failures: Family<labels::Reason, Gauge>,
+    /// Seconds until each platform certificate held stops being valid.
+    pub certificate_expiry: Family<labels::Serial, Gauge>,
     /// The local projector's checkpoint.
     pub checkpoint: Gauge,
     /// The stream's last sequence, as last seen.

@@ -122,6 +122,11 @@ pub(super) fn all(r: &mut Registry, i: &Inner) {
         g.failures.clone(),
     );
     r.register(
+        "wxledger_certificate_expiry_seconds",
+        "Seconds until each WeChat Pay platform certificate held expires (negative: expired, about to be evicted)",
+        g.certificate_expiry.clone(),
+    );
+    r.register(
         "wxledger_projector_checkpoint",
         "Sequence of the last event the local projector applied",
         g.checkpoint.clone(),

@@ -63,6 +63,16 @@ pub async fn refresh(app: &AppState) {
         }
     }
 
+    // Rebuilt each time: an evicted certificate leaves no series behind.
+    g.certificate_expiry.clear();
+    for certificate in app.pay.keys().certificates() {
+        g.certificate_expiry
+            .get_or_create(&labels::Serial {
+                serial: certificate.serial,
+            })
+            .set((certificate.not_after - now).num_seconds());
+    }
+
     let applied = app.projection.applied();
     g.checkpoint.set(clamp(applied));
     if let Some((head, read_at)) = m.stream_head() {

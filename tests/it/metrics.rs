@@ -187,6 +187,15 @@ async fn a_payment_flow_fills_the_operator_metrics_without_personal_data() {
     at_least("wxledger_outbox_depth", 0.0);
     at_least("wxledger_outbox_oldest_seconds", 0.0);
     at_least("wxledger_suspense_balance_fen", 0.0);
+    // The simulator's current platform certificate, downloaded at start, is valid for
+    // decades.
+    at_least(
+        &format!(
+            "wxledger_certificate_expiry_seconds{{serial=\"{}\"}}",
+            wxledger::devkeys::PLATFORMS[0].serial
+        ),
+        30.0 * 365.0 * 86_400.0,
+    );
     at_least("wxledger_stream_last_seq", 3.0);
     at_least("wxledger_append_duration_seconds_count", 3.0);
     at_least("wxledger_projector_batch_events_count", 1.0);
