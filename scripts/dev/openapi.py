@@ -51,6 +51,7 @@ ERROR_CODES = {
     "not_found": "No such route.",
     "method_not_allowed": "The route does not take this method.",
     "internal": "A bug; the message names the request id.",
+    "user_erased": "The user was erased at their request (crypto-shredding): nothing personal can be set or shown.",
 }
 
 def err(*codes):
@@ -73,6 +74,7 @@ idem = {"name": "Idempotency-Key", "in": "header", "required": False,
         "schema": {"type": "string", "minLength": 1, "maxLength": 128},
         "description": "Retrying with the same key returns the same result and appends nothing new."}
 no = {"name": "out_trade_no", "in": "path", "required": True, "schema": {"type": "string"}}
+user_id = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 auth_errors = ("missing_token", "invalid_token", "token_expired")
 amount = {"type": "integer", "minimum": 1, "description": "Fen: a JSON integer (no fraction, no string), at most pay.max_amount_fen."}
 
@@ -98,14 +100,14 @@ def op(summary, responses, security=None, params=None, request=None, errors=(), 
 paths = {
  "/v1/auth/login": {"post": op("Exchange a wx.login code for a bearer token; registers on first login.",
      ok("Logged in", ref("Login")), request=body({"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}),
-     errors=("invalid_field", "malformed_json", "invalid_code", "rate_limited", "risky_user"), rate_limited=True)},
+     errors=("invalid_field", "malformed_json", "invalid_code", "rate_limited", "risky_user", "user_erased"), rate_limited=True)},
  "/v1/me": {"get": op("The caller, with the phone masked and the wallet balance.", ok("The user", ref("User")), bearer, errors=auth_errors + ("unknown_user",))},
  "/v1/me/phone": {"post": op("Bind a phone number: {code} or {encrypted_data, iv}.", ok("Bound", ref("User")), bearer,
      request=body({"type": "object", "properties": {"code": {"type": "string"}, "encrypted_data": {"type": "string"}, "iv": {"type": "string"}}}),
-     errors=auth_errors + ("invalid_field", "invalid_phone_code", "invalid_encrypted_data", "session_expired", "watermark_mismatch", "phone_taken"), rate_limited=True)},
+     errors=auth_errors + ("invalid_field", "invalid_phone_code", "invalid_encrypted_data", "session_expired", "watermark_mismatch", "phone_taken", "user_erased"), rate_limited=True)},
  "/v1/me/profile": {"put": op("Set nickname and avatar.", ok("Updated", ref("User")), bearer,
      request=body({"type": "object", "required": ["nickname"], "properties": {"nickname": {"type": "string"}, "avatar_url": {"type": ["string", "null"]}}}),
-     errors=auth_errors + ("invalid_field",))},
+     errors=auth_errors + ("invalid_field", "user_erased"))},
  "/v1/orders": {"post": op("Place an order (amount in fen).", {**ok("Placed", ref("Order"), "201"), **ok("The same order again (Idempotency-Key seen)", ref("Order"))}, bearer, [idem],
      body({"type": "object", "required": ["amount", "description"], "properties": {"amount": amount, "description": {"type": "string", "maxLength": 127}}}),
      errors=auth_errors + ("invalid_field", "malformed_json", "invalid_idempotency_key", "idempotency_key_reused"))},
@@ -134,6 +136,11 @@ paths = {
  "/v1/admin/failures": {"get": op("The failure log, newest first.", ok("Failures", {"type": "object", "properties": {"failures": {"type": "array", "items": ref("Failure")}}}), admin,
      [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
      errors=("admin_disabled", "invalid_admin_token", "invalid_field"))},
+ "/v1/admin/users/{user_id}": {"get": op("A user as support sees them: phone masked; `erased: true` and nothing personal once erased (admin token).", ok("The user", ref("User")), admin, [user_id],
+     errors=("admin_disabled", "invalid_admin_token", "invalid_field", "user_not_found"))},
+ "/v1/admin/users/{user_id}/erase": {"post": op("Erases a user (crypto-shredding): destroys their data key, appends `user.erased`, waits until it applied. Money records stay. Idempotent: a repeat answers 200 with `seq: null`.",
+     ok("The erasure", {"type": "object", "required": ["seq", "key_already_destroyed", "user"], "properties": {"seq": {"type": ["integer", "null"], "description": "Sequence of `user.erased`; null when the user was already erased."}, "key_already_destroyed": {"type": "boolean"}, "user": ref("User")}}), admin, [user_id],
+     errors=("admin_disabled", "invalid_admin_token", "invalid_field", "user_not_found"))},
  "/webhooks/wechatpay": {"post": {"summary": "WeChat Pay v3 notifies. 204 once the verified, decrypted notify is durable on the stream.",
      "description": "Payment (TRANSACTION.SUCCESS) and refund (REFUND.SUCCESS, REFUND.ABNORMAL, REFUND.CLOSED) notifies. Refusals answer {\"code\":\"FAIL\",\"message\":...} with 401 (signtest, unknown_serial, bad_signature), 400 (malformed, stale_timestamp, wrong_algorithm, undecryptable, unsupported_event), 413 (too_large) or 503 (log_unavailable: WeChat retries). The reason is the `outcome` label of wxledger_notifies_total. Over limits.webhook_per_ip the answer is 429 `rate_limited`, past limits.webhook_timeout_ms (below WeChat's 5 s) 408 or 503 `timeout`, both in the API's error envelope; WeChat retries either.",
      "parameters": [{"name": h, "in": "header", "required": h != "Wechatpay-Signature-Type", "schema": {"type": "string"}} for h in ["Wechatpay-Serial", "Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature-Type"]],
@@ -160,7 +167,7 @@ schemas = {
  "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": ref("ErrorCode"), "message": {"type": "string"}}}}},
  "WechatFail": {"type": "object", "required": ["code", "message"], "properties": {"code": {"const": "FAIL"}, "message": {"type": "string"}}},
  "Login": {"type": "object", "properties": {"token": {"type": "string"}, "expires_in": {"type": "integer"}, "user_id": {"type": "string", "format": "uuid"}, "has_phone": {"type": "boolean"}}},
- "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "has_phone": {"type": "boolean"}, "phone": {"type": ["object", "null"]}, "nickname": {"type": ["string", "null"]}, "avatar_url": {"type": ["string", "null"]}, "balance": {"type": "integer", "description": "Wallet balance in fen (GET /v1/me)."}}},
+ "User": {"type": "object", "properties": {"user_id": {"type": "string"}, "has_phone": {"type": "boolean"}, "phone": {"type": ["object", "null"]}, "nickname": {"type": ["string", "null"]}, "avatar_url": {"type": ["string", "null"]}, "balance": {"type": "integer", "description": "Wallet balance in fen (GET /v1/me)."}, "erased": {"type": "boolean", "description": "The user was erased at their request: nothing personal is shown."}}},
  "Order": {"type": "object", "properties": {"out_trade_no": {"type": "string"}, "kind": {"enum": ["order", "recharge"]}, "state": {"enum": ["created", "prepay_issued", "paid", "closed", "pay_error", "partially_refunded", "refunded"]}, "amount": {"type": "integer"}, "currency": {"const": "CNY"}, "description": {"type": "string"}, "transaction_id": {"type": ["string", "null"]}, "paid_with": {"enum": ["wechat", "wallet", None]}, "refunded": {"type": "integer", "description": "Fen refunded (settled)."}, "refunding": {"type": "integer", "description": "Fen set aside for refunds in flight."}, "placed_at": ts, "expires_at": ts, "paid_at": nts, "closed_at": nts}},
  "PayParams": {"type": "object", "required": ["timeStamp", "nonceStr", "package", "signType", "paySign"], "additionalProperties": False, "properties": {"timeStamp": {"type": "string"}, "nonceStr": {"type": "string"}, "package": {"type": "string", "pattern": "^prepay_id="}, "signType": {"enum": ["RSA", "MD5", "HMAC-SHA256"], "description": "`RSA` under API v3; `MD5` or `HMAC-SHA256` (pay.v2.sign_type) under API v2."}, "paySign": {"type": "string"}}},
  "Recharge": {"type": "object", "properties": {"order": ref("Order"), "payment": ref("PayParams")}},
