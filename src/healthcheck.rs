@@ -40,18 +40,9 @@ pub enum Unhealthy {
 
 /// Asks `url` once, within `timeout`; `Ok` on 200.
 pub async fn probe(url: &str, timeout: Duration) -> Result<(), Unhealthy> {
-    let unreachable = |e: reqwest::Error| {
-        let mut cause = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            cause.push_str(": ");
-            cause.push_str(&s.to_string());
-            source = s.source();
-        }
-        Unhealthy::Unreachable {
-            url: url.to_owned(),
-            cause,
-        }
+    let unreachable = |e: reqwest::Error| Unhealthy::Unreachable {
+        url: url.to_owned(),
+        cause: crate::causes::http(e),
     };
     let client = reqwest::Client::builder()
         .timeout(timeout)

@@ -12,7 +12,10 @@ use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::settings::{NatsSettings, SettingsError};
+use crate::{
+    causes::chain,
+    settings::{NatsSettings, SettingsError},
+};
 
 /// How wxledger proves who it is to NATS: at most one method. Each secret can be given
 /// inline (best from the environment, e.g. `WXLEDGER__NATS__AUTH__PASSWORD`) or as a file
@@ -427,20 +430,6 @@ fn network_cause(e: &async_nats::ConnectError) -> String {
         ConnectErrorKind::TimedOut => "no answer (timed out)".to_owned(),
         _ => chain(e),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]
