@@ -30,10 +30,11 @@ pub async fn run(mut settings: Settings, count: usize, concurrency: usize) -> an
     settings.nats.stream = format!("BENCH_{id}");
     settings.nats.subject_prefix = format!("bench_{id}");
     settings.database.schema = format!("bench_{id}");
-    settings.pay = crate::settings::PaySettings {
-        platform_certificates: false,
-        ..Default::default()
-    };
+    // The simulator's merchant (development mode), verified by its public key alone.
+    settings.pay.platform_certificates = false;
+    // One client address sends the whole load: the webhook's per-address limit, which
+    // guards a public daemon, would measure itself.
+    settings.limits.webhook_per_ip = crate::limits::Rate::UNLIMITED;
     settings.http.listen = ([127, 0, 0, 1], 0).into();
     settings.validate()?;
     let listener = tokio::net::TcpListener::bind(settings.http.listen).await?;
