@@ -319,7 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let source = bill.map_or(BillSource::Download, BillSource::File);
             if matches!(source, BillSource::Download) {
                 // Downloading the bill signs a request and verifies WeChat's answer.
-                settings.require_production_credentials()?;
+                wxledger::settings::require_production_pay_credentials(&settings)?;
             }
             return Ok(reconcile(&settings, source, date, format).await);
         }
@@ -336,7 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if verify_signatures {
                 // The evidence must be checked with the merchant's own keys, never the
                 // development ones.
-                settings.require_production_credentials()?;
+                wxledger::settings::require_production_pay_credentials(&settings)?;
             }
             let options = audit::Options {
                 as_of,

@@ -6,7 +6,10 @@ mod env;
 mod mode;
 
 pub use env::UnknownVariable;
-pub use mode::{production_problems, require_production_credentials, Mode, ModeSource, Problem};
+pub use mode::{
+    production_problems, require_production_credentials, require_production_pay_credentials, Mode,
+    ModeSource, Problem,
+};
 
 use std::{
     borrow::Cow,

@@ -276,6 +276,20 @@ fn nats_url_has_credentials(url: &str) -> bool {
     })
 }
 
+/// [`require_production_credentials`] for the tools that use only WeChat Pay's keys
+/// (`audit --verify-signatures`, `reconcile --date`): the `pay.*` problems alone.
+pub fn require_production_pay_credentials(settings: &Settings) -> Result<(), SettingsError> {
+    let problems: Vec<Problem> = production_problems(settings)
+        .into_iter()
+        .filter(|p| p.field.starts_with("pay."))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SettingsError::Production(problems))
+    }
+}
+
 fn same_signing_key(pem: &str, dev: &str) -> bool {
     match (
         SigningKey::from_pkcs8_pem(pem),
