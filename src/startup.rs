@@ -310,13 +310,21 @@ impl App {
             self.certificates_every,
             stop.child_token(),
         ));
-        let serve =
-            crate::limits::serve(self.listener, self.router, self.connections, stop.clone());
+        let serve = crate::limits::serve(
+            self.listener,
+            self.router,
+            self.connections.clone(),
+            stop.clone(),
+        );
         let served = tokio::spawn(serve);
+        // The metrics listener is bounded like the API's (header timeout, connections).
         let metrics_served = self.metrics_listener.map(|(listener, router)| {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.clone().cancelled_owned());
-            tokio::spawn(async move { serve.await })
+            tokio::spawn(crate::limits::serve(
+                listener,
+                router,
+                self.connections.clone(),
+                stop.clone(),
+            ))
         });
         stop.cancelled().await;
         let result = match tokio::time::timeout(self.grace, served).await {

@@ -32,9 +32,10 @@ pub async fn measure(State(app): State<AppState>, req: Request, next: Next) -> R
 }
 
 /// `GET /metrics`: refreshes the gauges that need NATS or Postgres (each under the scrape
-/// timeout), then renders every family as OpenMetrics text.
+/// timeout, at most once a second whoever asks), then renders every family as OpenMetrics
+/// text.
 pub async fn metrics(State(app): State<AppState>) -> Response {
-    crate::metrics::scrape::refresh(&app).await;
+    crate::metrics::scrape::refresh_shared(&app).await;
     let mut response = app.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -105,6 +105,9 @@ struct Inner {
     head_read_at: AtomicU64,
     /// How long a scrape waits for each server, in milliseconds.
     scrape_timeout_ms: AtomicU64,
+    /// When the scrape-time gauges were last refreshed: scrapes share one refresh a
+    /// second, so anonymous clients cannot turn `/metrics` into Postgres load.
+    refreshed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The registry and its families; cheap to clone.
@@ -139,6 +142,7 @@ impl Metrics {
             committed_at: AtomicU64::new(0),
             head_read_at: AtomicU64::new(0),
             scrape_timeout_ms: AtomicU64::new(MetricsSettings::default().scrape_timeout_ms),
+            refreshed: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
             gauges,
         };
@@ -175,6 +179,11 @@ impl Metrics {
         self.0
             .scrape_timeout_ms
             .store(settings.scrape_timeout_ms, Ordering::Relaxed);
+    }
+
+    /// When the scrape-time gauges were last refreshed (see `scrape::refresh_shared`).
+    pub fn refresh_gate(&self) -> &tokio::sync::Mutex<Option<std::time::Instant>> {
+        &self.0.refreshed
     }
 
     /// How long a scrape waits for each server.

@@ -19,6 +19,21 @@ struct DbFacts {
     failures: Vec<(String, i64)>,
 }
 
+/// Scrapes closer together than this share one refresh.
+pub const REFRESH_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`refresh`], unless another scrape refreshed less than [`REFRESH_GAP`] ago: concurrent
+/// scrapes wait for the one refreshing and use its values, so however many clients ask,
+/// Postgres answers at most one scrape query a second.
+pub async fn refresh_shared(app: &AppState) {
+    let mut refreshed = app.metrics.refresh_gate().lock().await;
+    if refreshed.is_some_and(|at| at.elapsed() < REFRESH_GAP) {
+        return;
+    }
+    refresh(app).await;
+    *refreshed = Some(std::time::Instant::now());
+}
+
 /// Refreshes the gauges of `app.metrics`, waiting at most the scrape timeout for each
 /// server.
 pub async fn refresh(app: &AppState) {

@@ -284,3 +284,34 @@ async fn lag_is_still_reported_and_the_scrape_answers_while_nats_is_away() {
     assert_eq!(value(&text, "wxledger_postgres_up"), Some(1.0));
     proxy.restore();
 }
+
+#[tokio::test]
+async fn scrapes_within_a_second_share_one_refresh_so_clients_cannot_load_postgres() {
+    let env = TestEnv::start_with(|s| s.outcomes.publish = false).await;
+    let depth = |text: &str| value(text, "wxledger_outbox_depth").expect("outbox depth");
+    let (_, first) = scrape(&env, &env.api).await;
+    let refreshed = Instant::now();
+    assert_eq!(depth(&first), 0.0);
+    env.db()
+        .await
+        .execute(
+            "INSERT INTO outbox (id, seq, kind, payload, occurred_at) \
+             VALUES ('test:1', 1, 'order.paid', '{}', now())",
+            &[],
+        )
+        .await
+        .unwrap();
+    let burst = futures::future::join_all((0..20).map(|_| scrape(&env, &env.api))).await;
+    if refreshed.elapsed() < scrape_gap() - Duration::from_millis(100) {
+        for (_, text) in &burst {
+            assert_eq!(depth(text), 0.0, "a scrape within the gap refreshed again");
+        }
+    }
+    tokio::time::sleep(scrape_gap()).await;
+    let (_, later) = scrape(&env, &env.api).await;
+    assert_eq!(depth(&later), 1.0, "a scrape after the gap refreshes");
+}
+
+fn scrape_gap() -> Duration {
+    wxledger::metrics::scrape::REFRESH_GAP
+}
