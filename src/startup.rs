@@ -153,7 +153,20 @@ impl App {
         )
         .await?;
         db::migrate(&pool, &settings.database.schema).await?;
-        let log = EventLog::connect(&settings.nats).await?;
+        let log = EventLog::dial(&settings.nats).await?;
+        if settings.mode == Mode::Production && !log.server_requires_auth() {
+            // Whoever reaches such a server could append a payment.notified of their own.
+            return Err(StartError::Settings(SettingsError::Production(vec![
+                crate::settings::Problem {
+                    field: "nats.auth",
+                    problem: "the NATS server accepts anonymous clients: production needs one \
+                              with users and permissions (config/nats/auth.conf), so that only \
+                              the daemon can append events"
+                        .into(),
+                },
+            ])));
+        }
+        log.ensure_stream(&settings.nats).await?;
         let outcome_stream = OutcomeStream::ensure(&log, &settings.nats).await?;
 
         let (applied_tx, applied_rx) = watch::channel(0);

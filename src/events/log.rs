@@ -71,6 +71,11 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// True when the server refuses anonymous clients (it announced `auth_required`).
+    pub fn server_requires_auth(&self) -> bool {
+        self.client.server_info().auth_required
+    }
+
     /// Connects (waiting up to `connect_timeout_secs` for the server) and ensures the stream.
     pub async fn connect(settings: &NatsSettings) -> Result<Self, LogError> {
         let log = Self::dial(settings).await?;
@@ -89,7 +94,9 @@ impl EventLog {
         Ok(log)
     }
 
-    async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
+    /// Connects without touching any stream (then [`EventLog::ensure_stream`]), so the caller
+    /// can look at the server first.
+    pub async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
         let client = super::connect::connect(settings, "wxledger").await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(Duration::from_millis(settings.ack_timeout_ms));
@@ -103,7 +110,7 @@ impl EventLog {
     }
 
     /// Creates the stream, or brings an existing one in line with the settings.
-    async fn ensure_stream(&self, settings: &NatsSettings) -> Result<(), LogError> {
+    pub async fn ensure_stream(&self, settings: &NatsSettings) -> Result<(), LogError> {
         let config = stream::Config {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.>", settings.subject_prefix)],

@@ -222,3 +222,78 @@ async fn after_a_key_rotation_tokens_of_the_previous_key_still_work() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "kid {kid}: {body}");
     }
 }
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn production_refuses_a_nats_that_accepts_anonymous_clients_and_runs_on_one_that_does_not() {
+    let schema = format!("t_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    // The machine's NATS takes anyone: production refuses it.
+    let mut serve = wxledger();
+    serve.arg("serve");
+    production(&mut serve, &[]);
+    serve.env("WXLEDGER__DATABASE__SCHEMA", &schema);
+    let output = run(serve).await;
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains("nats.auth: the NATS server accepts anonymous clients"),
+        "{err}"
+    );
+
+    // A NATS with users and permissions (config/nats/auth.conf): the same production
+    // configuration with the daemon's credentials starts and becomes ready.
+    let nats = crate::nats_auth::PrivateNats::start();
+    let port = free_port();
+    let mut serve = wxledger();
+    serve.arg("serve");
+    production(
+        &mut serve,
+        &["WXLEDGER__NATS__URL", "WXLEDGER__HTTP__LISTEN"],
+    );
+    serve
+        .env("WXLEDGER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WXLEDGER__DATABASE__SCHEMA", &schema)
+        .env("WXLEDGER__NATS__URL", &nats.url)
+        .env("WXLEDGER__NATS__AUTH__USER", "wxledger")
+        .env(
+            "WXLEDGER__NATS__AUTH__PASSWORD",
+            crate::nats_auth::DAEMON_PASSWORD,
+        )
+        .env("WXLEDGER__PAY__PLATFORM_CERTIFICATES", "false")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut daemon = serve.spawn().expect("serve starts");
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let mut ready = false;
+    for _ in 0..100 {
+        if wxledger::healthcheck::probe(&url, std::time::Duration::from_secs(1))
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        if daemon.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = daemon.start_kill();
+    let output = daemon.wait_with_output().await.unwrap();
+    drop_schema(&database_url(), &schema).await;
+    assert!(ready, "production daemon never ready: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("production mode"),
+        "the start-up log names the mode: {}",
+        stderr(&output)
+    );
+}

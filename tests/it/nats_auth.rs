@@ -17,7 +17,7 @@ use wxledger::{events::EventLog, sim::Simulator, App};
 
 use crate::common::{drop_schema, eventually, isolated_settings, sim_control, sim_settings};
 
-const DAEMON_PASSWORD: &str = "daemon-test-password-9f8e7d";
+pub const DAEMON_PASSWORD: &str = "daemon-test-password-9f8e7d";
 const CONSUMER_PASSWORD: &str = "consumer-test-password-1a2b3c";
 
 /// A nats-server of our own on a free port, with JetStream in a temp dir and the
