@@ -37,7 +37,9 @@ pub struct LimitSettings {
     pub keep_alive: bool,
     /// Reverse proxies (addresses or CIDRs, e.g. `"10.0.0.0/8"`) whose `X-Forwarded-For`
     /// is believed: the client is its right-most hop that is not one of them. Empty (the
-    /// default): the TCP peer is the client and `X-Forwarded-For` is ignored.
+    /// default): the TCP peer is the client and `X-Forwarded-For` is ignored. In the
+    /// environment, a comma-separated list (`WXLEDGER__LIMITS__TRUSTED_PROXIES=10.0.0.0/8,192.168.1.10`).
+    #[serde(deserialize_with = "proxy_list")]
     pub trusted_proxies: Vec<ProxyNet>,
     /// Most clients one rate limit tracks at once; past it (after dropping the idle
     /// ones) every request of that limit shares one bucket, so memory stays bounded.
@@ -117,6 +119,28 @@ impl Rate {
 
     /// No limit.
     pub const UNLIMITED: Rate = Rate::new(0, 0);
+}
+
+/// `trusted_proxies` as a list, or as one comma-separated string (the environment's form).
+fn proxy_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ProxyNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    let entries = match List::deserialize(d)? {
+        List::Many(entries) => entries,
+        List::One(joined) => joined
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    entries
+        .iter()
+        .map(|p| p.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// One entry of `limits.trusted_proxies`: an address or a CIDR block.

@@ -17,6 +17,7 @@ const NOT_SETTINGS: &[&str] = &[
     "WXLEDGER_DEMO_API_PORT",
     "WXLEDGER_DEMO_SIM_PORT",
     "WXLEDGER_TEST_DATABASE_URL",
+    "WXLEDGER_TEST_NATS_URL",
 ];
 
 /// A `WXLEDGER_...` variable that is not a setting's.
@@ -208,6 +209,28 @@ mod loading {
             assert!(!s.outcomes.publish);
             assert_eq!(s.sim.time_factor, 0.5);
             assert_eq!(s.nats.stream, "SPACED");
+
+            jail.set_env(
+                "WXLEDGER__LIMITS__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.168.1.10",
+            );
+            jail.set_env("WXLEDGER__LIMITS__LOGIN_PER_IP__PER_MINUTE", "30");
+            jail.set_env("WXLEDGER__LIMITS__LOGIN_PER_IP__BURST", "60");
+            let s = Settings::load(None).expect("loads");
+            assert_eq!(
+                s.limits.trusted_proxies.len(),
+                2,
+                "a list from one variable"
+            );
+            assert_eq!(s.limits.login_per_ip.per_minute, 30);
+            jail.set_env(
+                "WXLEDGER__LIMITS__TRUSTED_PROXIES",
+                "10.0.0.0/8,proxy.local",
+            );
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("limits.trusted_proxies"), "{err}");
+            assert!(err.contains("proxy.local"), "{err}");
+            jail.set_env("WXLEDGER__LIMITS__TRUSTED_PROXIES", "");
 
             jail.set_env("WXLEDGER__NATS__REPLICAS", "three");
             let err = Settings::load(None).unwrap_err().to_string();

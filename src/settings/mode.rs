@@ -202,6 +202,41 @@ pub fn production_problems(settings: &Settings) -> Vec<Problem> {
         );
     }
 
+    let nats_tls = nats.tls.required
+        || nats.tls.first
+        || nats.url.split(',').all(|u| u.trim().starts_with("tls://"));
+    if !nats_url_is_loopback(&nats.url) && !nats_tls {
+        refuse(
+            "nats.tls",
+            "a NATS server off this machine needs TLS in production (nats.tls.required = true, \
+             or a tls:// URL): its password and every event cross the network",
+        );
+    }
+    if postgres_is_remote(&settings.database.url)
+        && !matches!(
+            settings.database.sslmode,
+            crate::db::tls::SslMode::VerifyFull | crate::db::tls::SslMode::VerifyCa
+        )
+    {
+        refuse(
+            "database.sslmode",
+            "a Postgres off this machine needs database.sslmode = \"verify-full\" (or \
+             \"verify-ca\") in production: the books cross the network",
+        );
+    }
+    for (field, base) in [
+        ("wechat.api_base", &settings.wechat.api_base),
+        ("pay.api_base", &settings.pay.api_base),
+    ] {
+        if !base.starts_with("https://") {
+            refuse(
+                field,
+                "must be an https URL in production: WeChat's answers (a login's openid) are \
+                 believed as they arrive",
+            );
+        }
+    }
+
     let privacy = &settings.privacy;
     for field in privacy.development_keys_in_use() {
         refuse(
@@ -266,6 +301,24 @@ fn nats_url_is_loopback(url: &str) -> bool {
             || host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// The Postgres URL names a host off this machine (a Unix socket or loopback is not).
+fn postgres_is_remote(url: &str) -> bool {
+    use tokio_postgres::config::Host;
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return false;
+    };
+    config.get_hosts().iter().any(|host| match host {
+        Host::Tcp(name) => {
+            name != "localhost"
+                && !name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => false,
     })
 }
 
@@ -464,17 +517,43 @@ mod tests {
         }
         for url in [
             "nats://10.0.0.5:4222",
-            "tls://nats.internal:4222",
             "nats://127.0.0.1:4222,nats://10.0.0.6:4222",
         ] {
             s.nats.url = url.into();
-            assert_eq!(fields(&s), ["nats.auth"], "{url}");
+            assert_eq!(fields(&s), ["nats.auth", "nats.tls"], "{url}");
         }
+        s.nats.url = "tls://nats.internal:4222".into();
+        assert_eq!(fields(&s), ["nats.auth"], "a tls:// URL is TLS");
         s.nats.url = "nats://wxledger:pw@10.0.0.5:4222".into();
-        assert!(fields(&s).is_empty(), "credentials in the URL");
+        assert_eq!(fields(&s), ["nats.tls"], "credentials in the URL");
+        s.nats.tls.required = true;
+        assert!(fields(&s).is_empty());
         s.nats.url = "nats://10.0.0.5:4222".into();
         s.nats.auth.creds_file = Some("/run/secrets/wxledger.creds".into());
         assert!(fields(&s).is_empty(), "a creds file");
+    }
+
+    #[test]
+    fn production_wants_https_to_wechat_and_a_verified_remote_postgres() {
+        let mut s = real_looking();
+        s.wechat.api_base = "http://api.weixin.qq.com".into();
+        s.pay.api_base = "http://127.0.0.1:8090".into();
+        assert_eq!(fields(&s), ["wechat.api_base", "pay.api_base"]);
+
+        let mut s = real_looking();
+        s.database.url = "postgres://wxledger@db.internal:5432/wxledger".into();
+        assert_eq!(fields(&s), ["database.sslmode"]);
+        s.database.sslmode = crate::db::tls::SslMode::Require;
+        assert_eq!(
+            fields(&s),
+            ["database.sslmode"],
+            "unverified TLS is not enough"
+        );
+        s.database.sslmode = crate::db::tls::SslMode::VerifyFull;
+        assert!(fields(&s).is_empty());
+        s.database.url = "postgres://wxledger@localhost/wxledger".into();
+        s.database.sslmode = crate::db::tls::SslMode::Disable;
+        assert!(fields(&s).is_empty(), "loopback needs no TLS");
     }
 
     #[test]
