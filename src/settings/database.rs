@@ -1,0 +1,56 @@
+//! `[database]`: the Postgres that holds the projections.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{invalid, SettingsError};
+
+/// The projections' Postgres.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// libpq-style URL, e.g. `postgres://postgres@127.0.0.1:5432/wxledger`.
+    pub url: String,
+    /// Schema that holds every table; created when missing.
+    pub schema: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long start-up waits for Postgres before giving up, in seconds.
+    pub connect_timeout_secs: u64,
+    /// TLS to Postgres, as libpq's `sslmode`: `disable`, `prefer`, `require`, `verify-ca`,
+    /// `verify-full` (what a remote Postgres should use).
+    pub sslmode: crate::db::tls::SslMode,
+    /// PEM file of the CA that signed the server's certificate (for `verify-ca` and
+    /// `verify-full`), or `"system"` for the operating system's roots.
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/wxledger".into(),
+            schema: "public".into(),
+            pool_size: 16,
+            connect_timeout_secs: 30,
+            sslmode: Default::default(),
+            ssl_root_cert: None,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// Checks the values the types cannot, TLS included.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        crate::db::tls::validate(self)?;
+        crate::db::check_schema_name(&self.schema)
+            .map_err(|problem| invalid("database.schema", problem))?;
+        if self.pool_size < 2 {
+            return Err(invalid(
+                "database.pool_size",
+                "must be at least 2 (the projector holds one connection)",
+            ));
+        }
+        Ok(())
+    }
+}

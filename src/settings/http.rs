@@ -1,0 +1,27 @@
+//! `[http]`: the daemon's API and webhook listener.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// The daemon's HTTP listener.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address the API listens on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for requests in flight, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}

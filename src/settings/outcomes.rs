@@ -1,0 +1,43 @@
+//! `[outcomes]`: the publisher of the outcome stream.
+
+use serde::Deserialize;
+
+use super::{invalid, SettingsError};
+
+/// The publisher of the outcome stream (`<stream>_OUTCOMES`). The projector always
+/// writes outcomes to the `outbox` table in its own transactions; this publishes them.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutcomeSettings {
+    /// Publish the outbox from this process (one publisher per schema is active at a
+    /// time; others stand by).
+    pub publish: bool,
+    /// How often the outbox is checked besides each local commit (a projector in
+    /// another process commits too), in milliseconds.
+    pub poll_ms: u64,
+    /// Most outcomes read from the outbox at a time.
+    pub batch_size: usize,
+}
+
+impl Default for OutcomeSettings {
+    fn default() -> Self {
+        Self {
+            publish: true,
+            poll_ms: 1_000,
+            batch_size: 256,
+        }
+    }
+}
+
+impl OutcomeSettings {
+    /// Checks the values the types cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.poll_ms == 0 {
+            return Err(invalid("outcomes.poll_ms", "must be positive"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("outcomes.batch_size", "must be positive"));
+        }
+        Ok(())
+    }
+}
