@@ -189,17 +189,31 @@ impl EventLog {
         envelope: &Envelope,
         msg_id: &str,
     ) -> Result<Appended, LogError> {
+        let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
+        self.publish(self.subject(&envelope.kind), msg_id, Bytes::from(payload))
+            .await
+    }
+
+    /// Publishes `payload` on `subject` (of this stream or another on this connection,
+    /// such as the outcome stream) with `Nats-Msg-Id` = `msg_id`, and waits for the
+    /// acknowledgement: inside the duplicate window a repeat of `msg_id` stores nothing
+    /// new. The one publish both event appends and outcomes go through.
+    pub async fn publish(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, LogError> {
         // Refuse at once while disconnected: a publish queued now would be sent on
         // reconnect, after the caller has been told it failed.
         if !self.is_connected() {
             return Err(LogError::Disconnected);
         }
-        let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, msg_id);
         let ack = self
             .js
-            .publish_with_headers(self.subject(&envelope.kind), headers, Bytes::from(payload))
+            .publish_with_headers(subject, headers, payload)
             .await
             .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
             .await

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use async_nats::{header::NATS_MESSAGE_ID, jetstream::stream, HeaderMap};
+use async_nats::jetstream::stream;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -121,24 +121,7 @@ impl OutcomeStream {
         kind: &str,
         payload: Bytes,
     ) -> Result<Appended, LogError> {
-        // Refuse at once while disconnected rather than queue behind a dead connection.
-        if !self.log.is_connected() {
-            return Err(LogError::Disconnected);
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, id);
-        let ack = self
-            .log
-            .jetstream()
-            .publish_with_headers(self.subject(kind), headers, payload)
-            .await
-            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
-            .await
-            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
-        Ok(Appended {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        self.log.publish(self.subject(kind), id, payload).await
     }
 }
 
