@@ -1,7 +1,11 @@
 //! The event log on JetStream: the stream ensured from settings, durable appends with
-//! `Nats-Msg-Id`, and ordered reads from a sequence.
+//! `Nats-Msg-Id`, and ordered reads of a sequence range.
 
-use std::time::Duration;
+use std::{
+    ops::RangeInclusive,
+    task::{ready, Poll},
+    time::Duration,
+};
 
 use async_nats::{
     connection::State,
@@ -269,8 +273,50 @@ impl EventLog {
     }
 
     /// Every event from `start_seq` on, in stream order, as `(seq, payload)`; it waits
-    /// for new events at the end.
+    /// for new events at the end (the live projector's read).
     pub async fn read_from(
+        &self,
+        start_seq: u64,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        self.read_range(start_seq..=u64::MAX).await
+    }
+
+    /// The events of `seqs`, in stream order, as `(seq, payload)`: an ordered consumer
+    /// from the range's start that ends after its last sequence (or the first one past
+    /// it), waiting at the stream's end meanwhile. An empty range reads nothing and makes
+    /// no consumer. The one reader of the stream: the projector, replay, rebuild, audit
+    /// and the benches all read through it. An error is passed on; the caller stops.
+    pub async fn read_range(
+        &self,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        let (start, end) = (seqs.start().max(&1).to_owned(), *seqs.end());
+        let mut messages = if start <= end {
+            Some(self.ordered_from(start).await?)
+        } else {
+            None
+        };
+        // Dropping the consumer once the range is read stops its deliveries.
+        Ok(futures::stream::poll_fn(move |cx| {
+            let Some(inner) = messages.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let next = ready!(inner.poll_next_unpin(cx));
+            match &next {
+                Some(Ok((seq, _))) if *seq > end => {
+                    messages = None;
+                    return Poll::Ready(None);
+                }
+                Some(Ok((seq, _))) if *seq == end => messages = None,
+                None => messages = None,
+                Some(_) => {}
+            }
+            Poll::Ready(next)
+        }))
+    }
+
+    /// An ordered consumer from `start_seq` on, without end.
+    async fn ordered_from(
         &self,
         start_seq: u64,
     ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
@@ -278,7 +324,7 @@ impl EventLog {
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: start_seq.max(1),
+                    start_sequence: start_seq,
                 },
                 ..Default::default()
             })
