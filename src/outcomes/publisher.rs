@@ -17,7 +17,7 @@ use super::{
     Outcome, OutcomeKind,
 };
 use crate::{
-    db::{self, DbError},
+    db::{self, leader, DbError},
     events::{Appended, EventLog, LogError},
     metrics::Metrics,
     settings::{NatsSettings, Storage},
@@ -182,42 +182,28 @@ impl Publisher {
     /// Runs until `stop` is cancelled: waits for the lock, then drains the outbox at every
     /// wake-up; after an error it pauses and starts over.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        while !stop.is_cancelled() {
-            let pause = match self.round(&stop).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    self.poll
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "outcome publishing failed; the outbox keeps them");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
-                }
-            };
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
+        let idle = self.poll;
+        leader::run(
+            &mut self,
+            &stop,
+            idle,
+            "outcome publishing failed; the outbox keeps them",
+        )
+        .await;
         tracing::info!("outcome publisher stopped");
     }
+}
+
+impl leader::Round for Publisher {
+    type Error = PublishError;
 
     /// One attempt: lock, then publish at every wake-up until stopped or failed. The
     /// connection, and with it the lock, is dropped when this returns.
     async fn round(&mut self, stop: &CancellationToken) -> Result<(), PublishError> {
-        let client = db::connect_dedicated(&self.pg).await?;
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1)",
-                &[&db::lock_key(&self.schema, LOCK)],
-            )
-            .await?
-            .get(0);
-        if !locked {
+        let Some(client) = leader::lead(&self.pg, &self.schema, LOCK).await? else {
             tracing::debug!("another outcome publisher holds the lock; standing by");
             return Ok(());
-        }
+        };
         tracing::info!(stream = self.stream.name(), "outcome publisher active");
         // Without a local projector the sender is gone: polling alone tells.
         let mut local = true;
@@ -230,7 +216,9 @@ impl Publisher {
             }
         }
     }
+}
 
+impl Publisher {
     /// Publishes every committed outbox row, oldest first, deleting each page once it
     /// is acknowledged. Stops at the first failure (later rows must not overtake it),
     /// and after the message in hand once `stop` is cancelled.
