@@ -78,8 +78,7 @@ async fn expire(app: &AppState, order: &Order) -> Result<(), String> {
         out_trade_no: order.out_trade_no.clone(),
         reason: CloseReason::Expired,
     });
-    let msg_id = format!("order.closed:{}", order.out_trade_no);
-    app.record(&event, &correlation, &msg_id)
+    app.record(&event, &correlation, &event.msg_id(None))
         .await
         .map_err(|e| e.code().to_owned())?;
     Ok(())

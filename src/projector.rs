@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db::{self, orders, refunds, users, DbError},
+    db::{self, leader, orders, refunds, users, DbError},
     events::{DecodeError, EventLog, LogError, Recorded},
     fold::{Keys, Outcome, State},
     metrics::Metrics,
@@ -89,39 +89,28 @@ impl Projector {
 
     /// Runs until `stop` is cancelled: waits for the lock, then follows the stream;
     /// after an error it pauses and starts again from the checkpoint.
-    pub async fn run(self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        while !stop.is_cancelled() {
-            match self.round(&stop).await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::warn!(error = %e, "projector round failed; starting over from the checkpoint");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(backoff) => {}
-            }
-        }
+    pub async fn run(mut self, stop: CancellationToken) {
+        leader::run(
+            &mut self,
+            &stop,
+            Duration::from_millis(100),
+            "projector round failed; starting over from the checkpoint",
+        )
+        .await;
         tracing::info!("projector stopped");
     }
+}
+
+impl leader::Round for Projector {
+    type Error = ProjectorError;
 
     /// One attempt: lock, then apply batches until stopped or failed. The connection,
     /// and with it the lock, is dropped when this returns.
-    async fn round(&self, stop: &CancellationToken) -> Result<(), ProjectorError> {
-        let mut client = db::connect_dedicated(&self.pg).await?;
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1)",
-                &[&db::lock_key(&self.schema, PROJECTION)],
-            )
-            .await?
-            .get(0);
-        if !locked {
+    async fn round(&mut self, stop: &CancellationToken) -> Result<(), ProjectorError> {
+        let Some(mut client) = leader::lead(&self.pg, &self.schema, PROJECTION).await? else {
             tracing::debug!("another projector holds the lock; standing by");
             return Ok(());
-        }
+        };
         let mut checkpoint = load_checkpoint(&client).await?;
         self.applied.send_replace(checkpoint);
         tracing::info!(checkpoint, "projector active");

@@ -139,7 +139,7 @@ async fn read(log: EventLog, end: u64, out: mpsc::Sender<Result<Vec<(u64, Bytes)
     if end == 0 {
         return;
     }
-    let mut messages = match log.read_from(1).await {
+    let mut messages = match log.read_range(1..=end).await {
         Ok(m) => m,
         Err(e) => {
             let _ = out.send(Err(e.into())).await;
@@ -155,9 +155,6 @@ async fn read(log: EventLog, end: u64, out: mpsc::Sender<Result<Vec<(u64, Bytes)
                 return;
             }
         };
-        if seq > end {
-            break;
-        }
         chunk.push((seq, payload));
         if chunk.len() == READ_CHUNK || seq == end {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_CHUNK));

@@ -94,26 +94,28 @@ pub async fn submit_refund(
     };
     match app.request_refund(&request).await {
         Ok((answer, evidence)) => {
-            let msg_id = format!("refund.accepted:{}", refund.out_refund_no);
             let event = Event::RefundAccepted(RefundAccepted {
                 refund: answer,
                 evidence,
             });
-            let appended = app.record(&event, correlation_id, &msg_id).await?;
+            let appended = app
+                .record(&event, correlation_id, &event.msg_id(None))
+                .await?;
             Ok(Submitted::Accepted(appended.seq))
         }
         Err(e @ PayError::Api { .. }) if e.is_refusal() => {
             let PayError::Api { code, message, .. } = e else {
                 unreachable!("matched above")
             };
-            let msg_id = format!("refund.rejected:{}", refund.out_refund_no);
             let event = Event::RefundRejected(RefundRejected {
                 out_refund_no: refund.out_refund_no.clone(),
                 out_trade_no: refund.out_trade_no.clone(),
                 code,
                 message,
             });
-            let appended = app.record(&event, correlation_id, &msg_id).await?;
+            let appended = app
+                .record(&event, correlation_id, &event.msg_id(None))
+                .await?;
             Ok(Submitted::Rejected(appended.seq))
         }
         Err(e) => Err(e.into()),
@@ -133,15 +135,14 @@ pub async fn query_refund(
     if refund.wechat_status.as_deref() == Some(status.as_str()) {
         return Ok((status, None));
     }
-    let queried = RefundQueried {
+    let event = Event::RefundQueried(RefundQueried {
         reason,
         refund: answer,
         evidence,
         notify: None,
-    };
-    let msg_id = queried.msg_id();
+    });
     let appended = app
-        .record(&Event::RefundQueried(queried), correlation_id, &msg_id)
+        .record(&event, correlation_id, &event.msg_id(None))
         .await?;
     Ok((status, Some(appended.seq)))
 }

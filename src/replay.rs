@@ -209,13 +209,10 @@ pub async fn replay_with(
     let mut checkpoint = 0;
     let mut last_report = Instant::now();
     if end > 0 {
-        let mut messages = log.read_from(1).await?;
+        let mut messages = log.read_range(1..=end).await?;
         let mut batch = Vec::with_capacity(BATCH);
         while let Some(message) = messages.next().await {
             let (seq, payload) = message?;
-            if seq > end {
-                break;
-            }
             done.read += 1;
             done.seq = seq;
             let rec = Recorded::from_payload(seq, &payload)
@@ -235,9 +232,6 @@ pub async fn replay_with(
                     progress(&done);
                     last_report = Instant::now();
                 }
-            }
-            if seq == end {
-                break;
             }
         }
     }

@@ -220,8 +220,7 @@ pub async fn refund_order(
                 amount,
                 reason,
             });
-            let msg_id = format!("refund.requested:{}", out_refund_no.as_str());
-            let appended = app.record(&event, &request_id, &msg_id).await?;
+            let appended = app.record(&event, &request_id, &event.msg_id(None)).await?;
             app.projection
                 .wait_for(appended.seq, app.read_your_writes)
                 .await?;

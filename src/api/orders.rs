@@ -185,8 +185,7 @@ async fn place(
         mchid: app.pay.mchid().to_owned(),
         expires_at: now + app.order_ttl,
     });
-    let msg_id = format!("order.placed:{}", out_trade_no.as_str());
-    let appended = app.record(&event, request_id, &msg_id).await?;
+    let appended = app.record(&event, request_id, &event.msg_id(None)).await?;
     app.projection
         .wait_for(appended.seq, app.read_your_writes)
         .await?;
@@ -274,8 +273,7 @@ async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayPa
             out_trade_no: order.out_trade_no.clone(),
             prepay_id: prepay_id.clone(),
         });
-        let msg_id = format!("order.prepay_issued:{}:{prepay_id}", order.out_trade_no);
-        let appended = app.record(&event, request_id, &msg_id).await?;
+        let appended = app.record(&event, request_id, &event.msg_id(None)).await?;
         // The params do not depend on the fold; waiting keeps a following GET consistent.
         let _ = app
             .projection
@@ -346,10 +344,7 @@ pub async fn balance_pay(
         amount: order.amount,
     });
     // One request per HTTP request: a retry is a new decision, which finds the order paid.
-    let msg_id = format!(
-        "order.balance_pay_requested:{}:{request_id}",
-        order.out_trade_no
-    );
+    let msg_id = event.msg_id(Some(&request_id));
     let appended = app.record(&event, &request_id, &msg_id).await?;
     app.projection
         .wait_for(appended.seq, app.read_your_writes)

@@ -32,32 +32,20 @@ impl QueryAnswer {
     /// The event that records this answer (`payment.queried` or `payment.legacy_queried`)
     /// and its `Nats-Msg-Id`: the same answer recorded twice inside the window appends once.
     pub fn into_event(self, reason: QueryReason) -> (Event, String) {
-        match self.evidence {
-            AnswerEvidence::V3(evidence) => {
-                let queried = PaymentQueried {
-                    reason,
-                    transaction: self.transaction,
-                    evidence,
-                };
-                let msg_id = queried.msg_id();
-                (Event::PaymentQueried(queried), msg_id)
-            }
-            AnswerEvidence::V2(evidence) => {
-                let tx = &self.transaction;
-                let msg_id = format!(
-                    "payment.legacy_queried:{}:{}:{}",
-                    tx.out_trade_no,
-                    tx.trade_state,
-                    tx.transaction_id.as_deref().unwrap_or("-")
-                );
-                let queried = LegacyPaymentQueried {
-                    reason,
-                    transaction: self.transaction,
-                    evidence,
-                };
-                (Event::LegacyPaymentQueried(queried), msg_id)
-            }
-        }
+        let event = match self.evidence {
+            AnswerEvidence::V3(evidence) => Event::PaymentQueried(PaymentQueried {
+                reason,
+                transaction: self.transaction,
+                evidence,
+            }),
+            AnswerEvidence::V2(evidence) => Event::LegacyPaymentQueried(LegacyPaymentQueried {
+                reason,
+                transaction: self.transaction,
+                evidence,
+            }),
+        };
+        let msg_id = event.msg_id(None);
+        (event, msg_id)
     }
 }
 

@@ -67,22 +67,15 @@ pub async fn login(
         };
         (known, unionid)
     };
-    let (event, msg_id) = match &known {
-        None => (
-            Event::RegisteredSealed(RegisteredSealed {
-                user_id,
-                openid: session.openid.clone(),
-                unionid,
-            }),
-            // Two racing first logins append one registration.
-            format!("user.registered:{user_id}"),
-        ),
-        Some(_) => (
-            Event::LoggedInSealed(LoggedInSealed { user_id, unionid }),
-            format!("user.logged_in:{}", Uuid::new_v4()),
-        ),
+    let event = match &known {
+        None => Event::RegisteredSealed(RegisteredSealed {
+            user_id,
+            openid: session.openid.clone(),
+            unionid,
+        }),
+        Some(_) => Event::LoggedInSealed(LoggedInSealed { user_id, unionid }),
     };
-    let appended = app.record(&event, &request_id, &msg_id).await?;
+    let appended = app.record(&event, &request_id, &event.msg_id(None)).await?;
 
     let sealed = app.sealer.seal(
         user_id.as_bytes(),
@@ -238,10 +231,7 @@ async fn record_and_read_back(
     request_id: &str,
     idempotency_key: Option<String>,
 ) -> Result<User, ApiError> {
-    let msg_id = match idempotency_key {
-        Some(key) => format!("{}:{user_id}:{key}", event.kind()),
-        None => format!("{}:{}", event.kind(), Uuid::new_v4()),
-    };
+    let msg_id = event.msg_id(idempotency_key.as_deref());
     let appended = app.record(event, request_id, &msg_id).await?;
     app.projection
         .wait_for(appended.seq, app.read_your_writes)

@@ -194,28 +194,26 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
     let malformed = |what: &str, e: serde_json::Error| {
         Refusal::new(StatusCode::BAD_REQUEST, "malformed", format!("{what}: {e}"))
     };
-    let (event, msg_id) = match notify.event_type.as_str() {
+    let event = match notify.event_type.as_str() {
         "TRANSACTION.SUCCESS" => {
             let transaction: Transaction =
                 serde_json::from_slice(&plain).map_err(|e| malformed("transaction", e))?;
-            let event = Event::PaymentNotified(PaymentNotified {
+            Event::PaymentNotified(PaymentNotified {
                 notify_id: notify.id.clone(),
                 event_type: notify.event_type.clone(),
                 transaction,
                 evidence,
-            });
-            (event, format!("payment.notified:{}", notify.id))
+            })
         }
         "REFUND.SUCCESS" | "REFUND.ABNORMAL" | "REFUND.CLOSED" => {
             let refund: Refund =
                 serde_json::from_slice(&plain).map_err(|e| malformed("refund", e))?;
-            let event = Event::RefundNotified(RefundNotified {
+            Event::RefundNotified(RefundNotified {
                 notify_id: Some(notify.id.clone()),
                 event_type: notify.event_type.clone(),
                 refund,
                 evidence: RefundEvidence::V3(evidence),
-            });
-            (event, format!("refund.notified:{}", notify.id))
+            })
         }
         other => {
             return Err(Refusal::new(
@@ -225,5 +223,5 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             ))
         }
     };
-    record(app, &event, &notify.id, &msg_id).await
+    record(app, &event, &notify.id, &event.msg_id(None)).await
 }

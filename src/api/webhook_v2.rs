@@ -148,7 +148,7 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
             decrypted: None,
         },
     });
-    let msg_id = format!("payment.legacy_notified:{transaction_id}");
+    let msg_id = event.msg_id(None);
     Ok((event, transaction_id, msg_id))
 }
 
@@ -221,6 +221,7 @@ async fn confirm(v2: &V2Client, claim: RefundNotifyClaim) -> Result<Accepted, Re
         evidence: RefundEvidence::V2(evidence),
         notify: Some(Box::new(claim)),
     };
-    let msg_id = queried.msg_id();
-    Ok((Event::RefundQueried(queried), format!("v2:{no}"), msg_id))
+    let event = Event::RefundQueried(queried);
+    let msg_id = event.msg_id(None);
+    Ok((event, format!("v2:{no}"), msg_id))
 }

@@ -308,12 +308,9 @@ pub async fn scan(
         elapsed: started.elapsed(),
     };
     if end > 0 {
-        let mut messages = log.read_from(1).await?;
+        let mut messages = log.read_range(1..=end).await?;
         while let Some(message) = messages.next().await {
             let (seq, payload) = message?;
-            if seq > end {
-                break;
-            }
             let rec = Recorded::from_payload(seq, &payload)
                 .map_err(|source| AuditError::Decode { seq, source })?;
             scan.record(&rec);
@@ -333,9 +330,6 @@ pub async fn scan(
             if last_report.elapsed() >= Duration::from_secs(1) {
                 progress(Step::Scan(&report(seq)));
                 last_report = Instant::now();
-            }
-            if seq == end {
-                break;
             }
         }
     }

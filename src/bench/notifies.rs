@@ -94,7 +94,7 @@ async fn load(
         log.append(Draft {
             event: &event,
             correlation_id: "bench",
-            msg_id: &format!("order.placed:{no}"),
+            msg_id: &event.msg_id(None),
             occurred_at: chrono::Utc::now(),
         })
         .await

@@ -106,14 +106,11 @@ async fn measure(
     // 1. The raw read.
     let started = Instant::now();
     let (mut count, mut bytes) = (0u64, 0u64);
-    let mut messages = log.read_from(1).await?;
+    let mut messages = log.read_range(1..=last).await?;
     while let Some(message) = messages.next().await {
-        let (seq, payload) = message?;
+        let (_, payload) = message?;
         count += 1;
         bytes += payload.len() as u64;
-        if seq >= last {
-            break;
-        }
     }
     drop(messages);
     rows.push(Measured {

@@ -2,6 +2,7 @@
 //! migrations in `projections/`, and the advisory-lock keys.
 
 pub mod copy;
+pub mod leader;
 pub mod orders;
 pub mod refunds;
 pub mod tls;

@@ -1,7 +1,11 @@
 //! The event log on JetStream: the stream ensured from settings, durable appends with
-//! `Nats-Msg-Id`, and ordered reads from a sequence.
+//! `Nats-Msg-Id`, and ordered reads of a sequence range.
 
-use std::time::Duration;
+use std::{
+    ops::RangeInclusive,
+    task::{ready, Poll},
+    time::Duration,
+};
 
 use async_nats::{
     connection::State,
@@ -189,17 +193,31 @@ impl EventLog {
         envelope: &Envelope,
         msg_id: &str,
     ) -> Result<Appended, LogError> {
+        let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
+        self.publish(self.subject(&envelope.kind), msg_id, Bytes::from(payload))
+            .await
+    }
+
+    /// Publishes `payload` on `subject` (of this stream or another on this connection,
+    /// such as the outcome stream) with `Nats-Msg-Id` = `msg_id`, and waits for the
+    /// acknowledgement: inside the duplicate window a repeat of `msg_id` stores nothing
+    /// new. The one publish both event appends and outcomes go through.
+    pub async fn publish(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, LogError> {
         // Refuse at once while disconnected: a publish queued now would be sent on
         // reconnect, after the caller has been told it failed.
         if !self.is_connected() {
             return Err(LogError::Disconnected);
         }
-        let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, msg_id);
         let ack = self
             .js
-            .publish_with_headers(self.subject(&envelope.kind), headers, Bytes::from(payload))
+            .publish_with_headers(subject, headers, payload)
             .await
             .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
             .await
@@ -255,8 +273,50 @@ impl EventLog {
     }
 
     /// Every event from `start_seq` on, in stream order, as `(seq, payload)`; it waits
-    /// for new events at the end.
+    /// for new events at the end (the live projector's read).
     pub async fn read_from(
+        &self,
+        start_seq: u64,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        self.read_range(start_seq..=u64::MAX).await
+    }
+
+    /// The events of `seqs`, in stream order, as `(seq, payload)`: an ordered consumer
+    /// from the range's start that ends after its last sequence (or the first one past
+    /// it), waiting at the stream's end meanwhile. An empty range reads nothing and makes
+    /// no consumer. The one reader of the stream: the projector, replay, rebuild, audit
+    /// and the benches all read through it. An error is passed on; the caller stops.
+    pub async fn read_range(
+        &self,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        let (start, end) = (seqs.start().max(&1).to_owned(), *seqs.end());
+        let mut messages = if start <= end {
+            Some(self.ordered_from(start).await?)
+        } else {
+            None
+        };
+        // Dropping the consumer once the range is read stops its deliveries.
+        Ok(futures::stream::poll_fn(move |cx| {
+            let Some(inner) = messages.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let next = ready!(inner.poll_next_unpin(cx));
+            match &next {
+                Some(Ok((seq, _))) if *seq > end => {
+                    messages = None;
+                    return Poll::Ready(None);
+                }
+                Some(Ok((seq, _))) if *seq == end => messages = None,
+                None => messages = None,
+                Some(_) => {}
+            }
+            Poll::Ready(next)
+        }))
+    }
+
+    /// An ordered consumer from `start_seq` on, without end.
+    async fn ordered_from(
         &self,
         start_seq: u64,
     ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
@@ -264,7 +324,7 @@ impl EventLog {
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: start_seq.max(1),
+                    start_sequence: start_seq,
                 },
                 ..Default::default()
             })

@@ -257,19 +257,6 @@ pub struct PaymentQueried {
     pub evidence: Evidence,
 }
 
-impl PaymentQueried {
-    /// The `Nats-Msg-Id` of a query answer: the same answer recorded twice inside the
-    /// duplicate window appends once.
-    pub fn msg_id(&self) -> String {
-        format!(
-            "payment.queried:{}:{}:{}",
-            self.transaction.out_trade_no,
-            self.transaction.trade_state,
-            self.transaction.transaction_id.as_deref().unwrap_or("-")
-        )
-    }
-}
-
 /// Why an order was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

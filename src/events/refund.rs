@@ -160,19 +160,6 @@ pub struct RefundQueried {
     pub notify: Option<Box<RefundNotifyClaim>>,
 }
 
-impl RefundQueried {
-    /// The `Nats-Msg-Id`: the same answer recorded twice inside the window appends once;
-    /// an answer to a notify also names the status the notify claimed, so a forged claim
-    /// is recorded even when the same answer was recorded just before.
-    pub fn msg_id(&self) -> String {
-        let (no, status) = (&self.refund.out_refund_no, &self.refund.status);
-        match &self.notify {
-            None => format!("refund.queried:{no}:{status}"),
-            Some(n) => format!("refund.queried:{no}:{status}:notify:{}", n.refund.status),
-        }
-    }
-}
-
 /// An API v2 refund notify: what its `req_info` decrypted to, and the XML. AES-256-ECB
 /// under the API key's MD5 authenticates nothing (blocks of two recorded notifies can be
 /// spliced, a recorded notify replayed), so this is a claim to check with a signed

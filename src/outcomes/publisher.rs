@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use async_nats::{header::NATS_MESSAGE_ID, jetstream::stream, HeaderMap};
+use async_nats::jetstream::stream;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use super::{
     Outcome, OutcomeKind,
 };
 use crate::{
-    db::{self, DbError},
+    db::{self, leader, DbError},
     events::{Appended, EventLog, LogError},
     metrics::Metrics,
     settings::{NatsSettings, Storage},
@@ -121,24 +121,7 @@ impl OutcomeStream {
         kind: &str,
         payload: Bytes,
     ) -> Result<Appended, LogError> {
-        // Refuse at once while disconnected rather than queue behind a dead connection.
-        if !self.log.is_connected() {
-            return Err(LogError::Disconnected);
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, id);
-        let ack = self
-            .log
-            .jetstream()
-            .publish_with_headers(self.subject(kind), headers, payload)
-            .await
-            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
-            .await
-            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
-        Ok(Appended {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        self.log.publish(self.subject(kind), id, payload).await
     }
 }
 
@@ -199,42 +182,28 @@ impl Publisher {
     /// Runs until `stop` is cancelled: waits for the lock, then drains the outbox at every
     /// wake-up; after an error it pauses and starts over.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
-        while !stop.is_cancelled() {
-            let pause = match self.round(&stop).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    self.poll
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "outcome publishing failed; the outbox keeps them");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
-                }
-            };
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
+        let idle = self.poll;
+        leader::run(
+            &mut self,
+            &stop,
+            idle,
+            "outcome publishing failed; the outbox keeps them",
+        )
+        .await;
         tracing::info!("outcome publisher stopped");
     }
+}
+
+impl leader::Round for Publisher {
+    type Error = PublishError;
 
     /// One attempt: lock, then publish at every wake-up until stopped or failed. The
     /// connection, and with it the lock, is dropped when this returns.
     async fn round(&mut self, stop: &CancellationToken) -> Result<(), PublishError> {
-        let client = db::connect_dedicated(&self.pg).await?;
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1)",
-                &[&db::lock_key(&self.schema, LOCK)],
-            )
-            .await?
-            .get(0);
-        if !locked {
+        let Some(client) = leader::lead(&self.pg, &self.schema, LOCK).await? else {
             tracing::debug!("another outcome publisher holds the lock; standing by");
             return Ok(());
-        }
+        };
         tracing::info!(stream = self.stream.name(), "outcome publisher active");
         // Without a local projector the sender is gone: polling alone tells.
         let mut local = true;
@@ -247,7 +216,9 @@ impl Publisher {
             }
         }
     }
+}
 
+impl Publisher {
     /// Publishes every committed outbox row, oldest first, deleting each page once it
     /// is acknowledged. Stops at the first failure (later rows must not overtake it),
     /// and after the message in hand once `stop` is cancelled.

@@ -88,7 +88,7 @@ pub async fn erase_user(
         .append(Draft {
             event: &event,
             correlation_id,
-            msg_id: &format!("user.erased:{user_id}"),
+            msg_id: &event.msg_id(None),
             occurred_at: at,
         })
         .await?;

@@ -1,5 +1,5 @@
 //! The event log itself: the stream ensured idempotently from settings, appends
-//! deduplicated by `Nats-Msg-Id`, reads from any sequence.
+//! deduplicated by `Nats-Msg-Id`, reads from any sequence and of a closed range.
 
 use std::time::Duration;
 
@@ -74,5 +74,33 @@ async fn the_stream_is_ensured_idempotently_and_appends_dedupe_by_msg_id() {
         seen.push((rec.seq, rec.event));
     }
     assert_eq!(seen, vec![(2, registered(2)), (3, registered(3))]);
+    log.delete_stream().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_range_read_ends_after_its_last_sequence_and_an_empty_one_reads_nothing() {
+    let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let log = EventLog::connect(&settings(&id, 120)).await.unwrap();
+    for n in 1..=4 {
+        append(&log, &registered(n), &format!("k-{n}")).await;
+    }
+    let read = |seqs| {
+        let log = log.clone();
+        async move {
+            let messages = log.read_range(seqs).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), messages.collect::<Vec<_>>())
+                .await
+                .expect("a range read ends by itself")
+                .into_iter()
+                .map(|m| m.unwrap().0)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(read(2..=3).await, vec![2, 3]);
+    assert_eq!(read(0..=1).await, vec![1], "sequences start at 1");
+    // An empty stream's range, as replay asks for it (`1..=head`).
+    let head = 0;
+    assert_eq!(read(1..=head).await, Vec::<u64>::new());
+    assert_eq!(read(4..=4).await, vec![4]);
     log.delete_stream().await.unwrap();
 }

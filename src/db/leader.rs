@@ -1,0 +1,69 @@
+//! One active worker per schema: a session advisory lock on a dedicated connection, and
+//! the loop that tries for it again and again. The projector and the outcome publisher
+//! each lead this way; whoever does not hold the lock stands by.
+
+use std::{fmt::Display, future::Future, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{connect_dedicated, lock_key, DbError, PgConfig};
+
+/// The first pause after a failed round, doubled after each further failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest pause after failed rounds.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A dedicated connection holding the advisory lock `name` of `schema`, or `None` when
+/// another session holds it. The lock lasts as long as the connection: drop the client
+/// to give it up.
+pub async fn lead(
+    pg: &PgConfig,
+    schema: &str,
+    name: &str,
+) -> Result<Option<tokio_postgres::Client>, DbError> {
+    let client = connect_dedicated(pg).await?;
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1)",
+            &[&lock_key(schema, name)],
+        )
+        .await?
+        .get(0);
+    Ok(locked.then_some(client))
+}
+
+/// A worker that leads: each round takes the lock (see [`lead`]) and works while it
+/// holds it, returning `Ok` once stopped or when another session holds the lock.
+pub trait Round {
+    /// Why a round failed.
+    type Error: Display;
+    /// One attempt; the lock is given up when it returns.
+    fn round(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Runs `worker`'s rounds until `stop` is cancelled. After a round that ended well
+/// (stopped, or standing by) it pauses `idle`; after a failed one it logs `failed` with
+/// the error and pauses 100 ms, doubling up to 5 s while rounds keep failing.
+pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Duration, failed: &str) {
+    let mut backoff = FIRST_BACKOFF;
+    while !stop.is_cancelled() {
+        let pause = match worker.round(stop).await {
+            Ok(()) => {
+                backoff = FIRST_BACKOFF;
+                idle
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{failed}");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
