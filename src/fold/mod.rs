@@ -18,8 +18,9 @@ use uuid::Uuid;
 use crate::events::{Event, Recorded};
 
 pub use ledger::{
-    is_wallet, wallet_account, Balance, BookedAs, EntryKind, Failure, Ledger, LedgerEntry,
-    PaySource, Payment, PostError, CLEARING, REFUNDS, SALES, SUSPENSE,
+    is_wallet, wallet_account, Account, Balance, BookedAs, EntryKind, Failure, GroupId, Ledger,
+    LedgerEntry, ParseIdError, PaySource, Payment, PostError, CLEARING, REFUNDS, SALES,
+    SUSPENSE, PAYMENT_GROUP_PREFIX, WALLET_LIKE,
 };
 pub use orders::{Order, OrderState, Orders, PaidWith};
 pub use refunds::{RefundRow, RefundState, Refunds};

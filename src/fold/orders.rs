@@ -12,8 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ledger::{
-    is_wallet, wallet_account, BookedAs, EntryKind, Failure, Ledger, PaySource, Payment, PostError,
-    Posting, CLEARING, SALES, SUSPENSE,
+    is_wallet, wallet_account, BookedAs, EntryKind, Failure, GroupId, Ledger, PaySource, Payment,
+    PostError, Posting, CLEARING, SALES, SUSPENSE,
 };
 use super::Outcome;
 use crate::events::{
@@ -473,7 +473,7 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
     let posting = |kind| Posting {
         seq: ctx.seq,
         at: ctx.at,
-        group_id: format!("payment:{transaction_id}"),
+        group_id: GroupId::Payment(transaction_id.to_owned()),
         kind,
         out_trade_no: &tx.out_trade_no,
         transaction_id: Some(transaction_id),
@@ -604,7 +604,7 @@ pub(super) fn balance_pay(
     let posting = Posting {
         seq,
         at,
-        group_id: format!("wallet_pay:{}", e.out_trade_no),
+        group_id: GroupId::WalletPay(e.out_trade_no.clone()),
         kind: EntryKind::WalletPayment,
         out_trade_no: &e.out_trade_no,
         transaction_id: None,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::ledger::{
-    wallet_account, EntryKind, Failure, Ledger, PostError, Posting, CLEARING, REFUNDS, SALES,
+    wallet_account, EntryKind, Failure, GroupId, Ledger, PostError, Posting, CLEARING, REFUNDS, SALES,
     SUSPENSE,
 };
 use super::orders::{OrderState, Orders, PaidWith};
@@ -221,7 +221,7 @@ impl Books<'_> {
         }
     }
 
-    fn posting<'n>(&self, group_id: String, kind: EntryKind, out_trade_no: &'n str) -> Posting<'n> {
+    fn posting<'n>(&self, group_id: GroupId, kind: EntryKind, out_trade_no: &'n str) -> Posting<'n> {
         Posting {
             seq: self.seq,
             at: self.at,
@@ -298,13 +298,13 @@ impl Books<'_> {
         let to_wallet = paid_with == Some(PaidWith::Wallet);
         let (group, entry, to) = if to_wallet {
             (
-                format!("refund:{}", e.out_refund_no),
+                GroupId::RefundToWallet(e.out_refund_no.clone()),
                 EntryKind::Refund,
                 wallet.as_str(),
             )
         } else {
             (
-                format!("refund:{}:reserve", e.out_refund_no),
+                GroupId::RefundReserve(e.out_refund_no.clone()),
                 EntryKind::RefundReserve,
                 REFUNDS,
             )
@@ -511,7 +511,7 @@ impl Books<'_> {
         let paid_out = reported.unwrap_or(row.amount);
         if row.reserved_from.is_none() && paid_out > 0 {
             // A refund nobody asked for, reported in flight before: out of suspense.
-            let group = format!("refund:{}:settle", row.out_refund_no);
+            let group = GroupId::RefundSettle(row.out_refund_no.clone());
             let posting = self.posting(group, EntryKind::Refund, &row.out_trade_no);
             self.post(
                 &posting,
@@ -533,7 +533,7 @@ impl Books<'_> {
         if difference != 0 {
             lines.push((SUSPENSE, -difference));
         }
-        let group = format!("refund:{}:settle", row.out_refund_no);
+        let group = GroupId::RefundSettle(row.out_refund_no.clone());
         let posting = self.posting(group, EntryKind::Refund, &row.out_trade_no);
         self.post(&posting, &lines, &row.out_trade_no)?;
         if difference != 0 {
@@ -564,7 +564,7 @@ impl Books<'_> {
         let Some(from) = row.reserved_from.as_deref() else {
             return Ok(());
         };
-        let group = format!("refund:{out_refund_no}:release");
+        let group = GroupId::RefundRelease(out_refund_no.to_owned());
         let posting = self.posting(group, EntryKind::RefundRelease, &row.out_trade_no);
         self.post(
             &posting,
@@ -587,7 +587,7 @@ impl Books<'_> {
             Err(PostError::AlreadyApplied) => Err(Outcome::AlreadyApplied),
             Err(PostError::Negative(account) | PostError::Overflow(account)) => {
                 let balance = self.ledger.balance(&account);
-                let detail = json!({"group": posting.group_id, "account": account,
+                let detail = json!({"group": posting.group_id.to_string(), "account": account,
                                     "balance": balance});
                 self.fail("ledger_overflow", out_trade_no, None, detail);
                 Err(Outcome::Refused("ledger_overflow"))
@@ -621,7 +621,7 @@ impl Books<'_> {
             }
         }
         if state == RefundState::Succeeded && amount > 0 {
-            let group = format!("refund:{}:settle", refund.out_refund_no);
+            let group = GroupId::RefundSettle(refund.out_refund_no.clone());
             let posting = self.posting(group, EntryKind::Refund, out_trade_no);
             if let Err(outcome) = self.post(
                 &posting,
