@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 mod ids;
 
 pub use ids::{
-    is_wallet, wallet_account, Account, GroupId, ParseIdError, CLEARING, REFUNDS, SALES,
-    SUSPENSE, PAYMENT_GROUP_PREFIX, WALLET_LIKE, WALLET_PREFIX,
+    is_wallet, wallet_account, Account, GroupId, ParseIdError, CLEARING, PAYMENT_GROUP_PREFIX,
+    REFUNDS, SALES, SUSPENSE, WALLET_LIKE, WALLET_PREFIX,
 };
 
 /// Why a posting group was made.

@@ -19,8 +19,8 @@ use crate::events::{Event, Recorded};
 
 pub use ledger::{
     is_wallet, wallet_account, Account, Balance, BookedAs, EntryKind, Failure, GroupId, Ledger,
-    LedgerEntry, ParseIdError, PaySource, Payment, PostError, CLEARING, REFUNDS, SALES,
-    SUSPENSE, PAYMENT_GROUP_PREFIX, WALLET_LIKE,
+    LedgerEntry, ParseIdError, PaySource, Payment, PostError, CLEARING, PAYMENT_GROUP_PREFIX,
+    REFUNDS, SALES, SUSPENSE, WALLET_LIKE,
 };
 pub use orders::{Order, OrderState, Orders, PaidWith};
 pub use refunds::{RefundRow, RefundState, Refunds};
@@ -247,3 +247,5 @@ pub(crate) mod pay_tests;
 mod refund_notify_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transition_tests;

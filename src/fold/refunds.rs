@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::ledger::{
-    wallet_account, EntryKind, Failure, GroupId, Ledger, PostError, Posting, CLEARING, REFUNDS, SALES,
-    SUSPENSE,
+    wallet_account, EntryKind, Failure, GroupId, Ledger, PostError, Posting, CLEARING, REFUNDS,
+    SALES, SUSPENSE,
 };
 use super::orders::{OrderState, Orders, PaidWith};
 use super::Outcome;
@@ -81,6 +81,19 @@ impl RefundState {
                 | RefundState::Rejected
                 | RefundState::Refused
         )
+    }
+
+    /// Whether the fold may move a refund from this state to `next`: the refund rules,
+    /// written once. Only a request WeChat has not answered can be rejected by its refund
+    /// API; WeChat's word (processing, abnormal, success, closed) moves any refund that is
+    /// not final. Requested and refused are where a refund starts, never where it moves.
+    pub fn can_move_to(self, next: RefundState) -> bool {
+        use RefundState::*;
+        match (self, next) {
+            (Requested, Rejected) => true,
+            (from, Processing | Abnormal | Succeeded | Closed) => !from.is_final() && from != next,
+            _ => false,
+        }
     }
 
     /// The state WeChat's refund `status` names, if it is one.
@@ -221,7 +234,12 @@ impl Books<'_> {
         }
     }
 
-    fn posting<'n>(&self, group_id: GroupId, kind: EntryKind, out_trade_no: &'n str) -> Posting<'n> {
+    fn posting<'n>(
+        &self,
+        group_id: GroupId,
+        kind: EntryKind,
+        out_trade_no: &'n str,
+    ) -> Posting<'n> {
         Posting {
             seq: self.seq,
             at: self.at,
@@ -276,8 +294,7 @@ impl Books<'_> {
         if !order.state.is_paid() {
             return self.refuse(e, "not_paid");
         }
-        let left = order.amount - order.refunded - order.refunding;
-        if e.amount > left {
+        if e.amount > order.refundable() {
             let detail = json!({"out_refund_no": e.out_refund_no, "paid": order.amount,
                                 "refunded": order.refunded, "refunding": order.refunding,
                                 "asked": e.amount});
@@ -382,7 +399,7 @@ impl Books<'_> {
             self.fail("refund_order_mismatch", &out_trade_no, None, detail);
             return Outcome::Refused("refund_order_mismatch");
         }
-        if row.state != RefundState::Requested {
+        if !row.state.can_move_to(RefundState::Rejected) {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
                                 "expected": {"state": "requested"},
                                 "got": {"state": row.state.as_str(), "rejected": e.code}});
@@ -458,7 +475,7 @@ impl Books<'_> {
         if row.state == state {
             return Outcome::AlreadyApplied;
         }
-        if row.state.is_final() {
+        if !row.state.can_move_to(state) {
             let mut detail = context;
             detail["expected"] = json!({"state": row.state.as_str()});
             detail["got"] = json!({"status": refund.status});
@@ -612,7 +629,7 @@ impl Books<'_> {
             context.clone(),
         );
         if let Some(order) = self.orders.get(out_trade_no) {
-            if order.refunded + order.refunding + amount > order.amount {
+            if amount > order.refundable() {
                 let mut detail = context.clone();
                 detail["paid"] = json!(order.amount);
                 detail["refunded"] = json!(order.refunded);

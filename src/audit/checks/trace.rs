@@ -213,7 +213,8 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
             kind == "refund_release",
             format!("releases a refund, not {kind}"),
         )?;
-        let rejected = matches!(money, Money::RefundRejected { out_refund_no, .. } if out_refund_no == refund);
+        let rejected =
+            matches!(money, Money::RefundRejected { out_refund_no, .. } if out_refund_no == refund);
         return expect(
             rejected || reported(refund, &["CLOSED"]),
             format!("is not WeChat closing or refusing refund {refund}"),

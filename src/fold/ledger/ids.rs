@@ -192,7 +192,10 @@ mod tests {
             assert_eq!(account.to_string(), name);
             assert_eq!(name.parse::<Account>(), Ok(account));
         }
-        assert_eq!(wallet_account(user), "wallet:12345678-9abc-def0-1234-56789abcdef0");
+        assert_eq!(
+            wallet_account(user),
+            "wallet:12345678-9abc-def0-1234-56789abcdef0"
+        );
         assert!(is_wallet(&wallet_account(user)));
         assert!(!is_wallet(SALES));
     }
@@ -222,14 +225,20 @@ mod tests {
             (GroupId::RefundToWallet("rf1".into()), "refund:rf1"),
             (GroupId::RefundReserve("rf1".into()), "refund:rf1:reserve"),
             (GroupId::RefundSettle("rf1".into()), "refund:rf1:settle"),
-            (GroupId::RefundRelease("r|*@-_".into()), "refund:r|*@-_:release"),
+            (
+                GroupId::RefundRelease("r|*@-_".into()),
+                "refund:r|*@-_:release",
+            ),
         ];
         for (group, id) in all {
             assert_eq!(group.to_string(), id);
             assert_eq!(id.parse::<GroupId>(), Ok(group));
         }
         assert_eq!(
-            "refund:rf1:settle".parse::<GroupId>().unwrap().out_refund_no(),
+            "refund:rf1:settle"
+                .parse::<GroupId>()
+                .unwrap()
+                .out_refund_no(),
             Some("rf1")
         );
         assert_eq!(
