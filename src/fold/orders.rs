@@ -92,12 +92,14 @@ impl OrderState {
     /// further partial refund); an event that leaves the state as it was is no move.
     pub fn can_move_to(self, next: OrderState) -> bool {
         use OrderState::*;
-        match (self, next) {
-            (Created | PrepayIssued | PayError, PrepayIssued | Closed | Paid) => true,
-            (Created | PrepayIssued, PayError) => true,
-            (Paid | PartiallyRefunded, PartiallyRefunded | Refunded) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (
+                Created | PrepayIssued | PayError,
+                PrepayIssued | Closed | Paid
+            ) | (Created | PrepayIssued, PayError)
+                | (Paid | PartiallyRefunded, PartiallyRefunded | Refunded)
+        )
     }
 }
 
