@@ -28,59 +28,63 @@ const REFUND_STATES: [RefundState; 7] = [
     RefundState::Refused,
 ];
 
+/// The moves the fold made before the rules were written down as `can_move_to` (its
+/// guards in `orders.rs` and `refunds.rs`, and the audit's old table), spelled out so that
+/// a change to the rules or to the fold shows here.
+const ORDER_MOVES: &[(OrderState, OrderState)] = &[
+    (OrderState::Created, OrderState::PrepayIssued),
+    (OrderState::Created, OrderState::Closed),
+    (OrderState::Created, OrderState::Paid),
+    (OrderState::Created, OrderState::PayError),
+    (OrderState::PrepayIssued, OrderState::PrepayIssued),
+    (OrderState::PrepayIssued, OrderState::Closed),
+    (OrderState::PrepayIssued, OrderState::Paid),
+    (OrderState::PrepayIssued, OrderState::PayError),
+    (OrderState::PayError, OrderState::PrepayIssued),
+    (OrderState::PayError, OrderState::Closed),
+    (OrderState::PayError, OrderState::Paid),
+    (OrderState::Paid, OrderState::PartiallyRefunded),
+    (OrderState::Paid, OrderState::Refunded),
+    (OrderState::PartiallyRefunded, OrderState::PartiallyRefunded),
+    (OrderState::PartiallyRefunded, OrderState::Refunded),
+];
+
+/// The same for refunds.
+const REFUND_MOVES: &[(RefundState, RefundState)] = &[
+    (RefundState::Requested, RefundState::Processing),
+    (RefundState::Requested, RefundState::Abnormal),
+    (RefundState::Requested, RefundState::Succeeded),
+    (RefundState::Requested, RefundState::Closed),
+    (RefundState::Requested, RefundState::Rejected),
+    (RefundState::Processing, RefundState::Abnormal),
+    (RefundState::Processing, RefundState::Succeeded),
+    (RefundState::Processing, RefundState::Closed),
+    (RefundState::Abnormal, RefundState::Processing),
+    (RefundState::Abnormal, RefundState::Succeeded),
+    (RefundState::Abnormal, RefundState::Closed),
+];
+
 #[test]
 fn the_order_rules_are_this_table() {
-    use OrderState::*;
-    let moves = [
-        (Created, PrepayIssued),
-        (Created, Closed),
-        (Created, Paid),
-        (Created, PayError),
-        (PrepayIssued, PrepayIssued),
-        (PrepayIssued, Closed),
-        (PrepayIssued, Paid),
-        (PrepayIssued, PayError),
-        (PayError, PrepayIssued),
-        (PayError, Closed),
-        (PayError, Paid),
-        (Paid, PartiallyRefunded),
-        (Paid, Refunded),
-        (PartiallyRefunded, PartiallyRefunded),
-        (PartiallyRefunded, Refunded),
-    ];
     for from in ORDER_STATES {
         for to in ORDER_STATES {
             assert_eq!(
                 from.can_move_to(to),
-                moves.contains(&(from, to)),
+                ORDER_MOVES.contains(&(from, to)),
                 "{from:?} -> {to:?}"
             );
         }
     }
-    assert_eq!(OrderState::INITIAL, Created);
+    assert_eq!(OrderState::INITIAL, OrderState::Created);
 }
 
 #[test]
 fn the_refund_rules_are_this_table() {
-    use RefundState::*;
-    let moves = [
-        (Requested, Processing),
-        (Requested, Abnormal),
-        (Requested, Succeeded),
-        (Requested, Closed),
-        (Requested, Rejected),
-        (Processing, Abnormal),
-        (Processing, Succeeded),
-        (Processing, Closed),
-        (Abnormal, Processing),
-        (Abnormal, Succeeded),
-        (Abnormal, Closed),
-    ];
     for from in REFUND_STATES {
         for to in REFUND_STATES {
             assert_eq!(
                 from.can_move_to(to),
-                moves.contains(&(from, to)),
+                REFUND_MOVES.contains(&(from, to)),
                 "{from:?} -> {to:?}"
             );
         }
@@ -140,6 +144,7 @@ fn before_after(history: Vec<Event>, then: Vec<Event>) -> (State, State) {
 
 #[test]
 fn the_fold_moves_orders_as_the_rules_say() {
+    const MOVES: &[(OrderState, OrderState)] = ORDER_MOVES;
     for from in ORDER_STATES {
         let (before, _) = fold(order_in(from));
         assert_eq!(
@@ -155,13 +160,13 @@ fn the_fold_moves_orders_as_the_rules_say() {
             let (_, after) = before_after(order_in(from), then);
             let after = after.orders.get("o1").unwrap().state;
             assert!(
-                after == from || from.can_move_to(after),
+                after == from || MOVES.contains(&(from, after)),
                 "{from:?} moved to {after:?}"
             );
             if from != target {
                 assert_eq!(
                     after == target,
-                    from.can_move_to(target),
+                    MOVES.contains(&(from, target)),
                     "{from:?} asked to move to {target:?}, is {after:?}"
                 );
             }
@@ -194,6 +199,7 @@ fn refund_in(state: RefundState) -> Vec<Event> {
 
 #[test]
 fn the_fold_moves_refunds_as_the_rules_say() {
+    const MOVES: &[(RefundState, RefundState)] = REFUND_MOVES;
     use RefundState::*;
     for from in REFUND_STATES {
         let (before, _) = fold(refund_in(from));
@@ -212,13 +218,13 @@ fn the_fold_moves_refunds_as_the_rules_say() {
             state.apply(&rec(seq, then));
             let after = state.refunds.get("r1").unwrap().state;
             assert!(
-                after == from || from.can_move_to(after),
+                after == from || MOVES.contains(&(from, after)),
                 "{from:?} moved to {after:?}"
             );
             if from != target {
                 assert_eq!(
                     after == target,
-                    from.can_move_to(target),
+                    MOVES.contains(&(from, target)),
                     "{from:?} asked to move to {target:?}, is {after:?}"
                 );
             }
