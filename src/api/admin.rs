@@ -288,7 +288,7 @@ async fn check_refundable(app: &AppState, order: &Order, amount: i64) -> Result<
     if !order.state.is_paid() {
         return Err(refused(Some("not_paid")));
     }
-    let left = order.amount - order.refunded - order.refunding;
+    let left = order.refundable();
     if amount > left {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -28,7 +28,7 @@ pub use trace::{trace_group, Line};
 use super::{report::DayTotals, scan::Scan, Breach, BreachKind, Found};
 use crate::{
     finance::yuan::format_fen,
-    fold::{CLEARING, SALES, SUSPENSE},
+    fold::{CLEARING, SALES, SUSPENSE, WALLET_LIKE},
 };
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
@@ -90,9 +90,9 @@ async fn negative_wallets(
                  SELECT account, seq, line, group_id, sum(amount) OVER (
                      PARTITION BY account ORDER BY seq, line ROWS UNBOUNDED PRECEDING)::bigint
                      AS running
-                 FROM ledger_entries WHERE account LIKE 'wallet:%') r
+                 FROM ledger_entries WHERE account LIKE $1) r
              WHERE running < 0 ORDER BY account, seq, line",
-            &[],
+            &[&WALLET_LIKE],
         )
         .await?
     {
@@ -212,14 +212,14 @@ pub async fn daily_totals(client: &impl GenericClient) -> Result<BTreeMap<NaiveD
             "SELECT ((occurred_at AT TIME ZONE 'UTC') + interval '8 hours')::date,
                  coalesce(sum(amount) FILTER (WHERE kind = 'sale' AND account = $1), 0)::bigint,
                  coalesce(sum(amount) FILTER (WHERE kind = 'refund' AND amount > 0
-                     AND (account = $2 OR account LIKE 'wallet:%')), 0)::bigint,
+                     AND (account = $2 OR account LIKE $4)), 0)::bigint,
                  coalesce(sum(amount) FILTER (WHERE kind = 'recharge'
-                     AND account LIKE 'wallet:%'), 0)::bigint,
+                     AND account LIKE $4), 0)::bigint,
                  coalesce(sum(amount) FILTER (WHERE kind = 'wallet_payment'
                      AND account = $1), 0)::bigint,
                  coalesce(sum(amount) FILTER (WHERE kind = 'suspense' AND account = $3), 0)::bigint
              FROM ledger_entries GROUP BY 1 ORDER BY 1",
-            &[&SALES, &CLEARING, &SUSPENSE],
+            &[&SALES, &CLEARING, &SUSPENSE, &WALLET_LIKE],
         )
         .await?;
     Ok(rows

@@ -212,20 +212,13 @@ impl Scan {
 }
 
 /// Whether the rules let an order move from `from` (`None`: not placed yet) to `to`;
-/// staying is always allowed. From `src/fold/orders.rs` and `refunds.rs`: placed orders
-/// are created; an unpaid order (created, prepay issued, pay error) may get a prepay,
-/// close, be paid, or (before a pay error) fail to pay; a paid order is refunded in part
-/// or in full, and a partly refunded one in full.
+/// staying is always allowed. The rules are the fold's own, [`OrderState::can_move_to`]
+/// and [`OrderState::INITIAL`], so the audit checks the fold against what it means to do.
 pub fn legal_transition(from: Option<OrderState>, to: OrderState) -> bool {
-    use OrderState::*;
-    match (from, to) {
-        (None, Created) => true,
-        (Some(f), t) if f == t => true,
-        (Some(f), PrepayIssued | Closed | Paid) if f.is_unpaid() => true,
-        (Some(Created | PrepayIssued), PayError) => true,
-        (Some(Paid), PartiallyRefunded | Refunded) => true,
-        (Some(PartiallyRefunded), Refunded) => true,
-        _ => false,
+    match from {
+        None => to == OrderState::INITIAL,
+        // An event that leaves the state as it was moved nothing.
+        Some(from) => from == to || from.can_move_to(to),
     }
 }
 

@@ -183,8 +183,8 @@ async fn load(
     let book_secs = started.elapsed().as_secs_f64();
     let credited: i64 = client
         .query_one(
-            "SELECT coalesce(sum(balance), 0)::int8 FROM balances WHERE account LIKE 'wallet:%'",
-            &[],
+            "SELECT coalesce(sum(balance), 0)::int8 FROM balances WHERE account LIKE $1",
+            &[&crate::fold::WALLET_LIKE],
         )
         .await?
         .get(0);

@@ -31,7 +31,7 @@ use crate::{
         RefundAmount, RefundEvidence, RefundNotified, RefundRequested, Transaction,
         TransactionAmount, UserLoggedIn, UserRegistered,
     },
-    fold::{EntryKind, LedgerEntry},
+    fold::{wallet_account, EntryKind, GroupId, LedgerEntry, CLEARING},
     replay::{replay_with, AsOf, Progress, Sink},
     settings::DatabaseSettings,
     Settings,
@@ -256,12 +256,12 @@ fn postings(n: u64) -> Vec<LedgerEntry> {
             let group = i / 2;
             LedgerEntry {
                 seq: i64::try_from(group + 1).expect("small"),
-                group_id: format!("payment:42000000002026110{group:013}"),
+                group_id: GroupId::Payment(format!("42000000002026110{group:013}")).to_string(),
                 line: i32::from(i % 2 == 1),
                 account: if i % 2 == 0 {
-                    "wechat_clearing".into()
+                    CLEARING.into()
                 } else {
-                    format!("wallet:{}", Uuid::from_u128(u128::from(group)))
+                    wallet_account(Uuid::from_u128(u128::from(group)))
                 },
                 amount: if i % 2 == 0 { -2500 } else { 2500 },
                 kind: EntryKind::Recharge,

@@ -9,28 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-/// Money WeChat Pay holds for us.
-pub const CLEARING: &str = "wechat_clearing";
-/// Goods and services sold.
-pub const SALES: &str = "sales";
-/// Money received that could not be assigned.
-pub const SUSPENSE: &str = "suspense";
-/// Refunds promised to payers and not yet settled by WeChat (or released).
-pub const REFUNDS: &str = "refunds_pending";
-/// Prefix of every wallet account.
-pub const WALLET_PREFIX: &str = "wallet:";
+mod ids;
 
-/// The account of a user's wallet: `wallet:<user id>`.
-pub fn wallet_account(user_id: Uuid) -> String {
-    format!("{WALLET_PREFIX}{user_id}")
-}
-
-/// Whether `account` is a user's wallet (whose balance may never go below zero).
-pub fn is_wallet(account: &str) -> bool {
-    account.starts_with(WALLET_PREFIX)
-}
+pub use ids::{
+    is_wallet, wallet_account, Account, GroupId, ParseIdError, CLEARING, PAYMENT_GROUP_PREFIX,
+    REFUNDS, SALES, SUSPENSE, WALLET_LIKE, WALLET_PREFIX,
+};
 
 /// Why a posting group was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -85,11 +70,12 @@ impl EntryKind {
 pub struct LedgerEntry {
     /// The event that made it.
     pub seq: i64,
-    /// The group's id, e.g. `payment:<transaction id>`; its lines sum to zero.
+    /// The group's id as stored, e.g. `payment:<transaction id>` (a [`GroupId`]); its
+    /// lines sum to zero.
     pub group_id: String,
     /// Line number within the group, from 0.
     pub line: i32,
-    /// The account posted to.
+    /// The account posted to, as stored (an [`Account`]).
     pub account: String,
     /// Signed amount in fen: credit positive, debit negative.
     pub amount: i64,
@@ -232,7 +218,7 @@ pub enum PostError {
 pub(super) struct Posting<'a> {
     pub seq: i64,
     pub at: DateTime<Utc>,
-    pub group_id: String,
+    pub group_id: GroupId,
     pub kind: EntryKind,
     pub out_trade_no: &'a str,
     pub transaction_id: Option<&'a str>,
@@ -401,7 +387,7 @@ impl Ledger {
             self.changed_balances.insert((*account).to_owned());
             self.entries.push(LedgerEntry {
                 seq: posting.seq,
-                group_id: posting.group_id.clone(),
+                group_id: posting.group_id.to_string(),
                 line: i32::try_from(line).expect("a group has a few lines"),
                 account: (*account).to_owned(),
                 amount: *delta,

@@ -18,8 +18,9 @@ use uuid::Uuid;
 use crate::events::{Event, Recorded};
 
 pub use ledger::{
-    is_wallet, wallet_account, Balance, BookedAs, EntryKind, Failure, Ledger, LedgerEntry,
-    PaySource, Payment, PostError, CLEARING, REFUNDS, SALES, SUSPENSE,
+    is_wallet, wallet_account, Account, Balance, BookedAs, EntryKind, Failure, GroupId, Ledger,
+    LedgerEntry, ParseIdError, PaySource, Payment, PostError, CLEARING, PAYMENT_GROUP_PREFIX,
+    REFUNDS, SALES, SUSPENSE, WALLET_LIKE,
 };
 pub use orders::{Order, OrderState, Orders, PaidWith};
 pub use refunds::{RefundRow, RefundState, Refunds};
@@ -246,3 +247,5 @@ pub(crate) mod pay_tests;
 mod refund_notify_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transition_tests;

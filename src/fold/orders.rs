@@ -12,8 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ledger::{
-    is_wallet, wallet_account, BookedAs, EntryKind, Failure, Ledger, PaySource, Payment, PostError,
-    Posting, CLEARING, SALES, SUSPENSE,
+    is_wallet, wallet_account, BookedAs, EntryKind, Failure, GroupId, Ledger, PaySource, Payment,
+    PostError, Posting, CLEARING, SALES, SUSPENSE,
 };
 use super::Outcome;
 use crate::events::{
@@ -80,6 +80,25 @@ impl OrderState {
         matches!(
             self,
             OrderState::Paid | OrderState::PartiallyRefunded | OrderState::Refunded
+        )
+    }
+
+    /// The state an order is placed in.
+    pub const INITIAL: OrderState = OrderState::Created;
+
+    /// Whether the fold may move an order from this state to `next`: the order rules,
+    /// written once, asked by the fold before it moves an order and by the audit of every
+    /// move the fold made. A self-move listed here is a real change (a new prepay id, a
+    /// further partial refund); an event that leaves the state as it was is no move.
+    pub fn can_move_to(self, next: OrderState) -> bool {
+        use OrderState::*;
+        matches!(
+            (self, next),
+            (
+                Created | PrepayIssued | PayError,
+                PrepayIssued | Closed | Paid
+            ) | (Created | PrepayIssued, PayError)
+                | (Paid | PartiallyRefunded, PartiallyRefunded | Refunded)
         )
     }
 }
@@ -155,6 +174,15 @@ pub struct Order {
     pub closed_at: Option<DateTime<Utc>>,
     /// Sequence of the newest event applied to this row.
     pub last_seq: i64,
+}
+
+impl Order {
+    /// Fen that may still be refunded: what was paid, less what was refunded and what is
+    /// set aside for refunds in flight. The one rule the fold refunds by, and the API's
+    /// pre-check asks.
+    pub fn refundable(&self) -> i64 {
+        self.amount - self.refunded - self.refunding
+    }
 }
 
 /// Orders by out_trade_no, with the rows changed since last taken.
@@ -264,7 +292,7 @@ impl Orders {
             Ok(order) => order,
             Err(outcome) => return outcome,
         };
-        if !order.state.is_unpaid() {
+        if !order.state.can_move_to(OrderState::PrepayIssued) {
             return Outcome::Refused("not_payable");
         }
         let order = self.touch(&e.out_trade_no, seq);
@@ -294,7 +322,7 @@ impl Orders {
         };
         match order.state {
             OrderState::Closed => return Outcome::AlreadyApplied,
-            s if s.is_paid() => return Outcome::Refused("already_paid"),
+            s if !s.can_move_to(OrderState::Closed) => return Outcome::Refused("already_paid"),
             _ => {}
         }
         let order = self.touch(out_trade_no, seq);
@@ -380,10 +408,12 @@ pub(super) fn reported(
                 Err(outcome) => return outcome,
             };
             match order.state {
-                OrderState::Created | OrderState::PrepayIssued => {}
                 OrderState::Closed => return Outcome::Refused("order_closed"),
                 OrderState::PayError => return Outcome::Refused("already_pay_error"),
-                _ => return Outcome::Refused("already_paid"),
+                s if !s.can_move_to(OrderState::PayError) => {
+                    return Outcome::Refused("already_paid")
+                }
+                _ => {}
             }
             orders.touch(&tx.out_trade_no, seq).state = OrderState::PayError;
             Outcome::Applied
@@ -473,7 +503,7 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
     let posting = |kind| Posting {
         seq: ctx.seq,
         at: ctx.at,
-        group_id: format!("payment:{transaction_id}"),
+        group_id: GroupId::Payment(transaction_id.to_owned()),
         kind,
         out_trade_no: &tx.out_trade_no,
         transaction_id: Some(transaction_id),
@@ -593,7 +623,7 @@ pub(super) fn balance_pay(
     if order.amount != e.amount {
         return Outcome::Refused("amount_mismatch");
     }
-    if !order.state.is_unpaid() {
+    if !order.state.can_move_to(OrderState::Paid) {
         return Outcome::Refused(if order.state.is_paid() {
             "already_paid"
         } else {
@@ -604,7 +634,7 @@ pub(super) fn balance_pay(
     let posting = Posting {
         seq,
         at,
-        group_id: format!("wallet_pay:{}", e.out_trade_no),
+        group_id: GroupId::WalletPay(e.out_trade_no.clone()),
         kind: EntryKind::WalletPayment,
         out_trade_no: &e.out_trade_no,
         transaction_id: None,

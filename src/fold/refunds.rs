@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::ledger::{
-    wallet_account, EntryKind, Failure, Ledger, PostError, Posting, CLEARING, REFUNDS, SALES,
-    SUSPENSE,
+    wallet_account, EntryKind, Failure, GroupId, Ledger, PostError, Posting, CLEARING, REFUNDS,
+    SALES, SUSPENSE,
 };
 use super::orders::{OrderState, Orders, PaidWith};
 use super::Outcome;
@@ -81,6 +81,19 @@ impl RefundState {
                 | RefundState::Rejected
                 | RefundState::Refused
         )
+    }
+
+    /// Whether the fold may move a refund from this state to `next`: the refund rules,
+    /// written once. Only a request WeChat has not answered can be rejected by its refund
+    /// API; WeChat's word (processing, abnormal, success, closed) moves any refund that is
+    /// not final. Requested and refused are where a refund starts, never where it moves.
+    pub fn can_move_to(self, next: RefundState) -> bool {
+        use RefundState::*;
+        match (self, next) {
+            (Requested, Rejected) => true,
+            (from, Processing | Abnormal | Succeeded | Closed) => !from.is_final() && from != next,
+            _ => false,
+        }
     }
 
     /// The state WeChat's refund `status` names, if it is one.
@@ -221,7 +234,12 @@ impl Books<'_> {
         }
     }
 
-    fn posting<'n>(&self, group_id: String, kind: EntryKind, out_trade_no: &'n str) -> Posting<'n> {
+    fn posting<'n>(
+        &self,
+        group_id: GroupId,
+        kind: EntryKind,
+        out_trade_no: &'n str,
+    ) -> Posting<'n> {
         Posting {
             seq: self.seq,
             at: self.at,
@@ -276,8 +294,7 @@ impl Books<'_> {
         if !order.state.is_paid() {
             return self.refuse(e, "not_paid");
         }
-        let left = order.amount - order.refunded - order.refunding;
-        if e.amount > left {
+        if e.amount > order.refundable() {
             let detail = json!({"out_refund_no": e.out_refund_no, "paid": order.amount,
                                 "refunded": order.refunded, "refunding": order.refunding,
                                 "asked": e.amount});
@@ -298,13 +315,13 @@ impl Books<'_> {
         let to_wallet = paid_with == Some(PaidWith::Wallet);
         let (group, entry, to) = if to_wallet {
             (
-                format!("refund:{}", e.out_refund_no),
+                GroupId::RefundToWallet(e.out_refund_no.clone()),
                 EntryKind::Refund,
                 wallet.as_str(),
             )
         } else {
             (
-                format!("refund:{}:reserve", e.out_refund_no),
+                GroupId::RefundReserve(e.out_refund_no.clone()),
                 EntryKind::RefundReserve,
                 REFUNDS,
             )
@@ -382,7 +399,7 @@ impl Books<'_> {
             self.fail("refund_order_mismatch", &out_trade_no, None, detail);
             return Outcome::Refused("refund_order_mismatch");
         }
-        if row.state != RefundState::Requested {
+        if !row.state.can_move_to(RefundState::Rejected) {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
                                 "expected": {"state": "requested"},
                                 "got": {"state": row.state.as_str(), "rejected": e.code}});
@@ -458,7 +475,7 @@ impl Books<'_> {
         if row.state == state {
             return Outcome::AlreadyApplied;
         }
-        if row.state.is_final() {
+        if !row.state.can_move_to(state) {
             let mut detail = context;
             detail["expected"] = json!({"state": row.state.as_str()});
             detail["got"] = json!({"status": refund.status});
@@ -511,7 +528,7 @@ impl Books<'_> {
         let paid_out = reported.unwrap_or(row.amount);
         if row.reserved_from.is_none() && paid_out > 0 {
             // A refund nobody asked for, reported in flight before: out of suspense.
-            let group = format!("refund:{}:settle", row.out_refund_no);
+            let group = GroupId::RefundSettle(row.out_refund_no.clone());
             let posting = self.posting(group, EntryKind::Refund, &row.out_trade_no);
             self.post(
                 &posting,
@@ -533,7 +550,7 @@ impl Books<'_> {
         if difference != 0 {
             lines.push((SUSPENSE, -difference));
         }
-        let group = format!("refund:{}:settle", row.out_refund_no);
+        let group = GroupId::RefundSettle(row.out_refund_no.clone());
         let posting = self.posting(group, EntryKind::Refund, &row.out_trade_no);
         self.post(&posting, &lines, &row.out_trade_no)?;
         if difference != 0 {
@@ -564,7 +581,7 @@ impl Books<'_> {
         let Some(from) = row.reserved_from.as_deref() else {
             return Ok(());
         };
-        let group = format!("refund:{out_refund_no}:release");
+        let group = GroupId::RefundRelease(out_refund_no.to_owned());
         let posting = self.posting(group, EntryKind::RefundRelease, &row.out_trade_no);
         self.post(
             &posting,
@@ -587,7 +604,7 @@ impl Books<'_> {
             Err(PostError::AlreadyApplied) => Err(Outcome::AlreadyApplied),
             Err(PostError::Negative(account) | PostError::Overflow(account)) => {
                 let balance = self.ledger.balance(&account);
-                let detail = json!({"group": posting.group_id, "account": account,
+                let detail = json!({"group": posting.group_id.to_string(), "account": account,
                                     "balance": balance});
                 self.fail("ledger_overflow", out_trade_no, None, detail);
                 Err(Outcome::Refused("ledger_overflow"))
@@ -612,7 +629,7 @@ impl Books<'_> {
             context.clone(),
         );
         if let Some(order) = self.orders.get(out_trade_no) {
-            if order.refunded + order.refunding + amount > order.amount {
+            if amount > order.refundable() {
                 let mut detail = context.clone();
                 detail["paid"] = json!(order.amount);
                 detail["refunded"] = json!(order.refunded);
@@ -621,7 +638,7 @@ impl Books<'_> {
             }
         }
         if state == RefundState::Succeeded && amount > 0 {
-            let group = format!("refund:{}:settle", refund.out_refund_no);
+            let group = GroupId::RefundSettle(refund.out_refund_no.clone());
             let posting = self.posting(group, EntryKind::Refund, out_trade_no);
             if let Err(outcome) = self.post(
                 &posting,

@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use crate::{
     events::Recorded,
-    fold::{is_wallet, wallet_account, EntryKind, Failure, LedgerEntry, PaidWith, State, SALES},
+    fold::{
+        is_wallet, wallet_account, EntryKind, Failure, GroupId, LedgerEntry, PaidWith, State, SALES,
+    },
 };
 
 pub use message::{
@@ -184,10 +186,10 @@ fn refund_succeeded(
 ) -> Option<RefundSucceeded> {
     let first = &group[0];
     let to_wallet = group.iter().find(|e| is_wallet(&e.account) && e.amount > 0);
-    let rest = first.group_id.strip_prefix("refund:")?;
-    let out_refund_no = match to_wallet {
-        Some(_) => rest,
-        None => rest.strip_suffix(":settle")?,
+    let group_id: GroupId = first.group_id.parse().ok()?;
+    let out_refund_no = match (&group_id, to_wallet) {
+        (GroupId::RefundToWallet(no), Some(_)) | (GroupId::RefundSettle(no), None) => no,
+        _ => return None,
     };
     let row = state.refunds.get(out_refund_no)?;
     // The order as it was asked for: a refund row names it from the request on, and a

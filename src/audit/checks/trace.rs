@@ -18,7 +18,10 @@ use crate::{
         Breach, BreachKind, Found,
     },
     finance::yuan::format_fen,
-    fold::{is_wallet, wallet_account, CLEARING, REFUNDS, SALES, SUSPENSE},
+    fold::{
+        is_wallet, wallet_account, GroupId, CLEARING, PAYMENT_GROUP_PREFIX, REFUNDS, SALES,
+        SUSPENSE,
+    },
 };
 
 /// One line of a posting group, as stored.
@@ -86,19 +89,12 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
             Err(format!("event {seq} ({event}) {what}"))
         }
     };
-    let refund_no = |id: &str, suffix: &str| {
-        id.strip_prefix("refund:")
-            .and_then(|rest| {
-                if suffix.is_empty() {
-                    Some(rest)
-                } else {
-                    rest.strip_suffix(suffix)
-                }
-            })
-            .map(str::to_owned)
+    let Ok(group) = group_id.parse::<GroupId>() else {
+        return Err(format!("{group_id} is not a group the fold posts"));
     };
 
-    if let Some(tx) = group_id.strip_prefix("payment:") {
+    if let GroupId::Payment(tx) = &group {
+        let tx = tx.as_str();
         let Money::Payment { transaction: t, .. } = money else {
             return expect(false, "is not WeChat's word on a payment".into());
         };
@@ -147,7 +143,7 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
             ),
         );
     }
-    if let Some(order) = group_id.strip_prefix("wallet_pay:") {
+    if let GroupId::WalletPay(order) = &group {
         let Money::BalancePay {
             out_trade_no,
             user_id,
@@ -161,7 +157,7 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
             format!("posts a wallet payment, not {kind}"),
         )?;
         expect(
-            out_trade_no == order && out_trade_no == no,
+            out_trade_no == order && *out_trade_no == no,
             format!("pays order {out_trade_no}, not {order}"),
         )?;
         expect(
@@ -188,10 +184,10 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
         }
         _ => false,
     };
-    if let Some(refund) = refund_no(group_id, ":settle") {
+    if let GroupId::RefundSettle(refund) = &group {
         expect(kind == "refund", format!("settles a refund, not {kind}"))?;
         expect(
-            reported(&refund, &["SUCCESS"]),
+            reported(refund, &["SUCCESS"]),
             format!("is not WeChat's word that refund {refund} succeeded"),
         )?;
         let Money::RefundReport(r) = money else {
@@ -212,23 +208,22 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
             ),
         );
     }
-    if let Some(refund) = refund_no(group_id, ":release") {
+    if let GroupId::RefundRelease(refund) = &group {
         expect(
             kind == "refund_release",
             format!("releases a refund, not {kind}"),
         )?;
-        let rejected = matches!(money, Money::RefundRejected { out_refund_no, .. } if *out_refund_no == refund);
+        let rejected =
+            matches!(money, Money::RefundRejected { out_refund_no, .. } if out_refund_no == refund);
         return expect(
-            rejected || reported(&refund, &["CLOSED"]),
+            rejected || reported(refund, &["CLOSED"]),
             format!("is not WeChat closing or refusing refund {refund}"),
         );
     }
-    let (refund, reserve) = match refund_no(group_id, ":reserve") {
-        Some(refund) => (refund, true),
-        None => match refund_no(group_id, "") {
-            Some(refund) if !refund.contains(':') => (refund, false),
-            _ => return Err(format!("{group_id} is not a group the fold posts")),
-        },
+    let (refund, reserve) = match &group {
+        GroupId::RefundReserve(refund) => (refund, true),
+        GroupId::RefundToWallet(refund) => (refund, false),
+        _ => unreachable!("every other group returned above"),
     };
     let Money::RefundRequested {
         out_refund_no,
@@ -245,7 +240,7 @@ pub fn trace_group(group_id: &str, lines: &[Line], scan: &Scan) -> std::result::
     };
     expect(kind == want_kind, format!("posts {want_kind}, not {kind}"))?;
     expect(
-        *out_refund_no == refund && out_trade_no == no,
+        out_refund_no == refund && out_trade_no == no,
         format!("requests refund {out_refund_no} of order {out_trade_no}"),
     )?;
     expect(to_ok, format!("does not post to {}", credit.unwrap_or("-")))?;
@@ -382,17 +377,17 @@ pub(super) async fn booking_mismatches(
 ) -> Result<()> {
     for row in client
         .query(
-            "SELECT coalesce(p.transaction_id, substr(g.group_id, 9)), p.booked_as, g.kind,
-                    p.seq, g.seq
+            "SELECT coalesce(p.transaction_id, substr(g.group_id, length($1::text) + 1)),
+                    p.booked_as, g.kind, p.seq, g.seq
              FROM payments p FULL JOIN (
                  SELECT group_id, min(kind) AS kind, min(seq) AS seq FROM ledger_entries
-                 WHERE group_id LIKE 'payment:%' GROUP BY group_id) g
-               ON g.group_id = 'payment:' || p.transaction_id
+                 WHERE group_id LIKE $1::text || '%' GROUP BY group_id) g
+               ON g.group_id = $1::text || p.transaction_id
              WHERE p.transaction_id IS NULL
                 OR g.kind IS DISTINCT FROM nullif(p.booked_as, 'not_credited')
                 OR p.seq IS DISTINCT FROM coalesce(g.seq, p.seq)
              ORDER BY coalesce(p.seq, g.seq)",
-            &[],
+            &[&PAYMENT_GROUP_PREFIX],
         )
         .await?
     {
