@@ -1,0 +1,18 @@
+//! `wxledger serve`: run the daemon until SIGTERM/SIGINT.
+
+use anyhow::Context;
+use wxledger::{startup, App, Settings};
+
+/// Builds the app, serves, and drains on the first shutdown signal.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings).await.context("starting the daemon")?;
+    tracing::info!(addr = %app.local_addr(), "wxledger serving");
+    let stop = app.stop_token();
+    tokio::spawn(async move {
+        startup::shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+    });
+    app.run_until_stopped().await?;
+    Ok(())
+}
