@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{causes::chain, settings::DatabaseSettings};
+use crate::{causes::chain, settings::database::DatabaseSettings};
 
 /// Postgres failed or could not be reached: infrastructure, retry later.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use rustls::{
 use serde::Deserialize;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::settings::{DatabaseSettings, SettingsError};
+use crate::settings::{database::DatabaseSettings, error::SettingsError};
 
 /// How a connection to Postgres uses TLS (libpq's `sslmode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::{
     causes::chain,
-    settings::{NatsSettings, SettingsError},
+    settings::{error::SettingsError, nats::NatsSettings},
 };
 
 /// How wxledger proves who it is to NATS: at most one method. Each secret can be given

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{invalid, SettingsError};
+use super::error::{invalid, SettingsError};
 
 /// The projections' Postgres.
 #[derive(Debug, Deserialize)]

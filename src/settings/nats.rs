@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{invalid, is_token, SettingsError};
+use super::check::is_token;
+use super::error::{invalid, SettingsError};
 
 /// Where events live.
 #[derive(Debug, Deserialize)]
