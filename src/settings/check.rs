@@ -10,4 +10,3 @@ pub(super) fn is_token(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
-

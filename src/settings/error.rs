@@ -61,4 +61,3 @@ pub(crate) fn invalid(field: &'static str, problem: impl Into<String>) -> Settin
         problem: problem.into(),
     }
 }
-
