@@ -23,7 +23,6 @@ pub mod metrics;
 pub mod outcomes;
 pub mod privacy;
 pub mod projector;
-pub mod rebuild;
 pub mod reconcile;
 pub mod replay;
 pub mod settings;

@@ -3,11 +3,13 @@
 //! (`WXLEDGER__NATS__URL` sets `nats.url`), validated once at start.
 
 mod auth;
-mod database;
+mod check;
+pub mod database;
 mod env;
+pub mod error;
 mod http;
 mod mode;
-mod nats;
+pub mod nats;
 mod outcomes;
 mod pay;
 mod pay_v2;
@@ -18,10 +20,11 @@ mod wechat;
 pub use auth::AuthSettings;
 pub use database::DatabaseSettings;
 pub use env::UnknownVariable;
+pub use error::{Problem, SettingsError};
 pub use http::HttpSettings;
 pub use mode::{
     production_problems, require_production_credentials, require_production_pay_credentials, Mode,
-    ModeSource, Problem,
+    ModeSource,
 };
 pub use nats::{NatsSettings, Storage};
 pub use outcomes::OutcomeSettings;
@@ -74,38 +77,6 @@ pub struct Settings {
     pub metrics: crate::metrics::MetricsSettings,
     /// The keys of erasable personal data (crypto-shredding).
     pub privacy: crate::privacy::PrivacySettings,
-}
-
-/// A setting that could not be read or does not make sense; the message names the field.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// The file or environment did not parse into the settings' types.
-    #[error("settings: {0}")]
-    Parse(Box<figment::Error>),
-    /// A `WXLEDGER_...` environment variable that names no setting.
-    #[error("settings: the environment variable {} names no setting; did you mean {}?", .0.name, .0.suggestion)]
-    UnknownVariable(UnknownVariable),
-    /// A key of the file or the environment that names no setting.
-    #[error("settings: {path} ({variable}) names no setting{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
-    UnknownSetting {
-        /// Dotted path, e.g. `pay.mchdi`.
-        path: String,
-        /// Its environment variable, e.g. `WXLEDGER__PAY__MCHDI`.
-        variable: String,
-        /// The nearest valid setting, with its variable.
-        suggestion: Option<String>,
-    },
-    /// Production mode and credentials missing or from development.
-    #[error("settings: production mode refuses to start ({} problem(s); development mode must be chosen explicitly with --dev or mode = \"development\"):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Production(Vec<Problem>),
-    /// A value parsed but is not acceptable.
-    #[error("settings: {field}: {problem}")]
-    Invalid {
-        /// Dotted path of the field, e.g. `nats.replicas`.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
 }
 
 impl Settings {
@@ -194,14 +165,6 @@ impl Settings {
     }
 }
 
-/// A [`SettingsError::Invalid`] naming `field`.
-fn invalid(field: &'static str, problem: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        field,
-        problem: problem.into(),
-    }
-}
-
 /// A figment error, with a key that names no setting turned into the nearest valid one.
 fn parse_error(e: figment::Error) -> SettingsError {
     if let figment::error::Kind::UnknownField(name, expected) = &e.kind {
@@ -231,17 +194,6 @@ fn parse_error(e: figment::Error) -> SettingsError {
         };
     }
     SettingsError::Parse(Box::new(e))
-}
-
-/// WeChat's API v2 keys are 32 letters and digits (they go into a signed string as is).
-fn is_v2_key(key: &str) -> bool {
-    key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]

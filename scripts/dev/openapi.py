@@ -9,6 +9,7 @@ import json, pathlib
 ERROR_CODES = {
     "invalid_field": "A field is missing, malformed or out of range (the message names it).",
     "malformed_json": "The body is not JSON of the expected shape.",
+    "invalid_query": "The query string does not parse (the message names the parameter).",
     "unsupported_media_type": "The body is not application/json.",
     "body_too_large": "The body is over http.max_body_bytes.",
     "invalid_idempotency_key": "Idempotency-Key is not 1 to 128 visible ASCII characters.",
@@ -135,7 +136,7 @@ paths = {
      errors=("admin_disabled", "invalid_admin_token", "order_not_found"))},
  "/v1/admin/failures": {"get": op("The failure log, newest first.", ok("Failures", {"type": "object", "properties": {"failures": {"type": "array", "items": ref("Failure")}}}), admin,
      [{"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
-     errors=("admin_disabled", "invalid_admin_token", "invalid_field"))},
+     errors=("admin_disabled", "invalid_admin_token", "invalid_field", "invalid_query"))},
  "/v1/admin/users/{user_id}": {"get": op("A user as support sees them: phone masked; `erased: true` and nothing personal once erased (admin token).", ok("The user", ref("User")), admin, [user_id],
      errors=("admin_disabled", "invalid_admin_token", "invalid_field", "user_not_found"))},
  "/v1/admin/users/{user_id}/erase": {"post": op("Erases a user (crypto-shredding): destroys their data key, appends `user.erased`, waits until it applied. Money records stay. Idempotent: a repeat answers 200 with `seq: null`.",

@@ -2,7 +2,7 @@
 //! refunds with WeChat, read the failure log.
 
 use axum::{
-    extract::{FromRequestParts, Path, Query, State},
+    extract::{FromRequestParts, Path, State},
     http::{request::Parts, StatusCode},
     Json,
 };
@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{
     limited::{self, Limited},
     orders::OrderView,
-    ApiError, ApiJson, AppState, IdempotencyKey, RequestId,
+    ApiError, ApiJson, ApiQuery, AppState, IdempotencyKey, RequestId,
 };
 use crate::{
     db::{orders, refunds},
@@ -393,7 +393,7 @@ pub struct FailureList {
 pub async fn failures(
     _: Admin,
     State(app): State<AppState>,
-    Query(q): Query<FailureQuery>,
+    ApiQuery(q): ApiQuery<FailureQuery>,
 ) -> Result<Json<FailureList>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

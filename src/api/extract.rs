@@ -1,8 +1,8 @@
 //! Request extractors that turn edge input into types or a stable error: JSON bodies,
-//! the bearer token's user, the request id and the `Idempotency-Key`.
+//! query strings, the bearer token's user, the request id and the `Idempotency-Key`.
 
 use axum::{
-    extract::{rejection::JsonRejection, FromRef, FromRequest, FromRequestParts, Request},
+    extract::{rejection::JsonRejection, FromRef, FromRequest, FromRequestParts, Query, Request},
     http::{request::Parts, StatusCode},
     Json,
 };
@@ -37,6 +37,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ),
                 r => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", r.body_text()),
             }),
+        }
+    }
+}
+
+/// A query string whose rejection is 400 `invalid_query`, the message naming the problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                rejection.body_text(),
+            )),
         }
     }
 }

@@ -85,6 +85,30 @@ fn rate_limited(refused: Refused) -> Response {
     response
 }
 
+/// Refuses a body whose `Content-Length` is over `http.max_body_bytes` with 413
+/// `body_too_large` before reading it. A body without a length is cut at the limit by
+/// `RequestBodyLimitLayer`, and [`super::ApiJson`] answers the same.
+pub async fn refuse_oversized_bodies(
+    State(max_body_bytes): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > max_body_bytes as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over {max_body_bytes} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Bounds an API request: its body must arrive within `limits.body_read_timeout_ms`
 /// and its answer within `limits.request_timeout_ms`.
 pub async fn api_deadlines(State(app): State<AppState>, req: Request, next: Next) -> Response {

@@ -32,7 +32,7 @@ use tower_http::{
 };
 
 pub use error::ApiError;
-pub use extract::{ApiJson, AuthUser, IdempotencyKey, RequestId};
+pub use extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, RequestId};
 pub use pay_api::QueryAnswer;
 
 use crate::{
@@ -177,6 +177,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(operations::openapi))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            max_body_bytes,
+            limited::refuse_oversized_bodies,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limited::api_deadlines,

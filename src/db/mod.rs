@@ -5,8 +5,12 @@ pub mod copy;
 pub mod leader;
 pub mod orders;
 pub mod refunds;
+pub mod schema_name;
+pub mod sslmode;
 pub mod tls;
 pub mod users;
+
+pub use schema_name::check_schema_name;
 
 use std::{str::FromStr, time::Duration};
 
@@ -15,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::{causes::chain, settings::DatabaseSettings};
+use crate::{causes::chain, settings::database::DatabaseSettings};
 
 /// Postgres failed or could not be reached: infrastructure, retry later.
 #[derive(Debug, thiserror::Error)]
@@ -179,30 +183,6 @@ pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
         .map_err(|e| DbError::Config(e.to_string()))
 }
 
-/// Checks that `name` is a schema name Postgres takes as written: a plain lower-case
-/// identifier. Every statement names the schema unquoted, and Postgres folds unquoted
-/// names to lower case, so `WXLEDGER` would *be* `wxledger`: names that fold (or need
-/// quotes) are refused rather than compared as written and then used as folded. The
-/// one rule for the live schema (`database.schema`), `replay --into` and `audit --keep`.
-pub fn check_schema_name(name: &str) -> Result<(), &'static str> {
-    let plain = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if !plain {
-        return Err(
-            "must be a plain lower-case name: at most 63 of a-z, 0-9 or '_', not \
-             starting with a digit (Postgres folds unquoted names to lower case)",
-        );
-    }
-    if name.starts_with("pg_") {
-        return Err("must not start with pg_ (reserved for Postgres's own schemas)");
-    }
-    Ok(())
-}
-
 /// A stable 64-bit advisory-lock key for `name` within `schema`.
 pub fn lock_key(schema: &str, name: &str) -> i64 {
     let digest = Sha256::digest(format!("wxledger:{schema}:{name}"));
@@ -351,34 +331,4 @@ fn startup_failure(e: &tokio_postgres::Error) -> Startup {
     // No I/O error and no SQLSTATE: TLS refused ("server does not support TLS") or a
     // protocol error; neither goes away by waiting.
     Startup::Fatal(chain(e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_schema_name;
-
-    #[test]
-    fn schema_names_are_taken_only_as_postgres_would_fold_them() {
-        for good in ["wxledger", "t_0123abcd", "books_2026_11_01", "_x"] {
-            assert_eq!(check_schema_name(good), Ok(()), "{good}");
-        }
-        for bad in [
-            "",
-            "WXLEDGER",
-            "WxLedger",
-            "drop table;",
-            "wx-ledger",
-            "1abc",
-            "pg_books",
-            "\"wxledger\"",
-            "wxledger\u{e9}",
-            &"a".repeat(64),
-        ] {
-            let problem = check_schema_name(bad).expect_err(bad);
-            assert!(!problem.is_empty());
-        }
-        assert!(check_schema_name("WXLEDGER")
-            .unwrap_err()
-            .contains("lower-case"));
-    }
 }

@@ -11,74 +11,10 @@ use rustls::{
     pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime},
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use serde::Deserialize;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::settings::{DatabaseSettings, SettingsError};
-
-/// How a connection to Postgres uses TLS (libpq's `sslmode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
-    /// Plaintext only: the default, as before; fine on loopback or a Unix socket, never
-    /// across a network.
-    #[default]
-    Disable,
-    /// TLS when the server offers it, else plaintext; the server is not verified.
-    Prefer,
-    /// TLS or nothing; the server's certificate is not verified.
-    Require,
-    /// TLS with a certificate signed by `ssl_root_cert`; any host name.
-    VerifyCa,
-    /// TLS with a certificate signed by `ssl_root_cert` for the host connected to: what a
-    /// remote Postgres should use.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The libpq name, as in the settings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-/// `ssl_root_cert` value that means the operating system's trusted roots.
-pub const SYSTEM_ROOTS: &str = "system";
-
-/// Checks `database.sslmode` and `database.ssl_root_cert` (one call in `Settings::validate`).
-pub fn validate(settings: &DatabaseSettings) -> Result<(), SettingsError> {
-    let invalid = |field, problem: String| SettingsError::Invalid { field, problem };
-    if settings
-        .url
-        .split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("sslmode=")))
-    {
-        return Err(invalid(
-            "database.url",
-            "names sslmode: set database.sslmode instead".into(),
-        ));
-    }
-    match (&settings.ssl_root_cert, settings.sslmode) {
-        (None, SslMode::VerifyCa | SslMode::VerifyFull) => Err(invalid(
-            "database.ssl_root_cert",
-            format!(
-                "sslmode {} verifies the server: set the CA's PEM file, or \"{SYSTEM_ROOTS}\"",
-                settings.sslmode.as_str()
-            ),
-        )),
-        (Some(path), _) if path.as_os_str() != SYSTEM_ROOTS && !path.is_file() => Err(invalid(
-            "database.ssl_root_cert",
-            format!("{}: no such file", path.display()),
-        )),
-        _ => Ok(()),
-    }
-}
+pub use super::sslmode::{SslMode, SYSTEM_ROOTS};
+use crate::settings::database::DatabaseSettings;
 
 /// Warns when `config` reaches Postgres over a network without `verify-full`: the
 /// password and the books would then cross it unprotected or to an unverified server.
@@ -283,19 +219,19 @@ mod tests {
     #[test]
     fn verifying_modes_need_a_root_and_the_url_may_not_name_sslmode() {
         let mut s = db("sslmode = \"verify-full\"").unwrap();
-        let err = validate(&s).unwrap_err().to_string();
+        let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("database.ssl_root_cert"), "{err}");
         s.ssl_root_cert = Some("/nonexistent/ca.pem".into());
-        let err = validate(&s).unwrap_err().to_string();
+        let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("no such file"), "{err}");
         s.ssl_root_cert = Some(SYSTEM_ROOTS.into());
-        validate(&s).unwrap();
+        s.validate().unwrap();
         assert_eq!(
             connector(&s).unwrap().1,
             tokio_postgres::config::SslMode::Require
         );
         s.url = "postgres://db.example:5432/wxledger?sslmode=require".into();
-        let err = validate(&s).unwrap_err().to_string();
+        let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("database.sslmode"), "{err}");
     }
 
@@ -307,7 +243,7 @@ mod tests {
         std::fs::write(&path, "not a certificate\n").unwrap();
         let mut s = db("sslmode = \"verify-ca\"").unwrap();
         s.ssl_root_cert = Some(path);
-        validate(&s).unwrap();
+        s.validate().unwrap();
         let err = connector(&s).err().unwrap();
         assert!(err.contains("no usable CA certificate"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();

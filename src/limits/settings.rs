@@ -6,7 +6,7 @@ use std::{net::IpAddr, str::FromStr, time::Duration};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::settings::SettingsError;
+use crate::settings::error::SettingsError;
 
 /// WeChat gives up on a notify after 5 s and counts it as failed; a webhook must answer
 /// before that, even when it answers that it timed out.

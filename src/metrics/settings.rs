@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::settings::SettingsError;
+use crate::settings::error::SettingsError;
 
 /// Where Prometheus scrapes the daemon.
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::{crypto::decode_aes256_key, settings::SettingsError};
+use crate::{crypto::decode_aes256_key, settings::error::SettingsError};
 
 /// The development key-encryption key, used only when `data_key_encryption_key` is unset.
 /// It is public (it is in this source): production must set its own.

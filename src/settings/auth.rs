@@ -3,7 +3,8 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{invalid, is_token, SettingsError};
+use super::check::is_token;
+use super::error::{invalid, SettingsError};
 
 /// Bearer tokens and the key that seals session keys at rest.
 #[derive(Debug, Deserialize)]

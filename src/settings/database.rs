@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{invalid, SettingsError};
+use super::error::{invalid, SettingsError};
+use crate::db::{
+    schema_name::check_schema_name,
+    sslmode::{SslMode, SYSTEM_ROOTS},
+};
 
 /// The projections' Postgres.
 #[derive(Debug, Deserialize)]
@@ -20,7 +24,7 @@ pub struct DatabaseSettings {
     pub connect_timeout_secs: u64,
     /// TLS to Postgres, as libpq's `sslmode`: `disable`, `prefer`, `require`, `verify-ca`,
     /// `verify-full` (what a remote Postgres should use).
-    pub sslmode: crate::db::tls::SslMode,
+    pub sslmode: SslMode,
     /// PEM file of the CA that signed the server's certificate (for `verify-ca` and
     /// `verify-full`), or `"system"` for the operating system's roots.
     pub ssl_root_cert: Option<PathBuf>,
@@ -42,9 +46,8 @@ impl Default for DatabaseSettings {
 impl DatabaseSettings {
     /// Checks the values the types cannot, TLS included.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        crate::db::tls::validate(self)?;
-        crate::db::check_schema_name(&self.schema)
-            .map_err(|problem| invalid("database.schema", problem))?;
+        self.validate_tls()?;
+        check_schema_name(&self.schema).map_err(|problem| invalid("database.schema", problem))?;
         if self.pool_size < 2 {
             return Err(invalid(
                 "database.pool_size",
@@ -52,5 +55,33 @@ impl DatabaseSettings {
             ));
         }
         Ok(())
+    }
+
+    /// Checks `database.sslmode` and `database.ssl_root_cert`.
+    fn validate_tls(&self) -> Result<(), SettingsError> {
+        if self
+            .url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("sslmode=")))
+        {
+            return Err(invalid(
+                "database.url",
+                "names sslmode: set database.sslmode instead",
+            ));
+        }
+        match (&self.ssl_root_cert, self.sslmode) {
+            (None, SslMode::VerifyCa | SslMode::VerifyFull) => Err(invalid(
+                "database.ssl_root_cert",
+                format!(
+                    "sslmode {} verifies the server: set the CA's PEM file, or \"{SYSTEM_ROOTS}\"",
+                    self.sslmode.as_str()
+                ),
+            )),
+            (Some(path), _) if path.as_os_str() != SYSTEM_ROOTS && !path.is_file() => Err(invalid(
+                "database.ssl_root_cert",
+                format!("{}: no such file", path.display()),
+            )),
+            _ => Ok(()),
+        }
     }
 }

@@ -8,7 +8,10 @@ use figment::{providers::Serialized, value::Value};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{Settings, SettingsError, SIM_APPID, SIM_APP_SECRET};
+use super::{
+    error::{Problem, SettingsError},
+    Settings, SIM_APPID, SIM_APP_SECRET,
+};
 use crate::devkeys;
 use crate::wechat::pay::crypto::{SigningKey, VerifyingKey};
 
@@ -81,21 +84,6 @@ pub(super) fn development_defaults() -> Serialized<Value> {
     });
     let value = Value::serialize(json).expect("a JSON value is a figment value");
     Serialized::defaults(value)
-}
-
-/// One credential that production refuses, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Dotted path of the setting, e.g. `pay.apiv3_key`.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
-    }
 }
 
 /// Every credential production mode refuses, each named (empty in development mode).

@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{invalid, is_token, SettingsError};
+use super::check::is_token;
+use super::error::{invalid, SettingsError};
+use crate::events::connect::settings::{ConnectError, NatsAuthSettings, NatsTlsSettings};
 
 /// Where events live.
 #[derive(Debug, Deserialize)]
@@ -26,9 +28,9 @@ pub struct NatsSettings {
     /// How long start-up waits for NATS before giving up, in seconds.
     pub connect_timeout_secs: u64,
     /// Credentials (`[nats.auth]`): user/password, token, NKey seed or `.creds` file.
-    pub auth: crate::events::connect::NatsAuthSettings,
+    pub auth: NatsAuthSettings,
     /// TLS to NATS (`[nats.tls]`).
-    pub tls: crate::events::connect::NatsTlsSettings,
+    pub tls: NatsTlsSettings,
 }
 
 impl Default for NatsSettings {
@@ -80,7 +82,14 @@ impl NatsSettings {
         if self.duplicate_window_secs == 0 {
             return Err(invalid("nats.duplicate_window_secs", "must be positive"));
         }
-        crate::events::connect::validate(self)
+        let result = self.auth.validate().and_then(|()| self.tls.validate());
+        result.map_err(|e| match e {
+            ConnectError::Settings { field, problem } => SettingsError::Invalid { field, problem },
+            other => SettingsError::Invalid {
+                field: "nats",
+                problem: other.to_string(),
+            },
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{invalid, SettingsError};
+use super::error::{invalid, SettingsError};
 
 /// The publisher of the outcome stream (`<stream>_OUTCOMES`). The projector always
 /// writes outcomes to the `outbox` table in its own transactions; this publishes them.

@@ -9,7 +9,8 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{invalid, PayV2Settings, SettingsError};
+use super::error::{invalid, SettingsError};
+use super::PayV2Settings;
 
 /// WeChat Pay API v3 for the merchant. Production requires every credential; development
 /// mode fills unset ones with the simulator's public credentials (`config/dev-keys/`).

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{invalid, is_v2_key, PayApi, PaySettings, SettingsError};
+use super::check::is_v2_key;
+use super::error::{invalid, SettingsError};
+use super::{PayApi, PaySettings};
 
 /// How API v2 messages are signed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

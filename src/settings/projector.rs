@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{invalid, SettingsError};
+use super::error::{invalid, SettingsError};
 
 /// The projector.
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::{invalid, is_v2_key, SettingsError};
+use super::check::is_v2_key;
+use super::error::{invalid, SettingsError};
 
 /// The app id and secret of the simulator; a daemon that still uses them says so loudly.
 pub const SIM_APPID: &str = "wx00000000simulator";

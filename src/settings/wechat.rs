@@ -3,7 +3,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{invalid, SettingsError};
+use super::error::{invalid, SettingsError};
 
 /// The mini program's credentials and WeChat's base URL.
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod compose;
+mod envelope;
 mod erasure;
 mod faults;
 mod limits;

@@ -1,6 +1,8 @@
 //! Unit tests of the NATS connection settings: parsing, validation, secrets from files
 //! and the environment, URL redaction.
 
+use secrecy::ExposeSecret;
+
 use super::*;
 
 fn nats(toml: &str) -> Result<NatsSettings, String> {
@@ -31,22 +33,22 @@ fn one_auth_method_at_a_time_and_each_complete() {
     ok.auth.validate().unwrap();
     assert!(ok.auth.is_set());
     let two = nats("[auth]\nuser = \"wxledger\"\npassword = \"pw\"\ntoken = \"t\"").unwrap();
-    let err = validate(&two).unwrap_err().to_string();
+    let err = two.validate().unwrap_err().to_string();
     assert!(err.contains("nats.auth: choose one"), "{err}");
     let no_password = nats("[auth]\nuser = \"wxledger\"").unwrap();
-    let err = validate(&no_password).unwrap_err().to_string();
+    let err = no_password.validate().unwrap_err().to_string();
     assert!(err.contains("nats.auth.user"), "{err}");
     let both = nats("[auth]\ntoken = \"t\"\ntoken_file = \"/run/secrets/t\"").unwrap();
-    let err = validate(&both).unwrap_err().to_string();
+    let err = both.validate().unwrap_err().to_string();
     assert!(
         err.contains("nats.auth.token: set it or its _file"),
         "{err}"
     );
     let cert_only = nats("[tls]\ncert_file = \"/etc/hostname\"").unwrap();
-    let err = validate(&cert_only).unwrap_err().to_string();
+    let err = cert_only.validate().unwrap_err().to_string();
     assert!(err.contains("nats.tls.cert_file"), "{err}");
     let missing_ca = nats("[tls]\nca_file = \"/nonexistent/ca.pem\"").unwrap();
-    let err = validate(&missing_ca).unwrap_err().to_string();
+    let err = missing_ca.validate().unwrap_err().to_string();
     assert!(
         err.contains("nats.tls.ca_file: /nonexistent/ca.pem: no such file"),
         "{err}"

@@ -49,6 +49,14 @@ pub enum OutsideValidity {
     Expired,
 }
 
+impl VerifyingKey {
+    /// Reads a certificate PEM; returns its serial (normalized, see [`normalize_serial`])
+    /// and its key. [`PlatformCertificate::from_pem`] also reads its validity.
+    pub fn from_certificate_pem(pem: &str) -> Result<(String, Self), KeyError> {
+        PlatformCertificate::from_pem(pem).map(|c| (c.serial, c.key))
+    }
+}
+
 impl PlatformCertificate {
     /// Reads a certificate PEM.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {

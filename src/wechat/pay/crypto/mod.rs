@@ -100,13 +100,8 @@ impl VerifyingKey {
         })
     }
 
-    /// Reads a certificate PEM; returns its serial (normalized, see [`normalize_serial`])
-    /// and its key. [`PlatformCertificate::from_pem`] also reads its validity.
-    ///
-    /// [`PlatformCertificate::from_pem`]: super::certificate::PlatformCertificate::from_pem
-    pub fn from_certificate_pem(pem: &str) -> Result<(String, Self), KeyError> {
-        super::certificate::PlatformCertificate::from_pem(pem).map(|c| (c.serial, c.key))
-    }
+    // `from_certificate_pem` is in certificate.rs, beside the X.509 parsing it uses, so
+    // that this module needs nothing of certificates.
 
     /// A key from its DER `RSAPublicKey` (PKCS#1), as a certificate carries it.
     pub(crate) fn from_pkcs1_der(der: &[u8]) -> Self {

@@ -13,12 +13,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::{as_of::AsOf, error::ReplayError, progress::Progress};
+
 use crate::{
     db::copy::copy_in,
     events::{EventLog, LogError, Recorded},
     fold::{LedgerEntry, State},
     projector::{ProjectorError, PROJECTION},
-    replay::{AsOf, Progress, ReplayError},
 };
 
 // Debug builds (the tests) use tiny sizes, so that a short history crosses many chunk
