@@ -8,7 +8,7 @@ use crate::{
     db,
     events::Recorded,
     fold::{
-        pay_tests::{
+        test_events::{
             at, balance_pay, closed, notified, placed_until as placed, prepay, queried, rec,
             refund, refund_notified, refund_queried, refund_rejected, refund_requested,
             transaction as tx, uid,
