@@ -242,9 +242,17 @@ impl State {
 }
 
 #[cfg(test)]
-pub(crate) mod pay_tests;
+mod order_tests;
+#[cfg(test)]
+pub(crate) mod pay_properties;
+#[cfg(test)]
+mod payment_tests;
 #[cfg(test)]
 mod refund_notify_tests;
+#[cfg(test)]
+mod refund_tests;
+#[cfg(test)]
+pub(crate) mod test_events;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

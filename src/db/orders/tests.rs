@@ -6,14 +6,14 @@ use tokio_postgres::error::SqlState;
 use super::*;
 use crate::{
     db,
-    events::Recorded,
+    events::{OrderKind, Recorded},
     fold::{
-        pay_tests::{
+        test_events::{
             at, balance_pay, closed, notified, placed_until as placed, prepay, queried, rec,
             refund, refund_notified, refund_queried, refund_rejected, refund_requested,
             transaction as tx, uid,
         },
-        wallet_account, State, CLEARING, SALES, SUSPENSE,
+        wallet_account, OrderState, State, CLEARING, SALES, SUSPENSE,
     },
     outcomes::{self, Outcome, OutcomeKind},
     projector::{apply_batch, apply_batch_with_outcomes},

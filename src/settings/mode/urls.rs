@@ -1,0 +1,43 @@
+//! Where the URLs of the settings point: NATS on this machine or with credentials, Postgres
+//! off it.
+
+/// Every server of a (comma-separated) NATS URL is on this machine.
+pub(super) fn nats_url_is_loopback(url: &str) -> bool {
+    url.split(',').all(|one| {
+        let rest = one.trim().split_once("://").map_or(one.trim(), |(_, r)| r);
+        let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host_port.split(':').next().unwrap_or_default(),
+        };
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+/// The Postgres URL names a host off this machine (a Unix socket or loopback is not).
+pub(super) fn postgres_is_remote(url: &str) -> bool {
+    use tokio_postgres::config::Host;
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return false;
+    };
+    config.get_hosts().iter().any(|host| match host {
+        Host::Tcp(name) => {
+            name != "localhost"
+                && !name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => false,
+    })
+}
+
+pub(super) fn nats_url_has_credentials(url: &str) -> bool {
+    url.split(',').all(|one| {
+        let rest = one.trim().split_once("://").map_or(one.trim(), |(_, r)| r);
+        rest.contains('@')
+    })
+}
