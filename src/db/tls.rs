@@ -16,21 +16,29 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub use super::sslmode::{SslMode, SYSTEM_ROOTS};
 use crate::settings::database::DatabaseSettings;
 
+/// True when `config` reaches a Postgres off this machine (a Unix socket, `localhost` or a
+/// loopback address is not).
+pub fn is_remote(config: &tokio_postgres::Config) -> bool {
+    use tokio_postgres::config::Host;
+    config.get_hosts().iter().any(|host| match host {
+        Host::Tcp(name) => !is_loopback_host(name),
+        #[cfg(unix)]
+        Host::Unix(_) => false,
+    })
+}
+
+/// `localhost` or a loopback address.
+pub fn is_loopback_host(name: &str) -> bool {
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Warns when `config` reaches Postgres over a network without `verify-full`: the
 /// password and the books would then cross it unprotected or to an unverified server.
 pub fn warn_if_unverified_remote(config: &tokio_postgres::Config, mode: SslMode) {
-    use tokio_postgres::config::Host;
-    let remote = config.get_hosts().iter().any(|host| match host {
-        Host::Tcp(name) => {
-            name != "localhost"
-                && !name
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        #[cfg(unix)]
-        Host::Unix(_) => false,
-    });
-    if remote && mode != SslMode::VerifyFull {
+    if is_remote(config) && mode != SslMode::VerifyFull {
         tracing::warn!(
             sslmode = mode.as_str(),
             "Postgres is reached over a network without database.sslmode = \"verify-full\""

@@ -10,29 +10,14 @@ pub(super) fn nats_url_is_loopback(url: &str) -> bool {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
             None => host_port.split(':').next().unwrap_or_default(),
         };
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        crate::db::tls::is_loopback_host(host)
     })
 }
 
 /// The Postgres URL names a host off this machine (a Unix socket or loopback is not).
 pub(super) fn postgres_is_remote(url: &str) -> bool {
-    use tokio_postgres::config::Host;
-    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
-        return false;
-    };
-    config.get_hosts().iter().any(|host| match host {
-        Host::Tcp(name) => {
-            name != "localhost"
-                && !name
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-        #[cfg(unix)]
-        Host::Unix(_) => false,
-    })
+    url.parse::<tokio_postgres::Config>()
+        .is_ok_and(|config| crate::db::tls::is_remote(&config))
 }
 
 pub(super) fn nats_url_has_credentials(url: &str) -> bool {
