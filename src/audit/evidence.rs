@@ -5,15 +5,15 @@
 //! the body says (a notify's resource decrypted with the APIv3 key). API v2: the `sign`
 //! under the API key, or for a refund notify (alone in old streams, or the claim a
 //! `refund.queried` answers) its `req_info` decrypting under it. Time is not checked: the
-//! evidence is old by nature.
+//! evidence is old by nature. The v3 checks are the webhook's, in `wechat::pay::notify`.
 
 use crate::{
     clock,
     events::{Event, Evidence, LegacyEvidence, Refund, RefundEvidence},
     settings::Settings,
     wechat::pay::{
-        client::verify_signature,
-        notify::Notify,
+        client::Unbelieved,
+        notify::{self, Doubt, Freshness, Notify},
         v2::{crypto, map, sign, xml, SignType, V2Client},
         PayClient,
     },
@@ -122,37 +122,11 @@ impl Verifier {
         })
     }
 
-    /// An API v3 message: signed by the key its serial names.
+    /// An API v3 message: signed by the key its serial names (valid when it was signed).
     async fn v3_signed(&self, evidence: &Evidence) -> Result<(), Problem> {
-        if let Some(kind) = &evidence.signature_type {
-            if kind != "WECHATPAY2-SHA256-RSA2048" {
-                return Err(Problem::Signature(format!(
-                    "signature type {kind} is not WeChat's"
-                )));
-            }
-        }
-        if evidence.signature.starts_with("WECHATPAY/SIGNTEST/") {
-            return Err(Problem::Signature(
-                "a signature probe (WECHATPAY/SIGNTEST/)".into(),
-            ));
-        }
-        // The certificate must have been valid when the message was signed (the signed
-        // timestamp), not now: genuine evidence outlives the certificate that signed it.
-        let signed_at = evidence
-            .timestamp
-            .parse::<i64>()
-            .ok()
-            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-            .ok_or_else(|| {
-                Problem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
-            })?;
-        let key = self
-            .v3
-            .key_at(&evidence.serial, signed_at)
+        notify::signed(&self.v3, evidence, Freshness::AsSigned)
             .await
-            .map_err(|e| Problem::Signature(format!("WeChat Pay key: {e}")))?;
-        verify_signature(evidence, &key, evidence.body.as_bytes())
-            .map_err(|e| Problem::Signature(format!("{e} (serial {})", evidence.serial)))
+            .map_err(|e| doubt(e, evidence))
     }
 
     /// An API v3 notify: signed, its id and type those recorded, its resource decrypting
@@ -164,25 +138,16 @@ impl Verifier {
         event_type: &str,
     ) -> Result<Vec<u8>, Problem> {
         self.v3_signed(evidence).await?;
-        let notify: Notify = serde_json::from_str(&evidence.body)
-            .map_err(|e| Problem::Mismatch(format!("the signed body is not a notify: {e}")))?;
+        let notify = Notify::read(evidence.body.as_bytes()).map_err(|e| doubt(e, evidence))?;
         if notify.id != notify_id || notify.event_type != event_type {
             return Err(Problem::Mismatch(format!(
                 "recorded as notify {notify_id} {event_type}, the signed body is {} {}",
                 notify.id, notify.event_type
             )));
         }
-        let r = &notify.resource;
-        if r.algorithm != "AEAD_AES_256_GCM" {
-            return Err(Problem::Signature(format!(
-                "resource algorithm {} is not WeChat's",
-                r.algorithm
-            )));
-        }
-        self.v3
-            .apiv3_key()
-            .decrypt(&r.nonce, &r.associated_data, &r.ciphertext)
-            .map_err(|e| Problem::Signature(e.to_string()))
+        notify
+            .open(self.v3.apiv3_key())
+            .map_err(|e| doubt(e, evidence))
     }
 
     fn v2_key(&self) -> Result<&V2Client, Problem> {
@@ -230,6 +195,32 @@ impl Verifier {
             ));
         }
         same(map::notified_refund(&inner, v2.mchid()), refund, "refund")
+    }
+}
+
+/// The audit's words for why a v3 message is not believed.
+fn doubt(e: Doubt, evidence: &Evidence) -> Problem {
+    match e {
+        Doubt::Unbelieved(Unbelieved::Probe) => {
+            Problem::Signature("a signature probe (WECHATPAY/SIGNTEST/)".into())
+        }
+        Doubt::Unbelieved(Unbelieved::Timestamp) => {
+            Problem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
+        }
+        Doubt::Unbelieved(e @ Unbelieved::Signature) => {
+            Problem::Signature(format!("{e} (serial {})", evidence.serial))
+        }
+        // Not asked (the evidence is old by nature).
+        Doubt::Unbelieved(e @ Unbelieved::Stale(_)) => Problem::Signature(e.to_string()),
+        Doubt::SignatureType(kind) => {
+            Problem::Signature(format!("signature type {kind} is not WeChat's"))
+        }
+        Doubt::NoKey(e) => Problem::Signature(format!("WeChat Pay key: {e}")),
+        Doubt::Body(e) => Problem::Mismatch(format!("the signed body is not a notify: {e}")),
+        Doubt::Algorithm(algorithm) => {
+            Problem::Signature(format!("resource algorithm {algorithm} is not WeChat's"))
+        }
+        Doubt::Undecryptable(e) => Problem::Signature(e.to_string()),
     }
 }
 
