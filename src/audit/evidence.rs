@@ -14,7 +14,11 @@ use crate::{
     wechat::pay::{
         client::Unbelieved,
         notify::{self, Doubt, Freshness, Notify},
-        v2::{crypto, map, sign, xml, SignType, V2Client},
+        v2::{
+            map,
+            notify::{self as v2_notify, Doubt as V2Doubt},
+            xml, SignType, V2Client,
+        },
         PayClient,
     },
 };
@@ -167,11 +171,10 @@ impl Verifier {
         let named = evidence.sign_type.as_deref().unwrap_or("MD5");
         let sign_type = SignType::parse(named)
             .ok_or_else(|| Problem::Signature(format!("sign type {named} is not WeChat's")))?;
-        let given = fields
-            .non_empty("sign")
-            .ok_or_else(|| Problem::Signature("no sign".into()))?;
-        sign::verify(fields.iter(), v2.key(), sign_type, given)
-            .map_err(|e| Problem::Signature(format!("{e} ({named})")))?;
+        v2_notify::signed(v2, &fields, sign_type).map_err(|e| match e {
+            V2Doubt::BadSign(e) => Problem::Signature(format!("{e} ({named})")),
+            e => v2_doubt(e),
+        })?;
         Ok(fields)
     }
 
@@ -181,14 +184,8 @@ impl Verifier {
         let v2 = self.v2_key()?;
         let fields = xml::parse(evidence.body.as_bytes(), MAX_XML_BYTES)
             .map_err(|e| Problem::Signature(format!("the XML does not read: {e}")))?;
-        if fields.get("appid") != Some(v2.appid()) || fields.get("mch_id") != Some(v2.mchid()) {
-            return Err(Problem::Signature("appid or mch_id is not ours".into()));
-        }
-        let req_info = fields
-            .non_empty("req_info")
-            .ok_or_else(|| Problem::Signature("no req_info".into()))?;
-        let (plain, inner) = crypto::decrypt_refund(req_info, v2.key(), MAX_XML_BYTES)
-            .map_err(|e| Problem::Signature(e.to_string()))?;
+        let (plain, inner) =
+            v2_notify::open_refund(v2, &fields, MAX_XML_BYTES).map_err(v2_doubt)?;
         if evidence.decrypted.as_deref() != Some(plain.as_str()) {
             return Err(Problem::Mismatch(
                 "the recorded plaintext is not what req_info decrypts to".into(),
@@ -222,6 +219,17 @@ fn doubt(e: Doubt, evidence: &Evidence) -> Problem {
         }
         Doubt::Undecryptable(e) => Problem::Signature(e.to_string()),
     }
+}
+
+/// The audit's words for why a v2 message is not believed.
+fn v2_doubt(e: V2Doubt) -> Problem {
+    Problem::Signature(match e {
+        V2Doubt::NoSign => "no sign".into(),
+        V2Doubt::BadSign(e) => e.to_string(),
+        V2Doubt::NotOurs => "appid or mch_id is not ours".into(),
+        V2Doubt::NoReqInfo => "no req_info".into(),
+        V2Doubt::ReqInfo(e) => e.to_string(),
+    })
 }
 
 /// The facts `got` (read from the evidence) equal the event's `recorded`.
@@ -286,7 +294,7 @@ mod tests {
     use crate::{
         devkeys,
         events::{PaymentQueried, QueryReason, Transaction},
-        wechat::pay::crypto::SigningKey,
+        wechat::pay::{crypto::SigningKey, v2::sign},
     };
 
     fn transaction() -> Transaction {
