@@ -136,3 +136,55 @@ pub async fn believe(
     let plain = notify.open(pay.apiv3_key())?;
     Ok((notify, plain))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clock, devkeys, settings::Settings, wechat::pay::crypto::SigningKey};
+
+    fn pay() -> PayClient {
+        let mut settings = Settings::development();
+        // No certificate downloads: the public key answers for its id.
+        settings.pay.platform_certificates = false;
+        PayClient::new(&settings.pay, &settings.wechat.appid, clock::system()).unwrap()
+    }
+
+    fn evidence(timestamp: &str, signature: Option<&str>) -> Evidence {
+        let body = r#"{"id":"n1"}"#;
+        let wechat = SigningKey::from_pkcs8_pem(devkeys::PUBLIC_KEY_MODE_KEY_PEM).unwrap();
+        let message =
+            crate::wechat::pay::crypto::response_message(timestamp, "n0nce", body.as_bytes());
+        Evidence {
+            serial: devkeys::PUBLIC_KEY_ID.into(),
+            signature: signature.map_or_else(|| wechat.sign(&message), str::to_owned),
+            timestamp: timestamp.into(),
+            nonce: "n0nce".into(),
+            signature_type: Some("WECHATPAY2-SHA256-RSA2048".into()),
+            body: body.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn old_evidence_is_believed_as_signed_but_not_as_now() {
+        let pay = pay();
+        let old = evidence("1700000000", None);
+        assert!(signed(&pay, &old, Freshness::AsSigned).await.is_ok());
+        assert!(matches!(
+            signed(&pay, &old, Freshness::Now).await,
+            Err(Doubt::Unbelieved(Unbelieved::Stale(_)))
+        ));
+        let now = evidence(&pay.now().timestamp().to_string(), None);
+        assert!(signed(&pay, &now, Freshness::Now).await.is_ok());
+        for freshness in [Freshness::Now, Freshness::AsSigned] {
+            let probe = evidence("1700000000", Some("WECHATPAY/SIGNTEST/xyz"));
+            assert!(matches!(
+                signed(&pay, &probe, freshness).await,
+                Err(Doubt::Unbelieved(Unbelieved::Probe))
+            ));
+            assert!(matches!(
+                signed(&pay, &evidence("soon", None), freshness).await,
+                Err(Doubt::Unbelieved(Unbelieved::Timestamp))
+            ));
+        }
+    }
+}
