@@ -10,9 +10,9 @@ use super::{
 use crate::{
     events::{Event, PaymentNotified, Refund, RefundEvidence, RefundNotified, Transaction},
     wechat::pay::{
-        client::{evidence_from_headers, verify_signature, Unbelieved},
+        client::{evidence_from_headers, Unbelieved},
         keys::NoKey,
-        notify::Notify,
+        notify::{self, Doubt, Freshness},
     },
 };
 use axum::{
@@ -143,6 +143,31 @@ fn no_key(e: NoKey) -> Refusal {
     Refusal::new(status, outcome, e.to_string())
 }
 
+fn doubt(e: Doubt) -> Refusal {
+    match e {
+        Doubt::Unbelieved(e) => unbelieved(e),
+        Doubt::SignatureType(kind) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_algorithm",
+            format!("signature type {kind} is not supported"),
+        ),
+        Doubt::NoKey(e) => no_key(e),
+        Doubt::Body(e) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("notify body: {e}"),
+        ),
+        Doubt::Algorithm(algorithm) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "wrong_algorithm",
+            format!("resource algorithm {algorithm} is not supported"),
+        ),
+        Doubt::Undecryptable(e) => {
+            Refusal::new(StatusCode::BAD_REQUEST, "undecryptable", e.to_string())
+        }
+    }
+}
+
 async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, Refusal> {
     let raw = read_body(app, body).await?;
     let evidence = evidence_from_headers(headers, &raw).ok_or_else(|| {
@@ -152,45 +177,9 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             "missing Wechatpay-* headers or a body that is not UTF-8",
         )
     })?;
-    let pay = &app.pay;
-    pay.check_fresh(&evidence).map_err(unbelieved)?;
-    if let Some(kind) = &evidence.signature_type {
-        if kind != "WECHATPAY2-SHA256-RSA2048" {
-            return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                "wrong_algorithm",
-                format!("signature type {kind} is not supported"),
-            ));
-        }
-    }
-    let key = pay.key_for(&evidence.serial).await.map_err(no_key)?;
-    verify_signature(&evidence, &key, &raw).map_err(unbelieved)?;
-
-    let notify: Notify = serde_json::from_slice(&raw).map_err(|e| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!("notify body: {e}"),
-        )
-    })?;
-    if notify.resource.algorithm != "AEAD_AES_256_GCM" {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "wrong_algorithm",
-            format!(
-                "resource algorithm {} is not supported",
-                notify.resource.algorithm
-            ),
-        ));
-    }
-    let plain = pay
-        .apiv3_key()
-        .decrypt(
-            &notify.resource.nonce,
-            &notify.resource.associated_data,
-            &notify.resource.ciphertext,
-        )
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "undecryptable", e.to_string()))?;
+    let (notify, plain) = notify::believe(&app.pay, &evidence, Freshness::Now)
+        .await
+        .map_err(doubt)?;
     let malformed = |what: &str, e: serde_json::Error| {
         Refusal::new(StatusCode::BAD_REQUEST, "malformed", format!("{what}: {e}"))
     };

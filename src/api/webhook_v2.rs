@@ -28,7 +28,7 @@ use crate::{
         Event, LegacyEvidence, LegacyPaymentNotified, QueryReason, RefundEvidence,
         RefundNotifyClaim, RefundQueried,
     },
-    wechat::pay::v2::{crypto, map, xml, V2Client, V2Error},
+    wechat::pay::v2::{map, notify, xml, V2Client, V2Error},
 };
 
 /// WeChat waits 5 s for an answer: the query gets at most this much of it, the append
@@ -84,8 +84,8 @@ async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
             "return_code is not SUCCESS",
         ));
     }
-    let (event, correlation, msg_id) = if let Some(req_info) = fields.non_empty("req_info") {
-        let claim = refund_claim(v2, &fields, req_info, body, app.max_notify_bytes)?;
+    let (event, correlation, msg_id) = if fields.non_empty("req_info").is_some() {
+        let claim = refund_claim(v2, &fields, body, app.max_notify_bytes)?;
         confirm(v2, claim).await?
     } else {
         payment(v2, &fields, body)?
@@ -97,13 +97,13 @@ type Accepted = (Event, String, String);
 
 /// A payment notify: signed with our key, `result_code` SUCCESS.
 fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted, Refusal> {
-    if fields.non_empty("sign").is_none() {
-        return Err(Refusal::new(
+    notify::sign(fields).map_err(|_| {
+        Refusal::new(
             StatusCode::UNAUTHORIZED,
             "missing_sign",
             "notify without sign",
-        ));
-    }
+        )
+    })?;
     let sign_type = v2.sign_type().as_str();
     if let Some(named) = fields.non_empty("sign_type") {
         if named != sign_type {
@@ -114,7 +114,7 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
             ));
         }
     }
-    v2.verify(fields).map_err(|_| {
+    notify::signed(v2, fields, v2.sign_type()).map_err(|_| {
         Refusal::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
@@ -157,19 +157,18 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
 fn refund_claim(
     v2: &V2Client,
     fields: &xml::Fields,
-    req_info: &str,
     body: String,
     limit: usize,
 ) -> Result<RefundNotifyClaim, Refusal> {
-    if fields.get("appid") != Some(v2.appid()) || fields.get("mch_id") != Some(v2.mchid()) {
-        return Err(Refusal::new(
+    let (decrypted, inner) = notify::open_refund(v2, fields, limit).map_err(|e| match e {
+        notify::Doubt::ReqInfo(e) => Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        // Not ours (the caller saw a req_info).
+        _ => Refusal::new(
             StatusCode::BAD_REQUEST,
             "merchant_mismatch",
             "appid or mch_id is not ours",
-        ));
-    }
-    let (decrypted, inner) = crypto::decrypt_refund(req_info, v2.key(), limit)
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+        ),
+    })?;
     let refund = map::notified_refund(&inner, v2.mchid())
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
     if map::refund_event_type(&refund.status).is_none() {

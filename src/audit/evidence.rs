@@ -5,16 +5,20 @@
 //! the body says (a notify's resource decrypted with the APIv3 key). API v2: the `sign`
 //! under the API key, or for a refund notify (alone in old streams, or the claim a
 //! `refund.queried` answers) its `req_info` decrypting under it. Time is not checked: the
-//! evidence is old by nature.
+//! evidence is old by nature. The v3 checks are the webhook's, in `wechat::pay::notify`.
 
 use crate::{
     clock,
     events::{Event, Evidence, LegacyEvidence, Refund, RefundEvidence},
     settings::Settings,
     wechat::pay::{
-        client::verify_signature,
-        notify::Notify,
-        v2::{crypto, map, sign, xml, SignType, V2Client},
+        client::Unbelieved,
+        notify::{self, Doubt, Freshness, Notify},
+        v2::{
+            map,
+            notify::{self as v2_notify, Doubt as V2Doubt},
+            xml, SignType, V2Client,
+        },
         PayClient,
     },
 };
@@ -122,37 +126,11 @@ impl Verifier {
         })
     }
 
-    /// An API v3 message: signed by the key its serial names.
+    /// An API v3 message: signed by the key its serial names (valid when it was signed).
     async fn v3_signed(&self, evidence: &Evidence) -> Result<(), Problem> {
-        if let Some(kind) = &evidence.signature_type {
-            if kind != "WECHATPAY2-SHA256-RSA2048" {
-                return Err(Problem::Signature(format!(
-                    "signature type {kind} is not WeChat's"
-                )));
-            }
-        }
-        if evidence.signature.starts_with("WECHATPAY/SIGNTEST/") {
-            return Err(Problem::Signature(
-                "a signature probe (WECHATPAY/SIGNTEST/)".into(),
-            ));
-        }
-        // The certificate must have been valid when the message was signed (the signed
-        // timestamp), not now: genuine evidence outlives the certificate that signed it.
-        let signed_at = evidence
-            .timestamp
-            .parse::<i64>()
-            .ok()
-            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-            .ok_or_else(|| {
-                Problem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
-            })?;
-        let key = self
-            .v3
-            .key_at(&evidence.serial, signed_at)
+        notify::signed(&self.v3, evidence, Freshness::AsSigned)
             .await
-            .map_err(|e| Problem::Signature(format!("WeChat Pay key: {e}")))?;
-        verify_signature(evidence, &key, evidence.body.as_bytes())
-            .map_err(|e| Problem::Signature(format!("{e} (serial {})", evidence.serial)))
+            .map_err(|e| doubt(e, evidence))
     }
 
     /// An API v3 notify: signed, its id and type those recorded, its resource decrypting
@@ -164,25 +142,16 @@ impl Verifier {
         event_type: &str,
     ) -> Result<Vec<u8>, Problem> {
         self.v3_signed(evidence).await?;
-        let notify: Notify = serde_json::from_str(&evidence.body)
-            .map_err(|e| Problem::Mismatch(format!("the signed body is not a notify: {e}")))?;
+        let notify = Notify::read(evidence.body.as_bytes()).map_err(|e| doubt(e, evidence))?;
         if notify.id != notify_id || notify.event_type != event_type {
             return Err(Problem::Mismatch(format!(
                 "recorded as notify {notify_id} {event_type}, the signed body is {} {}",
                 notify.id, notify.event_type
             )));
         }
-        let r = &notify.resource;
-        if r.algorithm != "AEAD_AES_256_GCM" {
-            return Err(Problem::Signature(format!(
-                "resource algorithm {} is not WeChat's",
-                r.algorithm
-            )));
-        }
-        self.v3
-            .apiv3_key()
-            .decrypt(&r.nonce, &r.associated_data, &r.ciphertext)
-            .map_err(|e| Problem::Signature(e.to_string()))
+        notify
+            .open(self.v3.apiv3_key())
+            .map_err(|e| doubt(e, evidence))
     }
 
     fn v2_key(&self) -> Result<&V2Client, Problem> {
@@ -202,11 +171,10 @@ impl Verifier {
         let named = evidence.sign_type.as_deref().unwrap_or("MD5");
         let sign_type = SignType::parse(named)
             .ok_or_else(|| Problem::Signature(format!("sign type {named} is not WeChat's")))?;
-        let given = fields
-            .non_empty("sign")
-            .ok_or_else(|| Problem::Signature("no sign".into()))?;
-        sign::verify(fields.iter(), v2.key(), sign_type, given)
-            .map_err(|e| Problem::Signature(format!("{e} ({named})")))?;
+        v2_notify::signed(v2, &fields, sign_type).map_err(|e| match e {
+            V2Doubt::BadSign(e) => Problem::Signature(format!("{e} ({named})")),
+            e => v2_doubt(e),
+        })?;
         Ok(fields)
     }
 
@@ -216,14 +184,8 @@ impl Verifier {
         let v2 = self.v2_key()?;
         let fields = xml::parse(evidence.body.as_bytes(), MAX_XML_BYTES)
             .map_err(|e| Problem::Signature(format!("the XML does not read: {e}")))?;
-        if fields.get("appid") != Some(v2.appid()) || fields.get("mch_id") != Some(v2.mchid()) {
-            return Err(Problem::Signature("appid or mch_id is not ours".into()));
-        }
-        let req_info = fields
-            .non_empty("req_info")
-            .ok_or_else(|| Problem::Signature("no req_info".into()))?;
-        let (plain, inner) = crypto::decrypt_refund(req_info, v2.key(), MAX_XML_BYTES)
-            .map_err(|e| Problem::Signature(e.to_string()))?;
+        let (plain, inner) =
+            v2_notify::open_refund(v2, &fields, MAX_XML_BYTES).map_err(v2_doubt)?;
         if evidence.decrypted.as_deref() != Some(plain.as_str()) {
             return Err(Problem::Mismatch(
                 "the recorded plaintext is not what req_info decrypts to".into(),
@@ -231,6 +193,43 @@ impl Verifier {
         }
         same(map::notified_refund(&inner, v2.mchid()), refund, "refund")
     }
+}
+
+/// The audit's words for why a v3 message is not believed.
+fn doubt(e: Doubt, evidence: &Evidence) -> Problem {
+    match e {
+        Doubt::Unbelieved(Unbelieved::Probe) => {
+            Problem::Signature("a signature probe (WECHATPAY/SIGNTEST/)".into())
+        }
+        Doubt::Unbelieved(Unbelieved::Timestamp) => {
+            Problem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
+        }
+        Doubt::Unbelieved(e @ Unbelieved::Signature) => {
+            Problem::Signature(format!("{e} (serial {})", evidence.serial))
+        }
+        // Not asked (the evidence is old by nature).
+        Doubt::Unbelieved(e @ Unbelieved::Stale(_)) => Problem::Signature(e.to_string()),
+        Doubt::SignatureType(kind) => {
+            Problem::Signature(format!("signature type {kind} is not WeChat's"))
+        }
+        Doubt::NoKey(e) => Problem::Signature(format!("WeChat Pay key: {e}")),
+        Doubt::Body(e) => Problem::Mismatch(format!("the signed body is not a notify: {e}")),
+        Doubt::Algorithm(algorithm) => {
+            Problem::Signature(format!("resource algorithm {algorithm} is not WeChat's"))
+        }
+        Doubt::Undecryptable(e) => Problem::Signature(e.to_string()),
+    }
+}
+
+/// The audit's words for why a v2 message is not believed.
+fn v2_doubt(e: V2Doubt) -> Problem {
+    Problem::Signature(match e {
+        V2Doubt::NoSign => "no sign".into(),
+        V2Doubt::BadSign(e) => e.to_string(),
+        V2Doubt::NotOurs => "appid or mch_id is not ours".into(),
+        V2Doubt::NoReqInfo => "no req_info".into(),
+        V2Doubt::ReqInfo(e) => e.to_string(),
+    })
 }
 
 /// The facts `got` (read from the evidence) equal the event's `recorded`.
@@ -295,7 +294,7 @@ mod tests {
     use crate::{
         devkeys,
         events::{PaymentQueried, QueryReason, Transaction},
-        wechat::pay::crypto::SigningKey,
+        wechat::pay::{crypto::SigningKey, v2::sign},
     };
 
     fn transaction() -> Transaction {

@@ -237,8 +237,7 @@ impl V2Client {
 
     /// Checks a message's `sign` with our key and sign type.
     pub fn verify(&self, fields: &Fields) -> Result<(), sign::BadSign> {
-        let given = fields.get("sign").ok_or(sign::BadSign)?;
-        sign::verify(fields.iter(), &self.0.key, self.0.sign_type, given)
+        super::notify::signed(self, fields, self.0.sign_type).map_err(|_| sign::BadSign)
     }
 
     /// `unifiedorder` with `trade_type` JSAPI: WeChat's `prepay_id` for the order.

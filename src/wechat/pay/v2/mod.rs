@@ -6,6 +6,7 @@
 pub mod client;
 pub mod crypto;
 pub mod map;
+pub mod notify;
 pub mod sign;
 pub mod xml;
 
