@@ -27,8 +27,7 @@ impl WxCode {
 /// WeChat's identifier alphabet, shared by codes and merchant order numbers: only
 /// `[A-Za-z0-9_-]`.
 fn word_chars(s: &str) -> Result<(), &'static str> {
-    if s
-        .bytes()
+    if s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         Ok(())
