@@ -106,15 +106,7 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
         .sim("/sim/mini/login-codes", json!({"openid": openid}))
         .await?;
     println!("2. the mini program sends the code to wxledger");
-    let login = walk
-        .api(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": code["code"]})),
-            200,
-        )
-        .await?;
+    let login = walk.login(&code, 200).await?;
     let token = login["token"].as_str().context("login returned no token")?;
     println!(
         "   registered user {} (has_phone: {}); the session key stayed on the server",
@@ -122,15 +114,7 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
     );
 
     println!("3. reusing the same code is refused");
-    let reused = walk
-        .api(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": code["code"]})),
-            401,
-        )
-        .await?;
+    let reused = walk.login(&code, 401).await?;
     println!("   error code: {}", reused["error"]["code"]);
 
     println!("4. getPhoneNumber gives a phone code; wxledger asks WeChat for the number");
@@ -162,15 +146,7 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
     let code = walk
         .sim("/sim/mini/login-codes", json!({"openid": openid}))
         .await?;
-    let again = walk
-        .api(
-            Method::POST,
-            "/v1/auth/login",
-            None,
-            Some(json!({"code": code["code"]})),
-            200,
-        )
-        .await?;
+    let again = walk.login(&code, 200).await?;
     let token = again["token"].as_str().context("login returned no token")?;
     let me = walk
         .api(Method::GET, "/v1/me", Some(token), None, 200)
@@ -205,28 +181,10 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
         "   recharge {} is {} (transaction {})",
         recharge_no, order["state"], order["transaction_id"]
     );
-    let me = walk
-        .api(Method::GET, "/v1/me", Some(token), None, 200)
-        .await?;
-    println!("   balance: {} fen", me["balance"]);
-    if me["balance"].as_i64() != Some(5000) {
-        bail!("the wallet does not show the credit: {me}");
-    }
+    walk.expect_balance(token, 5000, "credit").await?;
 
     println!("9. the user orders a coffee for 18.00 yuan and pays with WeChat Pay");
-    let placed = walk
-        .api(
-            Method::POST,
-            "/v1/orders",
-            Some(token),
-            Some(json!({"amount": 1800, "description": "拿铁 latte"})),
-            201,
-        )
-        .await?;
-    let order_no = placed["out_trade_no"]
-        .as_str()
-        .context("order returned no out_trade_no")?
-        .to_owned();
+    let order_no = walk.place_order(token, 1800, "拿铁 latte").await?;
     let params = walk
         .api(
             Method::POST,
@@ -243,19 +201,7 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
     println!("   order {} is {}", order_no, order["state"]);
 
     println!("10. the user orders a sandwich for 12.00 yuan and pays from the wallet");
-    let placed = walk
-        .api(
-            Method::POST,
-            "/v1/orders",
-            Some(token),
-            Some(json!({"amount": 1200, "description": "三明治 sandwich"})),
-            201,
-        )
-        .await?;
-    let wallet_no = placed["out_trade_no"]
-        .as_str()
-        .context("order returned no out_trade_no")?
-        .to_owned();
+    let wallet_no = walk.place_order(token, 1200, "三明治 sandwich").await?;
     let paid = walk
         .api(
             Method::POST,
@@ -269,13 +215,7 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
         "   order {wallet_no} is {} (paid with {})",
         paid["state"], paid["paid_with"]
     );
-    let me = walk
-        .api(Method::GET, "/v1/me", Some(token), None, 200)
-        .await?;
-    println!("   balance: {} fen", me["balance"]);
-    if me["balance"].as_i64() != Some(3800) {
-        bail!("the wallet does not show the payment: {me}");
-    }
+    walk.expect_balance(token, 3800, "payment").await?;
 
     println!("11. support refunds 6.00 yuan of the latte (a partial refund through WeChat Pay)");
     let refunded = walk
@@ -319,6 +259,54 @@ pub async fn run(api: &str, sim: &str, admin_token: &str) -> anyhow::Result<()> 
 }
 
 impl Walk {
+    /// Sends the `wx.login` code the simulator gave (`{"code": ...}`) to wxledger and
+    /// expects `want`.
+    async fn login(&self, code: &Value, want: u16) -> anyhow::Result<Value> {
+        self.api(
+            reqwest::Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"code": code["code"]})),
+            want,
+        )
+        .await
+    }
+
+    /// Places an order of `amount` fen as the user of `token`; its number.
+    async fn place_order(
+        &self,
+        token: &str,
+        amount: i64,
+        description: &str,
+    ) -> anyhow::Result<String> {
+        let placed = self
+            .api(
+                reqwest::Method::POST,
+                "/v1/orders",
+                Some(token),
+                Some(json!({"amount": amount, "description": description})),
+                201,
+            )
+            .await?;
+        Ok(placed["out_trade_no"]
+            .as_str()
+            .context("order returned no out_trade_no")?
+            .to_owned())
+    }
+
+    /// Shows the wallet's balance and fails unless it is `fen` (`what` names the
+    /// posting that should have brought it there).
+    async fn expect_balance(&self, token: &str, fen: i64, what: &str) -> anyhow::Result<()> {
+        let me = self
+            .api(reqwest::Method::GET, "/v1/me", Some(token), None, 200)
+            .await?;
+        println!("   balance: {} fen", me["balance"]);
+        if me["balance"].as_i64() != Some(fen) {
+            bail!("the wallet does not show the {what}: {me}");
+        }
+        Ok(())
+    }
+
     /// Polls the order until it reaches `state` (the notify is asynchronous).
     async fn wait_state(&self, token: &str, no: &str, state: &str) -> anyhow::Result<Value> {
         let mut last = Value::Null;

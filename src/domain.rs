@@ -14,18 +14,25 @@ impl WxCode {
         if s.len() > 128 {
             return Err("must be at most 128 characters");
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err("must be letters, digits, '_' or '-'");
-        }
+        word_chars(s)?;
         Ok(Self(s.to_owned()))
     }
 
     /// The code.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// WeChat's identifier alphabet, shared by codes and merchant order numbers: only
+/// `[A-Za-z0-9_-]`.
+fn word_chars(s: &str) -> Result<(), &'static str> {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err("must be letters, digits, '_' or '-'")
     }
 }
 
@@ -174,12 +181,7 @@ impl OutTradeNo {
         if !(6..=32).contains(&s.len()) {
             return Err("must be 6 to 32 characters");
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err("must be letters, digits, '_' or '-'");
-        }
+        word_chars(s)?;
         Ok(Self(s.to_owned()))
     }
 
