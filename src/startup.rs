@@ -12,6 +12,7 @@ use crate::{
     api::{self, AppState, Shared},
     auth::Tokens,
     clock::{self, Clock},
+    commands::{Ctx, Parts},
     crypto::{decode_aes256_key, Sealer},
     db::{self, DbError},
     events::{EventLog, LogError},
@@ -224,17 +225,15 @@ impl App {
                 "not set: personal data uses the public development key"
             );
         }
-        let state = AppState::new(Shared {
+        let commands = Ctx::new(Parts {
             log: log.clone(),
             pool: pool.clone(),
             wechat: MiniProgram::new(&settings.wechat, clock.clone()).with_metrics(metrics.clone()),
-            tokens: tokens(&settings),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
             vault: crate::privacy::Vault::new(&settings.privacy),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
             clock,
             read_your_writes: settings.read_your_writes_timeout(),
-            migrated: true,
             pay,
             pay_v2,
             pay_api: settings.pay.api,
@@ -243,6 +242,11 @@ impl App {
             order_ttl: chrono::Duration::seconds(
                 i64::try_from(settings.pay.order_ttl_secs).expect("validated: at most 7 days"),
             ),
+        });
+        let state = AppState::new(Shared {
+            commands,
+            tokens: tokens(&settings),
+            migrated: true,
             max_notify_bytes: settings.pay.max_notify_bytes,
             admin_token: (!settings.auth.admin_disabled)
                 .then(|| settings.auth.admin_token.clone())
@@ -307,19 +311,19 @@ impl App {
         let publisher = self
             .publisher
             .map(|p| tokio::spawn(p.run(stop.child_token())));
-        let expiry = tokio::spawn(crate::expiry::run(
-            self.state.clone(),
+        let expiry = tokio::spawn(crate::jobs::expiry::run(
+            self.state.commands.clone(),
             self.expiry_every,
             stop.child_token(),
         ));
-        let reconcile = tokio::spawn(crate::reconcile::run(
-            self.state.clone(),
+        let settle = tokio::spawn(crate::jobs::settle::run(
+            self.state.commands.clone(),
             self.reconcile_every,
             self.reconcile_after,
             stop.child_token(),
         ));
         let certificates = tokio::spawn(refresh_certificates(
-            self.state.clone(),
+            self.state.commands.clone(),
             self.certificates_every,
             stop.child_token(),
         ));
@@ -352,7 +356,7 @@ impl App {
         }
         // Each background task gets the grace period to finish what it holds; one still
         // running then is aborted, not left behind detached (with its locks).
-        let tasks = [projector, publisher, Some(expiry), Some(reconcile)];
+        let tasks = [projector, publisher, Some(expiry), Some(settle)];
         for mut task in tasks.into_iter().flatten() {
             if tokio::time::timeout(self.grace, &mut task).await.is_err() {
                 task.abort();
@@ -364,7 +368,7 @@ impl App {
     }
 }
 
-async fn refresh_certificates(app: AppState, every: Duration, stop: CancellationToken) {
+async fn refresh_certificates(app: Ctx, every: Duration, stop: CancellationToken) {
     if every == Duration::MAX {
         return;
     }

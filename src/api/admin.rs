@@ -19,12 +19,14 @@ use super::{
     ApiError, ApiJson, ApiQuery, AppState, IdempotencyKey, RequestId,
 };
 use crate::{
-    db::{orders, refunds},
-    domain::{Fen, OutRefundNo, OutTradeNo, RefundReason},
-    events::{Event, OrderKind, QueryReason, RefundRequested},
-    fold::{wallet_account, Failure, Order, PaidWith, RefundRow, RefundState},
+    commands::{
+        orders,
+        refunds::{self, NewRefund},
+    },
+    db,
+    domain::{Fen, OutRefundNo, RefundReason},
+    fold::{Failure, RefundRow},
     limits::Principal,
-    reconcile::{self, Submitted},
 };
 
 /// A request that presented the admin credential.
@@ -82,42 +84,14 @@ pub async fn sync_order(
     RequestId(request_id): RequestId,
     Path(no): Path<String>,
 ) -> Result<Json<SyncView>, ApiError> {
-    let order = admin_order(&app, &no).await?;
-    let word =
-        reconcile::query_payment(&app, &order.out_trade_no, QueryReason::Sync, &request_id).await?;
-    let mut newest = word.seq;
-    let open = refunds::for_order(&**app.pool.get().await?, &order.out_trade_no).await?;
-    for refund in open.iter().filter(|r| !r.state.is_final()) {
-        let seq =
-            reconcile::sync_refund(&app, refund, order.amount, QueryReason::Sync, &request_id)
-                .await?;
-        newest = newest.max(seq);
-    }
-    if let Some(seq) = newest {
-        app.projection.wait_for(seq, app.read_your_writes).await?;
-    }
-    let client = app.pool.get().await?;
-    let order = orders::get(&**client, &order.out_trade_no)
-        .await?
-        .ok_or_else(order_not_found)?;
-    let refunds = refunds::for_order(&**client, &order.out_trade_no).await?;
+    let order = orders::order(&app, &no).await?;
+    let synced = refunds::sync_order(&app, &order, &request_id).await?;
     Ok(Json(SyncView {
-        recorded: word.seq.is_some(),
-        wechat_trade_state: word.trade_state,
-        order: order.into(),
-        refunds: refunds.into_iter().map(Into::into).collect(),
+        recorded: synced.recorded,
+        wechat_trade_state: synced.trade_state,
+        order: synced.order.into(),
+        refunds: synced.refunds.into_iter().map(Into::into).collect(),
     }))
-}
-
-fn order_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "order_not_found", "no such order")
-}
-
-async fn admin_order(app: &AppState, no: &str) -> Result<Order, ApiError> {
-    let no = OutTradeNo::parse(no).map_err(|_| order_not_found())?;
-    orders::get(&**app.pool.get().await?, no.as_str())
-        .await?
-        .ok_or_else(order_not_found)
 }
 
 /// A refund as an admin sees it.
@@ -188,148 +162,35 @@ pub async fn refund_order(
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<(StatusCode, Json<RefundAnswer>), ApiError> {
     let amount = Fen::parse(&body.amount, app.max_amount_fen)
-        .map_err(|p| ApiError::invalid_field("amount", &p))?
-        .get();
+        .map_err(|p| ApiError::invalid_field("amount", &p))?;
     let reason = RefundReason::parse(body.reason.as_deref().unwrap_or(""))
         .map_err(|p| ApiError::invalid_field("reason", p))?
         .into_inner();
-    let order = admin_order(&app, &no).await?;
+    let order = orders::order(&app, &no).await?;
     let out_refund_no = match &body.out_refund_no {
         Some(given) => {
             OutRefundNo::parse(given).map_err(|p| ApiError::invalid_field("out_refund_no", p))?
         }
         None => OutRefundNo::issue(&order.out_trade_no, key.as_deref()),
     };
-    let existing = refunds::get(&**app.pool.get().await?, out_refund_no.as_str()).await?;
-    let status = match existing {
-        Some(r) if r.out_trade_no == order.out_trade_no && r.amount == amount && r.requested => {
-            StatusCode::OK
-        }
-        Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "out_refund_no_taken",
-                "this out_refund_no was used for a different refund",
-            ))
-        }
-        None => {
-            check_refundable(&app, &order, amount).await?;
-            let event = Event::RefundRequested(RefundRequested {
-                out_refund_no: out_refund_no.as_str().to_owned(),
-                out_trade_no: order.out_trade_no.clone(),
-                amount,
-                reason,
-            });
-            let appended = app.record(&event, &request_id, &event.msg_id(None)).await?;
-            app.projection
-                .wait_for(appended.seq, app.read_your_writes)
-                .await?;
-            if appended.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            }
-        }
+    let new = NewRefund {
+        out_refund_no,
+        amount,
+        reason,
     };
-    let refund = refunds::get(&**app.pool.get().await?, out_refund_no.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::internal("a requested refund is missing after its event applied")
-        })?;
-    if refund.out_trade_no != order.out_trade_no || refund.amount != amount {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "out_refund_no_taken",
-            "this out_refund_no was used for a different refund",
-        ));
-    }
-    match refund.state {
-        RefundState::Refused => return Err(refused(refund.code.as_deref())),
-        RefundState::Requested => {
-            // Sent now; if WeChat cannot be reached the refund stays requested and the
-            // reconciliation sweep sends it again.
-            let sent = reconcile::submit_refund(&app, &refund, order.amount, &request_id).await?;
-            let seq = match sent {
-                Submitted::Accepted(seq) | Submitted::Rejected(seq) => seq,
-            };
-            app.projection.wait_for(seq, app.read_your_writes).await?;
-        }
-        _ => {}
-    }
-    let client = app.pool.get().await?;
-    let refund = refunds::get(&**client, out_refund_no.as_str())
-        .await?
-        .ok_or_else(|| ApiError::internal("a refund row disappeared"))?;
-    if refund.state == RefundState::Rejected {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "refund_rejected",
-            format!(
-                "WeChat Pay refused the refund: {}: {}",
-                refund.code.as_deref().unwrap_or("-"),
-                refund.message.as_deref().unwrap_or("-")
-            ),
-        ));
-    }
-    let order = orders::get(&**client, &order.out_trade_no)
-        .await?
-        .ok_or_else(order_not_found)?;
+    let refunded = refunds::refund(&app, &order, new, &request_id).await?;
+    let status = if refunded.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((
         status,
         Json(RefundAnswer {
-            refund: refund.into(),
-            order: order.into(),
+            refund: refunded.refund.into(),
+            order: refunded.order.into(),
         }),
     ))
-}
-
-/// The checks made before appending (the fold makes them again, in stream order).
-async fn check_refundable(app: &AppState, order: &Order, amount: i64) -> Result<(), ApiError> {
-    if !order.state.is_paid() {
-        return Err(refused(Some("not_paid")));
-    }
-    let left = order.refundable();
-    if amount > left {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "refund_exceeds_paid",
-            format!("at most {left} fen of this order can still be refunded"),
-        ));
-    }
-    if order.kind == OrderKind::Recharge && order.paid_with == Some(PaidWith::Wechat) {
-        let balance =
-            orders::balance(&**app.pool.get().await?, &wallet_account(order.user_id)).await?;
-        if balance < amount {
-            return Err(refused(Some("insufficient_balance")));
-        }
-    }
-    Ok(())
-}
-
-/// The API error for a refund the fold (or the pre-check) refused with `code`.
-fn refused(code: Option<&str>) -> ApiError {
-    match code {
-        Some("not_paid") => ApiError::new(
-            StatusCode::CONFLICT,
-            "order_not_paid",
-            "only a paid order can be refunded",
-        ),
-        Some("refund_exceeds_paid") => ApiError::new(
-            StatusCode::CONFLICT,
-            "refund_exceeds_paid",
-            "the refunds would exceed what was paid",
-        ),
-        Some("insufficient_balance") => ApiError::new(
-            StatusCode::CONFLICT,
-            "insufficient_balance",
-            "the wallet no longer holds the amount to refund",
-        ),
-        _ => ApiError::new(
-            StatusCode::CONFLICT,
-            "refund_refused",
-            format!("the refund was refused: {}", code.unwrap_or("-")),
-        ),
-    }
 }
 
 /// `GET /v1/admin/orders/{no}/refunds` answer.
@@ -344,8 +205,8 @@ pub async fn order_refunds(
     State(app): State<AppState>,
     Path(no): Path<String>,
 ) -> Result<Json<RefundList>, ApiError> {
-    let order = admin_order(&app, &no).await?;
-    let rows = refunds::for_order(&**app.pool.get().await?, &order.out_trade_no).await?;
+    let order = orders::order(&app, &no).await?;
+    let rows = db::refunds::for_order(&**app.pool.get().await?, &order.out_trade_no).await?;
     Ok(Json(RefundList {
         refunds: rows.into_iter().map(Into::into).collect(),
     }))
@@ -402,7 +263,7 @@ pub async fn failures(
             "must be between 1 and 1000",
         ));
     }
-    let rows = orders::failures(&**app.pool.get().await?, limit).await?;
+    let rows = db::orders::failures(&**app.pool.get().await?, limit).await?;
     Ok(Json(FailureList {
         failures: rows.into_iter().map(Into::into).collect(),
     }))

@@ -2,19 +2,19 @@
 
 mod admin;
 mod admin_users;
+mod command_errors;
 mod error;
 mod extract;
 mod health;
 mod limited;
 mod operations;
 mod orders;
-mod pay_api;
 mod user_view;
 mod users;
 mod webhook;
 mod webhook_v2;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
     extract::{FromRef, Request},
@@ -24,7 +24,6 @@ use axum::{
     routing::{get, post, put},
     Json, Router,
 };
-use deadpool_postgres::Pool;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -33,55 +32,21 @@ use tower_http::{
 
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, RequestId};
-pub use pay_api::QueryAnswer;
 
-use crate::{
-    auth::Tokens,
-    clock::Clock,
-    crypto::Sealer,
-    events::{log::Draft, Appended, Event, EventLog},
-    projector::ProjectionWatch,
-    wechat::MiniProgram,
-};
+use crate::{auth::Tokens, commands::Ctx};
 
-/// What every handler shares.
+/// What every handler shares: the commands' context and the HTTP-only parts.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
-/// The parts of [`AppState`].
+/// The parts of [`AppState`]; derefs to the commands' [`Ctx`].
 pub struct Shared {
-    /// The event log.
-    pub log: EventLog,
-    /// The projections' database.
-    pub pool: Pool,
-    /// WeChat's mini program API.
-    pub wechat: MiniProgram,
+    /// What the commands work with (log, pool, WeChat, clock...).
+    pub commands: Ctx,
     /// Bearer tokens.
     pub tokens: Tokens,
-    /// Seals session keys at rest.
-    pub sealer: Sealer,
-    /// Seals personal data under each user's data key; blind indexes.
-    pub vault: crate::privacy::Vault,
-    /// Read-your-writes.
-    pub projection: ProjectionWatch,
-    /// Now.
-    pub clock: Clock,
-    /// How long a handler waits for its event to be applied.
-    pub read_your_writes: Duration,
     /// Set once migrations ran.
     pub migrated: bool,
-    /// WeChat Pay.
-    pub pay: crate::wechat::PayClient,
-    /// WeChat Pay API v2 (legacy merchants), when its key is configured.
-    pub pay_v2: Option<crate::wechat::pay::v2::V2Client>,
-    /// Which API new prepays, queries and closes use (`pay.api`).
-    pub pay_api: crate::settings::PayApi,
-    /// Counters and histograms for `/metrics`.
-    pub metrics: crate::metrics::Metrics,
-    /// Largest order or recharge, in fen.
-    pub max_amount_fen: i64,
-    /// How long an order stays payable.
-    pub order_ttl: chrono::Duration,
     /// Largest notify body.
     pub max_notify_bytes: usize,
     /// The admin endpoints' bearer credential.
@@ -95,43 +60,19 @@ impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
     }
-
-    /// Appends `event` durably, stamped with the clock's time.
-    pub async fn record(
-        &self,
-        event: &Event,
-        correlation_id: &str,
-        msg_id: &str,
-    ) -> Result<Appended, ApiError> {
-        let started = std::time::Instant::now();
-        let appended = self
-            .log
-            .append(Draft {
-                event,
-                correlation_id,
-                msg_id,
-                occurred_at: (self.clock)(),
-            })
-            .await?;
-        tracing::info!(
-            seq = appended.seq,
-            kind = event.kind(),
-            duplicate = appended.duplicate,
-            "event appended"
-        );
-        self.metrics.appended(
-            event.kind(),
-            appended.duplicate,
-            started.elapsed().as_secs_f64(),
-        );
-        Ok(appended)
-    }
 }
 
 impl std::ops::Deref for AppState {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.commands
     }
 }
 

@@ -35,7 +35,15 @@ pub async fn measure(State(app): State<AppState>, req: Request, next: Next) -> R
 /// timeout, at most once a second whoever asks), then renders every family as OpenMetrics
 /// text.
 pub async fn metrics(State(app): State<AppState>) -> Response {
-    crate::metrics::scrape::refresh_shared(&app).await;
+    crate::metrics::scrape::refresh_shared(&crate::metrics::scrape::Sources {
+        metrics: &app.metrics,
+        log: &app.log,
+        pool: &app.pool,
+        keys: app.pay.keys(),
+        projection: &app.projection,
+        clock: &app.clock,
+    })
+    .await;
     let mut response = app.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

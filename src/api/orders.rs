@@ -9,18 +9,20 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use uuid::Uuid;
-
 use super::{
     limited::{self, Limited},
     ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId,
 };
 use crate::{
-    db::{orders, users},
-    domain::{Description, Fen, OutTradeNo},
-    events::{BalancePayRequested, Event, OrderKind, OrderPlaced, PrepayIssued},
-    fold::{wallet_account, LedgerEntry, Order, OrderState, PaidWith},
-    wechat::pay::{PayParams, Prepay},
+    commands::{
+        self,
+        orders::{self, NewOrder},
+    },
+    db,
+    domain::{Description, Fen},
+    events::OrderKind,
+    fold::{wallet_account, LedgerEntry, Order, PaidWith},
+    wechat::pay::PayParams,
 };
 
 /// An order as its owner sees it.
@@ -97,17 +99,24 @@ pub async fn place_order(
         .map_err(|p| ApiError::invalid_field("amount", &p))?;
     let description = Description::parse(&body.description)
         .map_err(|p| ApiError::invalid_field("description", p))?;
-    let (status, order) = place(
-        &app,
+    let new = NewOrder {
         user_id,
-        &request_id,
-        key.as_deref(),
-        OrderKind::Order,
+        key: key.as_deref(),
+        kind: OrderKind::Order,
         amount,
         description,
-    )
-    .await?;
-    Ok((status, Json(order.into())))
+    };
+    let placed = orders::place(&app, new, &request_id).await?;
+    Ok((created(placed.created), Json(placed.order.into())))
+}
+
+/// 201 for what was created now, 200 for what a retry found.
+fn created(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
 }
 
 /// Places a recharge and returns its payment params.
@@ -121,101 +130,15 @@ pub async fn place_recharge(
 ) -> Result<(StatusCode, Json<RechargeView>), ApiError> {
     let amount = Fen::parse(&body.amount, app.max_amount_fen)
         .map_err(|p| ApiError::invalid_field("amount", &p))?;
-    let description = Description::parse("钱包充值 wallet recharge").expect("a valid constant");
-    let (status, order) = place(
-        &app,
-        user_id,
-        &request_id,
-        key.as_deref(),
-        OrderKind::Recharge,
-        amount,
-        description,
-    )
-    .await?;
-    let payment = prepay(&app, &request_id, &order).await?;
-    // Read back so the answer shows the order with its prepay.
-    let order = orders::get(&**app.pool.get().await?, &order.out_trade_no)
-        .await?
-        .unwrap_or(order);
+    let (placed, payment) =
+        orders::place_recharge(&app, user_id, key.as_deref(), amount, &request_id).await?;
     Ok((
-        status,
+        created(placed.created),
         Json(RechargeView {
-            order: order.into(),
+            order: placed.order.into(),
             payment,
         }),
     ))
-}
-
-async fn place(
-    app: &AppState,
-    user_id: Uuid,
-    request_id: &str,
-    key: Option<&str>,
-    kind: OrderKind,
-    amount: Fen,
-    description: Description,
-) -> Result<(StatusCode, Order), ApiError> {
-    let out_trade_no = OutTradeNo::issue(user_id, kind.as_str(), key);
-    let client = app.pool.get().await?;
-    if let Some(existing) = orders::get(&**client, out_trade_no.as_str()).await? {
-        return if existing.amount == amount.get() {
-            Ok((StatusCode::OK, existing))
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request",
-            ))
-        };
-    }
-    let user = users::get(&**client, user_id)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown_user", "log in again"))?;
-    drop(client);
-    let now = (app.clock)();
-    let event = Event::OrderPlaced(OrderPlaced {
-        out_trade_no: out_trade_no.as_str().to_owned(),
-        user_id,
-        openid: user.openid,
-        kind,
-        amount: amount.get(),
-        currency: "CNY".into(),
-        description: description.into_inner(),
-        appid: app.pay.appid().to_owned(),
-        mchid: app.pay.mchid().to_owned(),
-        expires_at: now + app.order_ttl,
-    });
-    let appended = app.record(&event, request_id, &event.msg_id(None)).await?;
-    app.projection
-        .wait_for(appended.seq, app.read_your_writes)
-        .await?;
-    let order = orders::get(&**app.pool.get().await?, out_trade_no.as_str())
-        .await?
-        .ok_or_else(|| ApiError::internal("a placed order is missing after its event applied"))?;
-    if order.user_id != user_id || order.amount != amount.get() {
-        // Another request took this number first (same key, other body).
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request",
-        ));
-    }
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, order))
-}
-
-/// The caller's order, or 404 (also for another user's order: no probing).
-async fn own_order(app: &AppState, user_id: Uuid, no: &str) -> Result<Order, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "order_not_found", "no such order");
-    let no = OutTradeNo::parse(no).map_err(|_| not_found())?;
-    orders::get(&**app.pool.get().await?, no.as_str())
-        .await?
-        .filter(|o| o.user_id == user_id)
-        .ok_or_else(not_found)
 }
 
 /// `GET /v1/orders/{out_trade_no}`.
@@ -224,7 +147,7 @@ pub async fn get_order(
     AuthUser(user_id): AuthUser,
     Path(no): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    Ok(Json(own_order(&app, user_id, &no).await?.into()))
+    Ok(Json(orders::own_order(&app, user_id, &no).await?.into()))
 }
 
 /// `GET /v1/me/orders` answer.
@@ -238,7 +161,7 @@ pub async fn my_orders(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
 ) -> Result<Json<OrderList>, ApiError> {
-    let list = orders::for_user(&**app.pool.get().await?, user_id, 100).await?;
+    let list = db::orders::for_user(&**app.pool.get().await?, user_id, 100).await?;
     Ok(Json(OrderList {
         orders: list.into_iter().map(Into::into).collect(),
     }))
@@ -252,61 +175,8 @@ pub async fn wechat_pay(
     RequestId(request_id): RequestId,
     Path(no): Path<String>,
 ) -> Result<Json<PayParams>, ApiError> {
-    let order = own_order(&app, user_id, &no).await?;
-    Ok(Json(prepay(&app, &request_id, &order).await?))
-}
-
-/// Gets WeChat's prepay id for a payable order, records it, and signs the params.
-async fn prepay(app: &AppState, request_id: &str, order: &Order) -> Result<PayParams, ApiError> {
-    payable(app, order)?;
-    let prepay_id = app
-        .jsapi_prepay(&Prepay {
-            out_trade_no: &order.out_trade_no,
-            description: &order.description,
-            amount: order.amount,
-            openid: &order.openid,
-            time_expire: order.expires_at,
-        })
-        .await?;
-    if order.prepay_id.as_deref() != Some(prepay_id.as_str()) {
-        let event = Event::PrepayIssued(PrepayIssued {
-            out_trade_no: order.out_trade_no.clone(),
-            prepay_id: prepay_id.clone(),
-        });
-        let appended = app.record(&event, request_id, &event.msg_id(None)).await?;
-        // The params do not depend on the fold; waiting keeps a following GET consistent.
-        let _ = app
-            .projection
-            .wait_for(appended.seq, app.read_your_writes)
-            .await;
-    }
-    Ok(app.pay_params(&prepay_id))
-}
-
-/// An order can still be paid: not paid, not closed, not expired.
-fn payable(app: &AppState, order: &Order) -> Result<(), ApiError> {
-    if order.state.is_paid() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_paid",
-            "the order is already paid",
-        ));
-    }
-    if order.state == OrderState::Closed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_closed",
-            "the order is closed",
-        ));
-    }
-    if order.expires_at <= (app.clock)() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_expired",
-            "the order expired; place a new one",
-        ));
-    }
-    Ok(())
+    let order = orders::own_order(&app, user_id, &no).await?;
+    Ok(Json(orders::wechat_pay(&app, &order, &request_id).await?))
 }
 
 /// `POST /v1/orders/{out_trade_no}/balance-pay`: pays the order from the caller's wallet.
@@ -320,94 +190,9 @@ pub async fn balance_pay(
     RequestId(request_id): RequestId,
     Path(no): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = own_order(&app, user_id, &no).await?;
-    if order.state.is_paid() && order.paid_with == Some(PaidWith::Wallet) {
-        return Ok(Json(order.into()));
-    }
-    if order.kind != OrderKind::Order {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_payable_from_wallet",
-            "a recharge cannot be paid from the wallet",
-        ));
-    }
-    payable(&app, &order)?;
-    let client = app.pool.get().await?;
-    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
-    drop(client);
-    if balance < order.amount {
-        return Err(insufficient(balance, order.amount));
-    }
-    let event = Event::BalancePayRequested(BalancePayRequested {
-        out_trade_no: order.out_trade_no.clone(),
-        user_id,
-        amount: order.amount,
-    });
-    // One request per HTTP request: a retry is a new decision, which finds the order paid.
-    let msg_id = event.msg_id(Some(&request_id));
-    let appended = app.record(&event, &request_id, &msg_id).await?;
-    app.projection
-        .wait_for(appended.seq, app.read_your_writes)
-        .await?;
-    let client = app.pool.get().await?;
-    let after = orders::get(&**client, &order.out_trade_no)
-        .await?
-        .ok_or_else(|| ApiError::internal("an order disappeared"))?;
-    if after.state.is_paid() && after.paid_with == Some(PaidWith::Wallet) {
-        drop(client);
-        if after.prepay_id.is_some() {
-            close_prepay(&app, &after.out_trade_no, &request_id).await;
-        }
-        return Ok(Json(after.into()));
-    }
-    if after.state.is_paid() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_paid",
-            "the order was paid through WeChat Pay meanwhile",
-        ));
-    }
-    if after.state == OrderState::Closed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_closed",
-            "the order is closed",
-        ));
-    }
-    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
-    Err(insufficient(balance, order.amount))
-}
-
-/// After a wallet payment, closes the order's WeChat prepay so that it cannot be paid a
-/// second time. If WeChat says it was paid already, its signed answer is recorded: the
-/// fold books that money as a double payment, for a human to refund.
-async fn close_prepay(app: &AppState, out_trade_no: &str, request_id: &str) {
-    match app.close_order(out_trade_no).await {
-        Ok(()) => {}
-        Err(e) if e.code() == Some("ORDERPAID") => {
-            let recorded = crate::reconcile::query_payment(
-                app,
-                out_trade_no,
-                crate::events::QueryReason::Sync,
-                request_id,
-            )
-            .await;
-            if let Err(e) = recorded {
-                tracing::warn!(out_trade_no, error = %e.code(), "paid twice; the sweep will record it");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(out_trade_no, error = %e, "could not close the prepay of a wallet-paid order")
-        }
-    }
-}
-
-fn insufficient(balance: i64, needed: i64) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "insufficient_balance",
-        format!("the wallet holds {balance} fen; the order needs {needed}"),
-    )
+    let order = orders::own_order(&app, user_id, &no).await?;
+    let paid = commands::wallet_pay(&app, user_id, order, &request_id).await?;
+    Ok(Json(paid.into()))
 }
 
 /// One posting of the wallet, as its owner sees it.
@@ -451,8 +236,8 @@ pub async fn my_ledger(
 ) -> Result<Json<LedgerView>, ApiError> {
     let client = app.pool.get().await?;
     let account = wallet_account(user_id);
-    let balance = orders::balance(&**client, &account).await?;
-    let entries = orders::ledger_for_account(&**client, &account, 100).await?;
+    let balance = db::orders::balance(&**client, &account).await?;
+    let entries = db::orders::ledger_for_account(&**client, &account, 100).await?;
     Ok(Json(LedgerView {
         balance,
         currency: "CNY",

@@ -66,20 +66,6 @@ pub fn user_erased() -> ApiError {
     )
 }
 
-/// Whether the user was erased, by the projection or by their destroyed key (which
-/// comes first: `user.erased` is appended only after the key is gone).
-pub async fn is_erased(
-    app: &AppState,
-    client: &impl GenericClient,
-    user: &User,
-) -> Result<bool, ApiError> {
-    Ok(user.erased_at.is_some()
-        || matches!(
-            keys::load(client, &app.vault, user.user_id).await?,
-            UserKey::Erased
-        ))
-}
-
 /// Renders `user`, opening what is sealed with their data key.
 pub async fn user_view(
     app: &AppState,

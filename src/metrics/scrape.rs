@@ -9,7 +9,26 @@
 use chrono::{DateTime, Utc};
 
 use super::{clamp, labels, Metrics};
-use crate::{api::AppState, fold::SUSPENSE};
+use crate::{
+    clock::Clock, events::EventLog, fold::SUSPENSE, projector::ProjectionWatch,
+    wechat::pay::keys::KeyStore,
+};
+
+/// What a scrape reads: the metrics it sets and the servers and state it asks.
+pub struct Sources<'a> {
+    /// The metrics to refresh.
+    pub metrics: &'a Metrics,
+    /// The event log (NATS up, the stream's end).
+    pub log: &'a EventLog,
+    /// The projections' database (pool gauges, outbox, suspense, failures).
+    pub pool: &'a deadpool_postgres::Pool,
+    /// WeChat Pay's platform certificates (their expiry).
+    pub keys: &'a KeyStore,
+    /// The projector's checkpoint.
+    pub projection: &'a ProjectionWatch,
+    /// Now.
+    pub clock: &'a Clock,
+}
 
 /// What one Postgres round of the scrape read.
 struct DbFacts {
@@ -25,34 +44,34 @@ pub const REFRESH_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 /// [`refresh`], unless another scrape refreshed less than [`REFRESH_GAP`] ago: concurrent
 /// scrapes wait for the one refreshing and use its values, so however many clients ask,
 /// Postgres answers at most one scrape query a second.
-pub async fn refresh_shared(app: &AppState) {
-    let mut refreshed = app.metrics.refresh_gate().lock().await;
+pub async fn refresh_shared(sources: &Sources<'_>) {
+    let mut refreshed = sources.metrics.refresh_gate().lock().await;
     if refreshed.is_some_and(|at| at.elapsed() < REFRESH_GAP) {
         return;
     }
-    refresh(app).await;
+    refresh(sources).await;
     *refreshed = Some(std::time::Instant::now());
 }
 
-/// Refreshes the gauges of `app.metrics`, waiting at most the scrape timeout for each
-/// server.
-pub async fn refresh(app: &AppState) {
-    let m: &Metrics = &app.metrics;
+/// Refreshes the gauges of `sources.metrics`, waiting at most the scrape timeout for
+/// each server.
+pub async fn refresh(sources: &Sources<'_>) {
+    let m: &Metrics = sources.metrics;
     let timeout = m.scrape_timeout();
     let g = m.gauges();
-    let now = (app.clock)();
+    let now = (sources.clock)();
     let unix = |t: DateTime<Utc>| t.timestamp_micros() as f64 / 1e6;
 
-    g.nats_up.set(i64::from(app.log.is_connected()));
-    let pool = app.pool.status();
+    g.nats_up.set(i64::from(sources.log.is_connected()));
+    let pool = sources.pool.status();
     g.pool_max.set(clamp(pool.max_size as u64));
     g.pool_size.set(clamp(pool.size as u64));
     g.pool_available.set(clamp(pool.available as u64));
     g.pool_waiting.set(clamp(pool.waiting as u64));
 
     let (head, db) = tokio::join!(
-        tokio::time::timeout(timeout, app.log.last_seq()),
-        tokio::time::timeout(timeout, read_db(&app.pool)),
+        tokio::time::timeout(timeout, sources.log.last_seq()),
+        tokio::time::timeout(timeout, read_db(sources.pool)),
     );
     if let Ok(Ok(head)) = head {
         m.stream_head_read(head, unix(now));
@@ -80,7 +99,7 @@ pub async fn refresh(app: &AppState) {
 
     // Rebuilt each time: an evicted certificate leaves no series behind.
     g.certificate_expiry.clear();
-    for certificate in app.pay.keys().certificates() {
+    for certificate in sources.keys.certificates() {
         g.certificate_expiry
             .get_or_create(&labels::Serial {
                 serial: certificate.serial,
@@ -88,7 +107,7 @@ pub async fn refresh(app: &AppState) {
             .set((certificate.not_after - now).num_seconds());
     }
 
-    let applied = app.projection.applied();
+    let applied = sources.projection.applied();
     g.checkpoint.set(clamp(applied));
     if let Some((head, read_at)) = m.stream_head() {
         let lag = head.saturating_sub(applied);

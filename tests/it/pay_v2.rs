@@ -664,9 +664,8 @@ fn the_schema_examples_are_valid_events_whose_signs_check() {
     }
 }
 
-/// Needs the three call sites switched to the `AppState` pay calls of
-/// `src/api/pay_api.rs` (orders.rs `prepay`, admin.rs `sync_order`, expiry.rs `expire`);
-/// ignored until then.
+/// The three call sites go through the pay calls of `src/commands/pay_api.rs`
+/// (`commands::orders::wechat_pay`, `commands::refunds::sync_order`, `jobs::expiry`).
 #[tokio::test]
 async fn under_pay_api_v2_the_order_api_prepays_syncs_and_expires_with_api_v2() {
     let env = TestEnv::start_with(|s| {

@@ -1,9 +1,9 @@
 //! The merchant's WeChat Pay API (`pay.api`: v3, or v2 for legacy merchants) behind one set
-//! of calls, so the handlers and the sweeps prepay, sign `wx.requestPayment`, query, close
+//! of calls, so the commands and the sweeps prepay, sign `wx.requestPayment`, query, close
 //! and refund the same way under either. Errors are the v3 client's [`PayError`], with API v2's
 //! codes renamed to v3's (see `From<V2Error> for PayError`).
 
-use super::AppState;
+use super::Ctx;
 use crate::{
     events::{
         Event, Evidence, LegacyEvidence, LegacyPaymentQueried, PaymentQueried, QueryReason, Refund,
@@ -49,7 +49,7 @@ impl QueryAnswer {
     }
 }
 
-impl AppState {
+impl Ctx {
     /// The v2 client when `pay.api = "v2"` (validation guarantees it is configured then).
     fn v2_for_prepays(&self) -> Option<&V2Client> {
         (self.pay_api == PayApi::V2)
@@ -103,7 +103,7 @@ impl AppState {
     }
 }
 
-impl AppState {
+impl Ctx {
     /// Asks WeChat to refund: `POST /v3/refund/domestic/refunds` or `/secapi/pay/refund`.
     pub async fn request_refund(
         &self,

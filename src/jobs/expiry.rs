@@ -8,45 +8,48 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::Sweep;
 use crate::{
-    api::AppState,
+    commands::{settle, Ctx},
     db::orders,
     events::{CloseReason, Event, OrderClosed, QueryReason},
     fold::Order,
 };
 
 /// Runs the sweep every `every` until `stop`.
-pub async fn run(app: AppState, every: Duration, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let result = sweep(&app).await;
-        app.metrics
-            .sweep_run("expiry", result.as_ref().ok().copied());
-        match result {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(orders = n, "expired orders handled"),
-            Err(e) => tracing::warn!(error = %e, "expiry sweep failed; trying again next round"),
-        }
+pub async fn run(ctx: Ctx, every: Duration, stop: CancellationToken) {
+    super::run(ctx, every, Expiry, stop).await
+}
+
+/// The expiry sweep (it keeps no state between passes).
+pub struct Expiry;
+
+impl Sweep for Expiry {
+    const NAME: &'static str = "expiry";
+
+    async fn pass(&mut self, ctx: &Ctx) -> Result<usize, String> {
+        sweep(ctx).await
+    }
+
+    fn handled(n: usize) {
+        tracing::info!(orders = n, "expired orders handled");
     }
 }
 
 /// One pass over the orders due; returns how many were handled.
-pub async fn sweep(app: &AppState) -> Result<usize, String> {
+pub async fn sweep(ctx: &Ctx) -> Result<usize, String> {
     let due = {
-        let client = app.pool.get().await.map_err(|e| e.to_string())?;
-        orders::due_for_expiry(&**client, (app.clock)(), 100)
+        let client = ctx.pool.get().await.map_err(|e| e.to_string())?;
+        orders::due_for_expiry(&**client, ctx.now(), 100)
             .await
             .map_err(|e| e.to_string())?
     };
     let mut handled = 0;
     for order in due {
-        match expire(app, &order).await {
+        match expire(ctx, &order).await {
             Ok(()) => handled += 1,
             Err(e) => {
-                app.metrics.sweep_item_failed("expiry");
+                ctx.metrics.sweep_item_failed(Expiry::NAME);
                 tracing::warn!(out_trade_no = %order.out_trade_no, error = %e, "could not expire order")
             }
         }
@@ -54,21 +57,16 @@ pub async fn sweep(app: &AppState) -> Result<usize, String> {
     Ok(handled)
 }
 
-async fn expire(app: &AppState, order: &Order) -> Result<(), String> {
+async fn expire(ctx: &Ctx, order: &Order) -> Result<(), String> {
     let correlation = format!("expiry:{}", order.out_trade_no);
     if order.prepay_id.is_some() {
-        match app.close_order(&order.out_trade_no).await {
+        match ctx.close_order(&order.out_trade_no).await {
             Ok(()) => {}
             Err(e) if e.code() == Some("ORDER_NOT_EXIST") => {}
             Err(e) if e.code() == Some("ORDERPAID") => {
-                crate::reconcile::query_payment(
-                    app,
-                    &order.out_trade_no,
-                    QueryReason::Expiry,
-                    &correlation,
-                )
-                .await
-                .map_err(|e| e.code().to_owned())?;
+                settle::query_payment(ctx, &order.out_trade_no, QueryReason::Expiry, &correlation)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 return Ok(());
             }
             Err(e) => return Err(e.to_string()),
@@ -78,8 +76,8 @@ async fn expire(app: &AppState, order: &Order) -> Result<(), String> {
         out_trade_no: order.out_trade_no.clone(),
         reason: CloseReason::Expired,
     });
-    app.record(&event, &correlation, &event.msg_id(None))
+    ctx.record(&event, &correlation, &event.msg_id(None))
         .await
-        .map_err(|e| e.code().to_owned())?;
+        .map_err(|e| e.to_string())?;
     Ok(())
 }

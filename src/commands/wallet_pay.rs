@@ -1,0 +1,85 @@
+//! Paying an order from the wallet. The fold decides, in stream order, so two payments
+//! racing for one balance cannot both succeed; the command waits for that decision.
+
+use uuid::Uuid;
+
+use super::{orders::payable, settle, CommandError, Ctx};
+use crate::{
+    db::orders,
+    events::{BalancePayRequested, Event, OrderKind, QueryReason},
+    fold::{wallet_account, Order, OrderState, PaidWith},
+};
+
+/// Pays `order` (the caller's) from `user_id`'s wallet: the paid order, or why not
+/// (`InsufficientBalance` when nothing moved). Paying again an order this wallet paid
+/// answers the order as it is.
+pub async fn wallet_pay(
+    ctx: &Ctx,
+    user_id: Uuid,
+    order: Order,
+    request_id: &str,
+) -> Result<Order, CommandError> {
+    if order.state.is_paid() && order.paid_with == Some(PaidWith::Wallet) {
+        return Ok(order);
+    }
+    if order.kind != OrderKind::Order {
+        return Err(CommandError::NotPayableFromWallet);
+    }
+    payable(ctx, &order)?;
+    let client = ctx.pool.get().await?;
+    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
+    drop(client);
+    if balance < order.amount {
+        return Err(insufficient(balance, order.amount));
+    }
+    let event = Event::BalancePayRequested(BalancePayRequested {
+        out_trade_no: order.out_trade_no.clone(),
+        user_id,
+        amount: order.amount,
+    });
+    // One request per HTTP request: a retry is a new decision, which finds the order paid.
+    let msg_id = event.msg_id(Some(request_id));
+    ctx.record_and_wait(&event, request_id, &msg_id).await?;
+    let client = ctx.pool.get().await?;
+    let after = orders::get(&**client, &order.out_trade_no)
+        .await?
+        .ok_or_else(|| CommandError::internal("an order disappeared"))?;
+    if after.state.is_paid() && after.paid_with == Some(PaidWith::Wallet) {
+        drop(client);
+        if after.prepay_id.is_some() {
+            close_prepay(ctx, &after.out_trade_no, request_id).await;
+        }
+        return Ok(after);
+    }
+    if after.state.is_paid() {
+        return Err(CommandError::OrderPaidMeanwhile);
+    }
+    if after.state == OrderState::Closed {
+        return Err(CommandError::OrderClosed);
+    }
+    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
+    Err(insufficient(balance, order.amount))
+}
+
+fn insufficient(balance: i64, needed: i64) -> CommandError {
+    CommandError::InsufficientBalance { balance, needed }
+}
+
+/// After a wallet payment, closes the order's WeChat prepay so that it cannot be paid a
+/// second time. If WeChat says it was paid already, its signed answer is recorded: the
+/// fold books that money as a double payment, for a human to refund.
+async fn close_prepay(ctx: &Ctx, out_trade_no: &str, request_id: &str) {
+    match ctx.close_order(out_trade_no).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some("ORDERPAID") => {
+            let recorded =
+                settle::query_payment(ctx, out_trade_no, QueryReason::Sync, request_id).await;
+            if let Err(e) = recorded {
+                tracing::warn!(out_trade_no, error = %e, "paid twice; the sweep will record it");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(out_trade_no, error = %e, "could not close the prepay of a wallet-paid order")
+        }
+    }
+}
