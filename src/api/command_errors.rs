@@ -20,10 +20,9 @@ impl From<CommandError> for ApiError {
                 "the order was paid through WeChat Pay meanwhile".into(),
             ),
             E::OrderClosed => conflict("order_closed", "the order is closed".into()),
-            E::OrderExpired => conflict(
-                "order_expired",
-                "the order expired; place a new one".into(),
-            ),
+            E::OrderExpired => {
+                conflict("order_expired", "the order expired; place a new one".into())
+            }
             E::NotPayableFromWallet => conflict(
                 "not_payable_from_wallet",
                 "a recharge cannot be paid from the wallet".into(),
@@ -121,10 +120,7 @@ fn refused(why: RefundRefusal) -> ApiError {
         ),
         RefundRefusal::Other(code) => conflict(
             "refund_refused",
-            format!(
-                "the refund was refused: {}",
-                code.as_deref().unwrap_or("-")
-            ),
+            format!("the refund was refused: {}", code.as_deref().unwrap_or("-")),
         ),
     }
 }

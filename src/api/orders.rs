@@ -1,14 +1,6 @@
 //! Orders and recharges: placing them, their WeChat Pay prepay (`wx.requestPayment`
 //! params), reading them back, and the wallet's ledger.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-    Json,
-};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use super::{
     limited::{self, Limited},
     ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId,
@@ -24,6 +16,14 @@ use crate::{
     fold::{wallet_account, LedgerEntry, Order, PaidWith},
     wechat::pay::PayParams,
 };
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    Json,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// An order as its owner sees it.
 #[derive(Serialize)]

@@ -119,10 +119,7 @@ impl Ctx {
 
     /// Waits until the projector has applied `seq`, at most `read_your_writes`.
     pub async fn wait_for(&self, seq: u64) -> Result<(), CommandError> {
-        Ok(self
-            .projection
-            .wait_for(seq, self.read_your_writes)
-            .await?)
+        Ok(self.projection.wait_for(seq, self.read_your_writes).await?)
     }
 
     /// Now, by the context's clock.

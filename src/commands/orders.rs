@@ -36,11 +36,7 @@ pub struct Placed {
 
 /// Places an order: appends `order.placed` (its number derived from the user, kind and
 /// key, so a retry places the same order), waits until it is applied, reads it back.
-pub async fn place(
-    ctx: &Ctx,
-    new: NewOrder<'_>,
-    request_id: &str,
-) -> Result<Placed, CommandError> {
+pub async fn place(ctx: &Ctx, new: NewOrder<'_>, request_id: &str) -> Result<Placed, CommandError> {
     let NewOrder {
         user_id,
         key,
@@ -81,7 +77,9 @@ pub async fn place(
         .await?;
     let order = orders::get(&**ctx.pool.get().await?, out_trade_no.as_str())
         .await?
-        .ok_or_else(|| CommandError::internal("a placed order is missing after its event applied"))?;
+        .ok_or_else(|| {
+            CommandError::internal("a placed order is missing after its event applied")
+        })?;
     if order.user_id != user_id || order.amount != amount.get() {
         // Another request took this number first (same key, other body).
         return Err(CommandError::IdempotencyKeyReused);

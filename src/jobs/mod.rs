@@ -30,7 +30,8 @@ pub async fn run<S: Sweep>(ctx: Ctx, every: Duration, mut sweep: S, stop: Cancel
             _ = tokio::time::sleep(every) => {}
         }
         let result = sweep.pass(&ctx).await;
-        ctx.metrics.sweep_run(S::NAME, result.as_ref().ok().copied());
+        ctx.metrics
+            .sweep_run(S::NAME, result.as_ref().ok().copied());
         match result {
             Ok(0) => {}
             Ok(n) => S::handled(n),
