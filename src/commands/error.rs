@@ -165,3 +165,27 @@ impl From<KeyError> for CommandError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RefundRefusal;
+
+    #[test]
+    fn the_folds_refund_refusal_codes_read_as_their_kinds() {
+        let read = RefundRefusal::from_code;
+        assert_eq!(read(Some("not_paid")), RefundRefusal::NotPaid);
+        assert_eq!(
+            read(Some("refund_exceeds_paid")),
+            RefundRefusal::ExceedsPaid
+        );
+        assert_eq!(
+            read(Some("insufficient_balance")),
+            RefundRefusal::InsufficientBalance
+        );
+        assert_eq!(
+            read(Some("ledger_overflow")),
+            RefundRefusal::Other(Some("ledger_overflow".into()))
+        );
+        assert_eq!(read(None), RefundRefusal::Other(None));
+    }
+}
