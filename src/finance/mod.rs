@@ -2,9 +2,9 @@
 //! its line-by-line reconciliation against the ledger (`wxledger reconcile`).
 
 pub mod bill;
-pub mod ledger;
+pub mod books;
 pub mod matcher;
 pub mod reconcile;
 pub mod yuan;
 
-pub use reconcile::{BillSource, ReconcileError, Report};
+pub use reconcile::{BillSource, ReconcileError, BillReport};

@@ -23,9 +23,10 @@ fn control_error(status: StatusCode, message: &str) -> ControlError {
     (status, Json(json!({ "error": message })))
 }
 
+/// How the simulated user's payment ends (the `outcome` field of `/sim/pay/pay`).
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
-enum Outcome {
+enum PayResult {
     #[default]
     Success,
     Payerror,
@@ -38,7 +39,7 @@ pub struct PayBody {
     #[serde(default)]
     amount: Option<i64>,
     #[serde(default)]
-    outcome: Outcome,
+    outcome: PayResult,
     #[serde(default)]
     openid: Option<String>,
 }
@@ -57,7 +58,7 @@ pub(super) async fn pay(
         world.faults = faults;
         return Err(control_error(StatusCode::NOT_FOUND, "no such out_trade_no"));
     };
-    if body.outcome == Outcome::Payerror {
+    if body.outcome == PayResult::Payerror {
         if matches!(order.state, TradeState::NotPay | TradeState::PayError) {
             order.state = TradeState::PayError;
         }
