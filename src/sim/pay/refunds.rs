@@ -131,9 +131,9 @@ struct RefundBodyAmount {
 }
 
 /// A refund API error, as `(status, code, message)`.
-type Refusal = (StatusCode, &'static str, String);
+type RefundApiError = (StatusCode, &'static str, String);
 
-fn invalid(message: impl Into<String>) -> Refusal {
+fn invalid(message: impl Into<String>) -> RefundApiError {
     (StatusCode::BAD_REQUEST, "INVALID_REQUEST", message.into())
 }
 
@@ -168,7 +168,7 @@ pub(super) async fn refund(
     }
 }
 
-fn open_refund(world: &mut super::PayWorld, body: RefundBody) -> Result<&SimRefund, Refusal> {
+fn open_refund(world: &mut super::PayWorld, body: RefundBody) -> Result<&SimRefund, RefundApiError> {
     if body.amount.currency != "CNY" {
         return Err((
             StatusCode::BAD_REQUEST,
