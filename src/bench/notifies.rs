@@ -19,7 +19,7 @@ use crate::{
     Settings,
 };
 
-struct Notify {
+struct SignedNotify {
     headers: Vec<(&'static str, String)>,
     body: String,
 }
@@ -107,7 +107,7 @@ async fn load(
     eprintln!("signing and encrypting {count} notifies ...");
     let signer = SigningKey::from_pkcs8_pem(devkeys::PUBLIC_KEY_MODE_KEY_PEM)?;
     let aead = ApiV3Key::new(devkeys::APIV3_KEY).context("the dev APIv3 key is 32 bytes")?;
-    let notifies: Vec<Notify> = orders
+    let notifies: Vec<SignedNotify> = orders
         .iter()
         .enumerate()
         .map(|(i, no)| {
@@ -132,7 +132,7 @@ async fn load(
             let timestamp = chrono::Utc::now().timestamp().to_string();
             let header_nonce = random(32);
             let signature = signer.sign(&response_message(&timestamp, &header_nonce, body.as_bytes()));
-            Notify {
+            SignedNotify {
                 headers: vec![
                     ("Wechatpay-Serial", devkeys::PUBLIC_KEY_ID.to_owned()),
                     ("Wechatpay-Signature", signature),

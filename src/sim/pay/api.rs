@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    orders::{JsapiBody, Order, TradeState},
+    orders::{JsapiBody, SimOrder, TradeState},
     random_alnum,
     sign::MerchantRequest,
     Pay,
@@ -60,7 +60,7 @@ pub(super) async fn jsapi(
         }
         Some(order) => order.prepay_id.clone(),
         None => {
-            let order = Order::new(out_trade_no.clone(), params);
+            let order = SimOrder::new(out_trade_no.clone(), params);
             let prepay_id = order.prepay_id.clone();
             world.orders.insert(out_trade_no, order);
             prepay_id

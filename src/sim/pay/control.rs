@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    notify::{self, Delivery, Notify, NotifyFaults},
-    orders::{Payment, TradeState},
+    notify::{self, Delivery, SimNotify, NotifyFaults},
+    orders::{SimPayment, TradeState},
     Pay, PayStats,
 };
 
@@ -65,7 +65,7 @@ pub(super) async fn pay(
         world.faults = faults;
         return Ok(Json(json!({"transaction_id": null, "notify_id": null})));
     }
-    let payment = Payment::new(
+    let payment = SimPayment::new(
         body.amount.unwrap_or(order.params.total),
         body.openid.unwrap_or_else(|| order.params.openid.clone()),
     );
@@ -74,7 +74,7 @@ pub(super) async fn pay(
     let transaction = order.transaction_json(&pay.config, &payment);
     let url = order.params.notify_url.clone();
     drop(world);
-    let notify = Notify::new(&pay, &transaction, url, faults.unwrap_or_default());
+    let notify = SimNotify::new(&pay, &transaction, url, faults.unwrap_or_default());
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({
@@ -133,7 +133,7 @@ pub(super) async fn send(
         };
         (url, world.faults.take().unwrap_or_default())
     };
-    let notify = Notify::v3(&pay, event_type, original_type, "", resource, url, faults);
+    let notify = SimNotify::v3(&pay, event_type, original_type, "", resource, url, faults);
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({ "notify_id": notify_id })))

@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use x509_cert::{der::Decode, Certificate};
 
-use self::{notify::NotifyFaults, orders::Order};
+use self::{notify::NotifyFaults, orders::SimOrder};
 use super::SimState;
 use crate::{
     devkeys::{self, PUBLIC_KEY_ID, PUBLIC_KEY_MODE_KEY_PEM},
@@ -136,14 +136,14 @@ pub(super) struct PayStats {
 
 #[derive(Default)]
 struct PayWorld {
-    orders: HashMap<String, Order>,
+    orders: HashMap<String, SimOrder>,
     refunds: HashMap<String, refunds::SimRefund>,
     /// `(code, message)` refusing the next refund request (one-shot).
     refund_reject: Option<(String, String)>,
     /// Faults for the next notify created (one-shot).
     faults: Option<NotifyFaults>,
     /// Notifies queued by the `hold` fault until `/sim/pay/release`.
-    held: Vec<Arc<notify::Notify>>,
+    held: Vec<Arc<notify::SimNotify>>,
     deliveries: Vec<notify::Delivery>,
     last_notify_url: Option<String>,
     stats: PayStats,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    notify::{self, Notify},
+    notify::{self, SimNotify},
     now_cst,
     orders::TradeState,
     sign::MerchantRequest,
@@ -313,7 +313,7 @@ pub(super) async fn settle(
         ));
     };
     drop(world);
-    let notify = Notify::v3(&pay, event_type, "refund", summary, &resource, url, faults);
+    let notify = SimNotify::v3(&pay, event_type, "refund", summary, &resource, url, faults);
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({ "notify_id": notify_id })))
