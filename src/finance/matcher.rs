@@ -147,7 +147,7 @@ pub struct Finding {
 
 /// The verdict on one bill: what [`match_bill`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
+pub struct BillVerdict {
     /// How many lines (or ledger entries, for `missing_in_bill`) fell in each class;
     /// every class is present.
     pub counts: BTreeMap<&'static str, usize>,
@@ -155,7 +155,7 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
 }
 
-impl Verdict {
+impl BillVerdict {
     /// True when some finding is a discrepancy.
     pub fn has_discrepancies(&self) -> bool {
         self.findings.iter().any(|f| f.class.is_discrepancy())
@@ -329,7 +329,7 @@ fn refund_line(line: &BillLine, ix: &Index<'_>) -> Option<Finding> {
 
 /// Matches every line of `bill` against `books`, and finds the booked entries of `day`
 /// that the bill lacks.
-pub fn match_bill(bill: &TradeBill, books: &OurBooks, day: NaiveDate) -> Verdict {
+pub fn match_bill(bill: &TradeBill, books: &OurBooks, day: NaiveDate) -> BillVerdict {
     let ix = Index {
         payments: books
             .payments
@@ -426,7 +426,7 @@ pub fn match_bill(bill: &TradeBill, books: &OurBooks, day: NaiveDate) -> Verdict
             note: "a refund of the day the bill does not list".into(),
         });
     }
-    Verdict { counts, findings }
+    BillVerdict { counts, findings }
 }
 
 #[cfg(test)]

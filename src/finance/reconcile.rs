@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::{
     bill::{self, BillError, TradeBill},
     books,
-    matcher::{self, Class, Finding, Verdict},
+    matcher::{self, Class, Finding, BillVerdict},
     yuan::{format_fen, format_scaled},
 };
 use crate::{
@@ -118,7 +118,7 @@ pub struct BillReport {
     /// The projection's checkpoint: the ledger as of this event sequence.
     pub checkpoint: i64,
     /// The verdict.
-    pub verdict: Verdict,
+    pub verdict: BillVerdict,
 }
 
 /// WeChat's error code for a day without a bill (no trades that day).

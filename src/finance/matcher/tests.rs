@@ -92,7 +92,7 @@ fn order(no: &str, amount: i64, state: &str) -> BookedOrder {
 
 const NOON: &str = "2024-05-01T12:00:01+08:00";
 
-fn classes(verdict: &Verdict) -> Vec<(Class, Option<&str>)> {
+fn classes(verdict: &BillVerdict) -> Vec<(Class, Option<&str>)> {
     verdict
         .findings
         .iter()
