@@ -4,7 +4,7 @@
 
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -25,6 +25,7 @@ use crate::{
     events::{Evidence, Refund, Transaction},
     metrics::{labels, Metrics},
     settings::PaySettings,
+    wechat::call,
 };
 
 mod certificates;
