@@ -169,7 +169,11 @@ fn doubt(e: Doubt) -> NotifyRefusal {
     }
 }
 
-async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, NotifyRefusal> {
+async fn accept(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<&'static str, NotifyRefusal> {
     let raw = read_body(app, body).await?;
     let evidence = evidence_from_headers(headers, &raw).ok_or_else(|| {
         NotifyRefusal::new(

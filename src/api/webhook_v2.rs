@@ -161,7 +161,9 @@ fn refund_claim(
     limit: usize,
 ) -> Result<RefundNotifyClaim, NotifyRefusal> {
     let (decrypted, inner) = notify::open_refund(v2, fields, limit).map_err(|e| match e {
-        notify::Doubt::ReqInfo(e) => NotifyRefusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        notify::Doubt::ReqInfo(e) => {
+            NotifyRefusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        }
         // Not ours (the caller saw a req_info).
         _ => NotifyRefusal::new(
             StatusCode::BAD_REQUEST,

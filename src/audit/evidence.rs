@@ -169,8 +169,9 @@ impl Verifier {
         let fields = xml::parse(evidence.body.as_bytes(), MAX_XML_BYTES)
             .map_err(|e| EvidenceProblem::Signature(format!("the XML does not read: {e}")))?;
         let named = evidence.sign_type.as_deref().unwrap_or("MD5");
-        let sign_type = SignType::parse(named)
-            .ok_or_else(|| EvidenceProblem::Signature(format!("sign type {named} is not WeChat's")))?;
+        let sign_type = SignType::parse(named).ok_or_else(|| {
+            EvidenceProblem::Signature(format!("sign type {named} is not WeChat's"))
+        })?;
         v2_notify::signed(v2, &fields, sign_type).map_err(|e| match e {
             V2Doubt::BadSign(e) => EvidenceProblem::Signature(format!("{e} ({named})")),
             e => v2_doubt(e),
@@ -180,7 +181,11 @@ impl Verifier {
 
     /// An API v2 refund notify: our merchant's, its `req_info` decrypting under our key to
     /// the plaintext recorded, which says what the event says.
-    fn v2_refund_notify(&self, evidence: &LegacyEvidence, refund: &Refund) -> Result<(), EvidenceProblem> {
+    fn v2_refund_notify(
+        &self,
+        evidence: &LegacyEvidence,
+        refund: &Refund,
+    ) -> Result<(), EvidenceProblem> {
         let v2 = self.v2_key()?;
         let fields = xml::parse(evidence.body.as_bytes(), MAX_XML_BYTES)
             .map_err(|e| EvidenceProblem::Signature(format!("the XML does not read: {e}")))?;
@@ -213,7 +218,9 @@ fn doubt(e: Doubt, evidence: &Evidence) -> EvidenceProblem {
             EvidenceProblem::Signature(format!("signature type {kind} is not WeChat's"))
         }
         Doubt::NoKey(e) => EvidenceProblem::Signature(format!("WeChat Pay key: {e}")),
-        Doubt::Body(e) => EvidenceProblem::Mismatch(format!("the signed body is not a notify: {e}")),
+        Doubt::Body(e) => {
+            EvidenceProblem::Mismatch(format!("the signed body is not a notify: {e}"))
+        }
         Doubt::Algorithm(algorithm) => {
             EvidenceProblem::Signature(format!("resource algorithm {algorithm} is not WeChat's"))
         }
@@ -238,8 +245,8 @@ fn same<T: PartialEq + serde::Serialize, E: std::fmt::Display>(
     recorded: &T,
     what: &str,
 ) -> Result<(), EvidenceProblem> {
-    let got =
-        got.map_err(|e| EvidenceProblem::Mismatch(format!("the signed {what} does not read: {e}")))?;
+    let got = got
+        .map_err(|e| EvidenceProblem::Mismatch(format!("the signed {what} does not read: {e}")))?;
     if &got == recorded {
         return Ok(());
     }

@@ -32,7 +32,7 @@ use crate::{
     settings::{DatabaseSettings, Settings},
 };
 
-pub use report::{DayTotals, AuditReport};
+pub use report::{AuditReport, DayTotals};
 
 /// What to audit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

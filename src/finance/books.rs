@@ -7,7 +7,7 @@ use tokio_postgres::GenericClient;
 
 use super::{
     bill::TradeBill,
-    matcher::{day_window, OurBooks, BookedOrder, BookedPayment, BookedRefund},
+    matcher::{day_window, BookedOrder, BookedPayment, BookedRefund, OurBooks},
 };
 use crate::projector::PROJECTION;
 

@@ -7,4 +7,4 @@ pub mod matcher;
 pub mod reconcile;
 pub mod yuan;
 
-pub use reconcile::{BillSource, ReconcileError, BillReport};
+pub use reconcile::{BillReport, BillSource, ReconcileError};

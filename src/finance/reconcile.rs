@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::{
     bill::{self, BillError, TradeBill},
     books,
-    matcher::{self, Class, Finding, BillVerdict},
+    matcher::{self, BillVerdict, Class, Finding},
     yuan::{format_fen, format_scaled},
 };
 use crate::{

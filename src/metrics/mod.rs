@@ -243,7 +243,9 @@ impl Metrics {
         } else {
             &self.0.notifies
         };
-        family.get_or_create(&labels::OutcomeLabel { outcome }).inc();
+        family
+            .get_or_create(&labels::OutcomeLabel { outcome })
+            .inc();
     }
 
     /// One outcome of type `kind` published.

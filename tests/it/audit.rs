@@ -10,7 +10,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wxledger::{
-    audit::{self, Options, AuditReport},
+    audit::{self, AuditReport, Options},
     events::Envelope,
     replay::AsOf,
 };

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    notify::{self, Delivery, SimNotify, NotifyFaults},
+    notify::{self, Delivery, NotifyFaults, SimNotify},
     orders::{SimPayment, TradeState},
     Pay, PayStats,
 };

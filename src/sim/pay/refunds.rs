@@ -168,7 +168,10 @@ pub(super) async fn refund(
     }
 }
 
-fn open_refund(world: &mut super::PayWorld, body: RefundBody) -> Result<&SimRefund, RefundApiError> {
+fn open_refund(
+    world: &mut super::PayWorld,
+    body: RefundBody,
+) -> Result<&SimRefund, RefundApiError> {
     if body.amount.currency != "CNY" {
         return Err((
             StatusCode::BAD_REQUEST,
