@@ -110,28 +110,28 @@ pub(super) async fn order_states(client: &impl GenericClient, out: &mut Breaches
     let rows = stream(
         client,
         "WITH money AS (
-                 SELECT out_trade_no,
-                        max(seq) FILTER (WHERE kind IN ('sale', 'recharge')) AS credited_at,
-                        max(seq) FILTER (WHERE kind = 'wallet_payment') AS wallet_paid_at
-                 FROM ledger_entries WHERE kind IN ('sale', 'recharge', 'wallet_payment')
-                 GROUP BY out_trade_no),
-             refunds_of AS (
-                 SELECT out_trade_no,
-                        coalesce(sum(amount) FILTER (WHERE state = 'succeeded'), 0)::bigint
-                            AS succeeded,
-                        coalesce(sum(amount) FILTER (WHERE reserved_from IS NOT NULL
-                            AND state IN ('requested', 'processing', 'abnormal')), 0)::bigint
-                            AS in_flight
-                 FROM refunds WHERE requested GROUP BY out_trade_no)
-             SELECT o.out_trade_no, o.state, o.amount, o.paid_with, o.transaction_id,
-                    o.refunded, o.refunding, o.last_seq, p.out_trade_no, p.amount,
-                    m.credited_at, m.wallet_paid_at,
-                    coalesce(r.succeeded, 0), coalesce(r.in_flight, 0)
-             FROM orders o
-             LEFT JOIN payments p ON p.transaction_id = o.transaction_id
-             LEFT JOIN money m ON m.out_trade_no = o.out_trade_no
-             LEFT JOIN refunds_of r ON r.out_trade_no = o.out_trade_no
-             ORDER BY o.last_seq, o.out_trade_no",
+             SELECT out_trade_no,
+                    max(seq) FILTER (WHERE kind IN ('sale', 'recharge')) AS credited_at,
+                    max(seq) FILTER (WHERE kind = 'wallet_payment') AS wallet_paid_at
+             FROM ledger_entries WHERE kind IN ('sale', 'recharge', 'wallet_payment')
+             GROUP BY out_trade_no),
+         refunds_of AS (
+             SELECT out_trade_no,
+                    coalesce(sum(amount) FILTER (WHERE state = 'succeeded'), 0)::bigint
+                        AS succeeded,
+                    coalesce(sum(amount) FILTER (WHERE reserved_from IS NOT NULL
+                        AND state IN ('requested', 'processing', 'abnormal')), 0)::bigint
+                        AS in_flight
+             FROM refunds WHERE requested GROUP BY out_trade_no)
+         SELECT o.out_trade_no, o.state, o.amount, o.paid_with, o.transaction_id,
+                o.refunded, o.refunding, o.last_seq, p.out_trade_no, p.amount,
+                m.credited_at, m.wallet_paid_at,
+                coalesce(r.succeeded, 0), coalesce(r.in_flight, 0)
+         FROM orders o
+         LEFT JOIN payments p ON p.transaction_id = o.transaction_id
+         LEFT JOIN money m ON m.out_trade_no = o.out_trade_no
+         LEFT JOIN refunds_of r ON r.out_trade_no = o.out_trade_no
+         ORDER BY o.last_seq, o.out_trade_no",
     )
     .await?;
     pin_mut!(rows);

@@ -276,7 +276,7 @@ pub(super) async fn untraced_groups(
     let rows = stream(
         client,
         "SELECT group_id, seq, account, amount, kind, out_trade_no, transaction_id
-             FROM ledger_entries ORDER BY group_id, line",
+         FROM ledger_entries ORDER BY group_id, line",
     )
     .await?;
     pin_mut!(rows);
@@ -310,7 +310,7 @@ pub(super) async fn untraced_payments(
     let rows = stream(
         client,
         "SELECT transaction_id, out_trade_no, amount, seq, source FROM payments
-             ORDER BY seq, transaction_id",
+         ORDER BY seq, transaction_id",
     )
     .await?;
     pin_mut!(rows);
