@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{
     orders::{JsapiBody, SimOrder, TradeState},
-    random_alnum,
+    random_alphanumeric,
     sign::MerchantRequest,
     Pay,
 };
@@ -144,7 +144,7 @@ pub(super) async fn certificates(
         .published()
         .iter()
         .map(|p| {
-            let nonce = random_alnum(12);
+            let nonce = random_alphanumeric(12);
             let ciphertext =
                 pay.config
                     .apiv3

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{
-    now_cst, random_alnum,
+    now_cst, random_alphanumeric,
     sign::{signature_headers, signed_with},
     Pay, UNKNOWN_SERIAL,
 };
@@ -110,7 +110,7 @@ impl SimNotify {
         faults: NotifyFaults,
     ) -> Self {
         let plaintext = serde_json::to_vec(resource).expect("JSON values serialize");
-        let nonce = random_alnum(12);
+        let nonce = random_alphanumeric(12);
         let ciphertext = if faults.undecryptable {
             ApiV3Key::new("thisIsNotTheMerchantsApiV3Key!!!")
                 .expect("32 characters")
@@ -194,7 +194,7 @@ impl SimNotify {
                 header(&headers, "Wechatpay-Nonce"),
             );
             let signature = if attempt <= f.signtest {
-                format!("{SIGNTEST_PREFIX}{}", B64.encode(random_alnum(48)))
+                format!("{SIGNTEST_PREFIX}{}", B64.encode(random_alphanumeric(48)))
             } else {
                 // A genuine signature of other bytes: well-formed, but not over this body.
                 let mut message = response_message(&ts, &nonce, self.body.as_bytes());

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{now_cst, random_alnum, random_digits, PayConfig};
+use super::{now_cst, random_alphanumeric, random_digits, PayConfig};
 
 /// A JSAPI prepay request, as the merchant sends it.
 #[derive(Deserialize)]
@@ -157,7 +157,7 @@ impl SimOrder {
         let prepay_id = format!(
             "wx{}{}",
             chrono::Utc::now().format("%Y%m%d%H%M%S"),
-            random_alnum(20).to_ascii_lowercase()
+            random_alphanumeric(20).to_ascii_lowercase()
         );
         Self {
             out_trade_no,

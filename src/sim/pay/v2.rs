@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use super::{
     super::SimState,
     notify::{self, SimNotify},
-    random_alnum, Pay,
+    random_alphanumeric, Pay,
 };
 use crate::{
     settings::SimSettings,
@@ -191,7 +191,7 @@ impl Pay {
             ("return_msg", "OK"),
             ("appid", self.config.appid.as_str()),
             ("mch_id", self.config.mchid.as_str()),
-            ("nonce_str", &random_alnum(32)),
+            ("nonce_str", &random_alphanumeric(32)),
         ]
         .into_iter()
         .collect();
@@ -274,7 +274,7 @@ async fn unifiedorder(State(pay): State<Pay>, body: Bytes) -> Response {
             let prepay_id = format!(
                 "wx{}{}",
                 chrono::Utc::now().format("%Y%m%d%H%M%S"),
-                random_alnum(20).to_ascii_lowercase()
+                random_alphanumeric(20).to_ascii_lowercase()
             );
             world.orders.insert(
                 out_trade_no,

@@ -96,7 +96,7 @@ pub(super) async fn control_pay(
         ("return_msg", "OK"),
         ("appid", pay.config.appid.as_str()),
         ("mch_id", pay.config.mchid.as_str()),
-        ("nonce_str", &random_alnum(32)),
+        ("nonce_str", &random_alphanumeric(32)),
         ("result_code", "SUCCESS"),
         ("openid", &payment.openid),
         ("is_subscribe", "N"),
@@ -295,7 +295,7 @@ pub(super) async fn control_refund_notify(
         ("return_code", "SUCCESS"),
         ("appid", pay.config.appid.as_str()),
         ("mch_id", pay.config.mchid.as_str()),
-        ("nonce_str", &random_alnum(32)),
+        ("nonce_str", &random_alphanumeric(32)),
         ("req_info", &crypto::encrypt(inner.as_bytes(), &key)),
     ]);
     let (no, url) = (refund.out_trade_no.clone(), refund.notify_url.clone());

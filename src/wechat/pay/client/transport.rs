@@ -110,7 +110,7 @@ impl PayClient {
     /// The `Authorization` header of a request, signed now with a fresh nonce.
     pub(super) fn authorization(&self, method: &str, path_and_query: &str, body: &[u8]) -> String {
         let timestamp = self.now().timestamp();
-        let nonce_str = nonce(32);
+        let nonce_str = random_alphanumeric(32);
         let signature = self.0.merchant_key.sign(&request_message(
             method,
             path_and_query,

@@ -14,7 +14,6 @@ use std::{
 };
 
 use chrono::{DateTime, FixedOffset, Utc};
-use rand::{distributions::Alphanumeric, Rng};
 
 use self::answer::{read_answer, Answer};
 use super::{
@@ -24,6 +23,7 @@ use super::{
 };
 use crate::{
     clock::Clock,
+    crypto::random_alphanumeric,
     events::{LegacyEvidence, Refund, Transaction},
     metrics::{labels, Metrics},
     settings::PaySettings,
@@ -283,7 +283,7 @@ impl V2Client {
     /// writes them); `signType` is `MD5` or `HMAC-SHA256`.
     pub fn pay_params(&self, prepay_id: &str) -> PayParams {
         let time_stamp = (self.0.clock)().timestamp().to_string();
-        let nonce_str = nonce();
+        let nonce_str = random_alphanumeric(32);
         let package = format!("prepay_id={prepay_id}");
         let sign_type = self.0.sign_type.as_str();
         let pay_sign = sign::sign(
@@ -370,7 +370,7 @@ impl V2Client {
         let mut fields: Fields = [
             ("appid", self.0.appid.as_str()),
             ("mch_id", self.0.mchid.as_str()),
-            ("nonce_str", &nonce()),
+            ("nonce_str", &random_alphanumeric(32)),
             ("sign_type", self.0.sign_type.as_str()),
         ]
         .into_iter()
@@ -452,14 +452,6 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-fn nonce() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect()
 }
 
 #[cfg(test)]
