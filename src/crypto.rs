@@ -7,7 +7,17 @@ use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
 };
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use rand::RngCore;
+use rand::{distributions::Alphanumeric, Rng, RngCore};
+
+/// `len` random letters and digits (`[A-Za-z0-9]`): WeChat's nonces, and the ids and
+/// codes the simulator and the benchmarks make up.
+pub fn random_alphanumeric(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
 
 /// Decodes the base64 of a 32-byte key; `None` when it is not exactly that.
 pub fn decode_aes256_key(b64: &str) -> Option<[u8; 32]> {

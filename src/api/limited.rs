@@ -13,7 +13,7 @@ use axum::{
 };
 
 use super::{ApiError, AppState};
-use crate::limits::{Action, DeadlineBody, Expired, Limited as Refused, Principal};
+use crate::limits::{Action, DeadlineBody, Expired, Principal, RateLimited as Refused};
 
 /// An action with its own rate limits.
 pub trait LimitedAction {

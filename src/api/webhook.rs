@@ -23,14 +23,15 @@ use axum::{
     Json,
 };
 
-/// Why a notify was refused; `outcome` labels the metric and the log line.
-pub(super) struct Refusal {
+/// Our answer refusing a WeChat Pay notify (a non-2xx, so WeChat sends it again);
+/// `outcome` labels the metric and the log line.
+pub(super) struct NotifyRefusal {
     pub(super) status: StatusCode,
     pub(super) outcome: &'static str,
     pub(super) message: String,
 }
 
-impl Refusal {
+impl NotifyRefusal {
     pub(super) fn new(
         status: StatusCode,
         outcome: &'static str,
@@ -63,7 +64,7 @@ pub async fn wechatpay(
 }
 
 /// Counts a notify's outcome (API `v2`, else v3) and logs a refusal (both webhooks).
-pub(super) fn tally(app: &AppState, v2: bool, result: &Result<&'static str, Refusal>) {
+pub(super) fn tally(app: &AppState, v2: bool, result: &Result<&'static str, NotifyRefusal>) {
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(refusal) => refusal.outcome,
@@ -86,11 +87,11 @@ pub(super) fn tally(app: &AppState, v2: bool, result: &Result<&'static str, Refu
 }
 
 /// The body, at most `pay.max_notify_bytes` (413 beyond).
-pub(super) async fn read_body(app: &AppState, body: Body) -> Result<bytes::Bytes, Refusal> {
+pub(super) async fn read_body(app: &AppState, body: Body) -> Result<bytes::Bytes, NotifyRefusal> {
     axum::body::to_bytes(body, app.max_notify_bytes)
         .await
         .map_err(|_| {
-            Refusal::new(
+            NotifyRefusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!("body over {} bytes", app.max_notify_bytes),
@@ -105,12 +106,12 @@ pub(super) async fn record(
     event: &Event,
     correlation_id: &str,
     msg_id: &str,
-) -> Result<&'static str, Refusal> {
+) -> Result<&'static str, NotifyRefusal> {
     let appended = app
         .record(event, correlation_id, msg_id)
         .await
         .map_err(|_| {
-            Refusal::new(
+            NotifyRefusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "log_unavailable",
                 "the event log is unavailable; retry",
@@ -123,55 +124,59 @@ pub(super) async fn record(
     })
 }
 
-fn unbelieved(e: Unbelieved) -> Refusal {
+fn unbelieved(e: Unbelieved) -> NotifyRefusal {
     let (status, outcome) = match e {
         Unbelieved::Probe => (StatusCode::UNAUTHORIZED, "signtest"),
         Unbelieved::Timestamp => (StatusCode::BAD_REQUEST, "malformed"),
         Unbelieved::Stale(_) => (StatusCode::BAD_REQUEST, "stale_timestamp"),
         Unbelieved::Signature => (StatusCode::UNAUTHORIZED, "bad_signature"),
     };
-    Refusal::new(status, outcome, e.to_string())
+    NotifyRefusal::new(status, outcome, e.to_string())
 }
 
-fn no_key(e: NoKey) -> Refusal {
+fn no_key(e: NoKey) -> NotifyRefusal {
     let (status, outcome) = match e {
         NoKey::Unknown(_) => (StatusCode::UNAUTHORIZED, "unknown_serial"),
         NoKey::OutsideValidity { .. } => (StatusCode::UNAUTHORIZED, "certificate_not_valid"),
         // Not known to be bad: WeChat retries a 5xx, by when the download has finished.
         NoKey::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
     };
-    Refusal::new(status, outcome, e.to_string())
+    NotifyRefusal::new(status, outcome, e.to_string())
 }
 
-fn doubt(e: Doubt) -> Refusal {
+fn doubt(e: Doubt) -> NotifyRefusal {
     match e {
         Doubt::Unbelieved(e) => unbelieved(e),
-        Doubt::SignatureType(kind) => Refusal::new(
+        Doubt::SignatureType(kind) => NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "wrong_algorithm",
             format!("signature type {kind} is not supported"),
         ),
         Doubt::NoKey(e) => no_key(e),
-        Doubt::Body(e) => Refusal::new(
+        Doubt::Body(e) => NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "malformed",
             format!("notify body: {e}"),
         ),
-        Doubt::Algorithm(algorithm) => Refusal::new(
+        Doubt::Algorithm(algorithm) => NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "wrong_algorithm",
             format!("resource algorithm {algorithm} is not supported"),
         ),
         Doubt::Undecryptable(e) => {
-            Refusal::new(StatusCode::BAD_REQUEST, "undecryptable", e.to_string())
+            NotifyRefusal::new(StatusCode::BAD_REQUEST, "undecryptable", e.to_string())
         }
     }
 }
 
-async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'static str, Refusal> {
+async fn accept(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<&'static str, NotifyRefusal> {
     let raw = read_body(app, body).await?;
     let evidence = evidence_from_headers(headers, &raw).ok_or_else(|| {
-        Refusal::new(
+        NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "malformed",
             "missing Wechatpay-* headers or a body that is not UTF-8",
@@ -181,7 +186,7 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
         .await
         .map_err(doubt)?;
     let malformed = |what: &str, e: serde_json::Error| {
-        Refusal::new(StatusCode::BAD_REQUEST, "malformed", format!("{what}: {e}"))
+        NotifyRefusal::new(StatusCode::BAD_REQUEST, "malformed", format!("{what}: {e}"))
     };
     let event = match notify.event_type.as_str() {
         "TRANSACTION.SUCCESS" => {
@@ -205,7 +210,7 @@ async fn accept(app: &AppState, headers: &HeaderMap, body: Body) -> Result<&'sta
             })
         }
         other => {
-            return Err(Refusal::new(
+            return Err(NotifyRefusal::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_event",
                 format!("event type {other} is not handled"),

@@ -20,7 +20,7 @@ use axum::{
 
 use super::{
     limited::{self, Limited},
-    webhook::{read_body, record, tally, Refusal},
+    webhook::{read_body, record, tally, NotifyRefusal},
     AppState,
 };
 use crate::{
@@ -58,10 +58,10 @@ pub async fn wechatpay_v2(
     }
 }
 
-async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
+async fn accept(app: &AppState, body: Body) -> Result<&'static str, NotifyRefusal> {
     let raw = read_body(app, body).await?;
     let Some(v2) = &app.pay_v2 else {
-        return Err(Refusal::new(
+        return Err(NotifyRefusal::new(
             StatusCode::NOT_FOUND,
             "v2_disabled",
             "WeChat Pay API v2 is not configured",
@@ -73,12 +73,12 @@ async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
         } else {
             StatusCode::BAD_REQUEST
         };
-        Refusal::new(status, e.code(), e.to_string())
+        NotifyRefusal::new(status, e.code(), e.to_string())
     })?;
     // The parser accepted the bytes as UTF-8.
     let body = String::from_utf8_lossy(&raw).into_owned();
     if fields.get("return_code") != Some("SUCCESS") {
-        return Err(Refusal::new(
+        return Err(NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "not_success",
             "return_code is not SUCCESS",
@@ -96,9 +96,9 @@ async fn accept(app: &AppState, body: Body) -> Result<&'static str, Refusal> {
 type Accepted = (Event, String, String);
 
 /// A payment notify: signed with our key, `result_code` SUCCESS.
-fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted, Refusal> {
+fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted, NotifyRefusal> {
     notify::sign(fields).map_err(|_| {
-        Refusal::new(
+        NotifyRefusal::new(
             StatusCode::UNAUTHORIZED,
             "missing_sign",
             "notify without sign",
@@ -107,7 +107,7 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
     let sign_type = v2.sign_type().as_str();
     if let Some(named) = fields.non_empty("sign_type") {
         if named != sign_type {
-            return Err(Refusal::new(
+            return Err(NotifyRefusal::new(
                 StatusCode::BAD_REQUEST,
                 "wrong_sign_type",
                 format!("sign_type {named} is not the configured {sign_type}"),
@@ -115,14 +115,14 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
         }
     }
     notify::signed(v2, fields, v2.sign_type()).map_err(|_| {
-        Refusal::new(
+        NotifyRefusal::new(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
             "sign does not verify",
         )
     })?;
     if fields.get("result_code") != Some("SUCCESS") {
-        return Err(Refusal::new(
+        return Err(NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "not_success",
             format!(
@@ -132,9 +132,9 @@ fn payment(v2: &V2Client, fields: &xml::Fields, body: String) -> Result<Accepted
         ));
     }
     let transaction = map::notified_transaction(fields)
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
+        .map_err(|e| NotifyRefusal::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
     let Some(transaction_id) = transaction.transaction_id.clone() else {
-        return Err(Refusal::new(
+        return Err(NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "malformed",
             "no transaction_id",
@@ -159,20 +159,22 @@ fn refund_claim(
     fields: &xml::Fields,
     body: String,
     limit: usize,
-) -> Result<RefundNotifyClaim, Refusal> {
+) -> Result<RefundNotifyClaim, NotifyRefusal> {
     let (decrypted, inner) = notify::open_refund(v2, fields, limit).map_err(|e| match e {
-        notify::Doubt::ReqInfo(e) => Refusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        notify::Doubt::ReqInfo(e) => {
+            NotifyRefusal::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        }
         // Not ours (the caller saw a req_info).
-        _ => Refusal::new(
+        _ => NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "merchant_mismatch",
             "appid or mch_id is not ours",
         ),
     })?;
     let refund = map::notified_refund(&inner, v2.mchid())
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
+        .map_err(|e| NotifyRefusal::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
     if map::refund_event_type(&refund.status).is_none() {
-        return Err(Refusal::new(
+        return Err(NotifyRefusal::new(
             StatusCode::BAD_REQUEST,
             "unsupported_event",
             format!("refund status {} is not final", refund.status),
@@ -191,10 +193,10 @@ fn refund_claim(
 /// Asks WeChat about the refund a notify claims: its signed answer, with the claim, is
 /// the event. WeChat unreachable (or an answer that does not verify) is a 5xx, so WeChat
 /// sends the notify again; WeChat saying there is no such refund is a 4xx.
-async fn confirm(v2: &V2Client, claim: RefundNotifyClaim) -> Result<Accepted, Refusal> {
+async fn confirm(v2: &V2Client, claim: RefundNotifyClaim) -> Result<Accepted, NotifyRefusal> {
     let no = claim.refund.out_refund_no.clone();
     let unavailable = |why: String| {
-        Refusal::new(
+        NotifyRefusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "query_unavailable",
             format!("refundquery for {no} failed, so the notify cannot be confirmed: {why}"),
@@ -206,7 +208,7 @@ async fn confirm(v2: &V2Client, claim: RefundNotifyClaim) -> Result<Accepted, Re
     let (refund, evidence) = match answer {
         Ok(answer) => answer,
         Err(V2Error::Api { code, message }) if code == "REFUNDNOTEXIST" => {
-            return Err(Refusal::new(
+            return Err(NotifyRefusal::new(
                 StatusCode::BAD_REQUEST,
                 "refund_not_found",
                 format!("WeChat knows no refund {no}: {message}"),

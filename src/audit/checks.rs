@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, RowStream};
 
 mod orders;
 mod trace;
@@ -33,31 +33,51 @@ use crate::{
 
 type Result<T> = std::result::Result<T, tokio_postgres::Error>;
 
-fn no_params() -> Vec<i64> {
-    Vec::new()
+/// The rows of `sql` (which takes no parameters) as they come, for the checks that read
+/// a whole table.
+async fn stream(client: &impl GenericClient, sql: &str) -> Result<RowStream> {
+    client.query_raw(sql, Vec::<i64>::new()).await
 }
 
 /// Every invariant, on the tables `client` sees; `scan` says which event is at which
 /// sequence.
 pub async fn run(client: &impl GenericClient, scan: &Scan, found: Found) -> Result<Vec<Breach>> {
-    let mut out = Vec::new();
-    unbalanced_groups(client, found, &mut out).await?;
-    negative_wallets(client, found, &mut out).await?;
-    balance_mismatches(client, found, &mut out).await?;
-    trace::untraced_groups(client, scan, found, &mut out).await?;
-    trace::untraced_payments(client, scan, found, &mut out).await?;
-    trace::booking_mismatches(client, found, &mut out).await?;
-    orders::order_states(client, found, &mut out).await?;
-    orders::refunds_within_paid(client, found, &mut out).await?;
-    clearing(client, found, &mut out).await?;
-    Ok(out)
+    let mut out = Breaches {
+        found,
+        list: Vec::new(),
+    };
+    unbalanced_groups(client, &mut out).await?;
+    negative_wallets(client, &mut out).await?;
+    balance_mismatches(client, &mut out).await?;
+    trace::untraced_groups(client, scan, &mut out).await?;
+    trace::untraced_payments(client, scan, &mut out).await?;
+    trace::booking_mismatches(client, &mut out).await?;
+    orders::order_states(client, &mut out).await?;
+    orders::refunds_within_paid(client, &mut out).await?;
+    clearing(client, &mut out).await?;
+    Ok(out.list)
 }
 
-async fn unbalanced_groups(
-    client: &impl GenericClient,
+/// What the checks find, each breach marked with where they look (`found`).
+pub(super) struct Breaches {
     found: Found,
-    out: &mut Vec<Breach>,
-) -> Result<()> {
+    list: Vec<Breach>,
+}
+
+impl Breaches {
+    fn push(
+        &mut self,
+        kind: BreachKind,
+        key: impl Into<String>,
+        seqs: Vec<i64>,
+        message: impl Into<String>,
+    ) {
+        self.list
+            .push(Breach::new(kind, self.found, key, seqs, message));
+    }
+}
+
+async fn unbalanced_groups(client: &impl GenericClient, out: &mut Breaches) -> Result<()> {
     for row in client
         .query(
             "SELECT group_id, array_agg(DISTINCT seq ORDER BY seq), sum(amount)::bigint
@@ -68,22 +88,17 @@ async fn unbalanced_groups(
         .await?
     {
         let (group, seqs, sum): (String, Vec<i64>, i64) = (row.get(0), row.get(1), row.get(2));
-        out.push(Breach::new(
+        out.push(
             BreachKind::UnbalancedGroup,
-            found,
             &group,
             seqs,
             format!("its lines sum to {} yuan, not zero", format_fen(sum)),
-        ));
+        );
     }
     Ok(())
 }
 
-async fn negative_wallets(
-    client: &impl GenericClient,
-    found: Found,
-    out: &mut Vec<Breach>,
-) -> Result<()> {
+async fn negative_wallets(client: &impl GenericClient, out: &mut Breaches) -> Result<()> {
     for row in client
         .query(
             "SELECT DISTINCT ON (account) account, seq, group_id, running FROM (
@@ -98,25 +113,20 @@ async fn negative_wallets(
     {
         let (account, seq, group, running): (String, i64, String, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
-        out.push(Breach::new(
+        out.push(
             BreachKind::NegativeWallet,
-            found,
             &account,
             vec![seq],
             format!(
                 "the wallet goes to {} yuan at event {seq} ({group}), first",
                 format_fen(running)
             ),
-        ));
+        );
     }
     Ok(())
 }
 
-async fn balance_mismatches(
-    client: &impl GenericClient,
-    found: Found,
-    out: &mut Vec<Breach>,
-) -> Result<()> {
+async fn balance_mismatches(client: &impl GenericClient, out: &mut Breaches) -> Result<()> {
     for row in client
         .query(
             "SELECT coalesce(b.account, e.account), b.balance, coalesce(e.total, 0)::bigint,
@@ -153,13 +163,7 @@ async fn balance_mismatches(
         let mut seqs: Vec<i64> = [row_seq, entry_seq].into_iter().flatten().collect();
         seqs.sort_unstable();
         seqs.dedup();
-        out.push(Breach::new(
-            BreachKind::BalanceMismatch,
-            found,
-            &account,
-            seqs,
-            message,
-        ));
+        out.push(BreachKind::BalanceMismatch, &account, seqs, message);
     }
     Ok(())
 }
@@ -167,7 +171,7 @@ async fn balance_mismatches(
 /// `wechat_clearing` from the tables that do not post to it: minus every payment booked
 /// (money WeChat holds for us), plus every refund WeChat paid out, at the amount it paid
 /// (`refund_amount_mismatch` records where that differs from the amount asked).
-async fn clearing(client: &impl GenericClient, found: Found, out: &mut Vec<Breach>) -> Result<()> {
+async fn clearing(client: &impl GenericClient, out: &mut Breaches) -> Result<()> {
     let row = client
         .query_one(
             "SELECT
@@ -186,9 +190,8 @@ async fn clearing(client: &impl GenericClient, found: Found, out: &mut Vec<Breac
     let (balance, seq): (Option<i64>, Option<i64>) = (row.get(3), row.get(4));
     let expected = refunded + adjusted - received;
     if balance.unwrap_or(0) != expected {
-        out.push(Breach::new(
+        out.push(
             BreachKind::ClearingMismatch,
-            found,
             CLEARING,
             seq.into_iter().collect(),
             format!(
@@ -198,7 +201,7 @@ async fn clearing(client: &impl GenericClient, found: Found, out: &mut Vec<Breac
                 format_fen(refunded + adjusted),
                 format_fen(expected)
             ),
-        ));
+        );
     }
     Ok(())
 }

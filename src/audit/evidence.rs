@@ -33,7 +33,7 @@ const MAX_XML_BYTES: usize = 1024 * 1024;
 
 /// What is wrong with an event's evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub enum EvidenceProblem {
     /// The signature (or sign, or encryption) does not verify.
     Signature(String),
     /// It verifies, but the event's facts are not what it says.
@@ -58,7 +58,7 @@ impl Verifier {
     }
 
     /// Checks `event`'s evidence; `None` when it carries none.
-    pub async fn check(&self, event: &Event) -> Option<Result<(), Problem>> {
+    pub async fn check(&self, event: &Event) -> Option<Result<(), EvidenceProblem>> {
         Some(match event {
             Event::PaymentNotified(e) => self
                 .v3_notify(&e.evidence, &e.notify_id, &e.event_type)
@@ -127,7 +127,7 @@ impl Verifier {
     }
 
     /// An API v3 message: signed by the key its serial names (valid when it was signed).
-    async fn v3_signed(&self, evidence: &Evidence) -> Result<(), Problem> {
+    async fn v3_signed(&self, evidence: &Evidence) -> Result<(), EvidenceProblem> {
         notify::signed(&self.v3, evidence, Freshness::AsSigned)
             .await
             .map_err(|e| doubt(e, evidence))
@@ -140,11 +140,11 @@ impl Verifier {
         evidence: &Evidence,
         notify_id: &str,
         event_type: &str,
-    ) -> Result<Vec<u8>, Problem> {
+    ) -> Result<Vec<u8>, EvidenceProblem> {
         self.v3_signed(evidence).await?;
         let notify = Notify::read(evidence.body.as_bytes()).map_err(|e| doubt(e, evidence))?;
         if notify.id != notify_id || notify.event_type != event_type {
-            return Err(Problem::Mismatch(format!(
+            return Err(EvidenceProblem::Mismatch(format!(
                 "recorded as notify {notify_id} {event_type}, the signed body is {} {}",
                 notify.id, notify.event_type
             )));
@@ -154,9 +154,9 @@ impl Verifier {
             .map_err(|e| doubt(e, evidence))
     }
 
-    fn v2_key(&self) -> Result<&V2Client, Problem> {
+    fn v2_key(&self) -> Result<&V2Client, EvidenceProblem> {
         self.v2.as_ref().ok_or_else(|| {
-            Problem::Signature(
+            EvidenceProblem::Signature(
                 "API v2 evidence, but no API v2 key is configured (pay.v2.api_key)".into(),
             )
         })
@@ -164,15 +164,16 @@ impl Verifier {
 
     /// An API v2 message with a `sign`: its fields, once the sign verifies under our key
     /// and the sign type recorded with it.
-    fn v2_signed(&self, evidence: &LegacyEvidence) -> Result<xml::Fields, Problem> {
+    fn v2_signed(&self, evidence: &LegacyEvidence) -> Result<xml::Fields, EvidenceProblem> {
         let v2 = self.v2_key()?;
         let fields = xml::parse(evidence.body.as_bytes(), MAX_XML_BYTES)
-            .map_err(|e| Problem::Signature(format!("the XML does not read: {e}")))?;
+            .map_err(|e| EvidenceProblem::Signature(format!("the XML does not read: {e}")))?;
         let named = evidence.sign_type.as_deref().unwrap_or("MD5");
-        let sign_type = SignType::parse(named)
-            .ok_or_else(|| Problem::Signature(format!("sign type {named} is not WeChat's")))?;
+        let sign_type = SignType::parse(named).ok_or_else(|| {
+            EvidenceProblem::Signature(format!("sign type {named} is not WeChat's"))
+        })?;
         v2_notify::signed(v2, &fields, sign_type).map_err(|e| match e {
-            V2Doubt::BadSign(e) => Problem::Signature(format!("{e} ({named})")),
+            V2Doubt::BadSign(e) => EvidenceProblem::Signature(format!("{e} ({named})")),
             e => v2_doubt(e),
         })?;
         Ok(fields)
@@ -180,14 +181,18 @@ impl Verifier {
 
     /// An API v2 refund notify: our merchant's, its `req_info` decrypting under our key to
     /// the plaintext recorded, which says what the event says.
-    fn v2_refund_notify(&self, evidence: &LegacyEvidence, refund: &Refund) -> Result<(), Problem> {
+    fn v2_refund_notify(
+        &self,
+        evidence: &LegacyEvidence,
+        refund: &Refund,
+    ) -> Result<(), EvidenceProblem> {
         let v2 = self.v2_key()?;
         let fields = xml::parse(evidence.body.as_bytes(), MAX_XML_BYTES)
-            .map_err(|e| Problem::Signature(format!("the XML does not read: {e}")))?;
+            .map_err(|e| EvidenceProblem::Signature(format!("the XML does not read: {e}")))?;
         let (plain, inner) =
             v2_notify::open_refund(v2, &fields, MAX_XML_BYTES).map_err(v2_doubt)?;
         if evidence.decrypted.as_deref() != Some(plain.as_str()) {
-            return Err(Problem::Mismatch(
+            return Err(EvidenceProblem::Mismatch(
                 "the recorded plaintext is not what req_info decrypts to".into(),
             ));
         }
@@ -196,34 +201,36 @@ impl Verifier {
 }
 
 /// The audit's words for why a v3 message is not believed.
-fn doubt(e: Doubt, evidence: &Evidence) -> Problem {
+fn doubt(e: Doubt, evidence: &Evidence) -> EvidenceProblem {
     match e {
         Doubt::Unbelieved(Unbelieved::Probe) => {
-            Problem::Signature("a signature probe (WECHATPAY/SIGNTEST/)".into())
+            EvidenceProblem::Signature("a signature probe (WECHATPAY/SIGNTEST/)".into())
         }
         Doubt::Unbelieved(Unbelieved::Timestamp) => {
-            Problem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
+            EvidenceProblem::Signature(format!("timestamp {:?} is not a time", evidence.timestamp))
         }
         Doubt::Unbelieved(e @ Unbelieved::Signature) => {
-            Problem::Signature(format!("{e} (serial {})", evidence.serial))
+            EvidenceProblem::Signature(format!("{e} (serial {})", evidence.serial))
         }
         // Not asked (the evidence is old by nature).
-        Doubt::Unbelieved(e @ Unbelieved::Stale(_)) => Problem::Signature(e.to_string()),
+        Doubt::Unbelieved(e @ Unbelieved::Stale(_)) => EvidenceProblem::Signature(e.to_string()),
         Doubt::SignatureType(kind) => {
-            Problem::Signature(format!("signature type {kind} is not WeChat's"))
+            EvidenceProblem::Signature(format!("signature type {kind} is not WeChat's"))
         }
-        Doubt::NoKey(e) => Problem::Signature(format!("WeChat Pay key: {e}")),
-        Doubt::Body(e) => Problem::Mismatch(format!("the signed body is not a notify: {e}")),
+        Doubt::NoKey(e) => EvidenceProblem::Signature(format!("WeChat Pay key: {e}")),
+        Doubt::Body(e) => {
+            EvidenceProblem::Mismatch(format!("the signed body is not a notify: {e}"))
+        }
         Doubt::Algorithm(algorithm) => {
-            Problem::Signature(format!("resource algorithm {algorithm} is not WeChat's"))
+            EvidenceProblem::Signature(format!("resource algorithm {algorithm} is not WeChat's"))
         }
-        Doubt::Undecryptable(e) => Problem::Signature(e.to_string()),
+        Doubt::Undecryptable(e) => EvidenceProblem::Signature(e.to_string()),
     }
 }
 
 /// The audit's words for why a v2 message is not believed.
-fn v2_doubt(e: V2Doubt) -> Problem {
-    Problem::Signature(match e {
+fn v2_doubt(e: V2Doubt) -> EvidenceProblem {
+    EvidenceProblem::Signature(match e {
         V2Doubt::NoSign => "no sign".into(),
         V2Doubt::BadSign(e) => e.to_string(),
         V2Doubt::NotOurs => "appid or mch_id is not ours".into(),
@@ -237,9 +244,9 @@ fn same<T: PartialEq + serde::Serialize, E: std::fmt::Display>(
     got: Result<T, E>,
     recorded: &T,
     what: &str,
-) -> Result<(), Problem> {
-    let got =
-        got.map_err(|e| Problem::Mismatch(format!("the signed {what} does not read: {e}")))?;
+) -> Result<(), EvidenceProblem> {
+    let got = got
+        .map_err(|e| EvidenceProblem::Mismatch(format!("the signed {what} does not read: {e}")))?;
     if &got == recorded {
         return Ok(());
     }
@@ -249,7 +256,7 @@ fn same<T: PartialEq + serde::Serialize, E: std::fmt::Display>(
     );
     let mut fields = Vec::new();
     differences("", &recorded, &got, &mut fields);
-    Err(Problem::Mismatch(format!(
+    Err(EvidenceProblem::Mismatch(format!(
         "the event's {what} is not the signed one: {}",
         fields.join("; ")
     )))
@@ -281,7 +288,7 @@ fn differences(path: &str, recorded: &Value, signed: &Value, out: &mut Vec<Strin
 }
 
 /// The JSON `body` read as the event's `recorded` (a transaction or a [`Refund`]).
-fn same_json<T>(body: &[u8], recorded: &T, what: &str) -> Result<(), Problem>
+fn same_json<T>(body: &[u8], recorded: &T, what: &str) -> Result<(), EvidenceProblem>
 where
     T: PartialEq + serde::Serialize + serde::de::DeserializeOwned,
 {
@@ -341,7 +348,7 @@ mod tests {
         let forger = SigningKey::from_pkcs8_pem(devkeys::MERCHANT_KEY_PEM).unwrap();
         assert!(matches!(
             verifier.check(&queried(&body, &forger)).await,
-            Some(Err(Problem::Signature(_)))
+            Some(Err(EvidenceProblem::Signature(_)))
         ));
 
         // Signed, but the event says another amount than WeChat's body.
@@ -351,7 +358,7 @@ mod tests {
         }
         assert_eq!(
             verifier.check(&altered).await,
-            Some(Err(Problem::Mismatch(
+            Some(Err(EvidenceProblem::Mismatch(
                 "the event's transaction is not the signed one: \
                  amount.total: recorded 10000, signed 100"
                     .into()
@@ -390,7 +397,7 @@ mod tests {
         assert_eq!(verifier.check(&event("MD5")).await, Some(Ok(())));
         assert!(matches!(
             verifier.check(&event("HMAC-SHA256")).await,
-            Some(Err(Problem::Signature(_)))
+            Some(Err(EvidenceProblem::Signature(_)))
         ));
         // Events without evidence are not checked.
         let placed = Event::PrepayIssued(crate::events::PrepayIssued {

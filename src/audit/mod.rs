@@ -32,7 +32,7 @@ use crate::{
     settings::{DatabaseSettings, Settings},
 };
 
-pub use report::{DayTotals, Report};
+pub use report::{AuditReport, DayTotals};
 
 /// What to audit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -241,7 +241,7 @@ pub async fn run(
     settings: &Settings,
     options: &Options,
     mut progress: impl FnMut(Step<'_>),
-) -> Result<Report, AuditError> {
+) -> Result<AuditReport, AuditError> {
     let started = Instant::now();
     let scratch = match &options.keep {
         Some(name) => name.clone(),
@@ -348,7 +348,7 @@ pub async fn run(
     breaches.sort_by(|a, b| {
         (a.seqs.first(), a.kind, a.found, &a.key).cmp(&(b.seqs.first(), b.kind, b.found, &b.key))
     });
-    Ok(Report {
+    Ok(AuditReport {
         schema: settings.database.schema.clone(),
         stream: settings.nats.stream.clone(),
         checkpoint,

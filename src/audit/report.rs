@@ -35,9 +35,9 @@ impl std::ops::AddAssign for DayTotals {
     }
 }
 
-/// A finished audit.
+/// A finished audit: what was compared and checked, and every breach.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Report {
+pub struct AuditReport {
     /// The live schema.
     pub schema: String,
     /// The stream.
@@ -65,7 +65,7 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-impl Report {
+impl AuditReport {
     /// True when nothing is wrong.
     pub fn is_clean(&self) -> bool {
         self.breaches.is_empty()

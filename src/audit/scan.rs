@@ -13,7 +13,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use super::{
-    evidence::{Problem, Verifier},
+    evidence::{EvidenceProblem, Verifier},
     AuditError, Breach, BreachKind, Found, Step,
 };
 use crate::{
@@ -351,11 +351,11 @@ fn event_key(event: &Event) -> String {
     }
 }
 
-fn problem_breach(rec: &Recorded, problem: Problem) -> Breach {
+fn problem_breach(rec: &Recorded, problem: EvidenceProblem) -> Breach {
     let seq = i64::try_from(rec.seq).expect("sequences fit in i64");
     let (kind, what) = match problem {
-        Problem::Signature(what) => (BreachKind::BadSignature, what),
-        Problem::Mismatch(what) => (BreachKind::EvidenceMismatch, what),
+        EvidenceProblem::Signature(what) => (BreachKind::BadSignature, what),
+        EvidenceProblem::Mismatch(what) => (BreachKind::EvidenceMismatch, what),
     };
     Breach::new(
         kind,

@@ -11,16 +11,6 @@ use crate::wechat::pay::crypto::{response_message, ApiV3Key, SigningKey};
 const MERCHANT_KEY: &str =
     include_str!("../../tests/vectors/wechatpay/java_merchant_private_key.pem");
 
-/// `len` random letters and digits.
-fn random(len: usize) -> String {
-    use rand::{distributions::Alphanumeric, Rng};
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
-
 fn rate(iterations: u32, mut op: impl FnMut()) -> f64 {
     op();
     let start = Instant::now();

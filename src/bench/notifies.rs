@@ -10,7 +10,7 @@ use anyhow::Context;
 use futures::{stream, StreamExt};
 use uuid::Uuid;
 
-use super::random;
+use crate::crypto::random_alphanumeric;
 use crate::{
     devkeys,
     events::{log::Draft, Event, EventLog, OrderKind, OrderPlaced},
@@ -19,7 +19,7 @@ use crate::{
     Settings,
 };
 
-struct Notify {
+struct SignedNotify {
     headers: Vec<(&'static str, String)>,
     body: String,
 }
@@ -107,7 +107,7 @@ async fn load(
     eprintln!("signing and encrypting {count} notifies ...");
     let signer = SigningKey::from_pkcs8_pem(devkeys::PUBLIC_KEY_MODE_KEY_PEM)?;
     let aead = ApiV3Key::new(devkeys::APIV3_KEY).context("the dev APIv3 key is 32 bytes")?;
-    let notifies: Vec<Notify> = orders
+    let notifies: Vec<SignedNotify> = orders
         .iter()
         .enumerate()
         .map(|(i, no)| {
@@ -119,7 +119,7 @@ async fn load(
                 "payer": {"openid": format!("o-bench-{no}")},
                 "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
             });
-            let nonce = random(12);
+            let nonce = random_alphanumeric(12);
             let ciphertext = aead.encrypt(&nonce, "transaction", transaction.to_string().as_bytes());
             let body = serde_json::json!({
                 "id": Uuid::new_v4(), "create_time": "2026-11-21T10:00:00+08:00",
@@ -130,9 +130,9 @@ async fn load(
             })
             .to_string();
             let timestamp = chrono::Utc::now().timestamp().to_string();
-            let header_nonce = random(32);
+            let header_nonce = random_alphanumeric(32);
             let signature = signer.sign(&response_message(&timestamp, &header_nonce, body.as_bytes()));
-            Notify {
+            SignedNotify {
                 headers: vec![
                     ("Wechatpay-Serial", devkeys::PUBLIC_KEY_ID.to_owned()),
                     ("Wechatpay-Signature", signature),

@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::random;
+use crate::crypto::random_alphanumeric;
 use crate::{
     db::{self, copy::copy_in},
     events::{
@@ -303,7 +303,7 @@ impl History {
         let n = self.user;
         self.user += 1;
         let user_id = Uuid::from_u128(u128::from(n) + 1);
-        let openid = format!("o{}", &random(27));
+        let openid = format!("o{}", &random_alphanumeric(27));
         let q = &mut self.queue;
         q.push_back(Event::UserRegistered(UserRegistered {
             user_id,
@@ -362,14 +362,14 @@ impl History {
         q.push_back(place(&recharge, OrderKind::Recharge, 10_000));
         q.push_back(Event::PrepayIssued(PrepayIssued {
             out_trade_no: recharge.clone(),
-            prepay_id: format!("wx{}", random(30)),
+            prepay_id: format!("wx{}", random_alphanumeric(30)),
         }));
         q.push_back(paid(&recharge, 10_000, &openid));
         let latte = order("O", 1);
         q.push_back(place(&latte, OrderKind::Order, 2_500));
         q.push_back(Event::PrepayIssued(PrepayIssued {
             out_trade_no: latte.clone(),
-            prepay_id: format!("wx{}", random(30)),
+            prepay_id: format!("wx{}", random_alphanumeric(30)),
         }));
         q.push_back(paid(&latte, 2_500, &openid));
         let cake = order("O", 2);
@@ -445,7 +445,7 @@ impl Iterator for History {
             kind: event.kind().to_owned(),
             version: event.version(),
             occurred_at: start() + chrono::Duration::seconds(seconds),
-            correlation_id: format!("req-{}", random(16)),
+            correlation_id: format!("req-{}", random_alphanumeric(16)),
             data: event.to_data(),
         })
     }
@@ -455,15 +455,15 @@ impl Iterator for History {
 fn evidence(event_type: &str) -> Evidence {
     Evidence {
         serial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
-        signature: random(344),
+        signature: random_alphanumeric(344),
         timestamp: "1793498400".into(),
-        nonce: random(32),
+        nonce: random_alphanumeric(32),
         signature_type: Some("WECHATPAY2-SHA256-RSA2048".into()),
         body: format!(
             r#"{{"id":"{}","create_time":"2026-11-01T10:00:00+08:00","resource_type":"encrypt-resource","event_type":"{event_type}","summary":"支付成功","resource":{{"original_type":"transaction","algorithm":"AEAD_AES_256_GCM","ciphertext":"{}","associated_data":"transaction","nonce":"{}"}}}}"#,
             Uuid::new_v4(),
-            random(600),
-            random(12)
+            random_alphanumeric(600),
+            random_alphanumeric(12)
         ),
     }
 }

@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings, args: Args) -> anyhow::Result<ExitCode> {
         // Downloading the bill signs a request and verifies WeChat's answer.
         wxledger::settings::require_production_pay_credentials(settings)?;
     }
-    let result = finance::reconcile::run(settings, source, args.date).await;
+    let result = finance::reconcile::reconcile_bill(settings, source, args.date).await;
     let printed = match &result {
         Ok(r) => Ok((r.to_text(), r.to_json().to_string(), r.exit_code())),
         Err(e) => Err((format!("{e} ({})", e.code()), e.to_json().to_string())),

@@ -1,9 +1,9 @@
-//! Matching a trade bill against the ledger, line by line: pure, over plain data, so
-//! every rule is a table test. The ledger side is what [`super::ledger`] loads.
+//! Matching a trade bill against our books, line by line: pure, over plain data, so
+//! every rule is a table test. Our side ([`OurBooks`]) is what [`super::books`] loads.
 //!
-//! Each bill line gets exactly one class; ledger payments (and refunds) of the bill day
+//! Each bill line gets exactly one class; booked payments (and refunds) of the bill day
 //! that no line names are `missing_in_bill`. Refund lines are checked against a refunds
-//! source when [`Ledger::refunds`] has one; until the refunds projection exists they are
+//! source when [`OurBooks::refunds`] has one; until the refunds projection exists they are
 //! `refund_unchecked` (but a refund of a payment the ledger never booked is still
 //! `missing_in_ledger`).
 
@@ -17,7 +17,7 @@ use super::bill::{china, BillLine, TradeBill};
 
 /// A booked WeChat transaction (a row of `payments`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerPayment {
+pub struct BookedPayment {
     /// WeChat's transaction id.
     pub transaction_id: String,
     /// The order it was for.
@@ -35,7 +35,7 @@ pub struct LedgerPayment {
 
 /// An order as the ledger has it (a row of `orders`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerOrder {
+pub struct BookedOrder {
     /// Our order number.
     pub out_trade_no: String,
     /// Amount asked, fen.
@@ -46,7 +46,7 @@ pub struct LedgerOrder {
 
 /// A refund as a refunds source has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerRefund {
+pub struct BookedRefund {
     /// Our refund number (商户退款单号).
     pub out_refund_no: String,
     /// The order refunded.
@@ -60,17 +60,17 @@ pub struct LedgerRefund {
     pub accepted_at: DateTime<Utc>,
 }
 
-/// What the ledger says, for one bill: the payments and orders the bill's lines name,
+/// Our side of the bill match (what the projection has booked), for one bill: the payments and orders the bill's lines name,
 /// and every payment (and refund) of the bill day.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ledger {
+pub struct OurBooks {
     /// Payments named by a line, or recorded during the bill day.
-    pub payments: Vec<LedgerPayment>,
+    pub payments: Vec<BookedPayment>,
     /// Orders named by a line.
-    pub orders: Vec<LedgerOrder>,
+    pub orders: Vec<BookedOrder>,
     /// Refunds named by a line or accepted during the bill day; `None` while there is no
     /// refunds source, and refund lines are then `refund_unchecked`.
-    pub refunds: Option<Vec<LedgerRefund>>,
+    pub refunds: Option<Vec<BookedRefund>>,
 }
 
 /// How a bill line (or a ledger entry) compares.
@@ -145,9 +145,9 @@ pub struct Finding {
     pub note: String,
 }
 
-/// The verdict on one bill.
+/// The verdict on one bill: what [`match_bill`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
+pub struct BillVerdict {
     /// How many lines (or ledger entries, for `missing_in_bill`) fell in each class;
     /// every class is present.
     pub counts: BTreeMap<&'static str, usize>,
@@ -155,7 +155,7 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
 }
 
-impl Outcome {
+impl BillVerdict {
     /// True when some finding is a discrepancy.
     pub fn has_discrepancies(&self) -> bool {
         self.findings.iter().any(|f| f.class.is_discrepancy())
@@ -190,9 +190,9 @@ fn finding(class: Class, line: &BillLine) -> Finding {
 }
 
 struct Index<'a> {
-    payments: HashMap<&'a str, &'a LedgerPayment>,
-    orders: HashMap<&'a str, &'a LedgerOrder>,
-    refunds: Option<HashMap<&'a str, &'a LedgerRefund>>,
+    payments: HashMap<&'a str, &'a BookedPayment>,
+    orders: HashMap<&'a str, &'a BookedOrder>,
+    refunds: Option<HashMap<&'a str, &'a BookedRefund>>,
 }
 
 /// The class of a payment line, and the finding when it is not `matched`.
@@ -327,21 +327,21 @@ fn refund_line(line: &BillLine, ix: &Index<'_>) -> Option<Finding> {
     None
 }
 
-/// Matches every line of `bill` against `ledger`, and finds the ledger's entries of
-/// `day` that the bill lacks.
-pub fn reconcile(bill: &TradeBill, ledger: &Ledger, day: NaiveDate) -> Outcome {
+/// Matches every line of `bill` against `books`, and finds the booked entries of `day`
+/// that the bill lacks.
+pub fn match_bill(bill: &TradeBill, books: &OurBooks, day: NaiveDate) -> BillVerdict {
     let ix = Index {
-        payments: ledger
+        payments: books
             .payments
             .iter()
             .map(|p| (p.transaction_id.as_str(), p))
             .collect(),
-        orders: ledger
+        orders: books
             .orders
             .iter()
             .map(|o| (o.out_trade_no.as_str(), o))
             .collect(),
-        refunds: ledger.refunds.as_ref().map(|refunds| {
+        refunds: books.refunds.as_ref().map(|refunds| {
             refunds
                 .iter()
                 .map(|r| (r.out_refund_no.as_str(), r))
@@ -376,7 +376,7 @@ pub fn reconcile(bill: &TradeBill, ledger: &Ledger, day: NaiveDate) -> Outcome {
 
     let (start, end) = day_window(day);
     let in_day = |t: &DateTime<Utc>| *t >= start && *t < end;
-    let mut absent: Vec<&LedgerPayment> = ledger
+    let mut absent: Vec<&BookedPayment> = books
         .payments
         .iter()
         // Another merchant's transaction (not credited) is not in our bill.
@@ -404,7 +404,7 @@ pub fn reconcile(bill: &TradeBill, ledger: &Ledger, day: NaiveDate) -> Outcome {
             ),
         });
     }
-    let mut absent_refunds: Vec<&LedgerRefund> = ledger
+    let mut absent_refunds: Vec<&BookedRefund> = books
         .refunds
         .iter()
         .flatten()
@@ -426,7 +426,7 @@ pub fn reconcile(bill: &TradeBill, ledger: &Ledger, day: NaiveDate) -> Outcome {
             note: "a refund of the day the bill does not list".into(),
         });
     }
-    Outcome { counts, findings }
+    BillVerdict { counts, findings }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::{
     bill::{self, BillError, TradeBill},
-    ledger,
-    matcher::{self, Class, Finding, Outcome},
+    books,
+    matcher::{self, BillVerdict, Class, Finding},
     yuan::{format_fen, format_scaled},
 };
 use crate::{
@@ -105,9 +105,9 @@ impl From<tokio_postgres::Error> for ReconcileError {
     }
 }
 
-/// A finished reconciliation.
+/// A finished bill reconciliation: the bill, the checkpoint of our books, the verdict.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Report {
+pub struct BillReport {
     /// The bill day (China Standard Time).
     pub bill_date: NaiveDate,
     /// Where the bill came from, for the reader: `file <path>`, `download`, or
@@ -118,7 +118,7 @@ pub struct Report {
     /// The projection's checkpoint: the ledger as of this event sequence.
     pub checkpoint: i64,
     /// The verdict.
-    pub outcome: Outcome,
+    pub verdict: BillVerdict,
 }
 
 /// WeChat's error code for a day without a bill (no trades that day).
@@ -193,11 +193,11 @@ fn read_file(path: &Path) -> Result<TradeBill, ReconcileError> {
 
 /// Reconciles the trade bill from `source` for `day` (required for a download; for a
 /// file, the day of its lines when `None`) against the ledger in `settings.database`.
-pub async fn run(
+pub async fn reconcile_bill(
     settings: &Settings,
     source: BillSource,
     day: Option<NaiveDate>,
-) -> Result<Report, ReconcileError> {
+) -> Result<BillReport, ReconcileError> {
     let (bill, day, source) = match source {
         BillSource::File(path) => {
             let bill = read_file(&path)?;
@@ -240,15 +240,15 @@ pub async fn run(
         .read_only(true)
         .start()
         .await?;
-    let (ledger, checkpoint) = ledger::load(&tx, &bill, day).await?;
+    let (books, checkpoint) = books::load(&tx, &bill, day).await?;
     tx.commit().await?;
-    let outcome = matcher::reconcile(&bill, &ledger, day);
-    Ok(Report {
+    let verdict = matcher::match_bill(&bill, &books, day);
+    Ok(BillReport {
         bill_date: day,
         source,
         bill,
         checkpoint,
-        outcome,
+        verdict,
     })
 }
 
@@ -306,10 +306,10 @@ fn finding_line(f: &Finding) -> String {
     )
 }
 
-impl Report {
+impl BillReport {
     /// True when no finding is a discrepancy.
     pub fn is_clean(&self) -> bool {
-        !self.outcome.has_discrepancies()
+        !self.verdict.has_discrepancies()
     }
 
     /// 0 when everything matched (unchecked refunds aside), 1 on any discrepancy.
@@ -333,7 +333,7 @@ impl Report {
         );
         for class in Class::ALL {
             let n = self
-                .outcome
+                .verdict
                 .counts
                 .get(class.as_str())
                 .copied()
@@ -341,7 +341,7 @@ impl Report {
             out.push_str(&format!("  {:<18} {n}\n", class.as_str()));
         }
         let (bad, unchecked): (Vec<&Finding>, Vec<&Finding>) = self
-            .outcome
+            .verdict
             .findings
             .iter()
             .partition(|f| f.class.is_discrepancy());
@@ -368,7 +368,7 @@ impl Report {
     pub fn to_json(&self) -> Value {
         let s = &self.bill.summary;
         let (bad, unchecked): (Vec<&Finding>, Vec<&Finding>) = self
-            .outcome
+            .verdict
             .findings
             .iter()
             .partition(|f| f.class.is_discrepancy());
@@ -385,7 +385,7 @@ impl Report {
                 "total": s.total,
                 "refund_requested": s.refund_requested,
             },
-            "counts": self.outcome.counts,
+            "counts": self.verdict.counts,
             "discrepancies": bad,
             "unchecked": unchecked,
             "ok": bad.is_empty(),

@@ -10,7 +10,7 @@ mod settings;
 use std::time::Duration;
 
 pub use body::{BodyTimedOut, DeadlineBody, Expired};
-pub use rate::{Action, Limited, Principal, RateLimits};
+pub use rate::{Action, Principal, RateLimited, RateLimits};
 pub use serve::{serve, ConnectionLimits};
 pub use settings::{LimitSettings, ProxyNet, Rate};
 

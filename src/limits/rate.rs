@@ -85,12 +85,12 @@ pub enum Principal {
 
 /// A refused request: try again after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
+pub struct RateLimited {
     /// How long until the request would be allowed.
     pub retry_after: Duration,
 }
 
-impl Limited {
+impl RateLimited {
     /// Whole seconds for `Retry-After`, rounded up, at least 1.
     pub fn retry_after_secs(&self) -> u64 {
         let d = self.retry_after;
@@ -136,7 +136,7 @@ impl RateLimits {
         action: Action,
         client: Option<IpAddr>,
         principal: Option<Principal>,
-    ) -> Result<(), Limited> {
+    ) -> Result<(), RateLimited> {
         if let (Some(bucket), Some(ip)) = (&self.per_ip[action.index()], client) {
             bucket.check(&ip_key(ip))?;
         }
@@ -188,7 +188,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         })
     }
 
-    fn check(&self, key: &K) -> Result<(), Limited> {
+    fn check(&self, key: &K) -> Result<(), RateLimited> {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let due = now_ms.saturating_sub(self.swept_at.load(Ordering::Relaxed))
             >= SWEEP_EVERY.as_millis() as u64;
@@ -203,7 +203,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
         } else {
             self.keyed.check_key(key)
         };
-        outcome.map_err(|not_until| Limited {
+        outcome.map_err(|not_until| RateLimited {
             retry_after: not_until.wait_time_from(self.clock.now()),
         })
     }
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
-        let l = |ms| Limited {
+        let l = |ms| RateLimited {
             retry_after: Duration::from_millis(ms),
         };
         assert_eq!(l(0).retry_after_secs(), 1);

@@ -38,7 +38,7 @@ pub struct Type {
 
 /// One label named `outcome`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Outcome {
+pub struct OutcomeLabel {
     /// A stable snake_case code from the code's own list.
     pub outcome: &'static str,
 }

@@ -89,8 +89,8 @@ struct Inner {
     http_latency: Latencies<labels::HttpLatency>,
     events_appended: Family<labels::Type, Counter>,
     append_latency: Histogram,
-    notifies: Family<labels::Outcome, Counter>,
-    notifies_v2: Family<labels::Outcome, Counter>,
+    notifies: Family<labels::OutcomeLabel, Counter>,
+    notifies_v2: Family<labels::OutcomeLabel, Counter>,
     outcomes_published: Family<labels::Type, Counter>,
     calls: Family<labels::CallOutcome, Counter>,
     call_latency: Latencies<labels::Call>,
@@ -243,7 +243,9 @@ impl Metrics {
         } else {
             &self.0.notifies
         };
-        family.get_or_create(&labels::Outcome { outcome }).inc();
+        family
+            .get_or_create(&labels::OutcomeLabel { outcome })
+            .inc();
     }
 
     /// One outcome of type `kind` published.

@@ -9,12 +9,12 @@ use axum::{
     Json,
 };
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use rand::{distributions::Alphanumeric, Rng, RngCore};
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::SimState;
-use crate::crypto::encrypt_open_data;
+use crate::crypto::{encrypt_open_data, random_alphanumeric};
 
 struct LoginGrant {
     openid: String,
@@ -68,11 +68,7 @@ fn err(errcode: i64, errmsg: &str) -> Json<Value> {
 }
 
 fn random_code() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect()
+    random_alphanumeric(32)
 }
 
 fn now_unix() -> i64 {

@@ -3,13 +3,14 @@
 
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{de::DeserializeOwned, Deserialize};
 use tokio::sync::Mutex;
 
+use super::call;
 use crate::{
     clock::Clock,
     metrics::{labels, Metrics},
@@ -274,37 +275,28 @@ impl MiniProgram {
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<(ErrorFields, bytes::Bytes), WechatError> {
-        let started = Instant::now();
-        let result = async {
-            let response = request
-                .send()
+        let call = async {
+            let answer = call::send(request)
                 .await
                 .map_err(|e| WechatError::Unavailable(crate::causes::http(e)))?;
-            let status = response.status();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| WechatError::Unavailable(crate::causes::http(e)))?;
-            if !status.is_success() {
-                return Err(WechatError::Unavailable(format!("HTTP {status}")));
+            if !answer.status.is_success() {
+                return Err(WechatError::Unavailable(format!("HTTP {}", answer.status)));
             }
-            let fields: ErrorFields = serde_json::from_slice(&bytes)
+            let fields: ErrorFields = serde_json::from_slice(&answer.body)
                 .map_err(|_| WechatError::Unavailable("answer is not JSON".into()))?;
-            Ok((fields, bytes))
-        }
-        .await;
-        if let Some(metrics) = self.inner.metrics.get() {
-            let outcome = match &result {
+            Ok((fields, answer.body))
+        };
+        call::measured(
+            self.inner.metrics.get(),
+            "wechat",
+            endpoint,
+            call,
+            |result| match result {
                 Ok((fields, _)) => labels::wechat_errcode(fields.errcode),
                 Err(_) => "unavailable",
-            };
-            let call = labels::Call {
-                service: "wechat",
-                endpoint,
-            };
-            metrics.call(call, outcome, started.elapsed().as_secs_f64());
-        }
-        result
+            },
+        )
+        .await
     }
 
     /// Sends the request, retrying WeChat's -1 (busy) with exponential back-off, and

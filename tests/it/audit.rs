@@ -10,7 +10,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wxledger::{
-    audit::{self, Options, Report},
+    audit::{self, AuditReport, Options},
     events::Envelope,
     replay::AsOf,
 };
@@ -81,7 +81,7 @@ async fn history(env: &TestEnv) -> History {
     }
 }
 
-async fn run(env: &TestEnv, options: Options) -> Report {
+async fn run(env: &TestEnv, options: Options) -> AuditReport {
     let mut steps = 0;
     let report = audit::run(&env.settings(), &options, |_| steps += 1)
         .await
@@ -100,7 +100,7 @@ async fn number(
 }
 
 /// The report holds a breach of `kind` about `key` that names event `seq`.
-fn assert_breach(report: &Report, kind: &str, key: &str, seq: i64) {
+fn assert_breach(report: &AuditReport, kind: &str, key: &str, seq: i64) {
     assert!(!report.is_clean() && report.exit_code() == 1);
     assert!(
         report

@@ -137,7 +137,7 @@ async fn each_planted_discrepancy_is_found_in_its_class() {
     .await;
 
     let settings = settings_of(&env);
-    let report = reconcile::run(&settings, BillSource::Download, Some(today))
+    let report = reconcile::reconcile_bill(&settings, BillSource::Download, Some(today))
         .await
         .expect("the bill downloads and the ledger reads");
     let json = report.to_json();
@@ -270,15 +270,15 @@ async fn a_clean_bill_with_a_refund_exits_0() {
     assert!(text.contains(&count_line("matched", 3)), "{text}");
     assert!(text.contains("result: everything matched"), "{text}");
 
-    let report = reconcile::run(&settings_of(&env), BillSource::Download, Some(today))
+    let report = reconcile::reconcile_bill(&settings_of(&env), BillSource::Download, Some(today))
         .await
         .unwrap();
     assert!(report.is_clean());
     assert_eq!(report.bill.summary.total, 1231);
     assert!(
-        report.outcome.findings.is_empty(),
+        report.verdict.findings.is_empty(),
         "{:?}",
-        report.outcome.findings
+        report.verdict.findings
     );
 }
 
@@ -306,7 +306,7 @@ async fn a_tampered_bill_or_unreadable_input_exits_2() {
 
     env.sim_post("/sim/pay/bill/faults", json!({"bad_hash": true}))
         .await;
-    let err = reconcile::run(&settings, BillSource::Download, Some(today))
+    let err = reconcile::reconcile_bill(&settings, BillSource::Download, Some(today))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "bill_hash_mismatch", "{err}");
@@ -317,7 +317,7 @@ async fn a_tampered_bill_or_unreadable_input_exits_2() {
 
     env.sim_post("/sim/pay/bill/faults", json!({"bad_summary": true}))
         .await;
-    let err = reconcile::run(&settings, BillSource::Download, Some(today))
+    let err = reconcile::reconcile_bill(&settings, BillSource::Download, Some(today))
         .await
         .unwrap_err();
     assert_eq!(err.code(), "bill_summary", "{err}");
@@ -340,7 +340,7 @@ async fn a_day_without_a_bill_shows_the_ledger_payments_as_missing() {
     // The simulator lists nothing for the day: WeChat answers NO_STATEMENT_EXIST.
     env.sim_post("/sim/pay/bill/faults", json!({"drop": [nos[0]]}))
         .await;
-    let report = reconcile::run(&settings, BillSource::Download, Some(today))
+    let report = reconcile::reconcile_bill(&settings, BillSource::Download, Some(today))
         .await
         .unwrap();
     assert!(
@@ -348,17 +348,17 @@ async fn a_day_without_a_bill_shows_the_ledger_payments_as_missing() {
         "{}",
         report.source
     );
-    assert_eq!(report.outcome.findings.len(), 1);
-    assert_eq!(report.outcome.findings[0].class, Class::MissingInBill);
+    assert_eq!(report.verdict.findings.len(), 1);
+    assert_eq!(report.verdict.findings[0].class, Class::MissingInBill);
     assert_eq!(
-        report.outcome.findings[0].out_trade_no.as_deref(),
+        report.verdict.findings[0].out_trade_no.as_deref(),
         Some(nos[0].as_str())
     );
 
     // A day long ago: nothing in the bill, nothing in the ledger.
     let old = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
-    let report = reconcile::run(&settings, BillSource::Download, Some(old))
+    let report = reconcile::reconcile_bill(&settings, BillSource::Download, Some(old))
         .await
         .unwrap();
-    assert!(report.is_clean() && report.outcome.findings.is_empty());
+    assert!(report.is_clean() && report.verdict.findings.is_empty());
 }

@@ -4,12 +4,8 @@
 use futures::{pin_mut, TryStreamExt};
 use tokio_postgres::GenericClient;
 
-use super::{no_params, Result};
-use crate::{
-    audit::{Breach, BreachKind, Found},
-    finance::yuan::format_fen,
-    fold::OrderState,
-};
+use super::{stream, Breaches, Result};
+use crate::{audit::BreachKind, finance::yuan::format_fen, fold::OrderState};
 
 /// An order with the money the other tables hold for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,39 +106,34 @@ pub fn order_problems(o: &OrderMoney) -> Vec<String> {
     out
 }
 
-pub(super) async fn order_states(
-    client: &impl GenericClient,
-    found: Found,
-    out: &mut Vec<Breach>,
-) -> Result<()> {
-    let rows = client
-        .query_raw(
-            "WITH money AS (
-                 SELECT out_trade_no,
-                        max(seq) FILTER (WHERE kind IN ('sale', 'recharge')) AS credited_at,
-                        max(seq) FILTER (WHERE kind = 'wallet_payment') AS wallet_paid_at
-                 FROM ledger_entries WHERE kind IN ('sale', 'recharge', 'wallet_payment')
-                 GROUP BY out_trade_no),
-             refunds_of AS (
-                 SELECT out_trade_no,
-                        coalesce(sum(amount) FILTER (WHERE state = 'succeeded'), 0)::bigint
-                            AS succeeded,
-                        coalesce(sum(amount) FILTER (WHERE reserved_from IS NOT NULL
-                            AND state IN ('requested', 'processing', 'abnormal')), 0)::bigint
-                            AS in_flight
-                 FROM refunds WHERE requested GROUP BY out_trade_no)
-             SELECT o.out_trade_no, o.state, o.amount, o.paid_with, o.transaction_id,
-                    o.refunded, o.refunding, o.last_seq, p.out_trade_no, p.amount,
-                    m.credited_at, m.wallet_paid_at,
-                    coalesce(r.succeeded, 0), coalesce(r.in_flight, 0)
-             FROM orders o
-             LEFT JOIN payments p ON p.transaction_id = o.transaction_id
-             LEFT JOIN money m ON m.out_trade_no = o.out_trade_no
-             LEFT JOIN refunds_of r ON r.out_trade_no = o.out_trade_no
-             ORDER BY o.last_seq, o.out_trade_no",
-            no_params(),
-        )
-        .await?;
+pub(super) async fn order_states(client: &impl GenericClient, out: &mut Breaches) -> Result<()> {
+    let rows = stream(
+        client,
+        "WITH money AS (
+             SELECT out_trade_no,
+                    max(seq) FILTER (WHERE kind IN ('sale', 'recharge')) AS credited_at,
+                    max(seq) FILTER (WHERE kind = 'wallet_payment') AS wallet_paid_at
+             FROM ledger_entries WHERE kind IN ('sale', 'recharge', 'wallet_payment')
+             GROUP BY out_trade_no),
+         refunds_of AS (
+             SELECT out_trade_no,
+                    coalesce(sum(amount) FILTER (WHERE state = 'succeeded'), 0)::bigint
+                        AS succeeded,
+                    coalesce(sum(amount) FILTER (WHERE reserved_from IS NOT NULL
+                        AND state IN ('requested', 'processing', 'abnormal')), 0)::bigint
+                        AS in_flight
+             FROM refunds WHERE requested GROUP BY out_trade_no)
+         SELECT o.out_trade_no, o.state, o.amount, o.paid_with, o.transaction_id,
+                o.refunded, o.refunding, o.last_seq, p.out_trade_no, p.amount,
+                m.credited_at, m.wallet_paid_at,
+                coalesce(r.succeeded, 0), coalesce(r.in_flight, 0)
+         FROM orders o
+         LEFT JOIN payments p ON p.transaction_id = o.transaction_id
+         LEFT JOIN money m ON m.out_trade_no = o.out_trade_no
+         LEFT JOIN refunds_of r ON r.out_trade_no = o.out_trade_no
+         ORDER BY o.last_seq, o.out_trade_no",
+    )
+    .await?;
     pin_mut!(rows);
     while let Some(row) = rows.try_next().await? {
         let payment_no: Option<String> = row.get(8);
@@ -169,13 +160,12 @@ pub(super) async fn order_states(
                 .collect();
             seqs.sort_unstable();
             seqs.dedup();
-            out.push(Breach::new(
+            out.push(
                 BreachKind::IllegalOrderState,
-                found,
                 &o.out_trade_no,
                 seqs,
                 problems.join("; "),
-            ));
+            );
         }
     }
     Ok(())
@@ -183,8 +173,7 @@ pub(super) async fn order_states(
 
 pub(super) async fn refunds_within_paid(
     client: &impl GenericClient,
-    found: Found,
-    out: &mut Vec<Breach>,
+    out: &mut Breaches,
 ) -> Result<()> {
     for row in client
         .query(
@@ -226,9 +215,8 @@ pub(super) async fn refunds_within_paid(
             }
             _ => "an unknown order".to_owned(),
         };
-        out.push(Breach::new(
+        out.push(
             BreachKind::RefundExceedsPaid,
-            found,
             &no,
             row.get(6),
             format!(
@@ -237,7 +225,7 @@ pub(super) async fn refunds_within_paid(
                 format_fen(going),
                 format_fen(received)
             ),
-        ));
+        );
     }
     Ok(())
 }

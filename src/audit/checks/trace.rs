@@ -11,11 +11,11 @@
 use futures::{pin_mut, TryStreamExt};
 use tokio_postgres::{GenericClient, Row};
 
-use super::{no_params, Result};
+use super::{stream, Breaches, Result};
 use crate::{
     audit::{
         scan::{Money, Scan},
-        Breach, BreachKind, Found,
+        BreachKind,
     },
     finance::yuan::format_fen,
     fold::{
@@ -271,16 +271,14 @@ fn line(row: &Row) -> (String, Line) {
 pub(super) async fn untraced_groups(
     client: &impl GenericClient,
     scan: &Scan,
-    found: Found,
-    out: &mut Vec<Breach>,
+    out: &mut Breaches,
 ) -> Result<()> {
-    let rows = client
-        .query_raw(
-            "SELECT group_id, seq, account, amount, kind, out_trade_no, transaction_id
-             FROM ledger_entries ORDER BY group_id, line",
-            no_params(),
-        )
-        .await?;
+    let rows = stream(
+        client,
+        "SELECT group_id, seq, account, amount, kind, out_trade_no, transaction_id
+         FROM ledger_entries ORDER BY group_id, line",
+    )
+    .await?;
     pin_mut!(rows);
     let mut group: Option<(String, Vec<Line>)> = None;
     let mut check = |group: Option<(String, Vec<Line>)>| {
@@ -289,13 +287,7 @@ pub(super) async fn untraced_groups(
                 let mut seqs: Vec<i64> = lines.iter().map(|l| l.seq).collect();
                 seqs.sort_unstable();
                 seqs.dedup();
-                out.push(Breach::new(
-                    BreachKind::UntracedCredit,
-                    found,
-                    id,
-                    seqs,
-                    why,
-                ));
+                out.push(BreachKind::UntracedCredit, id, seqs, why);
             }
         }
     };
@@ -313,16 +305,14 @@ pub(super) async fn untraced_groups(
 pub(super) async fn untraced_payments(
     client: &impl GenericClient,
     scan: &Scan,
-    found: Found,
-    out: &mut Vec<Breach>,
+    out: &mut Breaches,
 ) -> Result<()> {
-    let rows = client
-        .query_raw(
-            "SELECT transaction_id, out_trade_no, amount, seq, source FROM payments
-             ORDER BY seq, transaction_id",
-            no_params(),
-        )
-        .await?;
+    let rows = stream(
+        client,
+        "SELECT transaction_id, out_trade_no, amount, seq, source FROM payments
+         ORDER BY seq, transaction_id",
+    )
+    .await?;
     pin_mut!(rows);
     while let Some(row) = rows.try_next().await? {
         let (tx, no, amount, seq, source): (String, String, i64, i64, String) =
@@ -358,13 +348,12 @@ pub(super) async fn untraced_payments(
             }),
         };
         if let Some(why) = why {
-            out.push(Breach::new(
+            out.push(
                 BreachKind::UntracedCredit,
-                found,
                 format!("payment {tx}"),
                 vec![seq],
                 format!("{} yuan booked for order {no}: {why}", format_fen(amount)),
-            ));
+            );
         }
     }
     Ok(())
@@ -372,8 +361,7 @@ pub(super) async fn untraced_payments(
 
 pub(super) async fn booking_mismatches(
     client: &impl GenericClient,
-    found: Found,
-    out: &mut Vec<Breach>,
+    out: &mut Breaches,
 ) -> Result<()> {
     for row in client
         .query(
@@ -403,13 +391,12 @@ pub(super) async fn booking_mismatches(
             (Some(b), Some(k)) if b != k => format!("booked as {b}, posted as {k}"),
             _ => "booked and posted by different events".to_owned(),
         };
-        out.push(Breach::new(
+        out.push(
             BreachKind::BookingMismatch,
-            found,
             format!("payment {tx}"),
             seqs,
             message,
-        ));
+        );
     }
     Ok(())
 }

@@ -72,8 +72,8 @@ fn bill(lines: Vec<BillLine>) -> TradeBill {
     TradeBill { lines, summary }
 }
 
-fn paid(tx: &str, no: &str, amount: i64, when: &str) -> LedgerPayment {
-    LedgerPayment {
+fn paid(tx: &str, no: &str, amount: i64, when: &str) -> BookedPayment {
+    BookedPayment {
         transaction_id: tx.into(),
         out_trade_no: no.into(),
         amount,
@@ -82,8 +82,8 @@ fn paid(tx: &str, no: &str, amount: i64, when: &str) -> LedgerPayment {
     }
 }
 
-fn order(no: &str, amount: i64, state: &str) -> LedgerOrder {
-    LedgerOrder {
+fn order(no: &str, amount: i64, state: &str) -> BookedOrder {
+    BookedOrder {
         out_trade_no: no.into(),
         amount,
         state: state.into(),
@@ -92,8 +92,8 @@ fn order(no: &str, amount: i64, state: &str) -> LedgerOrder {
 
 const NOON: &str = "2024-05-01T12:00:01+08:00";
 
-fn classes(outcome: &Outcome) -> Vec<(Class, Option<&str>)> {
-    outcome
+fn classes(verdict: &BillVerdict) -> Vec<(Class, Option<&str>)> {
+    verdict
         .findings
         .iter()
         .map(|f| (f.class, f.transaction_id.as_deref()))
@@ -106,15 +106,15 @@ fn a_clean_day_matches_line_by_line() {
         line(1, "tx1", "no1", 1800, "SUCCESS"),
         line(2, "tx2", "no2", 1, "SUCCESS"),
     ]);
-    let ledger = Ledger {
+    let books = OurBooks {
         payments: vec![paid("tx1", "no1", 1800, NOON), paid("tx2", "no2", 1, NOON)],
         ..Default::default()
     };
-    let outcome = reconcile(&b, &ledger, day());
-    assert!(outcome.findings.is_empty(), "{:?}", outcome.findings);
-    assert_eq!(outcome.counts["matched"], 2);
-    assert_eq!(outcome.counts.len(), Class::ALL.len());
-    assert!(!outcome.has_discrepancies());
+    let verdict = match_bill(&b, &books, day());
+    assert!(verdict.findings.is_empty(), "{:?}", verdict.findings);
+    assert_eq!(verdict.counts["matched"], 2);
+    assert_eq!(verdict.counts.len(), Class::ALL.len());
+    assert!(!verdict.has_discrepancies());
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn each_payment_discrepancy_gets_its_class() {
         line(6, "tx-ok", "no-ok", 100, "SUCCESS"),
         line(7, "tx-other", "no-wrong", 100, "SUCCESS"),
     ]);
-    let ledger = Ledger {
+    let books = OurBooks {
         payments: vec![
             paid("tx-ok", "no-ok", 100, NOON),
             paid("tx-amount", "no-amount", 100, NOON),
@@ -142,9 +142,9 @@ fn each_payment_discrepancy_gets_its_class() {
         orders: vec![order("no-closed", 100, "closed")],
         refunds: None,
     };
-    let outcome = reconcile(&b, &ledger, day());
+    let verdict = match_bill(&b, &books, day());
     assert_eq!(
-        classes(&outcome),
+        classes(&verdict),
         [
             (Class::MissingInLedger, Some("tx-unknown")),
             (Class::StateMismatch, Some("tx-closed")),
@@ -155,7 +155,7 @@ fn each_payment_discrepancy_gets_its_class() {
             (Class::MissingInBill, Some("tx-absent")),
         ]
     );
-    let f = &outcome.findings;
+    let f = &verdict.findings;
     assert_eq!(f[1].field, Some("state"));
     assert_eq!(
         (&f[1].expected, &f[1].got),
@@ -171,11 +171,11 @@ fn each_payment_discrepancy_gets_its_class() {
     assert_eq!(f[6].line, None);
     assert_eq!(f[6].expected, json!({"amount": 700, "state": "SUCCESS"}));
     assert_eq!(f[6].got, Value::Null);
-    assert_eq!(outcome.counts["matched"], 1);
-    assert_eq!(outcome.counts["missing_in_ledger"], 2);
-    assert_eq!(outcome.counts["state_mismatch"], 3);
-    assert_eq!(outcome.counts["missing_in_bill"], 1);
-    assert!(outcome.has_discrepancies());
+    assert_eq!(verdict.counts["matched"], 1);
+    assert_eq!(verdict.counts["missing_in_ledger"], 2);
+    assert_eq!(verdict.counts["state_mismatch"], 3);
+    assert_eq!(verdict.counts["missing_in_bill"], 1);
+    assert!(verdict.has_discrepancies());
 }
 
 #[test]
@@ -183,12 +183,12 @@ fn uncredited_and_revoked_are_not_discrepancies() {
     let b = bill(vec![line(1, "tx-revoked", "no-r", 100, "REVOKED")]);
     let mut foreign = paid("tx-foreign", "no-f", 100, NOON);
     foreign.booked_as = "not_credited".into();
-    let ledger = Ledger {
+    let books = OurBooks {
         payments: vec![foreign],
         ..Default::default()
     };
-    let outcome = reconcile(&b, &ledger, day());
-    assert!(outcome.findings.is_empty(), "{:?}", outcome.findings);
+    let verdict = match_bill(&b, &books, day());
+    assert!(verdict.findings.is_empty(), "{:?}", verdict.findings);
 }
 
 #[test]
@@ -198,26 +198,26 @@ fn refund_lines_without_a_refunds_source_are_unchecked() {
         refund_line(2, "tx1", "no1", "rf1", 500, "SUCCESS"),
         refund_line(3, "tx-unknown", "no9", "rf9", 500, "SUCCESS"),
     ]);
-    let ledger = Ledger {
+    let books = OurBooks {
         payments: vec![paid("tx1", "no1", 1800, NOON)],
         ..Default::default()
     };
-    let outcome = reconcile(&b, &ledger, day());
+    let verdict = match_bill(&b, &books, day());
     assert_eq!(
-        classes(&outcome),
+        classes(&verdict),
         [
             (Class::RefundUnchecked, Some("tx1")),
             (Class::MissingInLedger, Some("tx-unknown")),
         ]
     );
-    assert_eq!(outcome.findings[0].out_refund_no.as_deref(), Some("rf1"));
-    assert!(!outcome.findings[0].class.is_discrepancy());
-    assert_eq!(outcome.counts["refund_unchecked"], 1);
+    assert_eq!(verdict.findings[0].out_refund_no.as_deref(), Some("rf1"));
+    assert!(!verdict.findings[0].class.is_discrepancy());
+    assert_eq!(verdict.counts["refund_unchecked"], 1);
 }
 
 #[test]
 fn refund_lines_match_a_refunds_source_when_there_is_one() {
-    let refund = |no: &str, rf: &str, amount: i64, status: &str, when: &str| LedgerRefund {
+    let refund = |no: &str, rf: &str, amount: i64, status: &str, when: &str| BookedRefund {
         out_refund_no: rf.into(),
         out_trade_no: no.into(),
         amount,
@@ -231,7 +231,7 @@ fn refund_lines_match_a_refunds_source_when_there_is_one() {
         refund_line(4, "tx1", "no1", "rf-closed", 200, "SUCCESS"),
         refund_line(5, "tx1", "no1", "rf-unknown", 200, "SUCCESS"),
     ]);
-    let ledger = Ledger {
+    let books = OurBooks {
         payments: vec![paid("tx1", "no1", 1800, "2024-04-20T10:00:00+08:00")],
         orders: vec![],
         refunds: Some(vec![
@@ -249,8 +249,8 @@ fn refund_lines_match_a_refunds_source_when_there_is_one() {
             ),
         ]),
     };
-    let outcome = reconcile(&b, &ledger, day());
-    let got: Vec<(Class, Option<&str>)> = outcome
+    let verdict = match_bill(&b, &books, day());
+    let got: Vec<(Class, Option<&str>)> = verdict
         .findings
         .iter()
         .map(|f| (f.class, f.out_refund_no.as_deref()))
@@ -264,8 +264,8 @@ fn refund_lines_match_a_refunds_source_when_there_is_one() {
             (Class::MissingInBill, Some("rf-absent")),
         ]
     );
-    assert_eq!(outcome.counts["matched"], 2);
-    assert_eq!(outcome.findings[1].field, Some("refund_status"));
+    assert_eq!(verdict.counts["matched"], 2);
+    assert_eq!(verdict.findings[1].field, Some("refund_status"));
 }
 
 #[test]

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    orders::{JsapiBody, Order, TradeState},
-    random_alnum,
+    orders::{JsapiBody, SimOrder, TradeState},
+    random_alphanumeric,
     sign::MerchantRequest,
     Pay,
 };
@@ -60,7 +60,7 @@ pub(super) async fn jsapi(
         }
         Some(order) => order.prepay_id.clone(),
         None => {
-            let order = Order::new(out_trade_no.clone(), params);
+            let order = SimOrder::new(out_trade_no.clone(), params);
             let prepay_id = order.prepay_id.clone();
             world.orders.insert(out_trade_no, order);
             prepay_id
@@ -144,7 +144,7 @@ pub(super) async fn certificates(
         .published()
         .iter()
         .map(|p| {
-            let nonce = random_alnum(12);
+            let nonce = random_alphanumeric(12);
             let ciphertext =
                 pay.config
                     .apiv3

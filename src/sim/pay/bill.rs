@@ -20,7 +20,7 @@ use chrono::{DateTime, NaiveDate};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{orders::TradeState, random_alnum, sign::MerchantRequest, Pay, PayConfig};
+use super::{orders::TradeState, random_alphanumeric, sign::MerchantRequest, Pay, PayConfig};
 use crate::finance::{
     bill::{china, ALL_COLUMNS, FEE_SCALE, SUMMARY_COLUMNS, TIME_FORMAT},
     yuan::{format_fen, format_scaled},
@@ -304,7 +304,7 @@ pub(super) async fn tradebill(
             ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, b"not the file").as_ref(),
         );
     }
-    let token = random_alnum(48);
+    let token = random_alphanumeric(48);
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

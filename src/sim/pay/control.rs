@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    notify::{self, Delivery, Notify, NotifyFaults},
-    orders::{Payment, TradeState},
+    notify::{self, Delivery, NotifyFaults, SimNotify},
+    orders::{SimPayment, TradeState},
     Pay, PayStats,
 };
 
@@ -23,9 +23,10 @@ fn control_error(status: StatusCode, message: &str) -> ControlError {
     (status, Json(json!({ "error": message })))
 }
 
+/// How the simulated user's payment ends (the `outcome` field of `/sim/pay/pay`).
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
-enum Outcome {
+enum PayResult {
     #[default]
     Success,
     Payerror,
@@ -38,7 +39,7 @@ pub struct PayBody {
     #[serde(default)]
     amount: Option<i64>,
     #[serde(default)]
-    outcome: Outcome,
+    outcome: PayResult,
     #[serde(default)]
     openid: Option<String>,
 }
@@ -57,14 +58,14 @@ pub(super) async fn pay(
         world.faults = faults;
         return Err(control_error(StatusCode::NOT_FOUND, "no such out_trade_no"));
     };
-    if body.outcome == Outcome::Payerror {
+    if body.outcome == PayResult::Payerror {
         if matches!(order.state, TradeState::NotPay | TradeState::PayError) {
             order.state = TradeState::PayError;
         }
         world.faults = faults;
         return Ok(Json(json!({"transaction_id": null, "notify_id": null})));
     }
-    let payment = Payment::new(
+    let payment = SimPayment::new(
         body.amount.unwrap_or(order.params.total),
         body.openid.unwrap_or_else(|| order.params.openid.clone()),
     );
@@ -73,7 +74,7 @@ pub(super) async fn pay(
     let transaction = order.transaction_json(&pay.config, &payment);
     let url = order.params.notify_url.clone();
     drop(world);
-    let notify = Notify::new(&pay, &transaction, url, faults.unwrap_or_default());
+    let notify = SimNotify::new(&pay, &transaction, url, faults.unwrap_or_default());
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({
@@ -132,7 +133,7 @@ pub(super) async fn send(
         };
         (url, world.faults.take().unwrap_or_default())
     };
-    let notify = Notify::v3(&pay, event_type, original_type, "", resource, url, faults);
+    let notify = SimNotify::v3(&pay, event_type, original_type, "", resource, url, faults);
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({ "notify_id": notify_id })))

@@ -27,15 +27,16 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use rand::{distributions::Alphanumeric, Rng};
+use rand::Rng;
 use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use x509_cert::{der::Decode, Certificate};
 
-use self::{notify::NotifyFaults, orders::Order};
+use self::{notify::NotifyFaults, orders::SimOrder};
 use super::SimState;
 use crate::{
+    crypto::random_alphanumeric,
     devkeys::{self, PUBLIC_KEY_ID, PUBLIC_KEY_MODE_KEY_PEM},
     settings::{SimSettings, SimSigning},
     wechat::pay::crypto::{normalize_serial, ApiV3Key, SigningKey, VerifyingKey},
@@ -136,14 +137,14 @@ pub(super) struct PayStats {
 
 #[derive(Default)]
 struct PayWorld {
-    orders: HashMap<String, Order>,
+    orders: HashMap<String, SimOrder>,
     refunds: HashMap<String, refunds::SimRefund>,
     /// `(code, message)` refusing the next refund request (one-shot).
     refund_reject: Option<(String, String)>,
     /// Faults for the next notify created (one-shot).
     faults: Option<NotifyFaults>,
     /// Notifies queued by the `hold` fault until `/sim/pay/release`.
-    held: Vec<Arc<notify::Notify>>,
+    held: Vec<Arc<notify::SimNotify>>,
     deliveries: Vec<notify::Delivery>,
     last_notify_url: Option<String>,
     stats: PayStats,
@@ -175,14 +176,6 @@ fn random_digits(len: usize) -> String {
     let mut rng = rand::thread_rng();
     (0..len)
         .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
-        .collect()
-}
-
-fn random_alnum(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
         .collect()
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{
-    now_cst, random_alnum,
+    now_cst, random_alphanumeric,
     sign::{signature_headers, signed_with},
     Pay, UNKNOWN_SERIAL,
 };
@@ -56,8 +56,8 @@ pub(super) enum Wire {
     V2,
 }
 
-/// One notify: the same id and body on every attempt.
-pub(super) struct Notify {
+/// One notify the simulator sends: the same id and body on every attempt.
+pub(super) struct SimNotify {
     pub id: String,
     out_trade_no: Option<String>,
     url: String,
@@ -84,7 +84,7 @@ pub(super) struct Delivery {
     pub body: String,
 }
 
-impl Notify {
+impl SimNotify {
     /// A `TRANSACTION.SUCCESS` notify whose resource encrypts `transaction`.
     pub(super) fn new(pay: &Pay, transaction: &Value, url: String, faults: NotifyFaults) -> Self {
         Self::v3(
@@ -110,7 +110,7 @@ impl Notify {
         faults: NotifyFaults,
     ) -> Self {
         let plaintext = serde_json::to_vec(resource).expect("JSON values serialize");
-        let nonce = random_alnum(12);
+        let nonce = random_alphanumeric(12);
         let ciphertext = if faults.undecryptable {
             ApiV3Key::new("thisIsNotTheMerchantsApiV3Key!!!")
                 .expect("32 characters")
@@ -194,7 +194,7 @@ impl Notify {
                 header(&headers, "Wechatpay-Nonce"),
             );
             let signature = if attempt <= f.signtest {
-                format!("{SIGNTEST_PREFIX}{}", B64.encode(random_alnum(48)))
+                format!("{SIGNTEST_PREFIX}{}", B64.encode(random_alphanumeric(48)))
             } else {
                 // A genuine signature of other bytes: well-formed, but not over this body.
                 let mut message = response_message(&ts, &nonce, self.body.as_bytes());
@@ -216,7 +216,7 @@ fn header(headers: &[(&'static str, String)], name: &str) -> String {
 }
 
 /// Starts delivering `notify` in the background (or holds or loses it, as armed).
-pub(super) async fn dispatch(pay: &Pay, notify: Notify) {
+pub(super) async fn dispatch(pay: &Pay, notify: SimNotify) {
     let notify = Arc::new(notify);
     {
         let mut world = pay.world.lock().await;
@@ -271,13 +271,13 @@ pub(super) async fn release(pay: &Pay) -> usize {
 }
 
 /// The armed `delay_ms` before the first attempt.
-async fn delay(notify: &Notify) {
+async fn delay(notify: &SimNotify) {
     if notify.faults.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(notify.faults.delay_ms)).await;
     }
 }
 
-async fn deliver(pay: &Pay, notify: Arc<Notify>) {
+async fn deliver(pay: &Pay, notify: Arc<SimNotify>) {
     delay(&notify).await;
     if !attempt(pay, &notify, 1).await {
         retry(pay, &notify, 1).await;
@@ -285,7 +285,7 @@ async fn deliver(pay: &Pay, notify: Arc<Notify>) {
 }
 
 /// Retries after attempt `failed` failed, until one succeeds or the schedule ends.
-async fn retry(pay: &Pay, notify: &Notify, mut failed: u32) {
+async fn retry(pay: &Pay, notify: &SimNotify, mut failed: u32) {
     while let Some(secs) = RETRY_SCHEDULE_SECS.get(failed as usize - 1) {
         let scaled = Duration::from_secs_f64(*secs as f64 * pay.config.time_factor);
         tokio::time::sleep(scaled).await;
@@ -298,7 +298,7 @@ async fn retry(pay: &Pay, notify: &Notify, mut failed: u32) {
 }
 
 /// Sends attempt `n` (with its copies); true when the daemon acknowledged any copy.
-async fn attempt(pay: &Pay, notify: &Notify, n: u32) -> bool {
+async fn attempt(pay: &Pay, notify: &SimNotify, n: u32) -> bool {
     let copies = 1 + notify.faults.duplicates;
     // Signed before sending, so concurrent copies leave at the same moment.
     let signed: Vec<_> = (1..=copies).map(|c| (c, notify.headers(pay, n))).collect();
@@ -320,7 +320,7 @@ async fn attempt(pay: &Pay, notify: &Notify, n: u32) -> bool {
 
 async fn send(
     pay: &Pay,
-    notify: &Notify,
+    notify: &SimNotify,
     attempt: u32,
     copy: u32,
     headers: Vec<(&'static str, String)>,

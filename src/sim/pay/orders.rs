@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{now_cst, random_alnum, random_digits, PayConfig};
+use super::{now_cst, random_alphanumeric, random_digits, PayConfig};
 
 /// A JSAPI prepay request, as the merchant sends it.
 #[derive(Deserialize)]
@@ -119,14 +119,14 @@ impl TradeState {
 
 /// One successful payment of an order.
 #[derive(Clone)]
-pub(super) struct Payment {
+pub(super) struct SimPayment {
     transaction_id: String,
     total: i64,
     openid: String,
     success_time: String,
 }
 
-impl Payment {
+impl SimPayment {
     pub(super) fn new(total: i64, openid: String) -> Self {
         Self {
             transaction_id: format!("4200{}", random_digits(24)),
@@ -141,22 +141,23 @@ impl Payment {
     }
 }
 
-pub(super) struct Order {
+/// An order as the simulated WeChat Pay holds it (WeChat's side, not the fold's order).
+pub(super) struct SimOrder {
     pub out_trade_no: String,
     pub params: OrderParams,
     pub prepay_id: String,
     pub state: TradeState,
     /// The payment a query shows: the first that succeeded (a double payment's second
     /// transaction is only told by its own notify).
-    pub paid: Option<Payment>,
+    pub paid: Option<SimPayment>,
 }
 
-impl Order {
+impl SimOrder {
     pub(super) fn new(out_trade_no: String, params: OrderParams) -> Self {
         let prepay_id = format!(
             "wx{}{}",
             chrono::Utc::now().format("%Y%m%d%H%M%S"),
-            random_alnum(20).to_ascii_lowercase()
+            random_alphanumeric(20).to_ascii_lowercase()
         );
         Self {
             out_trade_no,
@@ -190,7 +191,7 @@ impl Order {
     }
 
     /// A successful transaction, as queries and `TRANSACTION.SUCCESS` notifies carry it.
-    pub(super) fn transaction_json(&self, config: &PayConfig, payment: &Payment) -> Value {
+    pub(super) fn transaction_json(&self, config: &PayConfig, payment: &SimPayment) -> Value {
         let (state, desc) = TradeState::Success.code_and_desc();
         json!({
             "appid": config.appid,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    notify::{self, Notify},
+    notify::{self, SimNotify},
     now_cst,
     orders::TradeState,
     sign::MerchantRequest,
@@ -131,9 +131,9 @@ struct RefundBodyAmount {
 }
 
 /// A refund API error, as `(status, code, message)`.
-type Refusal = (StatusCode, &'static str, String);
+type RefundApiError = (StatusCode, &'static str, String);
 
-fn invalid(message: impl Into<String>) -> Refusal {
+fn invalid(message: impl Into<String>) -> RefundApiError {
     (StatusCode::BAD_REQUEST, "INVALID_REQUEST", message.into())
 }
 
@@ -168,7 +168,10 @@ pub(super) async fn refund(
     }
 }
 
-fn open_refund(world: &mut super::PayWorld, body: RefundBody) -> Result<&SimRefund, Refusal> {
+fn open_refund(
+    world: &mut super::PayWorld,
+    body: RefundBody,
+) -> Result<&SimRefund, RefundApiError> {
     if body.amount.currency != "CNY" {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -313,7 +316,7 @@ pub(super) async fn settle(
         ));
     };
     drop(world);
-    let notify = Notify::v3(&pay, event_type, "refund", summary, &resource, url, faults);
+    let notify = SimNotify::v3(&pay, event_type, "refund", summary, &resource, url, faults);
     let notify_id = notify.id.clone();
     notify::dispatch(&pay, notify).await;
     Ok(Json(json!({ "notify_id": notify_id })))

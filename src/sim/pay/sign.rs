@@ -9,7 +9,7 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use super::{random_alnum, Pay, PayConfig};
+use super::{random_alphanumeric, Pay, PayConfig};
 use crate::wechat::pay::crypto::{normalize_serial, request_message, response_message, SigningKey};
 
 /// How far a request's timestamp may be from now, as WeChat allows.
@@ -25,7 +25,7 @@ pub(super) fn signature_headers(
     timestamp: i64,
     body: &[u8],
 ) -> Vec<(&'static str, String)> {
-    let nonce = random_alnum(32);
+    let nonce = random_alphanumeric(32);
     let ts = timestamp.to_string();
     let signature = key.sign(&response_message(&ts, &nonce, body));
     signed_with(serial, &ts, &nonce, signature)

@@ -25,8 +25,8 @@ use tokio::sync::Mutex;
 
 use super::{
     super::SimState,
-    notify::{self, Notify},
-    random_alnum, Pay,
+    notify::{self, SimNotify},
+    random_alphanumeric, Pay,
 };
 use crate::{
     settings::SimSettings,
@@ -118,7 +118,8 @@ struct OrderParams {
     notify_url: String,
 }
 
-struct Payment {
+/// One successful v2 payment of an order.
+struct V2Payment {
     transaction_id: String,
     total_fee: i64,
     openid: String,
@@ -131,7 +132,7 @@ struct V2Order {
     sign_type: SignType,
     state: State2,
     /// The first payment (a second one is a double payment, told only by its notify).
-    paid: Option<Payment>,
+    paid: Option<V2Payment>,
     /// Fen refunded or being refunded.
     refunded: i64,
 }
@@ -190,7 +191,7 @@ impl Pay {
             ("return_msg", "OK"),
             ("appid", self.config.appid.as_str()),
             ("mch_id", self.config.mchid.as_str()),
-            ("nonce_str", &random_alnum(32)),
+            ("nonce_str", &random_alphanumeric(32)),
         ]
         .into_iter()
         .collect();
@@ -273,7 +274,7 @@ async fn unifiedorder(State(pay): State<Pay>, body: Bytes) -> Response {
             let prepay_id = format!(
                 "wx{}{}",
                 chrono::Utc::now().format("%Y%m%d%H%M%S"),
-                random_alnum(20).to_ascii_lowercase()
+                random_alphanumeric(20).to_ascii_lowercase()
             );
             world.orders.insert(
                 out_trade_no,
@@ -411,7 +412,7 @@ fn settle_refund_request(
     if total_fee != paid.total_fee {
         return Err(("INVALID_REQUEST", "订单金额与支付金额不一致"));
     }
-    let answer = |refund: &V2Refund, paid: &Payment| {
+    let answer = |refund: &V2Refund, paid: &V2Payment| {
         vec![
             ("transaction_id", paid.transaction_id.clone()),
             ("out_trade_no", no.to_owned()),

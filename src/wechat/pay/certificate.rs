@@ -20,7 +20,7 @@ use x509_cert::{
     Certificate,
 };
 
-use super::crypto::{normalize_serial, pem_der, KeyError, SigningKey, VerifyingKey};
+use super::crypto::{normalize_serial, pem_der, PemError, SigningKey, VerifyingKey};
 
 /// `sha256WithRSAEncryption`.
 const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
@@ -52,28 +52,28 @@ pub enum OutsideValidity {
 impl VerifyingKey {
     /// Reads a certificate PEM; returns its serial (normalized, see [`normalize_serial`])
     /// and its key. [`PlatformCertificate::from_pem`] also reads its validity.
-    pub fn from_certificate_pem(pem: &str) -> Result<(String, Self), KeyError> {
+    pub fn from_certificate_pem(pem: &str) -> Result<(String, Self), PemError> {
         PlatformCertificate::from_pem(pem).map(|c| (c.serial, c.key))
     }
 }
 
 impl PlatformCertificate {
     /// Reads a certificate PEM.
-    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+    pub fn from_pem(pem: &str) -> Result<Self, PemError> {
         let der = pem_der(pem, "CERTIFICATE")?;
-        let cert = Certificate::from_der(&der).map_err(|_| KeyError::Der("X.509 certificate"))?;
+        let cert = Certificate::from_der(&der).map_err(|_| PemError::Der("X.509 certificate"))?;
         let tbs = cert.tbs_certificate;
         let serial = normalize_serial(&hex::encode(tbs.serial_number.as_bytes()));
         let key = tbs
             .subject_public_key_info
             .subject_public_key
             .as_bytes()
-            .ok_or(KeyError::Der("certificate public key"))?;
+            .ok_or(PemError::Der("certificate public key"))?;
         let at = |t: Time| {
             i64::try_from(t.to_unix_duration().as_secs())
                 .ok()
                 .and_then(|secs| DateTime::from_timestamp(secs, 0))
-                .ok_or(KeyError::Der("certificate validity"))
+                .ok_or(PemError::Der("certificate validity"))
         };
         Ok(Self {
             serial,

@@ -4,11 +4,10 @@
 
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::{DateTime, FixedOffset, Utc};
-use rand::{distributions::Alphanumeric, Rng};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -22,9 +21,11 @@ use super::{
 };
 use crate::{
     clock::Clock,
+    crypto::random_alphanumeric,
     events::{Evidence, Refund, Transaction},
     metrics::{labels, Metrics},
     settings::PaySettings,
+    wechat::call,
 };
 
 mod certificates;
@@ -348,7 +349,7 @@ impl PayClient {
     /// `wx.requestPayment` parameters for a prepay id, signed with the merchant key.
     pub fn pay_params(&self, prepay_id: &str) -> PayParams {
         let time_stamp = self.now().timestamp().to_string();
-        let nonce_str = nonce(32);
+        let nonce_str = random_alphanumeric(32);
         let package = format!("prepay_id={prepay_id}");
         let pay_sign = self.0.merchant_key.sign(&pay_sign_message(
             &self.0.appid,
@@ -487,12 +488,4 @@ pub fn evidence_from_headers(headers: &axum::http::HeaderMap, body: &[u8]) -> Op
         signature_type: get("wechatpay-signature-type"),
         body: String::from_utf8(body.to_vec()).ok()?,
     })
-}
-
-fn nonce(len: usize) -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
 }

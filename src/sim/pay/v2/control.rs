@@ -38,7 +38,7 @@ impl Pay {
     /// Queues an XML notify with the faults armed for the next notify.
     async fn v2_dispatch(&self, out_trade_no: Option<String>, body: String, url: String) -> String {
         let faults = self.world.lock().await.faults.take().unwrap_or_default();
-        let notify = Notify::v2(
+        let notify = SimNotify::v2(
             uuid::Uuid::new_v4().to_string(),
             out_trade_no,
             body,
@@ -84,7 +84,7 @@ pub(super) async fn control_pay(
             "no such v2 out_trade_no",
         ));
     };
-    let payment = Payment {
+    let payment = V2Payment {
         transaction_id: digits("4200", 24),
         total_fee: body.amount.unwrap_or(order.params.total_fee),
         openid: body.openid.unwrap_or_else(|| order.params.openid.clone()),
@@ -96,7 +96,7 @@ pub(super) async fn control_pay(
         ("return_msg", "OK"),
         ("appid", pay.config.appid.as_str()),
         ("mch_id", pay.config.mchid.as_str()),
-        ("nonce_str", &random_alnum(32)),
+        ("nonce_str", &random_alphanumeric(32)),
         ("result_code", "SUCCESS"),
         ("openid", &payment.openid),
         ("is_subscribe", "N"),
@@ -295,7 +295,7 @@ pub(super) async fn control_refund_notify(
         ("return_code", "SUCCESS"),
         ("appid", pay.config.appid.as_str()),
         ("mch_id", pay.config.mchid.as_str()),
-        ("nonce_str", &random_alnum(32)),
+        ("nonce_str", &random_alphanumeric(32)),
         ("req_info", &crypto::encrypt(inner.as_bytes(), &key)),
     ]);
     let (no, url) = (refund.out_trade_no.clone(), refund.notify_url.clone());

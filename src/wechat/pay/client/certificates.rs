@@ -8,19 +8,13 @@ impl CertificateSource for PayClient {
         &self,
         known: KeySet,
     ) -> futures::future::BoxFuture<'_, Result<Vec<PlatformCertificate>, String>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let result = self.fetch_certificates(known).await;
-            if let Some(metrics) = self.0.metrics.get() {
-                let call = labels::Call {
-                    service: "wechat_pay",
-                    endpoint: "certificates",
-                };
-                let outcome = if result.is_ok() { "ok" } else { "error" };
-                metrics.call(call, outcome, started.elapsed().as_secs_f64());
-            }
-            result
-        })
+        Box::pin(call::measured(
+            self.0.metrics.get(),
+            "wechat_pay",
+            "certificates",
+            self.fetch_certificates(known),
+            |result| if result.is_ok() { "ok" } else { "error" },
+        ))
     }
 }
 
@@ -28,7 +22,7 @@ impl PayClient {
     /// Downloads, decrypts and checks the platform certificates.
     async fn fetch_certificates(&self, known: KeySet) -> Result<Vec<PlatformCertificate>, String> {
         let path = "/v3/certificates";
-        let response = self
+        let request = self
             .0
             .http
             .get(format!("{}{path}", self.0.base))
@@ -36,16 +30,11 @@ impl PayClient {
                 reqwest::header::AUTHORIZATION,
                 self.authorization("GET", path, b""),
             )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
+            .header(reqwest::header::ACCEPT, "application/json");
+        let answer = call::send(request)
             .await
             .map_err(|e| format!("certificates: {}", crate::causes::http(e)))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let raw = response
-            .bytes()
-            .await
-            .map_err(|e| format!("certificates: {}", crate::causes::http(e)))?;
+        let (status, headers, raw) = (answer.status, answer.headers, answer.body);
         if !status.is_success() {
             return Err(format!("certificates: HTTP {status}"));
         }

@@ -13,23 +13,20 @@ impl PayClient {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Verified, PayError> {
-        let started = Instant::now();
-        let result = self.call_unmeasured(method, path_and_query, body).await;
-        if let Some(metrics) = self.0.metrics.get() {
-            let outcome = match &result {
+        call::measured(
+            self.0.metrics.get(),
+            "wechat_pay",
+            endpoint,
+            self.call_unmeasured(method, path_and_query, body),
+            |result| match result {
                 Ok(_) => "ok",
                 Err(PayError::Api { code, .. }) => labels::pay_code(code),
                 Err(PayError::Unavailable(_)) => "unavailable",
                 Err(PayError::Unverified(_)) => "unverified",
                 Err(PayError::Malformed(_)) => "malformed",
-            };
-            let call = labels::Call {
-                service: "wechat_pay",
-                endpoint,
-            };
-            metrics.call(call, outcome, started.elapsed().as_secs_f64());
-        }
-        result
+            },
+        )
+        .await
     }
 
     /// Sends a signed request and verifies the answer; a non-2xx answer becomes
@@ -90,16 +87,10 @@ impl PayClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        let response = request
-            .send()
+        let answer = call::send(request)
             .await
             .map_err(|e| PayError::Unavailable(crate::causes::http(e)))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let raw = response
-            .bytes()
-            .await
-            .map_err(|e| PayError::Unavailable(crate::causes::http(e)))?;
+        let (status, headers, raw) = (answer.status.as_u16(), answer.headers, answer.body);
         let evidence = evidence_from_headers(&headers, &raw).ok_or_else(|| {
             PayError::Unverified(format!("HTTP {status} without signature headers"))
         })?;
@@ -119,7 +110,7 @@ impl PayClient {
     /// The `Authorization` header of a request, signed now with a fresh nonce.
     pub(super) fn authorization(&self, method: &str, path_and_query: &str, body: &[u8]) -> String {
         let timestamp = self.now().timestamp();
-        let nonce_str = nonce(32);
+        let nonce_str = random_alphanumeric(32);
         let signature = self.0.merchant_key.sign(&request_message(
             method,
             path_and_query,

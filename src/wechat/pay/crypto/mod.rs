@@ -16,9 +16,10 @@ use ring::{
 };
 use x509_cert::{der::Decode, spki::SubjectPublicKeyInfoRef};
 
-/// A key or certificate that could not be read.
+/// A key or certificate (PEM) that could not be read; not a user's data key
+/// (`privacy::KeyError`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum KeyError {
+pub enum PemError {
     /// Not PEM with the expected label.
     #[error("not a PEM {0}")]
     Pem(&'static str),
@@ -37,16 +38,16 @@ pub struct BadSignature;
 #[error("resource does not decrypt under the APIv3 key")]
 pub struct DecryptError;
 
-pub(crate) fn pem_der(pem: &str, label: &'static str) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn pem_der(pem: &str, label: &'static str) -> Result<Vec<u8>, PemError> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
-    let start = pem.find(&begin).ok_or(KeyError::Pem(label))? + begin.len();
-    let stop = pem[start..].find(&end).ok_or(KeyError::Pem(label))? + start;
+    let start = pem.find(&begin).ok_or(PemError::Pem(label))? + begin.len();
+    let stop = pem[start..].find(&end).ok_or(PemError::Pem(label))? + start;
     let body: String = pem[start..stop]
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    B64.decode(body).map_err(|_| KeyError::Pem(label))
+    B64.decode(body).map_err(|_| PemError::Pem(label))
 }
 
 /// The merchant's (or, in the simulator, the platform's) RSA private key.
@@ -57,9 +58,9 @@ pub struct SigningKey {
 
 impl SigningKey {
     /// Reads a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, as `apiclient_key.pem`).
-    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, PemError> {
         let der = pem_der(pem, "PRIVATE KEY")?;
-        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| KeyError::Der("PKCS#8 RSA key"))?;
+        let pair = RsaKeyPair::from_pkcs8(&der).map_err(|_| PemError::Der("PKCS#8 RSA key"))?;
         Ok(Self {
             pair,
             rng: SystemRandom::new(),
@@ -92,9 +93,9 @@ pub struct VerifyingKey {
 
 impl VerifyingKey {
     /// Reads an SPKI PEM (`-----BEGIN PUBLIC KEY-----`, as `pub_key.pem`).
-    pub fn from_public_key_pem(pem: &str) -> Result<Self, KeyError> {
+    pub fn from_public_key_pem(pem: &str) -> Result<Self, PemError> {
         let der = pem_der(pem, "PUBLIC KEY")?;
-        let spki = SubjectPublicKeyInfoRef::from_der(&der).map_err(|_| KeyError::Der("SPKI"))?;
+        let spki = SubjectPublicKeyInfoRef::from_der(&der).map_err(|_| PemError::Der("SPKI"))?;
         Ok(Self {
             pkcs1: spki.subject_public_key.raw_bytes().to_vec(),
         })

@@ -186,10 +186,10 @@ fn pay_sign_round_trip_and_bad_pem() {
     assert_eq!(public.verify(&message, &sig), Ok(()));
     assert_eq!(
         SigningKey::from_pkcs8_pem("nonsense").err(),
-        Some(KeyError::Pem("PRIVATE KEY"))
+        Some(PemError::Pem("PRIVATE KEY"))
     );
     assert_eq!(
         VerifyingKey::from_public_key_pem(vector!("java_merchant_certificate.pem")).err(),
-        Some(KeyError::Pem("PUBLIC KEY"))
+        Some(PemError::Pem("PUBLIC KEY"))
     );
 }

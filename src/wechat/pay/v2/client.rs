@@ -10,11 +10,10 @@
 
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use chrono::{DateTime, FixedOffset, Utc};
-use rand::{distributions::Alphanumeric, Rng};
 
 use self::answer::{read_answer, Answer};
 use super::{
@@ -24,9 +23,11 @@ use super::{
 };
 use crate::{
     clock::Clock,
+    crypto::random_alphanumeric,
     events::{LegacyEvidence, Refund, Transaction},
     metrics::{labels, Metrics},
     settings::PaySettings,
+    wechat::call,
     wechat::pay::{PayError, PayParams, Prepay},
 };
 
@@ -282,7 +283,7 @@ impl V2Client {
     /// writes them); `signType` is `MD5` or `HMAC-SHA256`.
     pub fn pay_params(&self, prepay_id: &str) -> PayParams {
         let time_stamp = (self.0.clock)().timestamp().to_string();
-        let nonce_str = nonce();
+        let nonce_str = random_alphanumeric(32);
         let package = format!("prepay_id={prepay_id}");
         let sign_type = self.0.sign_type.as_str();
         let pay_sign = sign::sign(
@@ -369,7 +370,7 @@ impl V2Client {
         let mut fields: Fields = [
             ("appid", self.0.appid.as_str()),
             ("mch_id", self.0.mchid.as_str()),
-            ("nonce_str", &nonce()),
+            ("nonce_str", &random_alphanumeric(32)),
             ("sign_type", self.0.sign_type.as_str()),
         ]
         .into_iter()
@@ -395,24 +396,21 @@ impl V2Client {
         params: &[(&str, &str)],
         secure: bool,
     ) -> Result<Answer, V2Error> {
-        let started = Instant::now();
-        let result = self.call_unmeasured(path, params, secure).await;
-        if let Some(metrics) = self.0.metrics.get() {
-            let outcome = match &result {
+        call::measured(
+            self.0.metrics.get(),
+            "wechat_pay_v2",
+            path.rsplit('/').next().unwrap_or(path),
+            self.call_unmeasured(path, params, secure),
+            |result| match result {
                 Ok(_) => "ok",
                 Err(V2Error::Api { code, .. }) => labels::pay_code(code),
                 Err(V2Error::Refused(_)) => "refused",
                 Err(V2Error::Unavailable(_)) => "unavailable",
                 Err(V2Error::Unverified(_)) => "unverified",
                 Err(V2Error::Malformed(_)) => "malformed",
-            };
-            let call = labels::Call {
-                service: "wechat_pay_v2",
-                endpoint: path.rsplit('/').next().unwrap_or(path),
-            };
-            metrics.call(call, outcome, started.elapsed().as_secs_f64());
-        }
-        result
+            },
+        )
+        .await
     }
 
     /// Sends a signed request; checks `return_code`, `sign`, then `result_code`.
@@ -423,23 +421,21 @@ impl V2Client {
         secure: bool,
     ) -> Result<Answer, V2Error> {
         let http = if secure { &self.0.secure } else { &self.0.http };
-        let response = http
+        let request = http
             .post(format!("{}{path}", self.0.base))
             .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
             .header(reqwest::header::USER_AGENT, "wxledger")
-            .body(self.request(params))
-            .send()
+            .body(self.request(params));
+        let answer = call::send(request)
             .await
             .map_err(|e| V2Error::Unavailable(crate::causes::http(e)))?;
-        let status = response.status();
-        let raw = response
-            .bytes()
-            .await
-            .map_err(|e| V2Error::Unavailable(crate::causes::http(e)))?;
-        if !status.is_success() {
-            return Err(V2Error::Unavailable(format!("{path}: HTTP {status}")));
+        if !answer.status.is_success() {
+            return Err(V2Error::Unavailable(format!(
+                "{path}: HTTP {}",
+                answer.status
+            )));
         }
-        read_answer(&raw, &self.0.key, self.0.sign_type)
+        read_answer(&answer.body, &self.0.key, self.0.sign_type)
     }
 }
 
@@ -456,14 +452,6 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-fn nonce() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
-//! The ledger side of a reconciliation, read from the live projection (`payments`,
-//! `orders`, `refunds`, `projector_checkpoints`) in one snapshot.
+//! Our books for a bill reconciliation ([`OurBooks`], our side of the match), read
+//! from the live projection (`payments`, `orders`, `refunds`, `projector_checkpoints`)
+//! in one snapshot. Not the fold's double-entry ledger (`fold::ledger`).
 
 use chrono::NaiveDate;
 use tokio_postgres::GenericClient;
 
 use super::{
     bill::TradeBill,
-    matcher::{day_window, Ledger, LedgerOrder, LedgerPayment, LedgerRefund},
+    matcher::{day_window, BookedOrder, BookedPayment, BookedRefund, OurBooks},
 };
 use crate::projector::PROJECTION;
 
-/// The ledger as of the projection's checkpoint: the payments and orders `bill` names,
+/// Our books as of the projection's checkpoint: the payments and orders `bill` names,
 /// and every payment recorded during `day` (China Standard Time). Call it inside one
 /// repeatable-read transaction so the rows and the checkpoint agree.
 ///
@@ -21,7 +22,7 @@ pub async fn load(
     client: &impl GenericClient,
     bill: &TradeBill,
     day: NaiveDate,
-) -> Result<(Ledger, i64), tokio_postgres::Error> {
+) -> Result<(OurBooks, i64), tokio_postgres::Error> {
     let transaction_ids: Vec<&str> = bill
         .lines
         .iter()
@@ -40,7 +41,7 @@ pub async fn load(
         .await?
         .iter()
         .map(|r| {
-            Ok(LedgerPayment {
+            Ok(BookedPayment {
                 transaction_id: r.try_get(0)?,
                 out_trade_no: r.try_get(1)?,
                 amount: r.try_get(2)?,
@@ -57,7 +58,7 @@ pub async fn load(
         .await?
         .iter()
         .map(|r| {
-            Ok(LedgerOrder {
+            Ok(BookedOrder {
                 out_trade_no: r.try_get(0)?,
                 amount: r.try_get(1)?,
                 state: r.try_get(2)?,
@@ -80,7 +81,7 @@ pub async fn load(
         .await?
         .iter()
         .map(|r| {
-            Ok(LedgerRefund {
+            Ok(BookedRefund {
                 out_refund_no: r.try_get(0)?,
                 out_trade_no: r.try_get(1)?,
                 amount: r.try_get(2)?,
@@ -97,7 +98,7 @@ pub async fn load(
         .await?
         .map_or(Ok(0), |r| r.try_get(0))?;
     Ok((
-        Ledger {
+        OurBooks {
             payments,
             orders,
             refunds: Some(refunds),
