@@ -10,7 +10,7 @@
 
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -173,7 +173,7 @@ impl V2Client {
             field: "pay.v2.api_key",
             problem: "must be 32 ASCII letters or digits".into(),
         })?;
-        let timeout = Duration::from_millis(settings.timeout_ms);
+        let timeout = settings.timeout;
         let build = |builder: reqwest::ClientBuilder| {
             builder.timeout(timeout).build().map_err(|e| V2ConfigError {
                 field: "pay.v2",
