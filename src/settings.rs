@@ -5,6 +5,7 @@
 mod auth;
 mod check;
 pub mod database;
+pub(crate) mod duration;
 mod env;
 pub mod error;
 mod http;
@@ -34,7 +35,7 @@ pub use projector::ProjectorSettings;
 pub use sim::{SimSettings, SimSigning, SIM_APPID, SIM_APP_SECRET};
 pub use wechat::WechatSettings;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use figment::{
     providers::{Format, Serialized, Toml},
@@ -158,11 +159,6 @@ impl Settings {
         self.projector.validate()?;
         self.outcomes.validate()
     }
-
-    /// The read-your-writes timeout as a duration.
-    pub fn read_your_writes_timeout(&self) -> Duration {
-        Duration::from_millis(self.projector.read_your_writes_timeout_ms)
-    }
 }
 
 /// A figment error, with a key that names no setting turned into the nearest valid one.
@@ -221,7 +217,7 @@ mod tests {
         assert_eq!(settings.nats.stream, defaults.nats.stream);
         assert_eq!(settings.projector.batch_size, defaults.projector.batch_size);
         assert_eq!(settings.outcomes.publish, defaults.outcomes.publish);
-        assert_eq!(settings.outcomes.poll_ms, defaults.outcomes.poll_ms);
+        assert_eq!(settings.outcomes.poll, defaults.outcomes.poll);
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl App {
         db::wait_until_up(
             &pool,
             &db::pg_config(&settings.database)?.target(),
-            Duration::from_secs(settings.database.connect_timeout_secs),
+            settings.database.connect_timeout,
         )
         .await?;
         db::migrate(&pool, &settings.database.schema).await?;
@@ -177,7 +177,7 @@ impl App {
                 &settings.database.schema,
                 log.clone(),
                 settings.projector.batch_size,
-                Duration::from_millis(settings.projector.batch_linger_ms),
+                settings.projector.batch_linger,
                 applied_tx,
             )
             .with_metrics(metrics.clone())
@@ -204,7 +204,7 @@ impl App {
                 &settings.database.schema,
                 outcome_stream,
                 applied_rx.clone(),
-                Duration::from_millis(settings.outcomes.poll_ms),
+                settings.outcomes.poll,
                 settings.outcomes.batch_size,
                 metrics.clone(),
             )
@@ -233,15 +233,14 @@ impl App {
             vault: crate::privacy::Vault::new(&settings.privacy),
             projection: ProjectionWatch::new(applied_rx, pool.clone()),
             clock,
-            read_your_writes: settings.read_your_writes_timeout(),
+            read_your_writes: settings.projector.read_your_writes_timeout,
             pay,
             pay_v2,
             pay_api: settings.pay.api,
             metrics: metrics.clone(),
             max_amount_fen: settings.pay.max_amount_fen,
-            order_ttl: chrono::Duration::seconds(
-                i64::try_from(settings.pay.order_ttl_secs).expect("validated: at most 7 days"),
-            ),
+            order_ttl: chrono::Duration::from_std(settings.pay.order_ttl)
+                .expect("validated: at most 7 days"),
         });
         let state = AppState::new(Shared {
             commands,
@@ -267,13 +266,13 @@ impl App {
             publisher,
             log,
             stop: CancellationToken::new(),
-            grace: Duration::from_millis(settings.http.shutdown_grace_ms),
+            grace: settings.http.shutdown_grace,
             state,
-            expiry_every: Duration::from_millis(settings.pay.expiry_sweep_ms),
-            reconcile_every: Duration::from_millis(settings.pay.reconcile_sweep_ms),
-            reconcile_after: Duration::from_secs(settings.pay.reconcile_after_secs),
+            expiry_every: settings.pay.expiry_sweep,
+            reconcile_every: settings.pay.reconcile_sweep,
+            reconcile_after: settings.pay.reconcile_after,
             certificates_every: if settings.pay.platform_certificates {
-                Duration::from_secs(settings.pay.certificate_refresh_secs)
+                settings.pay.certificate_refresh
             } else {
                 Duration::MAX
             },
@@ -398,7 +397,7 @@ fn tokens(settings: &Settings) -> Tokens {
             random_key().to_vec()
         }
     };
-    let tokens = Tokens::new(&auth.jwt_kid, &secret, auth.token_ttl_secs);
+    let tokens = Tokens::new(&auth.jwt_kid, &secret, auth.token_ttl.as_secs());
     match (&auth.jwt_previous_kid, &auth.jwt_previous_secret) {
         (Some(kid), Some(previous)) => {
             tokens.with_previous(kid, previous.expose_secret().as_bytes())

@@ -315,7 +315,7 @@ pub async fn run(
             url: settings.database.url.clone(),
             schema: scratch.clone(),
             pool_size: 1,
-            connect_timeout_secs: settings.database.connect_timeout_secs,
+            connect_timeout: settings.database.connect_timeout,
             sslmode: settings.database.sslmode,
             ssl_root_cert: settings.database.ssl_root_cert.clone(),
         };

@@ -152,7 +152,7 @@ async fn measure(
         url: settings.database.url.clone(),
         schema: copy_schema.clone(),
         pool_size: 1,
-        connect_timeout_secs: settings.database.connect_timeout_secs,
+        connect_timeout: settings.database.connect_timeout,
         sslmode: settings.database.sslmode,
         ssl_root_cert: settings.database.ssl_root_cert.clone(),
     };

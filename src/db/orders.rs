@@ -11,10 +11,10 @@ use crate::fold::{Balance, Failure, Keys, LedgerEntry, Order, PaidWith, Payment}
 mod rows;
 
 pub(super) use self::rows::{all, named, Named};
-use self::rows::{
+pub use self::rows::{
     balance_from_row, entry_from_row, failure_from_row, order_from_row, payment_from_row,
-    ENTRY_COLUMNS, FAILURE_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS,
 };
+use self::rows::{ENTRY_COLUMNS, FAILURE_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS};
 
 // ---- the projector's loads and writes ----
 
@@ -409,6 +409,3 @@ pub async fn failures(
         .await?;
     all(&rows, failure_from_row)
 }
-
-#[cfg(test)]
-mod tests;

@@ -20,7 +20,8 @@ impl Named for RefundState {
 const REFUND_COLUMNS: &str = "out_refund_no, out_trade_no, amount, reason, state, requested, \
      reserved_from, refund_id, wechat_status, code, message, requested_at, settled_at, last_seq";
 
-fn refund_from_row(row: &Row) -> Result<RefundRow, tokio_postgres::Error> {
+/// A `refunds` row (its columns read by name) as the fold's [`RefundRow`].
+pub fn refund_from_row(row: &Row) -> Result<RefundRow, tokio_postgres::Error> {
     Ok(RefundRow {
         out_refund_no: row.try_get("out_refund_no")?,
         out_trade_no: row.try_get("out_trade_no")?,
@@ -37,12 +38,6 @@ fn refund_from_row(row: &Row) -> Result<RefundRow, tokio_postgres::Error> {
         settled_at: row.try_get("settled_at")?,
         last_seq: row.try_get("last_seq")?,
     })
-}
-
-/// A `refunds` row read by tests of other modules.
-#[cfg(test)]
-pub(crate) fn tests_row(row: &Row) -> RefundRow {
-    refund_from_row(row).expect("a refunds row reads")
 }
 
 /// The refunds numbered in `keys.out_refund_nos`.

@@ -41,7 +41,7 @@ pub async fn connect(
 ) -> Result<async_nats::Client, ConnectError> {
     let url = redact_url(&settings.url);
     let started = tokio::time::Instant::now();
-    let deadline = started + Duration::from_secs(settings.connect_timeout_secs);
+    let deadline = started + settings.connect_timeout;
     let mut logged = false;
     loop {
         let options = options(settings, name).await?;
@@ -99,7 +99,7 @@ pub async fn connect(
             tracing::warn!(
                 url = %url,
                 error = %cause,
-                timeout_secs = settings.connect_timeout_secs,
+                timeout_secs = settings.connect_timeout.as_secs(),
                 "NATS is not reachable; waiting for it (nats.connect_timeout_secs)"
             );
             logged = true;
@@ -113,7 +113,7 @@ async fn options(settings: &NatsSettings, name: &str) -> Result<ConnectOptions, 
         .name(name)
         .max_reconnects(None)
         .connection_timeout(
-            Duration::from_secs(2).min(Duration::from_secs(settings.connect_timeout_secs.max(1))),
+            Duration::from_secs(2).min(settings.connect_timeout.max(Duration::from_secs(1))),
         )
         .event_callback(|event| async move {
             match event {

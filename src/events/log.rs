@@ -4,7 +4,6 @@
 use std::{
     ops::RangeInclusive,
     task::{ready, Poll},
-    time::Duration,
 };
 
 use async_nats::{
@@ -103,7 +102,7 @@ impl EventLog {
     pub async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
         let client = super::connect::connect(settings, "wxledger").await?;
         let mut js = jetstream::new(client.clone());
-        js.set_timeout(Duration::from_millis(settings.ack_timeout_ms));
+        js.set_timeout(settings.ack_timeout);
         Ok(Self {
             client,
             js,
@@ -123,7 +122,7 @@ impl EventLog {
                 Storage::File => stream::StorageType::File,
             },
             num_replicas: settings.replicas,
-            duplicate_window: Duration::from_secs(settings.duplicate_window_secs),
+            duplicate_window: settings.duplicate_window,
             retention: stream::RetentionPolicy::Limits,
             // Events are immutable: no message may be deleted or the stream purged.
             deny_delete: true,

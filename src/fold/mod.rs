@@ -10,6 +10,9 @@ pub mod phone;
 pub mod refunds;
 pub mod users;
 
+// Public for the integration tests, which cannot see `#[cfg(test)]` items.
+pub mod fixtures;
+
 use std::collections::BTreeSet;
 
 use serde_json::json;
@@ -251,8 +254,6 @@ mod payment_tests;
 mod refund_notify_tests;
 #[cfg(test)]
 mod refund_tests;
-#[cfg(test)]
-pub(crate) mod test_events;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

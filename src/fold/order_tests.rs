@@ -1,6 +1,6 @@
 //! Table tests of orders: placing, prepay, closing, and the names of their states.
 
-use super::{test_events::*, *};
+use super::{fixtures::*, *};
 use crate::events::OrderKind;
 
 #[test]

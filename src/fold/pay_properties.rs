@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::{test_events::*, *};
+use super::{fixtures::*, *};
 use crate::events::{OrderKind, Refund, Transaction};
 
 /// Every row of every table the payment fold writes.

@@ -1,6 +1,6 @@
 //! Table tests of payments: sales, recharges, suspense, and what a batch touches.
 
-use super::{pay_properties::snapshot, test_events::*, *};
+use super::{fixtures::*, pay_properties::snapshot, *};
 use crate::events::OrderKind;
 
 #[test]

@@ -1,7 +1,7 @@
 //! An API v2 refund notify is a claim: only the signed query answer it comes with moves
 //! money, and a claim the answer does not confirm is logged (`refund_notify_unconfirmed`).
 
-use super::test_events::{
+use super::fixtures::{
     fold, order, reasons, refund, refund_accepted, refund_notify_queried, refund_requested, success,
 };
 use super::*;
@@ -10,7 +10,7 @@ use crate::events::OrderKind;
 /// A paid order of 100 fen with a refund of 60 in flight at WeChat.
 fn in_flight() -> Vec<Event> {
     vec![
-        test_events::placed("o1", 1, OrderKind::Order, 100),
+        fixtures::placed("o1", 1, OrderKind::Order, 100),
         success("o1", "t1", 100),
         refund_requested("r1", "o1", 60),
         refund_accepted(refund("r1", "o1", "PROCESSING", Some(60))),
@@ -70,7 +70,7 @@ fn a_forged_closed_moves_nothing_is_logged_and_the_reserve_still_counts() {
 
     // Folded again (a redelivered batch): nothing new.
     let mut again = s.clone();
-    let rec5 = test_events::rec(
+    let rec5 = fixtures::rec(
         5,
         refund_notify_queried(forged, refund("r1", "o1", "PROCESSING", Some(60))),
     );

@@ -1,6 +1,6 @@
 //! Table tests of refunds and wallet payments.
 
-use super::{test_events::*, *};
+use super::{fixtures::*, *};
 use crate::events::OrderKind;
 
 fn refund_row(s: &State, no: &str) -> RefundRow {

@@ -1,7 +1,7 @@
 //! The order and refund rules (`can_move_to`) as a table, and a check that the fold moves
 //! orders and refunds exactly as that table says.
 
-use super::test_events::{
+use super::fixtures::{
     closed, fold, notified, placed, prepay, rec, refund, refund_accepted, refund_queried,
     refund_rejected, refund_requested, success, transaction,
 };

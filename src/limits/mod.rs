@@ -30,9 +30,9 @@ impl Limits {
     /// The limits `settings` describe.
     pub fn new(settings: &LimitSettings) -> Self {
         Self {
-            body_read_timeout: Duration::from_millis(settings.body_read_timeout_ms),
-            request_timeout: Duration::from_millis(settings.request_timeout_ms),
-            webhook_timeout: Duration::from_millis(settings.webhook_timeout_ms),
+            body_read_timeout: settings.body_read_timeout,
+            request_timeout: settings.request_timeout,
+            webhook_timeout: settings.webhook_timeout,
             rates: RateLimits::new(settings),
         }
     }

@@ -31,7 +31,7 @@ impl ConnectionLimits {
     pub fn new(settings: &LimitSettings) -> Self {
         Self {
             max_connections: settings.max_connections,
-            header_read_timeout: settings.header_read_timeout(),
+            header_read_timeout: settings.header_read_timeout,
             keep_alive: settings.keep_alive,
         }
     }

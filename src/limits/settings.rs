@@ -6,30 +6,42 @@ use std::{net::IpAddr, str::FromStr, time::Duration};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::settings::error::SettingsError;
+use crate::settings::{
+    duration::millis,
+    error::{invalid, SettingsError},
+};
 
 /// WeChat gives up on a notify after 5 s and counts it as failed; a webhook must answer
 /// before that, even when it answers that it timed out.
-const WECHAT_NOTIFY_DEADLINE_MS: u64 = 5_000;
+const WECHAT_NOTIFY_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The least of each timeout: a client needs some time to send anything.
+const SHORTEST_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Timeouts, the connection limit and the rate limits of the HTTP listener.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
-    /// How long a client may take to send a request's headers, in milliseconds. An idle
-    /// keep-alive connection waits for its next request's headers just as long, so this
-    /// is also the keep-alive idle limit.
-    pub header_read_timeout_ms: u64,
-    /// How long a client may take to send a request's body once its headers arrived, in
-    /// milliseconds; a slower client gets 408 `timeout` and its connection is closed.
-    pub body_read_timeout_ms: u64,
-    /// Longest an API request may take from its headers to its answer, in milliseconds;
-    /// then it is answered 503 `timeout` (what it appended stays appended: retrying with
-    /// the same `Idempotency-Key` is safe).
-    pub request_timeout_ms: u64,
-    /// The same for WeChat Pay's notifies, in milliseconds; below WeChat's 5 s, so that
-    /// WeChat reads our 503 and retries rather than counting a dropped call.
-    pub webhook_timeout_ms: u64,
+    /// How long a client may take to send a request's headers; `header_read_timeout_ms`,
+    /// in milliseconds. An idle keep-alive connection waits for its next request's
+    /// headers just as long, so this is also the keep-alive idle limit.
+    #[serde(rename = "header_read_timeout_ms", deserialize_with = "millis")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers arrived
+    /// (`body_read_timeout_ms`, in milliseconds); a slower client gets 408 `timeout` and
+    /// its connection is closed.
+    #[serde(rename = "body_read_timeout_ms", deserialize_with = "millis")]
+    pub body_read_timeout: Duration,
+    /// Longest an API request may take from its headers to its answer
+    /// (`request_timeout_ms`, in milliseconds); then it is answered 503 `timeout` (what it
+    /// appended stays appended: retrying with the same `Idempotency-Key` is safe).
+    #[serde(rename = "request_timeout_ms", deserialize_with = "millis")]
+    pub request_timeout: Duration,
+    /// The same for WeChat Pay's notifies (`webhook_timeout_ms`, in milliseconds); below
+    /// WeChat's 5 s, so that WeChat reads our 503 and retries rather than counting a
+    /// dropped call.
+    #[serde(rename = "webhook_timeout_ms", deserialize_with = "millis")]
+    pub webhook_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog until one
     /// closes. Keep it below the process's open-file limit (`ulimit -n`).
     pub max_connections: usize,
@@ -75,10 +87,10 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 10_000,
-            request_timeout_ms: 30_000,
-            webhook_timeout_ms: 4_500,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            webhook_timeout: Duration::from_millis(4_500),
             max_connections: 1_024,
             keep_alive: true,
             trusted_proxies: Vec::new(),
@@ -176,30 +188,19 @@ impl TryFrom<String> for ProxyNet {
 }
 
 impl LimitSettings {
-    /// [`Self::header_read_timeout_ms`] as a duration.
-    pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.header_read_timeout_ms)
-    }
-
     /// Checks what the types cannot; the error names the field.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        fn invalid(field: &'static str, problem: impl Into<String>) -> SettingsError {
-            SettingsError::Invalid {
-                field,
-                problem: problem.into(),
-            }
-        }
-        for (field, ms) in [
-            ("limits.header_read_timeout_ms", self.header_read_timeout_ms),
-            ("limits.body_read_timeout_ms", self.body_read_timeout_ms),
-            ("limits.request_timeout_ms", self.request_timeout_ms),
-            ("limits.webhook_timeout_ms", self.webhook_timeout_ms),
+        for (field, timeout) in [
+            ("limits.header_read_timeout_ms", self.header_read_timeout),
+            ("limits.body_read_timeout_ms", self.body_read_timeout),
+            ("limits.request_timeout_ms", self.request_timeout),
+            ("limits.webhook_timeout_ms", self.webhook_timeout),
         ] {
-            if ms < 100 {
+            if timeout < SHORTEST_TIMEOUT {
                 return Err(invalid(field, "must be at least 100 ms"));
             }
         }
-        if self.webhook_timeout_ms >= WECHAT_NOTIFY_DEADLINE_MS {
+        if self.webhook_timeout >= WECHAT_NOTIFY_DEADLINE {
             return Err(invalid(
                 "limits.webhook_timeout_ms",
                 "must be below 5000: WeChat drops a notify call after 5 s",
@@ -246,13 +247,13 @@ mod tests {
     fn defaults_are_valid_and_the_webhook_answers_before_wechat_gives_up() {
         let d = LimitSettings::default();
         d.validate().unwrap();
-        assert!(d.webhook_timeout_ms < WECHAT_NOTIFY_DEADLINE_MS);
+        assert!(d.webhook_timeout < WECHAT_NOTIFY_DEADLINE);
         assert!(
             d.trusted_proxies.is_empty(),
             "X-Forwarded-For is ignored by default"
         );
         let late = LimitSettings {
-            webhook_timeout_ms: 5_000,
+            webhook_timeout: Duration::from_secs(5),
             ..LimitSettings::default()
         };
         assert!(late.validate().is_err());

@@ -141,7 +141,7 @@ impl Metrics {
             sweep_items: Family::default(),
             committed_at: AtomicU64::new(0),
             head_read_at: AtomicU64::new(0),
-            scrape_timeout_ms: AtomicU64::new(MetricsSettings::default().scrape_timeout_ms),
+            scrape_timeout_ms: AtomicU64::new(millis(MetricsSettings::default().scrape_timeout)),
             refreshed: tokio::sync::Mutex::new(None),
             registry: Registry::default(),
             gauges,
@@ -178,7 +178,7 @@ impl Metrics {
     pub fn configure(&self, settings: &MetricsSettings) {
         self.0
             .scrape_timeout_ms
-            .store(settings.scrape_timeout_ms, Ordering::Relaxed);
+            .store(millis(settings.scrape_timeout), Ordering::Relaxed);
     }
 
     /// When the scrape-time gauges were last refreshed (see `scrape::refresh_shared`).
@@ -336,6 +336,11 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// A duration in whole milliseconds, as the scrape timeout is kept.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A count or sequence as a gauge value.

@@ -1,10 +1,10 @@
 //! The `[metrics]` settings: where `/metrics` is served and how long a scrape may wait.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
 
-use crate::settings::error::SettingsError;
+use crate::settings::{duration::millis, error::SettingsError};
 
 /// Where Prometheus scrapes the daemon.
 #[derive(Debug, Clone, Deserialize)]
@@ -15,16 +15,18 @@ pub struct MetricsSettings {
     /// only there, never on the public API listener.
     pub listen: Option<SocketAddr>,
     /// How long a scrape waits for NATS and Postgres to answer its questions (stream end,
-    /// outbox, failure log, suspense), in milliseconds; what does not answer in time is
-    /// reported as down or keeps its last value, and the scrape still answers.
-    pub scrape_timeout_ms: u64,
+    /// outbox, failure log, suspense), `scrape_timeout_ms` in milliseconds; what does not
+    /// answer in time is reported as down or keeps its last value, and the scrape still
+    /// answers.
+    #[serde(rename = "scrape_timeout_ms", deserialize_with = "millis")]
+    pub scrape_timeout: Duration,
 }
 
 impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
             listen: None,
-            scrape_timeout_ms: 1000,
+            scrape_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -33,7 +35,7 @@ impl MetricsSettings {
     /// Checks the values; `api` is the API's listen address, which the metrics listener
     /// must not share.
     pub fn validate(&self, api: SocketAddr) -> Result<(), SettingsError> {
-        if !(10..=10_000).contains(&self.scrape_timeout_ms) {
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.scrape_timeout) {
             return Err(SettingsError::Invalid {
                 field: "metrics.scrape_timeout_ms",
                 problem: "must be between 10 and 10000".into(),
@@ -74,7 +76,7 @@ mod tests {
         };
         assert!(other.validate(api).is_ok());
         let zero = MetricsSettings {
-            scrape_timeout_ms: 0,
+            scrape_timeout: Duration::ZERO,
             ..Default::default()
         };
         assert!(zero.validate(api).is_err());

@@ -57,7 +57,7 @@ impl OutcomeStream {
             Storage::File => stream::StorageType::File,
         };
         let subjects = vec![format!("{}.>", this.prefix)];
-        let window = Duration::from_secs(settings.duplicate_window_secs);
+        let window = settings.duplicate_window;
         match js.get_stream(&this.name).await {
             Ok(mut existing) => {
                 let mut config = existing.info().await.map_err(js_err)?.config.clone();

@@ -11,11 +11,11 @@ use super::*;
 use crate::{
     events::{Event, OrderKind},
     fold::{
-        pay_properties::{arb_event, fold_in_batches_with, history},
-        test_events::{
+        fixtures::{
             balance_pay, placed, refund, refund_accepted, refund_notified, refund_requested,
             success, uid,
         },
+        pay_properties::{arb_event, fold_in_batches_with, history},
     },
 };
 
@@ -62,7 +62,7 @@ fn an_order_paid_through_wechat_is_one_order_paid() {
             kind: "payment.notified".into()
         }
     );
-    assert_eq!(o.occurred_at, crate::fold::test_events::at(2));
+    assert_eq!(o.occurred_at, crate::fold::fixtures::at(2));
     assert_eq!(
         o.data,
         json!({"out_trade_no": "o1", "user_id": uid(1), "amount": 300,
@@ -215,11 +215,11 @@ fn money_for_an_unknown_order_is_a_failure_not_a_payment() {
 
 #[test]
 fn one_event_may_record_several_failures_each_its_own_outcome() {
-    let mut usd = crate::fold::test_events::transaction("o1", Some("t1"), "SUCCESS", Some(1));
+    let mut usd = crate::fold::fixtures::transaction("o1", Some("t1"), "SUCCESS", Some(1));
     usd.amount.as_mut().unwrap().currency = Some("USD".into());
     let outcomes = outcomes_of(vec![
         placed("o1", 1, OrderKind::Order, 300),
-        crate::fold::test_events::notified(usd),
+        crate::fold::fixtures::notified(usd),
     ]);
     assert_eq!(
         ids(&outcomes),

@@ -125,7 +125,7 @@ pub fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, Repla
         url: settings.database.url.clone(),
         schema: into.to_owned(),
         pool_size: 2,
-        connect_timeout_secs: settings.database.connect_timeout_secs,
+        connect_timeout: settings.database.connect_timeout,
         sslmode: settings.database.sslmode,
         ssl_root_cert: settings.database.ssl_root_cert.clone(),
     })

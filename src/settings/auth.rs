@@ -1,9 +1,12 @@
 //! `[auth]`: bearer tokens, the admin credential and the key that seals session keys.
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::check::is_token;
+use super::duration::seconds;
 use super::error::{invalid, SettingsError};
 
 /// Bearer tokens and the key that seals session keys at rest.
@@ -20,8 +23,9 @@ pub struct AuthSettings {
     pub jwt_previous_secret: Option<SecretString>,
     /// The `kid` of `jwt_previous_secret`.
     pub jwt_previous_kid: Option<String>,
-    /// Lifetime of a bearer token, in seconds.
-    pub token_ttl_secs: u64,
+    /// Lifetime of a bearer token; `token_ttl_secs`, in seconds.
+    #[serde(rename = "token_ttl_secs", deserialize_with = "seconds")]
+    pub token_ttl: Duration,
     /// Base64 of the 32-byte AES-256-GCM key for session keys. Required in production;
     /// unset in development mode: a random one per start.
     pub session_key_encryption_key: Option<SecretString>,
@@ -40,7 +44,7 @@ impl Default for AuthSettings {
             jwt_kid: "1".into(),
             jwt_previous_secret: None,
             jwt_previous_kid: None,
-            token_ttl_secs: 2 * 3600,
+            token_ttl: Duration::from_secs(2 * 3600),
             session_key_encryption_key: None,
             admin_token: None,
             admin_disabled: false,
@@ -93,7 +97,7 @@ impl AuthSettings {
                 ));
             }
         }
-        if self.token_ttl_secs < 60 {
+        if self.token_ttl < Duration::from_secs(60) {
             return Err(invalid("auth.token_ttl_secs", "must be at least 60"));
         }
         if let Some(token) = &self.admin_token {

@@ -1,9 +1,10 @@
 //! `[database]`: the Postgres that holds the projections.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use super::duration::seconds;
 use super::error::{invalid, SettingsError};
 use crate::db::{
     schema_name::check_schema_name,
@@ -20,8 +21,10 @@ pub struct DatabaseSettings {
     pub schema: String,
     /// Connections in the pool.
     pub pool_size: usize,
-    /// How long start-up waits for Postgres before giving up, in seconds.
-    pub connect_timeout_secs: u64,
+    /// How long start-up waits for Postgres before giving up; `connect_timeout_secs`, in
+    /// seconds.
+    #[serde(rename = "connect_timeout_secs", deserialize_with = "seconds")]
+    pub connect_timeout: Duration,
     /// TLS to Postgres, as libpq's `sslmode`: `disable`, `prefer`, `require`, `verify-ca`,
     /// `verify-full` (what a remote Postgres should use).
     pub sslmode: SslMode,
@@ -36,7 +39,7 @@ impl Default for DatabaseSettings {
             url: "postgres://postgres@127.0.0.1:5432/wxledger".into(),
             schema: "public".into(),
             pool_size: 16,
-            connect_timeout_secs: 30,
+            connect_timeout: Duration::from_secs(30),
             sslmode: Default::default(),
             ssl_root_cert: None,
         }

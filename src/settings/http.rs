@@ -1,8 +1,10 @@
 //! `[http]`: the daemon's API and webhook listener.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
+
+use super::duration::millis;
 
 /// The daemon's HTTP listener.
 #[derive(Debug, Deserialize)]
@@ -12,8 +14,10 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// How long shutdown waits for requests in flight, in milliseconds.
-    pub shutdown_grace_ms: u64,
+    /// How long shutdown waits for requests in flight; `shutdown_grace_ms`, in
+    /// milliseconds.
+    #[serde(rename = "shutdown_grace_ms", deserialize_with = "millis")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for HttpSettings {
@@ -21,7 +25,7 @@ impl Default for HttpSettings {
         Self {
             listen: ([127, 0, 0, 1], 8080).into(),
             max_body_bytes: 64 * 1024,
-            shutdown_grace_ms: 10_000,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! `[nats]`: the JetStream event log (its `auth` and `tls` tables live in
 //! `events::connect`, beside the code that uses them).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::check::is_token;
+use super::duration::{millis, seconds};
 use super::error::{invalid, SettingsError};
 use crate::events::connect::settings::{ConnectError, NatsAuthSettings, NatsTlsSettings};
 
@@ -21,12 +24,18 @@ pub struct NatsSettings {
     pub replicas: usize,
     /// `file` (durable) or `memory`.
     pub storage: Storage,
-    /// Window in which a repeated `Nats-Msg-Id` appends nothing, in seconds.
-    pub duplicate_window_secs: u64,
-    /// How long an append waits for the stream's acknowledgement, in milliseconds.
-    pub ack_timeout_ms: u64,
-    /// How long start-up waits for NATS before giving up, in seconds.
-    pub connect_timeout_secs: u64,
+    /// Window in which a repeated `Nats-Msg-Id` appends nothing; `duplicate_window_secs`,
+    /// in seconds.
+    #[serde(rename = "duplicate_window_secs", deserialize_with = "seconds")]
+    pub duplicate_window: Duration,
+    /// How long an append waits for the stream's acknowledgement; `ack_timeout_ms`, in
+    /// milliseconds.
+    #[serde(rename = "ack_timeout_ms", deserialize_with = "millis")]
+    pub ack_timeout: Duration,
+    /// How long start-up waits for NATS before giving up; `connect_timeout_secs`, in
+    /// seconds.
+    #[serde(rename = "connect_timeout_secs", deserialize_with = "seconds")]
+    pub connect_timeout: Duration,
     /// Credentials (`[nats.auth]`): user/password, token, NKey seed or `.creds` file.
     pub auth: NatsAuthSettings,
     /// TLS to NATS (`[nats.tls]`).
@@ -41,9 +50,9 @@ impl Default for NatsSettings {
             subject_prefix: "wxledger".into(),
             replicas: 1,
             storage: Storage::File,
-            duplicate_window_secs: 120,
-            ack_timeout_ms: 3_000,
-            connect_timeout_secs: 30,
+            duplicate_window: Duration::from_secs(120),
+            ack_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(30),
             auth: Default::default(),
             tls: Default::default(),
         }
@@ -79,7 +88,7 @@ impl NatsSettings {
                 "must be dot-separated tokens of letters, digits, '-' or '_'",
             ));
         }
-        if self.duplicate_window_secs == 0 {
+        if self.duplicate_window.is_zero() {
             return Err(invalid("nats.duplicate_window_secs", "must be positive"));
         }
         let result = self.auth.validate().and_then(|()| self.tls.validate());
@@ -116,7 +125,7 @@ mod tests {
         // `acme.wxledger_outcome.order.paid` is not matched by `acme.wxledger.>`.
         assert_eq!(s.nats.outcome_subject_prefix(), "acme.wxledger_outcome");
         s.validate().expect("derived names are valid tokens");
-        s.outcomes.poll_ms = 0;
+        s.outcomes.poll = std::time::Duration::ZERO;
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("outcomes.poll_ms"), "{err}");
     }

@@ -1,7 +1,10 @@
 //! `[outcomes]`: the publisher of the outcome stream.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::duration::millis;
 use super::error::{invalid, SettingsError};
 
 /// The publisher of the outcome stream (`<stream>_OUTCOMES`). The projector always
@@ -13,8 +16,9 @@ pub struct OutcomeSettings {
     /// time; others stand by).
     pub publish: bool,
     /// How often the outbox is checked besides each local commit (a projector in
-    /// another process commits too), in milliseconds.
-    pub poll_ms: u64,
+    /// another process commits too); `poll_ms`, in milliseconds.
+    #[serde(rename = "poll_ms", deserialize_with = "millis")]
+    pub poll: Duration,
     /// Most outcomes read from the outbox at a time.
     pub batch_size: usize,
 }
@@ -23,7 +27,7 @@ impl Default for OutcomeSettings {
     fn default() -> Self {
         Self {
             publish: true,
-            poll_ms: 1_000,
+            poll: Duration::from_secs(1),
             batch_size: 256,
         }
     }
@@ -32,7 +36,7 @@ impl Default for OutcomeSettings {
 impl OutcomeSettings {
     /// Checks the values the types cannot.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        if self.poll_ms == 0 {
+        if self.poll.is_zero() {
             return Err(invalid("outcomes.poll_ms", "must be positive"));
         }
         if self.batch_size == 0 {

@@ -4,11 +4,13 @@
 use std::{
     borrow::Cow,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::duration::{millis, seconds};
 use super::error::{invalid, SettingsError};
 use super::PayV2Settings;
 
@@ -40,29 +42,39 @@ pub struct PaySettings {
     /// Download platform certificates from `/v3/certificates` (certificate mode, or both
     /// during a switch-over).
     pub platform_certificates: bool,
-    /// How often the platform certificates are downloaded again, in seconds (an unknown
-    /// serial also triggers a download).
-    pub certificate_refresh_secs: u64,
+    /// How often the platform certificates are downloaded again (an unknown serial also
+    /// triggers a download); `certificate_refresh_secs`, in seconds.
+    #[serde(rename = "certificate_refresh_secs", deserialize_with = "seconds")]
+    pub certificate_refresh: Duration,
     /// The URL WeChat Pay sends notifies to: this daemon's `/webhooks/wechatpay`.
     pub notify_url: String,
     /// Largest amount of one order or recharge, in fen.
     pub max_amount_fen: i64,
-    /// An order unpaid this long after it was placed is closed, in seconds.
-    pub order_ttl_secs: u64,
-    /// How often the expiry sweep looks for unpaid orders past their time, in ms.
-    pub expiry_sweep_ms: u64,
+    /// An order unpaid this long after it was placed is closed; `order_ttl_secs`, in
+    /// seconds.
+    #[serde(rename = "order_ttl_secs", deserialize_with = "seconds")]
+    pub order_ttl: Duration,
+    /// How often the expiry sweep looks for unpaid orders past their time;
+    /// `expiry_sweep_ms`, in milliseconds.
+    #[serde(rename = "expiry_sweep_ms", deserialize_with = "millis")]
+    pub expiry_sweep: Duration,
     /// An order with a prepay but no notify, or a refund not settled, this long is asked
-    /// about at WeChat by the reconciliation sweep (and at most once per this long), in s.
-    pub reconcile_after_secs: u64,
-    /// How often the reconciliation sweep runs, in ms.
-    pub reconcile_sweep_ms: u64,
+    /// about at WeChat by the reconciliation sweep (and at most once per this long);
+    /// `reconcile_after_secs`, in seconds.
+    #[serde(rename = "reconcile_after_secs", deserialize_with = "seconds")]
+    pub reconcile_after: Duration,
+    /// How often the reconciliation sweep runs; `reconcile_sweep_ms`, in milliseconds.
+    #[serde(rename = "reconcile_sweep_ms", deserialize_with = "millis")]
+    pub reconcile_sweep: Duration,
     /// Largest notify body accepted, in bytes.
     pub max_notify_bytes: usize,
     /// A notify or answer whose `Wechatpay-Timestamp` is further off than this is
-    /// refused, in seconds.
-    pub timestamp_tolerance_secs: i64,
-    /// Timeout of one HTTP call to WeChat Pay, in milliseconds.
-    pub timeout_ms: u64,
+    /// refused; `timestamp_tolerance_secs`, in seconds.
+    #[serde(rename = "timestamp_tolerance_secs", deserialize_with = "seconds")]
+    pub timestamp_tolerance: Duration,
+    /// Timeout of one HTTP call to WeChat Pay; `timeout_ms`, in milliseconds.
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
     /// Which WeChat Pay API new prepays use: `v3` (JSON, RSA) or `v2` (XML, MD5 or
     /// HMAC-SHA256, for legacy merchants).
     pub api: PayApi,
@@ -94,16 +106,16 @@ impl Default for PaySettings {
             public_key: None,
             public_key_file: None,
             platform_certificates: true,
-            certificate_refresh_secs: 12 * 3600,
+            certificate_refresh: Duration::from_secs(12 * 3600),
             notify_url: String::new(),
             max_amount_fen: 10_000_000,
-            order_ttl_secs: 1800,
-            expiry_sweep_ms: 10_000,
-            reconcile_after_secs: 300,
-            reconcile_sweep_ms: 30_000,
+            order_ttl: Duration::from_secs(1800),
+            expiry_sweep: Duration::from_secs(10),
+            reconcile_after: Duration::from_secs(300),
+            reconcile_sweep: Duration::from_secs(30),
             max_notify_bytes: 16 * 1024,
-            timestamp_tolerance_secs: 300,
-            timeout_ms: 4_000,
+            timestamp_tolerance: Duration::from_secs(300),
+            timeout: Duration::from_secs(4),
             api: PayApi::V3,
             v2: PayV2Settings::default(),
         }
@@ -199,19 +211,19 @@ impl PaySettings {
         if self.max_amount_fen < 1 {
             return Err(invalid("pay.max_amount_fen", "must be at least 1"));
         }
-        if self.order_ttl_secs < 60 || self.order_ttl_secs > 7 * 24 * 3600 {
+        if !(MINUTE..=7 * DAY).contains(&self.order_ttl) {
             return Err(invalid(
                 "pay.order_ttl_secs",
                 "must be between 60 s and 7 days",
             ));
         }
-        if self.certificate_refresh_secs < 60 {
+        if self.certificate_refresh < MINUTE {
             return Err(invalid(
                 "pay.certificate_refresh_secs",
                 "must be at least 60",
             ));
         }
-        if !(1..=300).contains(&self.timestamp_tolerance_secs) {
+        if !(Duration::from_secs(1)..=5 * MINUTE).contains(&self.timestamp_tolerance) {
             return Err(invalid(
                 "pay.timestamp_tolerance_secs",
                 "must be between 1 and 300 (WeChat's rule)",
@@ -220,10 +232,10 @@ impl PaySettings {
         if self.max_notify_bytes < 1024 {
             return Err(invalid("pay.max_notify_bytes", "must be at least 1024"));
         }
-        if self.expiry_sweep_ms == 0 {
+        if self.expiry_sweep.is_zero() {
             return Err(invalid("pay.expiry_sweep_ms", "must be positive"));
         }
-        if self.reconcile_after_secs == 0 || self.reconcile_sweep_ms == 0 {
+        if self.reconcile_after.is_zero() || self.reconcile_sweep.is_zero() {
             return Err(invalid(
                 "pay.reconcile_after_secs",
                 "reconcile_after_secs and reconcile_sweep_ms must be positive",
@@ -232,6 +244,9 @@ impl PaySettings {
         self.validate_v2()
     }
 }
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn read_key<'a>(
     field: &'static str,

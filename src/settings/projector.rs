@@ -1,7 +1,10 @@
 //! `[projector]`: the projector that folds the stream into Postgres.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::duration::millis;
 use super::error::{invalid, SettingsError};
 
 /// The projector.
@@ -12,10 +15,14 @@ pub struct ProjectorSettings {
     pub enabled: bool,
     /// Most events applied in one Postgres transaction.
     pub batch_size: usize,
-    /// A batch is applied once no event arrived for this long, in milliseconds.
-    pub batch_linger_ms: u64,
-    /// How long a handler waits for the projector to apply its event, in milliseconds.
-    pub read_your_writes_timeout_ms: u64,
+    /// A batch is applied once no event arrived for this long; `batch_linger_ms`, in
+    /// milliseconds.
+    #[serde(rename = "batch_linger_ms", deserialize_with = "millis")]
+    pub batch_linger: Duration,
+    /// How long a handler waits for the projector to apply its event;
+    /// `read_your_writes_timeout_ms`, in milliseconds.
+    #[serde(rename = "read_your_writes_timeout_ms", deserialize_with = "millis")]
+    pub read_your_writes_timeout: Duration,
 }
 
 impl Default for ProjectorSettings {
@@ -23,8 +30,8 @@ impl Default for ProjectorSettings {
         Self {
             enabled: true,
             batch_size: 500,
-            batch_linger_ms: 5,
-            read_your_writes_timeout_ms: 5_000,
+            batch_linger: Duration::from_millis(5),
+            read_your_writes_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! `[sim]`: the WeChat simulator (`wxledger sim`), and the app credentials it accepts.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
 
 use super::check::is_v2_key;
+use super::duration::{millis, seconds};
 use super::error::{invalid, SettingsError};
 
 /// The app id and secret of the simulator; a daemon that still uses them says so loudly.
@@ -22,8 +23,9 @@ pub struct SimSettings {
     pub appid: String,
     /// The app secret the simulator accepts.
     pub app_secret: String,
-    /// Lifetime of an access token it issues, in seconds.
-    pub access_token_ttl_secs: u64,
+    /// Lifetime of an access token it issues; `access_token_ttl_secs`, in seconds.
+    #[serde(rename = "access_token_ttl_secs", deserialize_with = "seconds")]
+    pub access_token_ttl: Duration,
     /// The merchant id the simulated WeChat Pay serves.
     pub mchid: String,
     /// That merchant's APIv3 key (32 characters).
@@ -36,8 +38,10 @@ pub struct SimSettings {
     /// Scales WeChat's notify retry schedule (15 s, 15 s, 30 s, 3 min, ...): 1.0 is real
     /// time, 0.001 turns 15 s into 15 ms.
     pub time_factor: f64,
-    /// How long the simulator waits for the daemon's answer to a notify, in ms.
-    pub notify_timeout_ms: u64,
+    /// How long the simulator waits for the daemon's answer to a notify;
+    /// `notify_timeout_ms`, in milliseconds.
+    #[serde(rename = "notify_timeout_ms", deserialize_with = "millis")]
+    pub notify_timeout: Duration,
     /// That merchant's API v2 key (32 characters): checks request signs, signs answers
     /// and notifies, and encrypts refund notifies' `req_info`.
     pub v2_api_key: String,
@@ -59,13 +63,13 @@ impl Default for SimSettings {
             listen: ([127, 0, 0, 1], 8090).into(),
             appid: SIM_APPID.into(),
             app_secret: SIM_APP_SECRET.into(),
-            access_token_ttl_secs: 7200,
+            access_token_ttl: Duration::from_secs(7200),
             mchid: crate::devkeys::MCHID.into(),
             apiv3_key: crate::devkeys::APIV3_KEY.into(),
             merchant_serial: crate::devkeys::MERCHANT_SERIAL.into(),
             pay_signing: SimSigning::PublicKey,
             time_factor: 1.0,
-            notify_timeout_ms: 5_000,
+            notify_timeout: Duration::from_secs(5),
             v2_api_key: crate::devkeys::V2_API_KEY.into(),
         }
     }

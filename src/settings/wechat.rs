@@ -1,8 +1,11 @@
 //! `[wechat]`: the mini program's credentials and how the daemon reaches WeChat.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::duration::{millis, seconds};
 use super::error::{invalid, SettingsError};
 
 /// The mini program's credentials and WeChat's base URL.
@@ -17,12 +20,17 @@ pub struct WechatSettings {
     pub app_secret: SecretString,
     /// Tries of a call that WeChat answered with -1 (busy), the first included.
     pub busy_attempts: u32,
-    /// First back-off after a busy answer, doubled each try, in milliseconds.
-    pub busy_backoff_ms: u64,
-    /// The access token is refreshed this long before it expires, in seconds.
-    pub token_refresh_margin_secs: u64,
-    /// Timeout of one HTTP call to WeChat, in milliseconds.
-    pub timeout_ms: u64,
+    /// First back-off after a busy answer, doubled each try; `busy_backoff_ms`, in
+    /// milliseconds.
+    #[serde(rename = "busy_backoff_ms", deserialize_with = "millis")]
+    pub busy_backoff: Duration,
+    /// The access token is refreshed this long before it expires;
+    /// `token_refresh_margin_secs`, in seconds.
+    #[serde(rename = "token_refresh_margin_secs", deserialize_with = "seconds")]
+    pub token_refresh_margin: Duration,
+    /// Timeout of one HTTP call to WeChat; `timeout_ms`, in milliseconds.
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
+    pub timeout: Duration,
 }
 
 impl Default for WechatSettings {
@@ -32,9 +40,9 @@ impl Default for WechatSettings {
             appid: String::new(),
             app_secret: String::new().into(),
             busy_attempts: 3,
-            busy_backoff_ms: 100,
-            token_refresh_margin_secs: 300,
-            timeout_ms: 4_000,
+            busy_backoff: Duration::from_millis(100),
+            token_refresh_margin: Duration::from_secs(300),
+            timeout: Duration::from_secs(4),
         }
     }
 }

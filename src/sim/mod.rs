@@ -44,7 +44,7 @@ impl Simulator {
             settings: Arc::new(SimConfig {
                 appid: settings.appid.clone(),
                 app_secret: settings.app_secret.clone(),
-                access_token_ttl_secs: i64::try_from(settings.access_token_ttl_secs)
+                access_token_ttl_secs: i64::try_from(settings.access_token_ttl.as_secs())
                     .unwrap_or(7200),
             }),
             world: Arc::new(Mutex::new(mini::World::default())),

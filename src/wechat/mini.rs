@@ -155,7 +155,7 @@ impl MiniProgram {
     /// A client for the app in `settings`.
     pub fn new(settings: &WechatSettings, clock: Clock) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
+            .timeout(settings.timeout)
             .build()
             .expect("the HTTP client builds with static settings");
         Self {
@@ -165,10 +165,9 @@ impl MiniProgram {
                 appid: settings.appid.clone(),
                 secret: settings.app_secret.clone(),
                 busy_attempts: settings.busy_attempts,
-                busy_backoff: Duration::from_millis(settings.busy_backoff_ms),
-                refresh_margin: chrono::Duration::seconds(
-                    i64::try_from(settings.token_refresh_margin_secs).unwrap_or(300),
-                ),
+                busy_backoff: settings.busy_backoff,
+                refresh_margin: chrono::Duration::from_std(settings.token_refresh_margin)
+                    .unwrap_or(chrono::Duration::seconds(300)),
                 clock,
                 token: Mutex::new(None),
                 metrics: OnceLock::new(),

@@ -814,7 +814,7 @@ async fn verify_signatures_checks_api_v2_signs_and_encrypted_refund_notifies() {
 /// order from the table (microseconds) or from the event (as written).
 #[tokio::test]
 async fn a_late_payment_after_a_close_audits_clean() {
-    let env = TestEnv::start_with(|s| s.pay.order_ttl_secs = 60).await;
+    let env = TestEnv::start_with(|s| s.pay.order_ttl = std::time::Duration::from_secs(60)).await;
     let (token, _) = env.login("o-audit-late").await;
     let no = env.recharge(&token, 400).await;
     env.clock_offset

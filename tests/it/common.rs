@@ -41,19 +41,19 @@ pub fn isolated_settings(sim_base: &str) -> Settings {
     s.nats.url = nats_url();
     s.nats.stream = format!("T_{id}");
     s.nats.subject_prefix = format!("t_{id}");
-    s.nats.connect_timeout_secs = 5;
+    s.nats.connect_timeout = Duration::from_secs(5);
     s.database.url = database_url();
     s.database.schema = format!("t_{id}");
     s.database.pool_size = 4;
-    s.database.connect_timeout_secs = 5;
+    s.database.connect_timeout = Duration::from_secs(5);
     s.wechat.api_base = sim_base.to_owned();
-    s.wechat.busy_backoff_ms = 10;
+    s.wechat.busy_backoff = Duration::from_millis(10);
     s.auth.jwt_secret = Some(JWT_SECRET.into());
     s.auth.session_key_encryption_key = Some(SEALING_KEY.into());
-    s.projector.batch_linger_ms = 2;
+    s.projector.batch_linger = Duration::from_millis(2);
     s.auth.admin_token = Some(ADMIN_TOKEN.into());
     s.pay.api_base = sim_base.to_owned();
-    s.pay.expiry_sweep_ms = 100;
+    s.pay.expiry_sweep = Duration::from_millis(100);
     s
 }
 
@@ -335,7 +335,7 @@ impl Drop for TestEnv {
                 url: nats_url(),
                 stream,
                 subject_prefix: prefix,
-                connect_timeout_secs: 3,
+                connect_timeout: Duration::from_secs(3),
                 ..Default::default()
             };
             if let Ok(log) = EventLog::connect(&settings).await {
@@ -491,7 +491,7 @@ pub fn sim_settings() -> wxledger::settings::SimSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         // WeChat's retry schedule (15 s, 15 s, 30 s, ...) in milliseconds.
         time_factor: 0.001,
-        notify_timeout_ms: 2_000,
+        notify_timeout: Duration::from_secs(2),
         ..Default::default()
     }
 }
@@ -784,7 +784,7 @@ impl TestEnv {
     pub async fn outcomes(&self) -> Vec<OutcomeMsg> {
         let mut settings = wxledger::settings::NatsSettings {
             url: nats_url(),
-            connect_timeout_secs: 5,
+            connect_timeout: Duration::from_secs(5),
             ..Default::default()
         };
         settings.stream = self.outcome_stream();

@@ -63,7 +63,7 @@ async fn tail_output(env: &TestEnv) -> String {
         url: nats_url(),
         stream: env.stream.clone(),
         subject_prefix: env.prefix.clone(),
-        connect_timeout_secs: 5,
+        connect_timeout: std::time::Duration::from_secs(5),
         ..Default::default()
     };
     let options = TailOptions {

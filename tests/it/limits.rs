@@ -48,7 +48,8 @@ async fn healthz(env: &TestEnv) -> StatusCode {
 
 #[tokio::test]
 async fn a_slow_body_is_cut_off_at_its_deadline_while_others_are_served() {
-    let env = TestEnv::start_with(|s| s.limits.body_read_timeout_ms = 1_500).await;
+    let env =
+        TestEnv::start_with(|s| s.limits.body_read_timeout = Duration::from_millis(1_500)).await;
     let mut slow = connect(&env).await;
     slow.write_all(
         b"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
@@ -90,7 +91,7 @@ async fn a_slow_body_is_cut_off_at_its_deadline_while_others_are_served() {
 
 #[tokio::test]
 async fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
-    let env = TestEnv::start_with(|s| s.limits.header_read_timeout_ms = 1_000).await;
+    let env = TestEnv::start_with(|s| s.limits.header_read_timeout = Duration::from_secs(1)).await;
     // Headers that never end: one more header line every 300 ms.
     let mut endless = connect(&env).await;
     endless
@@ -294,7 +295,7 @@ async fn a_request_that_takes_too_long_is_answered_with_a_timeout() {
     });
     let env = TestEnv::start_with(|s| {
         s.wechat.api_base = base;
-        s.limits.request_timeout_ms = 1_000;
+        s.limits.request_timeout = Duration::from_secs(1);
     })
     .await;
     let started = Instant::now();

@@ -17,8 +17,8 @@ fn settings(id: &str, window: u64) -> NatsSettings {
         url: nats_url(),
         stream: format!("T_LOG_{id}"),
         subject_prefix: format!("t_log_{id}"),
-        duplicate_window_secs: window,
-        connect_timeout_secs: 5,
+        duplicate_window: Duration::from_secs(window),
+        connect_timeout: Duration::from_secs(5),
         ..Default::default()
     }
 }

@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod compose;
+mod db_orders;
 mod envelope;
 mod erasure;
 mod faults;

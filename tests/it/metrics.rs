@@ -242,7 +242,7 @@ async fn lag_is_still_reported_and_the_scrape_answers_while_nats_is_away() {
     let proxy = Proxy::start("127.0.0.1:4222").await;
     let env = TestEnv::start_with(|s| {
         s.nats.url = format!("nats://127.0.0.1:{}", proxy.port);
-        s.metrics.scrape_timeout_ms = 300;
+        s.metrics.scrape_timeout = Duration::from_millis(300);
     })
     .await;
     env.login("o-metrics-lag").await;

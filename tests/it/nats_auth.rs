@@ -247,7 +247,7 @@ async fn a_daemon_without_or_with_wrong_credentials_fails_at_once_saying_so() {
         s.nats.url = nats.url.clone();
         s.nats.stream = "WXLEDGER".into();
         s.nats.subject_prefix = "wxledger".into();
-        s.nats.connect_timeout_secs = 20;
+        s.nats.connect_timeout = Duration::from_secs(20);
         s
     };
     let settings = unauthenticated();
@@ -339,7 +339,7 @@ async fn nats_tls_with_a_ca_and_client_certificate_and_a_clear_error_without() {
     s.nats.url = nats.url.clone();
     s.nats.stream = "WXLEDGER".into();
     s.nats.subject_prefix = "wxledger".into();
-    s.nats.connect_timeout_secs = 20;
+    s.nats.connect_timeout = Duration::from_secs(20);
     s.nats.auth.user = Some("wxledger".into());
     s.nats.auth.password = Some(DAEMON_PASSWORD.into());
     s.nats.tls.required = true;

@@ -271,7 +271,7 @@ async fn wait_projector_blocked(env: &TestEnv) {
 
 #[tokio::test]
 async fn an_outcome_is_published_only_once_its_batch_committed() {
-    let env = TestEnv::start_with(|s| s.outcomes.poll_ms = 20).await;
+    let env = TestEnv::start_with(|s| s.outcomes.poll = Duration::from_millis(20)).await;
     let (token, _) = env.login("o-outcomes-3").await;
     let no = env.order_with_prepay(&token, 400).await;
     env.wait_applied().await;
@@ -311,7 +311,7 @@ async fn outcomes_wait_in_the_outbox_while_nats_is_away_and_go_out_once_it_is_ba
     let proxy = Proxy::start("127.0.0.1:4222").await;
     let env = TestEnv::start_with(|s| {
         s.nats.url = format!("nats://127.0.0.1:{}", proxy.port);
-        s.outcomes.poll_ms = 20;
+        s.outcomes.poll = Duration::from_millis(20);
     })
     .await;
     let (token, _) = env.login("o-outcomes-4").await;

@@ -671,7 +671,7 @@ async fn under_pay_api_v2_the_order_api_prepays_syncs_and_expires_with_api_v2() 
     let env = TestEnv::start_with(|s| {
         s.pay.api = PayApi::V2;
         s.pay.v2.sign_type = V2SignType::HmacSha256;
-        s.pay.order_ttl_secs = 60;
+        s.pay.order_ttl = Duration::from_secs(60);
     })
     .await;
     let (token, user_id) = env.login("o-v2-api").await;

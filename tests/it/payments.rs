@@ -296,7 +296,7 @@ async fn money_problems_land_in_the_failure_log_not_the_wallet() {
 
 #[tokio::test]
 async fn an_expired_order_is_closed_at_wechat_and_a_late_payment_is_flagged_not_dropped() {
-    let env = TestEnv::start_with(|s| s.pay.order_ttl_secs = 60).await;
+    let env = TestEnv::start_with(|s| s.pay.order_ttl = std::time::Duration::from_secs(60)).await;
     let (token, user_id) = env.login("o-pay-8").await;
     let no = env.recharge(&token, 400).await;
     env.clock_offset

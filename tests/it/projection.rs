@@ -26,7 +26,7 @@ fn db_settings(schema: &str) -> DatabaseSettings {
         url: database_url(),
         schema: schema.to_owned(),
         pool_size: 2,
-        connect_timeout_secs: 5,
+        connect_timeout: Duration::from_secs(5),
         ..Default::default()
     }
 }

@@ -404,8 +404,8 @@ async fn two_concurrent_wallet_payments_beyond_the_balance_exactly_one_succeeds(
 #[tokio::test]
 async fn the_sweep_books_a_payment_whose_notify_never_came() {
     let env = TestEnv::start_with(|s| {
-        s.pay.reconcile_after_secs = 1;
-        s.pay.reconcile_sweep_ms = 100;
+        s.pay.reconcile_after = Duration::from_secs(1);
+        s.pay.reconcile_sweep = Duration::from_millis(100);
     })
     .await;
     let (token, _) = env.login("o-sweep-1").await;
@@ -431,8 +431,8 @@ async fn the_sweep_books_a_payment_whose_notify_never_came() {
 #[tokio::test]
 async fn sync_and_the_sweep_settle_a_refund_whose_notify_never_came() {
     let env = TestEnv::start_with(|s| {
-        s.pay.reconcile_after_secs = 1;
-        s.pay.reconcile_sweep_ms = 100;
+        s.pay.reconcile_after = Duration::from_secs(1);
+        s.pay.reconcile_sweep = Duration::from_millis(100);
     })
     .await;
     let (token, _) = env.login("o-sweep-2").await;

@@ -107,7 +107,7 @@ fn platform_key(i: usize) -> VerifyingKey {
 async fn start_sim(adjust: impl FnOnce(&mut SimSettings)) -> Sim {
     let mut settings = sim_settings();
     settings.time_factor = 0.001;
-    settings.notify_timeout_ms = 2_000;
+    settings.notify_timeout = Duration::from_secs(2);
     adjust(&mut settings);
     let sim = Simulator::build(&settings).await.expect("simulator binds");
     let base = format!("http://{}", sim.local_addr());

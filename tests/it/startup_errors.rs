@@ -35,7 +35,7 @@ async fn a_closed_nats_port_is_named_within_connect_timeout() {
     let mut s = settings();
     let url = format!("nats://127.0.0.1:{}", closed_port());
     s.nats.url = url.clone();
-    s.nats.connect_timeout_secs = 1;
+    s.nats.connect_timeout = Duration::from_secs(1);
     let started = Instant::now();
     let msg = EventLog::connect(&s.nats).await.err().unwrap().to_string();
     let elapsed = started.elapsed();
@@ -52,7 +52,7 @@ async fn a_closed_nats_port_is_named_within_connect_timeout() {
 async fn an_unknown_nats_host_is_a_dns_failure() {
     let mut s = settings();
     s.nats.url = "nats://no-such-host.invalid:4222".into();
-    s.nats.connect_timeout_secs = 1;
+    s.nats.connect_timeout = Duration::from_secs(1);
     let started = Instant::now();
     let msg = EventLog::connect(&s.nats).await.err().unwrap().to_string();
     assert!(
@@ -70,7 +70,7 @@ async fn an_unknown_nats_host_is_a_dns_failure() {
 async fn a_missing_database_or_role_fails_at_once() {
     let mut s = settings();
     s.database.url = database_url().rsplit_once('/').unwrap().0.to_owned() + "/wxl_no_such_db";
-    s.database.connect_timeout_secs = 20;
+    s.database.connect_timeout = Duration::from_secs(20);
     let (msg, elapsed) = start_error(s).await;
     assert!(msg.contains("no such database (SQLSTATE 3D000)"), "{msg}");
     assert!(msg.contains("/wxl_no_such_db as postgres"), "{msg}");
@@ -78,7 +78,7 @@ async fn a_missing_database_or_role_fails_at_once() {
 
     let mut s = settings();
     s.database.url = database_url().replace("postgres@", "wxl_no_such_role@");
-    s.database.connect_timeout_secs = 20;
+    s.database.connect_timeout = Duration::from_secs(20);
     let (msg, elapsed) = start_error(s).await;
     assert!(msg.contains("SQLSTATE 28000"), "{msg}");
     assert!(msg.contains("as wxl_no_such_role"), "{msg}");
@@ -90,7 +90,7 @@ async fn an_unreachable_postgres_is_waited_for_then_named() {
     let mut s = settings();
     let port = closed_port();
     s.database.url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/test");
-    s.database.connect_timeout_secs = 1;
+    s.database.connect_timeout = Duration::from_secs(1);
     let (msg, elapsed) = start_error(s).await;
     assert!(
         msg.contains(&format!("127.0.0.1:{port}/test as postgres")),
@@ -107,7 +107,7 @@ async fn a_certificate_for_another_name_fails_at_once() {
     let mut s = settings();
     s.database.sslmode = wxledger::db::tls::SslMode::VerifyFull;
     s.database.ssl_root_cert = Some(crate::pg_tls::SERVER_CERT.into());
-    s.database.connect_timeout_secs = 20;
+    s.database.connect_timeout = Duration::from_secs(20);
     let (msg, elapsed) = start_error(s).await;
     assert!(msg.contains("127.0.0.1:5432/test"), "{msg}");
     assert!(msg.contains("certificate not valid for name"), "{msg}");

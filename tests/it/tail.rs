@@ -17,7 +17,7 @@ fn nats_of(env: &TestEnv) -> NatsSettings {
         url: nats_url(),
         stream: env.stream.clone(),
         subject_prefix: env.prefix.clone(),
-        connect_timeout_secs: 5,
+        connect_timeout: Duration::from_secs(5),
         ..Default::default()
     }
 }

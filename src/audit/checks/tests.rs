@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::{
     events::{OrderKind, Recorded},
-    fold::{test_events::*, RefundState, State},
+    fold::{fixtures::*, RefundState, State},
 };
 
 /// A history with every kind of posting group: sale, recharge, wallet payment, refund

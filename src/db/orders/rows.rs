@@ -93,7 +93,8 @@ pub(super) const ORDER_COLUMNS: &str = "out_trade_no, user_id, openid, kind, amo
      description, appid, mchid, state, prepay_id, transaction_id, placed_at, expires_at, \
      paid_at, closed_at, last_seq, paid_with, refunded, refunding";
 
-pub(super) fn order_from_row(row: &Row) -> Result<Order, tokio_postgres::Error> {
+/// An `orders` row (its columns read by name) as the fold's [`Order`].
+pub fn order_from_row(row: &Row) -> Result<Order, tokio_postgres::Error> {
     Ok(Order {
         out_trade_no: row.try_get("out_trade_no")?,
         user_id: row.try_get("user_id")?,
@@ -123,7 +124,8 @@ pub(super) fn order_from_row(row: &Row) -> Result<Order, tokio_postgres::Error> 
 pub(super) const PAYMENT_COLUMNS: &str =
     "transaction_id, out_trade_no, amount, seq, booked_as, source, occurred_at";
 
-pub(super) fn payment_from_row(row: &Row) -> Result<Payment, tokio_postgres::Error> {
+/// A `payments` row as the fold's [`Payment`].
+pub fn payment_from_row(row: &Row) -> Result<Payment, tokio_postgres::Error> {
     Ok(Payment {
         transaction_id: row.try_get("transaction_id")?,
         out_trade_no: row.try_get("out_trade_no")?,
@@ -135,7 +137,8 @@ pub(super) fn payment_from_row(row: &Row) -> Result<Payment, tokio_postgres::Err
     })
 }
 
-pub(super) fn balance_from_row(row: &Row) -> Result<Balance, tokio_postgres::Error> {
+/// A `balances` row as the fold's [`Balance`].
+pub fn balance_from_row(row: &Row) -> Result<Balance, tokio_postgres::Error> {
     Ok(Balance {
         account: row.try_get("account")?,
         balance: row.try_get("balance")?,
@@ -146,7 +149,8 @@ pub(super) fn balance_from_row(row: &Row) -> Result<Balance, tokio_postgres::Err
 pub(super) const ENTRY_COLUMNS: &str =
     "seq, group_id, line, account, amount, kind, out_trade_no, transaction_id, occurred_at";
 
-pub(super) fn entry_from_row(row: &Row) -> Result<LedgerEntry, tokio_postgres::Error> {
+/// A `ledger_entries` row as the fold's [`LedgerEntry`].
+pub fn entry_from_row(row: &Row) -> Result<LedgerEntry, tokio_postgres::Error> {
     Ok(LedgerEntry {
         seq: row.try_get("seq")?,
         group_id: row.try_get("group_id")?,
@@ -163,7 +167,8 @@ pub(super) fn entry_from_row(row: &Row) -> Result<LedgerEntry, tokio_postgres::E
 pub(super) const FAILURE_COLUMNS: &str =
     "seq, reason, out_trade_no, transaction_id, amount, detail, occurred_at";
 
-pub(super) fn failure_from_row(row: &Row) -> Result<Failure, tokio_postgres::Error> {
+/// A `failure_log` row as the fold's [`Failure`].
+pub fn failure_from_row(row: &Row) -> Result<Failure, tokio_postgres::Error> {
     Ok(Failure {
         seq: row.try_get("seq")?,
         reason: row.try_get("reason")?,

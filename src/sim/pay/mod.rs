@@ -232,7 +232,7 @@ impl Pay {
             ],
             stranger: merchant,
             time_factor: settings.time_factor,
-            notify_timeout: Duration::from_millis(settings.notify_timeout_ms),
+            notify_timeout: settings.notify_timeout,
         };
         let http = reqwest::Client::builder()
             .timeout(config.notify_timeout)

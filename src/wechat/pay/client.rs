@@ -2,10 +2,7 @@
 //! answer verified against WeChat's key before it is believed. JSAPI prepay, query by
 //! `out_trade_no`, close, the certificate download, and `wx.requestPayment` params.
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use secrecy::ExposeSecret;
@@ -185,7 +182,7 @@ impl PayClient {
         let apiv3_key = ApiV3Key::new(settings.apiv3_key.expose_secret())
             .ok_or_else(|| PayConfigError("pay.apiv3_key: must be 32 characters".into()))?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
+            .timeout(settings.timeout)
             .build()
             .map_err(|e| PayConfigError(e.to_string()))?;
         Ok(Self(Arc::new(Inner {
@@ -199,7 +196,8 @@ impl PayClient {
             notify_url: settings.notify_url.clone(),
             keys: KeyStore::new(public, settings.platform_certificates, clock.clone()),
             clock,
-            tolerance_secs: settings.timestamp_tolerance_secs,
+            tolerance_secs: i64::try_from(settings.timestamp_tolerance.as_secs())
+                .expect("validated: at most 300 s"),
             metrics: OnceLock::new(),
         })))
     }

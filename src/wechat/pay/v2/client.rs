@@ -8,10 +8,7 @@
 //! `err_code`. The answers are returned in API v3's shapes ([`Transaction`], [`Refund`])
 //! with the XML as [`LegacyEvidence`], so the events and the fold stay one.
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, FixedOffset, Utc};
 
@@ -174,7 +171,7 @@ impl V2Client {
             field: "pay.v2.api_key",
             problem: "must be 32 ASCII letters or digits".into(),
         })?;
-        let timeout = Duration::from_millis(settings.timeout_ms);
+        let timeout = settings.timeout;
         let build = |builder: reqwest::ClientBuilder| {
             builder.timeout(timeout).build().map_err(|e| V2ConfigError {
                 field: "pay.v2",

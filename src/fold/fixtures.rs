@@ -1,4 +1,11 @@
-//! The event builders and state readers the crate's tests share.
+//! Test fixtures of the fold: builders of events with fixed ids and times, and readers
+//! of the folded state. For tests only (the fold's own, the projection's, the outcomes'
+//! and the integration tests against Postgres); nothing in the daemon uses them. Compiled
+//! always, and public, so that the integration tests in `tests/` can use them too.
+//!
+//! Every builder is deterministic: event `seq` happens at [`at`]`(seq)`, user `n` is
+//! [`uid`]`(n)` with openid `openid-n`, and the app and merchant are [`APPID`] and
+//! [`MCHID`].
 
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
@@ -11,18 +18,25 @@ use crate::events::{
     Transaction, TransactionAmount,
 };
 
-pub(crate) const APPID: &str = "wx0000000000000001";
-pub(crate) const MCHID: &str = "1900000001";
+/// The app id of every order placed here.
+pub const APPID: &str = "wx0000000000000001";
+/// The merchant id of every order and refund here.
+pub const MCHID: &str = "1900000001";
 
-pub(crate) fn uid(n: u8) -> Uuid {
+/// User `n`'s id: sixteen bytes of `n`.
+pub fn uid(n: u8) -> Uuid {
     Uuid::from_bytes([n; 16])
 }
 
-pub(crate) fn at(seq: u64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + seq as i64, 0).unwrap()
+/// The time of the event with sequence `seq`: one second apart from 2023-11-14.
+pub fn at(seq: u64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + seq as i64, 0)
+        .single()
+        .expect("a time in range")
 }
 
-pub(crate) fn rec(seq: u64, event: Event) -> Recorded {
+/// `event` as recorded with sequence `seq` (its id and time follow from `seq`).
+pub fn rec(seq: u64, event: Event) -> Recorded {
     Recorded {
         seq,
         id: Uuid::from_u128(u128::from(seq)),
@@ -32,18 +46,14 @@ pub(crate) fn rec(seq: u64, event: Event) -> Recorded {
     }
 }
 
-pub(crate) fn placed(no: &str, user: u8, kind: OrderKind, amount: i64) -> Event {
+/// An order (or recharge) `no` of `amount` fen placed by user `user`, expiring at
+/// `at(10_000)`.
+pub fn placed(no: &str, user: u8, kind: OrderKind, amount: i64) -> Event {
     placed_until(no, user, kind, amount, 10_000)
 }
 
 /// An order that expires at `at(expires)`.
-pub(crate) fn placed_until(
-    no: &str,
-    user: u8,
-    kind: OrderKind,
-    amount: i64,
-    expires: u64,
-) -> Event {
+pub fn placed_until(no: &str, user: u8, kind: OrderKind, amount: i64, expires: u64) -> Event {
     Event::OrderPlaced(OrderPlaced {
         out_trade_no: no.into(),
         user_id: uid(user),
@@ -58,26 +68,24 @@ pub(crate) fn placed_until(
     })
 }
 
-pub(crate) fn prepay(no: &str, prepay_id: &str) -> Event {
+/// A prepay `prepay_id` issued for order `no`.
+pub fn prepay(no: &str, prepay_id: &str) -> Event {
     Event::PrepayIssued(PrepayIssued {
         out_trade_no: no.into(),
         prepay_id: prepay_id.into(),
     })
 }
 
-pub(crate) fn closed(no: &str) -> Event {
+/// Order `no` closed as expired.
+pub fn closed(no: &str) -> Event {
     Event::OrderClosed(OrderClosed {
         out_trade_no: no.into(),
         reason: CloseReason::Expired,
     })
 }
 
-pub(crate) fn transaction(
-    no: &str,
-    tid: Option<&str>,
-    state: &str,
-    total: Option<i64>,
-) -> Transaction {
+/// WeChat Pay's transaction for order `no`: its id `tid`, `state` and `total` in fen.
+pub fn transaction(no: &str, tid: Option<&str>, state: &str, total: Option<i64>) -> Transaction {
     Transaction {
         appid: APPID.into(),
         mchid: MCHID.into(),
@@ -99,7 +107,8 @@ pub(crate) fn transaction(
     }
 }
 
-pub(crate) fn evidence() -> Evidence {
+/// Signed-looking evidence (the fold does not check signatures).
+pub fn evidence() -> Evidence {
     Evidence {
         serial: "serial".into(),
         signature: "sig".into(),
@@ -110,7 +119,8 @@ pub(crate) fn evidence() -> Evidence {
     }
 }
 
-pub(crate) fn notified(tx: Transaction) -> Event {
+/// A payment notify carrying `tx`.
+pub fn notified(tx: Transaction) -> Event {
     Event::PaymentNotified(PaymentNotified {
         notify_id: format!("notify-{}", tx.transaction_id.as_deref().unwrap_or("none")),
         event_type: "TRANSACTION.SUCCESS".into(),
@@ -119,7 +129,8 @@ pub(crate) fn notified(tx: Transaction) -> Event {
     })
 }
 
-pub(crate) fn queried(tx: Transaction) -> Event {
+/// A payment query (a sync) answered with `tx`.
+pub fn queried(tx: Transaction) -> Event {
     Event::PaymentQueried(PaymentQueried {
         reason: QueryReason::Sync,
         transaction: tx,
@@ -127,11 +138,13 @@ pub(crate) fn queried(tx: Transaction) -> Event {
     })
 }
 
-pub(crate) fn success(no: &str, tid: &str, total: i64) -> Event {
+/// A notify that order `no` was paid `total` fen in transaction `tid`.
+pub fn success(no: &str, tid: &str, total: i64) -> Event {
     notified(transaction(no, Some(tid), "SUCCESS", Some(total)))
 }
 
-pub(crate) fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
+/// Refund `no` of `amount` fen asked for on order `order`.
+pub fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
     Event::RefundRequested(RefundRequested {
         out_refund_no: no.into(),
         out_trade_no: order.into(),
@@ -140,7 +153,8 @@ pub(crate) fn refund_requested(no: &str, order: &str, amount: i64) -> Event {
     })
 }
 
-pub(crate) fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -> Refund {
+/// WeChat Pay's refund `no` of order `order` in `status`, of `amount` fen.
+pub fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -> Refund {
     Refund {
         mchid: Some(MCHID.into()),
         out_trade_no: order.into(),
@@ -160,14 +174,16 @@ pub(crate) fn refund(no: &str, order: &str, status: &str, amount: Option<i64>) -
     }
 }
 
-pub(crate) fn refund_accepted(r: Refund) -> Event {
+/// WeChat Pay accepted refund `r`.
+pub fn refund_accepted(r: Refund) -> Event {
     Event::RefundAccepted(RefundAccepted {
         refund: r,
         evidence: RefundEvidence::V3(evidence()),
     })
 }
 
-pub(crate) fn refund_notified(r: Refund) -> Event {
+/// A refund notify carrying `r`.
+pub fn refund_notified(r: Refund) -> Event {
     Event::RefundNotified(RefundNotified {
         notify_id: Some(format!("n-{}-{}", r.out_refund_no, r.status)),
         event_type: format!("REFUND.{}", r.status),
@@ -176,7 +192,8 @@ pub(crate) fn refund_notified(r: Refund) -> Event {
     })
 }
 
-pub(crate) fn refund_queried(r: Refund) -> Event {
+/// A refund query (by the sweep) answered with `r`.
+pub fn refund_queried(r: Refund) -> Event {
     Event::RefundQueried(RefundQueried {
         reason: QueryReason::Sweep,
         refund: r,
@@ -186,7 +203,7 @@ pub(crate) fn refund_queried(r: Refund) -> Event {
 }
 
 /// A signed query answer `answer`, asked for by an API v2 refund notify claiming `claim`.
-pub(crate) fn refund_notify_queried(claim: Refund, answer: Refund) -> Event {
+pub fn refund_notify_queried(claim: Refund, answer: Refund) -> Event {
     Event::RefundQueried(RefundQueried {
         reason: QueryReason::Notify,
         refund: answer,
@@ -202,7 +219,8 @@ pub(crate) fn refund_notify_queried(claim: Refund, answer: Refund) -> Event {
     })
 }
 
-pub(crate) fn refund_rejected(no: &str, order: &str) -> Event {
+/// WeChat Pay refused refund `no` of order `order`.
+pub fn refund_rejected(no: &str, order: &str) -> Event {
     Event::RefundRejected(RefundRejected {
         out_refund_no: no.into(),
         out_trade_no: order.into(),
@@ -211,7 +229,8 @@ pub(crate) fn refund_rejected(no: &str, order: &str) -> Event {
     })
 }
 
-pub(crate) fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
+/// User `user` pays order `no` (`amount` fen) from the wallet.
+pub fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
     Event::BalancePayRequested(BalancePayRequested {
         out_trade_no: no.into(),
         user_id: uid(user),
@@ -220,7 +239,7 @@ pub(crate) fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
 }
 
 /// Folds `events` with sequences 1, 2, ... and returns the state and the outcomes.
-pub(crate) fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
+pub fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
     let mut s = State::default();
     let outcomes = events
         .into_iter()
@@ -230,16 +249,18 @@ pub(crate) fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
     (s, outcomes)
 }
 
-pub(crate) fn order(s: &State, no: &str) -> Order {
-    s.orders.get(no).cloned().unwrap()
+/// Order `no` of `s` (panics when there is none).
+pub fn order(s: &State, no: &str) -> Order {
+    s.orders.get(no).cloned().expect("the order was placed")
 }
 
-pub(crate) fn reasons(s: &State) -> Vec<&str> {
+/// The reasons of the failure log, in order.
+pub fn reasons(s: &State) -> Vec<&str> {
     s.ledger.failures().map(|f| f.reason.as_str()).collect()
 }
 
 /// (account, amount) of every posting, in order.
-pub(crate) fn postings(s: &State) -> Vec<(&str, i64)> {
+pub fn postings(s: &State) -> Vec<(&str, i64)> {
     s.ledger
         .entries()
         .iter()

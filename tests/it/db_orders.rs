@@ -1,39 +1,50 @@
-//! Against the Postgres on this machine, in a scratch schema per test.
+//! The payment tables (`db::orders`) against the Postgres on this machine, in a scratch
+//! schema per test: the projector's batches leave exactly the rows of one in-memory fold,
+//! the reads answer from them, and the writes are idempotent.
+
+use std::time::Duration;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tokio_postgres::error::SqlState;
-
-use super::*;
-use crate::{
-    db,
+use tokio_postgres::{error::SqlState, Row};
+use uuid::Uuid;
+use wxledger::{
+    db::{
+        self,
+        orders::{
+            balance, balance_from_row, due_for_expiry, entry_from_row, failure_from_row, failures,
+            for_user, get, insert_entries, insert_failures, insert_payments, ledger_for_account,
+            order_from_row, payment_from_row, upsert_balances, upsert_orders,
+        },
+    },
     events::{OrderKind, Recorded},
     fold::{
-        test_events::{
+        fixtures::{
             at, balance_pay, closed, notified, placed_until as placed, prepay, queried, rec,
             refund, refund_notified, refund_queried, refund_rejected, refund_requested,
             transaction as tx, uid,
         },
-        wallet_account, OrderState, State, CLEARING, SALES, SUSPENSE,
+        wallet_account, Balance, Order, OrderState, State, CLEARING, SALES, SUSPENSE,
     },
     outcomes::{self, Outcome, OutcomeKind},
     projector::{apply_batch, apply_batch_with_outcomes},
     settings::DatabaseSettings,
 };
 
-/// A migrated scratch schema, dropped at the end of the test.
+use crate::common::{blocking, database_url, drop_schema};
+
+/// A migrated scratch schema, dropped at the end of the test (also when it panicked).
 struct Scratch {
-    settings: DatabaseSettings,
+    schema: String,
     client: tokio_postgres::Client,
 }
 
 impl Scratch {
     async fn new() -> Self {
         let settings = DatabaseSettings {
-            url: std::env::var("WXLEDGER_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            url: database_url(),
             schema: format!("t_pay_{}", &Uuid::new_v4().simple().to_string()[..10]),
             pool_size: 1,
-            connect_timeout_secs: 5,
+            connect_timeout: Duration::from_secs(5),
             ..Default::default()
         };
         let pool = db::pool(&settings).unwrap();
@@ -41,32 +52,17 @@ impl Scratch {
         let client = db::connect_dedicated(&db::pg_config(&settings).unwrap())
             .await
             .unwrap();
-        Self { settings, client }
+        Self {
+            schema: settings.schema,
+            client,
+        }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        // Also when the test panicked: a runtime of its own, on a thread of its own.
-        let (url, schema) = (self.settings.url.clone(), self.settings.schema.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime builds");
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join()
-        .expect("dropping the scratch schema does not panic");
+        let schema = self.schema.clone();
+        blocking(async move { drop_schema(&database_url(), &schema).await });
     }
 }
 
@@ -139,7 +135,8 @@ async fn all_rows<T>(
     sql: &str,
     f: fn(&Row) -> Result<T, tokio_postgres::Error>,
 ) -> Vec<T> {
-    all(&client.query(sql, &[]).await.unwrap(), f).unwrap()
+    let rows = client.query(sql, &[]).await.unwrap();
+    rows.iter().map(f).collect::<Result<_, _>>().unwrap()
 }
 
 #[tokio::test]
@@ -164,22 +161,21 @@ async fn projected_tables_equal_one_in_memory_pass_and_reads_answer() {
     let q = |t: &str| format!("SELECT * FROM {t}");
     let orders = all_rows(c, &(q("orders") + " ORDER BY out_trade_no"), order_from_row).await;
     assert_eq!(orders, whole.orders.iter().cloned().collect::<Vec<_>>());
-    let refunds: Vec<crate::fold::RefundRow> = c
-        .query(&(q("refunds") + " ORDER BY out_refund_no"), &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(crate::db::refunds::tests_row)
-        .collect();
+    let refunds = all_rows(
+        c,
+        &(q("refunds") + " ORDER BY out_refund_no"),
+        db::refunds::refund_from_row,
+    )
+    .await;
     assert_eq!(refunds, whole.refunds.iter().cloned().collect::<Vec<_>>());
     assert!(
         refunds
             .iter()
-            .any(|r| r.state == crate::fold::RefundState::Succeeded)
+            .any(|r| r.state == wxledger::fold::RefundState::Succeeded)
             && whole
                 .orders
                 .iter()
-                .any(|o| o.paid_with == Some(crate::fold::PaidWith::Wallet)),
+                .any(|o| o.paid_with == Some(wxledger::fold::PaidWith::Wallet)),
         "the mix makes refunds and wallet payments"
     );
     let payments = all_rows(
@@ -282,7 +278,7 @@ async fn projected_tables_equal_one_in_memory_pass_and_reads_answer() {
         + whole
             .ledger
             .balances()
-            .filter(|b| crate::fold::is_wallet(&b.account))
+            .filter(|b| wxledger::fold::is_wallet(&b.account))
             .map(|b| b.balance)
             .sum::<i64>();
     assert_eq!(clearing, -credited);
