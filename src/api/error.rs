@@ -8,7 +8,11 @@ use axum::{
 };
 
 use crate::{
-    auth::TokenError, db::DbError, events::LogError, projector::NotYetApplied, wechat::WechatError,
+    auth::TokenError,
+    db::DbError,
+    events::LogError,
+    projector::{NotYetApplied, VerdictError},
+    wechat::WechatError,
 };
 
 /// An API error.
@@ -154,6 +158,16 @@ impl From<NotYetApplied> for ApiError {
             "not_yet_applied",
             format!("{e}; it was recorded and will apply: read it back later"),
         )
+    }
+}
+
+impl From<VerdictError> for ApiError {
+    fn from(e: VerdictError) -> Self {
+        match e {
+            VerdictError::NotYetApplied(e) => e.into(),
+            VerdictError::Db(e) => e.into(),
+            other => ApiError::internal(other),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::{
     db::{orders, users},
     domain::{Description, Fen, OutTradeNo},
     events::{BalancePayRequested, Event, OrderKind, OrderPlaced, PrepayIssued},
-    fold::{wallet_account, LedgerEntry, Order, OrderState, PaidWith},
+    fold::{wallet_account, LedgerEntry, Order, OrderState, PaidWith, Refusal, Verdict},
     wechat::pay::{PayParams, Prepay},
 };
 
@@ -311,8 +311,9 @@ fn payable(app: &AppState, order: &Order) -> Result<(), ApiError> {
 
 /// `POST /v1/orders/{out_trade_no}/balance-pay`: pays the order from the caller's wallet.
 /// The fold decides, in stream order, so two payments racing for one balance cannot both
-/// succeed; the answer waits for that decision: 200 with the paid order, or 409
-/// `insufficient_balance` (nothing moved). Paying again an order this wallet paid is 200.
+/// succeed; the answer is its verdict: 200 with the paid order, or 409
+/// `insufficient_balance` (nothing moved), `order_paid` or `order_closed`. Paying again an
+/// order this wallet paid is 200.
 pub async fn balance_pay(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,
@@ -346,36 +347,52 @@ pub async fn balance_pay(
     // One request per HTTP request: a retry is a new decision, which finds the order paid.
     let msg_id = event.msg_id(Some(&request_id));
     let appended = app.record(&event, &request_id, &msg_id).await?;
-    app.projection
-        .wait_for(appended.seq, app.read_your_writes)
+    let verdict = app
+        .projection
+        .wait_for_verdict(appended.seq, app.read_your_writes)
         .await?;
-    let client = app.pool.get().await?;
-    let after = orders::get(&**client, &order.out_trade_no)
+    match verdict {
+        Verdict::Applied(_)
+        | Verdict::Refused(Refusal::AlreadyPaid {
+            paid_with: Some(PaidWith::Wallet),
+        }) => {}
+        Verdict::Refused(Refusal::AlreadyPaid { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "order_paid",
+                "the order was paid through WeChat Pay meanwhile",
+            ))
+        }
+        Verdict::Refused(Refusal::OrderClosed) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "order_closed",
+                "the order is closed",
+            ))
+        }
+        Verdict::Refused(Refusal::InsufficientBalance { balance, needed }) => {
+            return Err(insufficient(balance, needed))
+        }
+        Verdict::Refused(refusal) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                refusal.as_str(),
+                format!("the wallet payment was refused: {refusal}"),
+            ))
+        }
+        Verdict::AlreadyApplied => {
+            return Err(ApiError::internal(
+                "a wallet payment's event was applied before it was appended",
+            ))
+        }
+    }
+    let paid = orders::get(&**app.pool.get().await?, &order.out_trade_no)
         .await?
         .ok_or_else(|| ApiError::internal("an order disappeared"))?;
-    if after.state.is_paid() && after.paid_with == Some(PaidWith::Wallet) {
-        drop(client);
-        if after.prepay_id.is_some() {
-            close_prepay(&app, &after.out_trade_no, &request_id).await;
-        }
-        return Ok(Json(after.into()));
+    if paid.prepay_id.is_some() {
+        close_prepay(&app, &paid.out_trade_no, &request_id).await;
     }
-    if after.state.is_paid() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_paid",
-            "the order was paid through WeChat Pay meanwhile",
-        ));
-    }
-    if after.state == OrderState::Closed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_closed",
-            "the order is closed",
-        ));
-    }
-    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
-    Err(insufficient(balance, order.amount))
+    Ok(Json(paid.into()))
 }
 
 /// After a wallet payment, closes the order's WeChat prepay so that it cannot be paid a

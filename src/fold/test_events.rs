@@ -220,7 +220,7 @@ pub(crate) fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
 }
 
 /// Folds `events` with sequences 1, 2, ... and returns the state and the outcomes.
-pub(crate) fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
+pub(crate) fn fold(events: Vec<Event>) -> (State, Vec<Verdict>) {
     let mut s = State::default();
     let outcomes = events
         .into_iter()
