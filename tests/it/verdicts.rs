@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -17,7 +17,7 @@ use wxledger::{
     settings::DatabaseSettings,
 };
 
-use crate::common::{database_url, eventually, TestEnv};
+use crate::common::{database_url, TestEnv};
 
 /// A projector on the env's schema, as another process would run it: its progress reaches
 /// no watch of the daemon's or the test's.
@@ -158,35 +158,9 @@ async fn wallet_pay_answers_from_the_verdict_while_another_process_projects() {
         placed(&env, &token, 300).await,
         placed(&env, &token, 300).await,
     ];
-    // Hold the projector's writes to `balances` so that both requests pass the handler's
-    // check against the same balance of 500 and append: the fold refuses the second.
-    let mut db = env.db().await;
-    let hold = db.transaction().await.unwrap();
-    hold.batch_execute("LOCK TABLE balances IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    let pay = |no: String| {
-        let (http, url, token) = (env.http.clone(), env.api.clone(), token.clone());
-        tokio::spawn(async move {
-            let r = http
-                .post(format!("{url}/v1/orders/{no}/balance-pay"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<Value>().await.unwrap())
-        })
-    };
-    let (a, b) = (pay(nos[0].clone()), pay(nos[1].clone()));
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            env.count_events("order.balance_pay_requested").await == 2
-        })
-        .await,
-        "both requests were appended"
-    );
-    hold.commit().await.unwrap();
-    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    // Both pass the handler's check against the same balance of 500: the fold refuses the
+    // second, and its verdict is the answer.
+    let [a, b] = env.balance_pay_racing(&token, &nos[0], &nos[1]).await;
     let (won, lost) = if a.0 == StatusCode::OK {
         (a, b)
     } else {
