@@ -3,6 +3,10 @@
 //!
 //! The projector loads the slice of state an event batch touches ([`Keys`]), folds the
 //! batch in memory and writes back what changed; a full rebuild folds from empty.
+//!
+//! Applying an event yields its [`Verdict`]: the [`Decision`]s made, or the [`Refusal`]
+//! that stopped it. The verdicts callers wait on are kept with the state
+//! ([`State::take_verdicts`]) and stored like its rows.
 
 pub mod ledger;
 pub mod orders;
