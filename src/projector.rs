@@ -217,8 +217,9 @@ async fn apply(
     for balance in orders::load_balances(&tx, &keys).await? {
         state.ledger.load_balance(balance);
     }
-    for rec in records {
-        if let Verdict::Refused(refusal) = state.apply(rec) {
+    let verdicts = state.apply_all(records);
+    for (rec, verdict) in records.iter().zip(&verdicts) {
+        if let Verdict::Refused(refusal) = verdict {
             tracing::info!(
                 seq = rec.seq,
                 kind = rec.event.kind(),
@@ -248,7 +249,7 @@ async fn apply(
     orders::insert_failures(&tx, &failures).await?;
     verdicts::insert(&tx, &state.take_verdicts()).await?;
     if with_outcomes {
-        let decided = outcomes::derive(records, &entries, &failures, &state);
+        let decided = outcomes::derive(records, &verdicts, &entries, &failures, &state);
         outbox::insert(&tx, &decided).await?;
     }
     let last = records.last().expect("batches are not empty").seq;

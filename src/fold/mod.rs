@@ -249,11 +249,9 @@ impl State {
         )
     }
 
-    /// Applies events in order.
-    pub fn apply_all<'a>(&mut self, recs: impl IntoIterator<Item = &'a Recorded>) {
-        for rec in recs {
-            self.apply(rec);
-        }
+    /// Applies events in order; the verdict on each, in the same order.
+    pub fn apply_all<'a>(&mut self, recs: impl IntoIterator<Item = &'a Recorded>) -> Vec<Verdict> {
+        recs.into_iter().map(|rec| self.apply(rec)).collect()
     }
 }
 

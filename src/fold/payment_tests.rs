@@ -3,13 +3,14 @@
 use super::{pay_properties::snapshot, test_events::*, *};
 use crate::events::OrderKind;
 
-/// The verdict on a payment booked as `booked_as`.
+/// The verdict on a payment booked as `booked_as` (not to a wallet).
 fn booked(no: &str, tx: &str, amount: i64, booked_as: BookedAs) -> Verdict {
     Verdict::Applied(vec![Decision::PaymentBooked {
         out_trade_no: no.into(),
         transaction_id: tx.into(),
         amount,
         booked_as,
+        wallet_balance: None,
     }])
 }
 
@@ -52,7 +53,13 @@ fn a_paid_recharge_credits_the_wallet_and_a_query_counts_like_a_notify() {
     assert_eq!(
         outcomes[1..],
         [
-            booked("r1", "t1", 5_000, BookedAs::Recharge),
+            Verdict::Applied(vec![Decision::PaymentBooked {
+                out_trade_no: "r1".into(),
+                transaction_id: "t1".into(),
+                amount: 5_000,
+                booked_as: BookedAs::Recharge,
+                wallet_balance: Some(5_000),
+            }]),
             Verdict::AlreadyApplied
         ]
     );

@@ -63,6 +63,10 @@ pub enum Decision {
         amount: i64,
         /// Where the money went.
         booked_as: BookedAs,
+        /// The wallet's balance right after, in fen, when the payment credited one (a
+        /// recharge).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wallet_balance: Option<i64>,
     },
     /// A requested refund's amount was set aside until WeChat pays it out.
     RefundReserved {
@@ -301,6 +305,14 @@ mod tests {
                 transaction_id: "42".into(),
                 amount: 1,
                 booked_as: BookedAs::NotCredited,
+                wallet_balance: None,
+            },
+            Decision::PaymentBooked {
+                out_trade_no: "o3".into(),
+                transaction_id: "43".into(),
+                amount: 5,
+                booked_as: BookedAs::Recharge,
+                wallet_balance: Some(5),
             },
             Decision::RefundReserved {
                 out_refund_no: "r1".into(),

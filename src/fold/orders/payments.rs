@@ -258,11 +258,17 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Verdict {
         source: ctx.report.source,
         occurred_at: ctx.at,
     });
+    // Only a credited recharge is booked as one, to its payer's wallet.
+    let wallet_balance = (booked_as == BookedAs::Recharge)
+        .then(|| orders.get(&tx.out_trade_no))
+        .flatten()
+        .map(|o| ledger.balance(&wallet_account(o.user_id)));
     Verdict::Applied(vec![Decision::PaymentBooked {
         out_trade_no: tx.out_trade_no.clone(),
         transaction_id: transaction_id.to_owned(),
         amount: total,
         booked_as,
+        wallet_balance,
     }])
 }
 
