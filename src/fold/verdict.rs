@@ -181,7 +181,7 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Whether the verdict on `event` is kept (in [`super::State::verdicts`], and so in the
+/// Whether the verdict on `event` is kept (see [`super::State::take_verdicts`]; so in the
 /// `verdicts` table): the events a request appends and then waits on for the fold's
 /// decision. Others only change rows, which the caller reads.
 pub fn keeps_verdict(event: &Event) -> bool {
