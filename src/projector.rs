@@ -3,6 +3,10 @@
 //! per projection and schema (a session advisory lock on a dedicated connection); others
 //! stand by. It stops cleanly after the batch in hand. The live projector also writes each
 //! batch's outcomes to the outbox in that transaction (see [`crate::outcomes`]).
+//!
+//! [`ProjectionWatch`] lets a caller wait until an event is applied and read the fold's
+//! [`Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
+//! caller whichever process applied the event.
 
 use std::time::Duration;
 
@@ -11,9 +15,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db::{self, leader, orders, refunds, users, DbError},
+    db::{self, leader, orders, refunds, users, verdicts, DbError},
     events::{DecodeError, EventLog, LogError, Recorded},
-    fold::{Keys, Outcome, State},
+    fold::{Keys, State, Verdict},
     metrics::Metrics,
     outcomes::{self, outbox},
 };
@@ -213,13 +217,13 @@ async fn apply(
     for balance in orders::load_balances(&tx, &keys).await? {
         state.ledger.load_balance(balance);
     }
-    for rec in records {
-        let outcome = state.apply(rec);
-        if let Outcome::Refused(reason) = outcome {
+    let verdicts = state.apply_all(records);
+    for (rec, verdict) in records.iter().zip(&verdicts) {
+        if let Verdict::Refused(refusal) = verdict {
             tracing::info!(
                 seq = rec.seq,
                 kind = rec.event.kind(),
-                reason,
+                reason = refusal.as_str(),
                 "event refused by the fold"
             );
         }
@@ -243,8 +247,9 @@ async fn apply(
     orders::insert_entries(&tx, &entries).await?;
     orders::upsert_balances(&tx, &state.ledger.take_changed_balances()).await?;
     orders::insert_failures(&tx, &failures).await?;
+    verdicts::insert(&tx, &state.take_verdicts()).await?;
     if with_outcomes {
-        let decided = outcomes::derive(records, &entries, &failures, &state);
+        let decided = outcomes::derive(records, &verdicts, &entries, &failures, &state);
         outbox::insert(&tx, &decided).await?;
     }
     let last = records.last().expect("batches are not empty").seq;
@@ -281,6 +286,24 @@ pub struct ProjectionWatch {
 #[error("projection has not applied event {0} yet")]
 pub struct NotYetApplied(pub u64);
 
+/// Why [`ProjectionWatch::wait_for_verdict`] has no verdict to give.
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictError {
+    /// The projection did not reach the event in time; it will (retry later).
+    #[error(transparent)]
+    NotYetApplied(#[from] NotYetApplied),
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The event was applied but keeps no verdict (a bug in the caller: it waits on an
+    /// event [`crate::fold::keeps_verdict`] does not name).
+    #[error("event {0} keeps no verdict")]
+    NotKept(u64),
+    /// The stored verdict does not read as one (written by another build?).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
 impl ProjectionWatch {
     /// A watch fed by a local projector, falling back to the stored checkpoint (which a
     /// projector in another process advances).
@@ -313,6 +336,28 @@ impl ProjectionWatch {
                 if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) {
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// Waits until event `seq` is applied, or `timeout` passes, and reads the fold's
+    /// verdict on it: stored with the batch that applied it, so this works whichever
+    /// process applied it (a local projector may be standing by). Only events that keep
+    /// their verdict ([`crate::fold::keeps_verdict`]) have one.
+    pub async fn wait_for_verdict(
+        &self,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<Verdict, VerdictError> {
+        self.wait_for(seq, timeout).await?;
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let at = i64::try_from(seq).expect("sequences fit in i64");
+        match verdicts::get(&**client, at).await {
+            Ok(Some(verdict)) => Ok(verdict),
+            Ok(None) => Err(VerdictError::NotKept(seq)),
+            Err(verdicts::ReadError::Query(e)) => Err(DbError::Query(e).into()),
+            Err(e @ verdicts::ReadError::Unreadable { .. }) => {
+                Err(VerdictError::Unreadable(e.to_string()))
             }
         }
     }

@@ -31,6 +31,10 @@ impl From<CommandError> for ApiError {
                 "insufficient_balance",
                 format!("the wallet holds {balance} fen; the order needs {needed}"),
             ),
+            E::WalletPayRefused(refusal) => conflict(
+                refusal.as_str(),
+                format!("the wallet payment was refused: {refusal}"),
+            ),
             E::IdempotencyKeyReused => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

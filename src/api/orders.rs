@@ -181,8 +181,9 @@ pub async fn wechat_pay(
 
 /// `POST /v1/orders/{out_trade_no}/balance-pay`: pays the order from the caller's wallet.
 /// The fold decides, in stream order, so two payments racing for one balance cannot both
-/// succeed; the answer waits for that decision: 200 with the paid order, or 409
-/// `insufficient_balance` (nothing moved). Paying again an order this wallet paid is 200.
+/// succeed; the answer is its verdict: 200 with the paid order, or 409
+/// `insufficient_balance` (nothing moved), `order_paid` or `order_closed`. Paying again an
+/// order this wallet paid is 200.
 pub async fn balance_pay(
     State(app): State<AppState>,
     AuthUser(user_id): AuthUser,

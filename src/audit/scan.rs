@@ -264,6 +264,7 @@ impl Transitions {
         // Nothing is written anywhere: forget what changed, keep memory flat.
         self.state.refunds.take_changed();
         self.state.users.take_changed();
+        self.state.take_verdicts();
         let ledger = &mut self.state.ledger;
         ledger.take_changed_balances();
         ledger.take_new_payments();

@@ -5,8 +5,9 @@
 use crate::{
     db::DbError,
     events::LogError,
+    fold::Refusal,
     privacy::KeyError,
-    projector::NotYetApplied,
+    projector::{NotYetApplied, VerdictError},
     wechat::{PayError, WechatError},
 };
 
@@ -39,6 +40,9 @@ pub enum CommandError {
         /// The order's amount, in fen.
         needed: i64,
     },
+    /// The fold refused the wallet payment for another reason (its stable code).
+    #[error("the wallet payment was refused: {0}")]
+    WalletPayRefused(Refusal),
     /// The `Idempotency-Key` was used for a different request.
     #[error("the idempotency key was used for a different request")]
     IdempotencyKeyReused,
@@ -141,6 +145,16 @@ impl CommandError {
     /// An invariant that did not hold.
     pub fn internal(why: impl std::fmt::Display) -> Self {
         Self::Internal(why.to_string())
+    }
+}
+
+impl From<VerdictError> for CommandError {
+    fn from(e: VerdictError) -> Self {
+        match e {
+            VerdictError::NotYetApplied(e) => e.into(),
+            VerdictError::Db(e) => e.into(),
+            other => Self::internal(other),
+        }
     }
 }
 

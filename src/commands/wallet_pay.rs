@@ -1,5 +1,7 @@
 //! Paying an order from the wallet. The fold decides, in stream order, so two payments
-//! racing for one balance cannot both succeed; the command waits for that decision.
+//! racing for one balance cannot both succeed; the command answers from the fold's verdict
+//! on its own event ([`crate::projector::ProjectionWatch::wait_for_verdict`]), whichever
+//! process applied it.
 
 use uuid::Uuid;
 
@@ -7,7 +9,7 @@ use super::{orders::payable, settle, CommandError, Ctx};
 use crate::{
     db::orders,
     events::{BalancePayRequested, Event, OrderKind, QueryReason},
-    fold::{wallet_account, Order, OrderState, PaidWith},
+    fold::{wallet_account, Order, PaidWith, Refusal, Verdict},
 };
 
 /// Pays `order` (the caller's) from `user_id`'s wallet: the paid order, or why not
@@ -39,26 +41,38 @@ pub async fn wallet_pay(
     });
     // One request per HTTP request: a retry is a new decision, which finds the order paid.
     let msg_id = event.msg_id(Some(request_id));
-    ctx.record_and_wait(&event, request_id, &msg_id).await?;
-    let client = ctx.pool.get().await?;
-    let after = orders::get(&**client, &order.out_trade_no)
+    let appended = ctx.record(&event, request_id, &msg_id).await?;
+    let verdict = ctx
+        .projection
+        .wait_for_verdict(appended.seq, ctx.read_your_writes)
+        .await?;
+    match verdict {
+        Verdict::Applied(_)
+        | Verdict::Refused(Refusal::AlreadyPaid {
+            paid_with: Some(PaidWith::Wallet),
+        }) => {}
+        Verdict::Refused(Refusal::AlreadyPaid { .. }) => {
+            return Err(CommandError::OrderPaidMeanwhile)
+        }
+        Verdict::Refused(Refusal::OrderClosed) => return Err(CommandError::OrderClosed),
+        Verdict::Refused(Refusal::InsufficientBalance { balance, needed }) => {
+            return Err(insufficient(balance, needed))
+        }
+        Verdict::Refused(refusal) => return Err(CommandError::WalletPayRefused(refusal)),
+        Verdict::AlreadyApplied => {
+            return Err(CommandError::internal(
+                "a wallet payment's event was applied before it was appended",
+            ))
+        }
+    }
+    // Read only to render the paid order.
+    let paid = orders::get(&**ctx.pool.get().await?, &order.out_trade_no)
         .await?
         .ok_or_else(|| CommandError::internal("an order disappeared"))?;
-    if after.state.is_paid() && after.paid_with == Some(PaidWith::Wallet) {
-        drop(client);
-        if after.prepay_id.is_some() {
-            close_prepay(ctx, &after.out_trade_no, request_id).await;
-        }
-        return Ok(after);
+    if paid.prepay_id.is_some() {
+        close_prepay(ctx, &paid.out_trade_no, request_id).await;
     }
-    if after.state.is_paid() {
-        return Err(CommandError::OrderPaidMeanwhile);
-    }
-    if after.state == OrderState::Closed {
-        return Err(CommandError::OrderClosed);
-    }
-    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
-    Err(insufficient(balance, order.amount))
+    Ok(paid)
 }
 
 fn insufficient(balance: i64, needed: i64) -> CommandError {

@@ -9,6 +9,7 @@ pub mod schema_name;
 pub mod sslmode;
 pub mod tls;
 pub mod users;
+pub mod verdicts;
 
 pub use schema_name::check_schema_name;
 
@@ -102,6 +103,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0007_erasure.sql",
         include_str!("../../projections/0007_erasure.sql"),
+    ),
+    (
+        "0008_verdicts.sql",
+        include_str!("../../projections/0008_verdicts.sql"),
     ),
 ];
 

@@ -239,7 +239,7 @@ pub fn balance_pay(no: &str, user: u8, amount: i64) -> Event {
 }
 
 /// Folds `events` with sequences 1, 2, ... and returns the state and the outcomes.
-pub fn fold(events: Vec<Event>) -> (State, Vec<Outcome>) {
+pub fn fold(events: Vec<Event>) -> (State, Vec<Verdict>) {
     let mut s = State::default();
     let outcomes = events
         .into_iter()

@@ -101,7 +101,10 @@ pub struct Balance {
 }
 
 /// How a received payment was booked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum BookedAs {
     /// Credited to sales.
     Sale,

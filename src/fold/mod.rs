@@ -3,17 +3,22 @@
 //!
 //! The projector loads the slice of state an event batch touches ([`Keys`]), folds the
 //! batch in memory and writes back what changed; a full rebuild folds from empty.
+//!
+//! Applying an event yields its [`Verdict`]: the [`Decision`]s made, or the [`Refusal`]
+//! that stopped it. The verdicts callers wait on are kept with the state
+//! ([`State::take_verdicts`]) and stored like its rows.
 
 pub mod ledger;
 pub mod orders;
 pub mod phone;
 pub mod refunds;
 pub mod users;
+pub mod verdict;
 
 // Public for the integration tests, which cannot see `#[cfg(test)]` items.
 pub mod fixtures;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use uuid::Uuid;
@@ -28,6 +33,7 @@ pub use ledger::{
 pub use orders::{Order, OrderState, Orders, PaidWith};
 pub use refunds::{RefundRow, RefundState, Refunds};
 pub use users::{bidx_owner_key, BoundPhone, Phone, User, Users};
+pub use verdict::{keeps_verdict, Decision, KeptVerdict, Refusal, Verdict};
 
 /// The state the fold decides over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,17 +46,9 @@ pub struct State {
     pub refunds: Refunds,
     /// Balances, payments, postings and the failure log.
     pub ledger: Ledger,
-}
-
-/// What applying one event did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The event changed the state.
-    Applied,
-    /// Already applied (its sequence is not newer than the row's): nothing changed.
-    AlreadyApplied,
-    /// Recorded but refused by the rules; the reason is a stable code.
-    Refused(&'static str),
+    /// The verdicts on the events that keep theirs ([`keeps_verdict`]) not taken yet, by
+    /// sequence; the first verdict on a sequence stands.
+    verdicts: BTreeMap<i64, KeptVerdict>,
 }
 
 /// The rows an event reads or writes; the projector loads them before folding.
@@ -163,9 +161,27 @@ impl Keys {
 }
 
 impl State {
-    /// Applies one recorded event.
-    pub fn apply(&mut self, rec: &Recorded) -> Outcome {
+    /// Applies one recorded event and says what it decided; the verdict on an event that
+    /// keeps its verdict ([`keeps_verdict`]) is also kept, for [`State::take_verdicts`].
+    pub fn apply(&mut self, rec: &Recorded) -> Verdict {
         let seq = i64::try_from(rec.seq).expect("stream sequences fit in i64");
+        let verdict = self.decide(seq, rec);
+        if keeps_verdict(&rec.event) {
+            self.verdicts.entry(seq).or_insert_with(|| KeptVerdict {
+                seq,
+                event: rec.event.kind(),
+                verdict: verdict.clone(),
+            });
+        }
+        verdict
+    }
+
+    /// The kept verdicts not taken yet, by sequence; they are forgotten here.
+    pub fn take_verdicts(&mut self) -> Vec<KeptVerdict> {
+        std::mem::take(&mut self.verdicts).into_values().collect()
+    }
+
+    fn decide(&mut self, seq: i64, rec: &Recorded) -> Verdict {
         match &rec.event {
             Event::UserRegistered(e) => self.users.registered(seq, rec.occurred_at, e),
             Event::UserLoggedIn(e) => self.users.logged_in(seq, rec.occurred_at, e),
@@ -224,7 +240,7 @@ impl State {
         source: PaySource,
         context: serde_json::Value,
         transaction: &crate::events::Transaction,
-    ) -> Outcome {
+    ) -> Verdict {
         let report = orders::Report { source, context };
         orders::reported(
             &mut self.orders,
@@ -236,11 +252,9 @@ impl State {
         )
     }
 
-    /// Applies events in order.
-    pub fn apply_all<'a>(&mut self, recs: impl IntoIterator<Item = &'a Recorded>) {
-        for rec in recs {
-            self.apply(rec);
-        }
+    /// Applies events in order; the verdict on each, in the same order.
+    pub fn apply_all<'a>(&mut self, recs: impl IntoIterator<Item = &'a Recorded>) -> Vec<Verdict> {
+        recs.into_iter().map(|rec| self.apply(rec)).collect()
     }
 }
 

@@ -15,11 +15,11 @@ fn placing_creates_and_the_same_number_again_is_a_duplicate_or_taken() {
     assert_eq!(
         outcomes,
         [
-            Outcome::Applied,
-            Outcome::AlreadyApplied,
-            Outcome::Refused("out_trade_no_taken"),
-            Outcome::Refused("out_trade_no_taken"),
-            Outcome::Refused("invalid_amount"),
+            Verdict::applied(),
+            Verdict::AlreadyApplied,
+            Verdict::Refused(Refusal::OutTradeNoTaken),
+            Verdict::Refused(Refusal::OutTradeNoTaken),
+            Verdict::Refused(Refusal::InvalidAmount),
         ]
     );
     let o = order(&s, "o1");
@@ -48,12 +48,12 @@ fn prepay_is_issued_to_unpaid_orders_only() {
         notified(transaction("o4", None, "PAYERROR", None)),
         prepay("o4", "p5"),
     ]);
-    assert_eq!(outcomes[0], Outcome::Refused("unknown_order"));
-    assert_eq!(outcomes[2], Outcome::Applied);
-    assert_eq!(outcomes[3], Outcome::Applied);
-    assert_eq!(outcomes[6], Outcome::Refused("not_payable"));
-    assert_eq!(outcomes[9], Outcome::Refused("not_payable"));
-    assert_eq!(outcomes[12], Outcome::Applied);
+    assert_eq!(outcomes[0], Verdict::Refused(Refusal::UnknownOrder));
+    assert_eq!(outcomes[2], Verdict::applied());
+    assert_eq!(outcomes[3], Verdict::applied());
+    assert_eq!(outcomes[6], Verdict::Refused(Refusal::NotPayable));
+    assert_eq!(outcomes[9], Verdict::Refused(Refusal::NotPayable));
+    assert_eq!(outcomes[12], Verdict::applied());
     let o1 = order(&s, "o1");
     assert_eq!(
         (o1.state, o1.prepay_id.as_deref()),
@@ -84,10 +84,12 @@ fn closing_applies_to_unpaid_orders() {
             outcomes[7].clone()
         ],
         [
-            Outcome::Refused("unknown_order"),
-            Outcome::Applied,
-            Outcome::AlreadyApplied,
-            Outcome::Refused("already_paid"),
+            Verdict::Refused(Refusal::UnknownOrder),
+            Verdict::applied(),
+            Verdict::AlreadyApplied,
+            Verdict::Refused(Refusal::AlreadyPaid {
+                paid_with: Some(PaidWith::Wechat)
+            }),
         ]
     );
     let o1 = order(&s, "o1");

@@ -14,7 +14,7 @@ use super::ledger::{
     is_wallet, wallet_account, BookedAs, EntryKind, Failure, GroupId, Ledger, PaySource, Payment,
     PostError, Posting, CLEARING, SALES, SUSPENSE,
 };
-use super::Outcome;
+use super::{Decision, Refusal, Verdict};
 use crate::events::{
     BalancePayRequested, OrderClosed, OrderKind, OrderPlaced, PrepayIssued, Transaction,
 };
@@ -107,7 +107,10 @@ impl OrderState {
 }
 
 /// How an order was paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum PaidWith {
     /// Through WeChat Pay (a transaction id).
     Wechat,
@@ -220,13 +223,13 @@ impl Orders {
     }
 
     /// The row to change, unless `seq` was already applied to it.
-    fn fresh(&mut self, out_trade_no: &str, seq: i64) -> Result<&mut Order, Outcome> {
+    fn fresh(&mut self, out_trade_no: &str, seq: i64) -> Result<&mut Order, Verdict> {
         let order = self
             .by_no
             .get_mut(out_trade_no)
-            .ok_or(Outcome::Refused("unknown_order"))?;
+            .ok_or(Verdict::Refused(Refusal::UnknownOrder))?;
         if seq <= order.last_seq {
-            return Err(Outcome::AlreadyApplied);
+            return Err(Verdict::AlreadyApplied);
         }
         Ok(order)
     }
@@ -241,7 +244,7 @@ impl Orders {
         order
     }
 
-    pub(super) fn placed(&mut self, seq: i64, at: DateTime<Utc>, e: &OrderPlaced) -> Outcome {
+    pub(super) fn placed(&mut self, seq: i64, at: DateTime<Utc>, e: &OrderPlaced) -> Verdict {
         if let Some(existing) = self.by_no.get(&e.out_trade_no) {
             let same = existing.user_id == e.user_id
                 && existing.openid == e.openid
@@ -253,13 +256,13 @@ impl Orders {
                 && existing.mchid == e.mchid
                 && existing.expires_at == e.expires_at;
             return if same {
-                Outcome::AlreadyApplied
+                Verdict::AlreadyApplied
             } else {
-                Outcome::Refused("out_trade_no_taken")
+                Verdict::Refused(Refusal::OutTradeNoTaken)
             };
         }
         if e.amount <= 0 {
-            return Outcome::Refused("invalid_amount");
+            return Verdict::Refused(Refusal::InvalidAmount);
         }
         self.by_no.insert(
             e.out_trade_no.clone(),
@@ -287,24 +290,24 @@ impl Orders {
             },
         );
         self.dirty.insert(e.out_trade_no.clone());
-        Outcome::Applied
+        Verdict::applied()
     }
 
-    pub(super) fn prepay_issued(&mut self, seq: i64, e: &PrepayIssued) -> Outcome {
+    pub(super) fn prepay_issued(&mut self, seq: i64, e: &PrepayIssued) -> Verdict {
         let order = match self.fresh(&e.out_trade_no, seq) {
             Ok(order) => order,
             Err(outcome) => return outcome,
         };
         if !order.state.can_move_to(OrderState::PrepayIssued) {
-            return Outcome::Refused("not_payable");
+            return Verdict::Refused(Refusal::NotPayable);
         }
         let order = self.touch(&e.out_trade_no, seq);
         order.state = OrderState::PrepayIssued;
         order.prepay_id = Some(e.prepay_id.clone());
-        Outcome::Applied
+        Verdict::applied()
     }
 
-    pub(super) fn closed(&mut self, seq: i64, at: DateTime<Utc>, e: &OrderClosed) -> Outcome {
+    pub(super) fn closed(&mut self, seq: i64, at: DateTime<Utc>, e: &OrderClosed) -> Verdict {
         self.close(seq, at, &e.out_trade_no)
     }
 
@@ -313,24 +316,28 @@ impl Orders {
         &mut self,
         out_trade_no: &str,
         seq: i64,
-    ) -> Result<&mut Order, Outcome> {
+    ) -> Result<&mut Order, Verdict> {
         self.fresh(out_trade_no, seq)?;
         Ok(self.touch(out_trade_no, seq))
     }
 
-    fn close(&mut self, seq: i64, at: DateTime<Utc>, out_trade_no: &str) -> Outcome {
+    fn close(&mut self, seq: i64, at: DateTime<Utc>, out_trade_no: &str) -> Verdict {
         let order = match self.fresh(out_trade_no, seq) {
             Ok(order) => order,
             Err(outcome) => return outcome,
         };
         match order.state {
-            OrderState::Closed => return Outcome::AlreadyApplied,
-            s if !s.can_move_to(OrderState::Closed) => return Outcome::Refused("already_paid"),
+            OrderState::Closed => return Verdict::AlreadyApplied,
+            s if !s.can_move_to(OrderState::Closed) => {
+                return Verdict::Refused(Refusal::AlreadyPaid {
+                    paid_with: order.paid_with,
+                })
+            }
             _ => {}
         }
         let order = self.touch(out_trade_no, seq);
         order.state = OrderState::Closed;
         order.closed_at = Some(at);
-        Outcome::Applied
+        Verdict::applied()
     }
 }

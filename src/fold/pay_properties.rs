@@ -210,15 +210,15 @@ fn check_books(s: &State) -> Result<(), TestCaseError> {
 /// The projector's way: per batch, load only the keyed rows (two-phase for wallets), fold,
 /// and write back what changed.
 fn fold_in_batches(history: &[Recorded], batch_sizes: &[usize]) -> Tables {
-    fold_in_batches_with(history, batch_sizes, |_, _, _, _| {})
+    fold_in_batches_with(history, batch_sizes, |_, _, _, _, _| {})
 }
 
-/// [`fold_in_batches`], showing `each` every batch with its new postings and failures and
-/// the state it was folded over (as the projector derives its outcomes).
+/// [`fold_in_batches`], showing `each` every batch with its verdicts, new postings and
+/// failures and the state it was folded over (as the projector derives its outcomes).
 pub(crate) fn fold_in_batches_with(
     history: &[Recorded],
     batch_sizes: &[usize],
-    mut each: impl FnMut(&[Recorded], &[LedgerEntry], &[Failure], &State),
+    mut each: impl FnMut(&[Recorded], &[Verdict], &[LedgerEntry], &[Failure], &State),
 ) -> Tables {
     let mut orders: BTreeMap<String, Order> = BTreeMap::new();
     let mut refunds: BTreeMap<String, RefundRow> = BTreeMap::new();
@@ -257,7 +257,7 @@ pub(crate) fn fold_in_batches_with(
                 state.ledger.load_balance(b.clone());
             }
         }
-        state.apply_all(batch);
+        let verdicts = state.apply_all(batch);
         for o in state.orders.take_changed() {
             orders.insert(o.out_trade_no.clone(), o);
         }
@@ -274,7 +274,7 @@ pub(crate) fn fold_in_batches_with(
             state.ledger.take_new_entries(),
             state.ledger.take_new_failures(),
         );
-        each(batch, &new_entries, &new_failures, &state);
+        each(batch, &verdicts, &new_entries, &new_failures, &state);
         entries.extend(new_entries);
         failures.extend(new_failures);
     }
@@ -319,7 +319,7 @@ proptest! {
             let old = &history[picks[i % picks.len()].index(i + 1)];
             let before = snapshot(&s);
             let outcome = s.apply(old);
-            prop_assert_ne!(outcome, Outcome::Applied, "seq {} applied again", old.seq);
+            prop_assert!(!outcome.is_applied(), "seq {} applied again", old.seq);
             prop_assert_eq!(snapshot(&s), before);
         }
     }
@@ -336,7 +336,7 @@ proptest! {
         for r in &history {
             if success_id(&r.event).is_some() {
                 seq += 1;
-                prop_assert_eq!(s.apply(&rec(seq, r.event.clone())), Outcome::AlreadyApplied);
+                prop_assert_eq!(s.apply(&rec(seq, r.event.clone())), Verdict::AlreadyApplied);
             }
         }
         prop_assert_eq!(snapshot(&s), before);

@@ -3,14 +3,25 @@
 use super::{fixtures::*, pay_properties::snapshot, *};
 use crate::events::OrderKind;
 
+/// The verdict on a payment booked as `booked_as` (not to a wallet).
+fn booked(no: &str, tx: &str, amount: i64, booked_as: BookedAs) -> Verdict {
+    Verdict::Applied(vec![Decision::PaymentBooked {
+        out_trade_no: no.into(),
+        transaction_id: tx.into(),
+        amount,
+        booked_as,
+        wallet_balance: None,
+    }])
+}
+
 #[test]
 fn a_paid_order_books_a_sale_once_however_often_reported() {
     let mut events = vec![placed("o1", 1, OrderKind::Order, 100), prepay("o1", "p1")];
     events.extend((0..15).map(|_| success("o1", "t1", 100)));
     events.push(queried(transaction("o1", Some("t1"), "SUCCESS", Some(100))));
     let (s, outcomes) = fold(events);
-    assert_eq!(outcomes[2], Outcome::Applied);
-    assert!(outcomes[3..].iter().all(|o| *o == Outcome::AlreadyApplied));
+    assert_eq!(outcomes[2], booked("o1", "t1", 100, BookedAs::Sale));
+    assert!(outcomes[3..].iter().all(|o| *o == Verdict::AlreadyApplied));
     let o = order(&s, "o1");
     assert_eq!(o.state, OrderState::Paid);
     assert_eq!(o.transaction_id.as_deref(), Some("t1"));
@@ -39,7 +50,19 @@ fn a_paid_recharge_credits_the_wallet_and_a_query_counts_like_a_notify() {
         queried(transaction("r1", Some("t1"), "SUCCESS", Some(5_000))),
         success("r1", "t1", 5_000),
     ]);
-    assert_eq!(outcomes[1..], [Outcome::Applied, Outcome::AlreadyApplied]);
+    assert_eq!(
+        outcomes[1..],
+        [
+            Verdict::Applied(vec![Decision::PaymentBooked {
+                out_trade_no: "r1".into(),
+                transaction_id: "t1".into(),
+                amount: 5_000,
+                booked_as: BookedAs::Recharge,
+                wallet_balance: Some(5_000),
+            }]),
+            Verdict::AlreadyApplied
+        ]
+    );
     let wallet = wallet_account(uid(7));
     assert_eq!(wallet, format!("wallet:{}", uid(7)));
     assert_eq!(postings(&s), [(CLEARING, -5_000), (wallet.as_str(), 5_000)]);
@@ -79,7 +102,7 @@ fn a_success_without_id_or_amount_is_malformed_and_moves_nothing() {
         notified(no_amount),
         notified(transaction("o1", Some(""), "REFUND", Some(100))),
     ]);
-    assert!(outcomes[1..].iter().all(|o| *o == Outcome::Applied));
+    assert!(outcomes[1..].iter().all(|o| *o == Verdict::applied()));
     assert_eq!(reasons(&s), ["malformed_transaction"; 5]);
     assert!(postings(&s).is_empty());
     assert_eq!(s.ledger.payments().count(), 0);
@@ -94,7 +117,13 @@ fn money_for_an_unknown_order_goes_to_suspense() {
         success("ghost", "t1", 300),
         success("ghost", "t1", 300),
     ]);
-    assert_eq!(outcomes, [Outcome::Applied, Outcome::AlreadyApplied]);
+    assert_eq!(
+        outcomes,
+        [
+            booked("ghost", "t1", 300, BookedAs::Suspense),
+            Verdict::AlreadyApplied
+        ]
+    );
     assert_eq!(reasons(&s), ["unknown_order"]);
     assert_eq!(postings(&s), [(CLEARING, -300), (SUSPENSE, 300)]);
     assert!(s
@@ -235,7 +264,10 @@ fn a_wallet_credit_that_cannot_be_applied_goes_to_suspense() {
         last_seq: 0,
     });
     s.apply(&rec(1, placed("r1", 1, OrderKind::Recharge, 11)));
-    assert_eq!(s.apply(&rec(2, success("r1", "t1", 11))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(2, success("r1", "t1", 11))),
+        booked("r1", "t1", 11, BookedAs::Suspense)
+    );
     assert_eq!(reasons(&s), ["recharge_credit_failed"]);
     assert_eq!(postings(&s), [(CLEARING, -11), (SUSPENSE, 11)]);
     assert_eq!(s.ledger.balance(&wallet), i64::MAX - 10);
@@ -263,7 +295,10 @@ fn a_posting_that_would_overflow_is_recorded_not_posted() {
         last_seq: 0,
     });
     s.apply(&rec(1, placed("o1", 1, OrderKind::Order, 10)));
-    assert_eq!(s.apply(&rec(2, success("o1", "t1", 10))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(2, success("o1", "t1", 10))),
+        booked("o1", "t1", 10, BookedAs::NotCredited)
+    );
     assert_eq!(reasons(&s), ["ledger_overflow"]);
     assert!(postings(&s).is_empty());
     assert_eq!(order(&s, "o1").state, OrderState::Paid);
@@ -285,10 +320,15 @@ fn closed_or_revoked_at_wechat_closes_unpaid_orders() {
         queried(transaction("o3", Some("t3"), "CLOSED", Some(100))),
         queried(transaction("ghost", None, "CLOSED", None)),
     ]);
-    assert_eq!(outcomes[1], Outcome::Applied);
-    assert_eq!(outcomes[3], Outcome::Applied);
-    assert_eq!(outcomes[6], Outcome::Refused("already_paid"));
-    assert_eq!(outcomes[7], Outcome::Applied);
+    assert_eq!(outcomes[1], Verdict::applied());
+    assert_eq!(outcomes[3], Verdict::applied());
+    assert_eq!(
+        outcomes[6],
+        Verdict::Refused(Refusal::AlreadyPaid {
+            paid_with: Some(PaidWith::Wechat)
+        })
+    );
+    assert_eq!(outcomes[7], Verdict::applied());
     assert_eq!(order(&s, "o1").state, OrderState::Closed);
     assert_eq!(order(&s, "o1").closed_at, Some(at(2)));
     assert_eq!(order(&s, "o2").state, OrderState::Closed);
@@ -312,12 +352,17 @@ fn a_pay_error_marks_unpaid_orders_and_a_later_success_still_pays() {
         closed("o2"),
         err("o2"),
     ]);
-    assert_eq!(outcomes[0], Outcome::Refused("unknown_order"));
-    assert_eq!(outcomes[3], Outcome::Applied);
-    assert_eq!(outcomes[4], Outcome::Refused("already_pay_error"));
-    assert_eq!(outcomes[5], Outcome::Applied);
-    assert_eq!(outcomes[6], Outcome::Refused("already_paid"));
-    assert_eq!(outcomes[9], Outcome::Refused("order_closed"));
+    assert_eq!(outcomes[0], Verdict::Refused(Refusal::UnknownOrder));
+    assert_eq!(outcomes[3], Verdict::applied());
+    assert_eq!(outcomes[4], Verdict::Refused(Refusal::AlreadyPayError));
+    assert_eq!(outcomes[5], booked("o1", "t1", 100, BookedAs::Sale));
+    assert_eq!(
+        outcomes[6],
+        Verdict::Refused(Refusal::AlreadyPaid {
+            paid_with: Some(PaidWith::Wechat)
+        })
+    );
+    assert_eq!(outcomes[9], Verdict::Refused(Refusal::OrderClosed));
     assert_eq!(order(&s, "o1").state, OrderState::Paid);
     assert_eq!(order(&s, "o2").state, OrderState::Closed);
     assert!(reasons(&s).is_empty());
@@ -334,9 +379,9 @@ fn not_final_states_change_nothing_and_unknown_states_are_logged() {
     assert_eq!(
         outcomes[1..],
         [
-            Outcome::Refused("not_final"),
-            Outcome::Refused("not_final"),
-            Outcome::Applied,
+            Verdict::Refused(Refusal::NotFinal),
+            Verdict::Refused(Refusal::NotFinal),
+            Verdict::applied(),
         ]
     );
     assert_eq!(order(&s, "o1").state, OrderState::Created);
@@ -366,7 +411,7 @@ fn an_old_sequence_applied_again_changes_nothing() {
     s.apply_all(&history);
     let before = snapshot(&s);
     for r in &history {
-        assert_ne!(s.apply(r), Outcome::Applied, "seq {}", r.seq);
+        assert!(!s.apply(r).is_applied(), "seq {}", r.seq);
     }
     assert_eq!(snapshot(&s), before);
 }

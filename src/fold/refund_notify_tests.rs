@@ -25,8 +25,8 @@ fn a_confirmed_notify_settles_once_and_a_late_replay_changes_nothing() {
     // The same notify after the duplicate window: a fresh event, the same answer.
     events.push(refund_notify_queried(ok.clone(), ok));
     let (s, outcomes) = fold(events);
-    assert_eq!(outcomes[4], Outcome::Applied);
-    assert_eq!(outcomes[5], Outcome::AlreadyApplied);
+    assert_eq!(outcomes[4], Verdict::applied());
+    assert_eq!(outcomes[5], Verdict::AlreadyApplied);
     let o = order(&s, "o1");
     assert_eq!(
         (o.state, o.refunded, o.refunding),
@@ -48,8 +48,11 @@ fn a_forged_closed_moves_nothing_is_logged_and_the_reserve_still_counts() {
     // The reserve still counts: 60 in flight, so 41 more is too much.
     events.push(refund_requested("r2", "o1", 41));
     let (s, outcomes) = fold(events);
-    assert_eq!(outcomes[4], Outcome::Refused("refund_notify_unconfirmed"));
-    assert_eq!(outcomes[5], Outcome::Refused("refund_exceeds_paid"));
+    assert_eq!(
+        outcomes[4],
+        Verdict::Refused(Refusal::RefundNotifyUnconfirmed)
+    );
+    assert_eq!(outcomes[5], Verdict::Refused(Refusal::RefundExceedsPaid));
     let o = order(&s, "o1");
     assert_eq!(
         (o.state, o.refunded, o.refunding),
@@ -74,7 +77,7 @@ fn a_forged_closed_moves_nothing_is_logged_and_the_reserve_still_counts() {
         5,
         refund_notify_queried(forged, refund("r1", "o1", "PROCESSING", Some(60))),
     );
-    assert_eq!(again.apply(&rec5), Outcome::AlreadyApplied);
+    assert_eq!(again.apply(&rec5), Verdict::AlreadyApplied);
     assert_eq!(again.ledger.failures().count(), 2);
 }
 
@@ -87,8 +90,8 @@ fn a_forged_closed_of_a_refund_that_succeeded_books_the_answer_not_the_claim() {
     ));
     events.push(refund_requested("r2", "o1", 41));
     let (s, outcomes) = fold(events);
-    assert_eq!(outcomes[4], Outcome::Applied);
-    assert_eq!(outcomes[5], Outcome::Refused("refund_exceeds_paid"));
+    assert_eq!(outcomes[4], Verdict::applied());
+    assert_eq!(outcomes[5], Verdict::Refused(Refusal::RefundExceedsPaid));
     let o = order(&s, "o1");
     assert_eq!((o.refunded, o.refunding), (60, 0));
     assert_eq!(s.ledger.balance(SALES), 40);

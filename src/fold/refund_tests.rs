@@ -3,6 +3,21 @@
 use super::{fixtures::*, *};
 use crate::events::OrderKind;
 
+fn reserved(no: &str, amount: i64) -> Verdict {
+    Verdict::Applied(vec![Decision::RefundReserved {
+        out_refund_no: no.into(),
+        amount,
+    }])
+}
+
+fn paid_from_wallet(no: &str, amount: i64, balance: i64) -> Verdict {
+    Verdict::Applied(vec![Decision::PaidFromWallet {
+        out_trade_no: no.into(),
+        amount,
+        balance,
+    }])
+}
+
 fn refund_row(s: &State, no: &str) -> RefundRow {
     s.refunds.get(no).cloned().unwrap()
 }
@@ -20,9 +35,9 @@ fn partial_refunds_add_up_and_never_exceed_what_was_paid() {
         refund_notified(refund("r3", "o1", "SUCCESS", Some(70))),
         refund_requested("r4", "o1", 1),
     ]);
-    assert_eq!(outcomes[2], Outcome::Applied);
-    assert_eq!(outcomes[5], Outcome::Refused("refund_exceeds_paid"));
-    assert_eq!(outcomes[8], Outcome::Refused("refund_exceeds_paid"));
+    assert_eq!(outcomes[2], reserved("r1", 30));
+    assert_eq!(outcomes[5], Verdict::Refused(Refusal::RefundExceedsPaid));
+    assert_eq!(outcomes[8], Verdict::Refused(Refusal::RefundExceedsPaid));
     let o = order(&s, "o1");
     assert_eq!(
         (o.state, o.refunded, o.refunding),
@@ -79,10 +94,10 @@ fn refunds_of_unpaid_or_unknown_orders_and_bad_amounts_are_refused() {
         refund_requested("r3", "o1", 0),
         refund_requested("r4", "o1", -5),
     ]);
-    assert_eq!(outcomes[1], Outcome::Refused("not_paid"));
-    assert_eq!(outcomes[2], Outcome::Refused("unknown_order"));
-    assert_eq!(outcomes[4], Outcome::Refused("invalid_amount"));
-    assert_eq!(outcomes[5], Outcome::Refused("invalid_amount"));
+    assert_eq!(outcomes[1], Verdict::Refused(Refusal::NotPaid));
+    assert_eq!(outcomes[2], Verdict::Refused(Refusal::UnknownOrder));
+    assert_eq!(outcomes[4], Verdict::Refused(Refusal::InvalidAmount));
+    assert_eq!(outcomes[5], Verdict::Refused(Refusal::InvalidAmount));
     assert_eq!(order(&s, "o1").refunding, 0);
     assert_eq!(s.ledger.balance(REFUNDS), 0);
 }
@@ -96,8 +111,8 @@ fn the_same_out_refund_no_twice_is_one_refund() {
         refund_requested("r1", "o1", 30),
         refund_requested("r1", "o1", 31),
     ]);
-    assert_eq!(outcomes[3], Outcome::AlreadyApplied);
-    assert_eq!(outcomes[4], Outcome::Refused("out_refund_no_taken"));
+    assert_eq!(outcomes[3], Verdict::AlreadyApplied);
+    assert_eq!(outcomes[4], Verdict::Refused(Refusal::OutRefundNoTaken));
     assert_eq!(order(&s, "o1").refunding, 30);
     assert_eq!(s.ledger.balance(REFUNDS), 30);
 }
@@ -113,9 +128,9 @@ fn closed_and_rejected_refunds_put_the_amount_back() {
         refund_rejected("f2", "r0"),
         refund_notified(refund("f1", "r0", "SUCCESS", Some(200))),
     ]);
-    assert_eq!(outcomes[3], Outcome::Applied);
-    assert_eq!(outcomes[5], Outcome::Applied);
-    assert_eq!(outcomes[6], Outcome::Refused("refund_state_conflict"));
+    assert_eq!(outcomes[3], Verdict::applied());
+    assert_eq!(outcomes[5], Verdict::applied());
+    assert_eq!(outcomes[6], Verdict::Refused(Refusal::RefundStateConflict));
     assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 500);
     assert_eq!(s.ledger.balance(REFUNDS), 0);
     let o = order(&s, "r0");
@@ -141,11 +156,11 @@ fn abnormal_is_recorded_not_final_and_success_books_once() {
         refund_queried(refund("r1", "o1", "SUCCESS", Some(100))),
         refund_notified(refund("r1", "o1", "SUCCESS", Some(100))),
     ]);
-    assert_eq!(outcomes[3], Outcome::Applied);
-    assert_eq!(outcomes[4], Outcome::AlreadyApplied);
-    assert_eq!(outcomes[5], Outcome::Applied);
-    assert_eq!(outcomes[6], Outcome::AlreadyApplied);
-    assert_eq!(outcomes[7], Outcome::AlreadyApplied);
+    assert_eq!(outcomes[3], Verdict::applied());
+    assert_eq!(outcomes[4], Verdict::AlreadyApplied);
+    assert_eq!(outcomes[5], Verdict::applied());
+    assert_eq!(outcomes[6], Verdict::AlreadyApplied);
+    assert_eq!(outcomes[7], Verdict::AlreadyApplied);
     assert_eq!(reasons(&s), ["refund_abnormal"]);
     let settles = s
         .ledger
@@ -168,9 +183,15 @@ fn refunding_a_recharge_takes_it_out_of_the_wallet_unless_spent() {
         refund_requested("f1", "r0", 200),
         refund_requested("f2", "r0", 100),
     ]);
-    assert_eq!(outcomes[3], Outcome::Applied);
-    assert_eq!(outcomes[4], Outcome::Refused("insufficient_balance"));
-    assert_eq!(outcomes[5], Outcome::Applied);
+    assert_eq!(outcomes[3], paid_from_wallet("o1", 400, 100));
+    assert_eq!(
+        outcomes[4],
+        Verdict::Refused(Refusal::InsufficientBalance {
+            balance: 100,
+            needed: 200
+        })
+    );
+    assert_eq!(outcomes[5], reserved("f2", 100));
     assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 0);
     assert_eq!(s.ledger.balance(REFUNDS), 100);
     assert_eq!(reasons(&s), ["insufficient_balance"]);
@@ -191,12 +212,23 @@ fn two_wallet_payments_racing_for_one_balance_one_wins() {
         balance_pay("o2", 1, 299),
         balance_pay("r0", 1, 500),
     ]);
-    assert_eq!(outcomes[4], Outcome::Applied);
-    assert_eq!(outcomes[5], Outcome::Refused("insufficient_balance"));
-    assert_eq!(outcomes[6], Outcome::Refused("already_paid"));
-    assert_eq!(outcomes[7], Outcome::Refused("not_owner"));
-    assert_eq!(outcomes[8], Outcome::Refused("amount_mismatch"));
-    assert_eq!(outcomes[9], Outcome::Refused("not_payable"));
+    assert_eq!(outcomes[4], paid_from_wallet("o1", 300, 200));
+    assert_eq!(
+        outcomes[5],
+        Verdict::Refused(Refusal::InsufficientBalance {
+            balance: 200,
+            needed: 300
+        })
+    );
+    assert_eq!(
+        outcomes[6],
+        Verdict::Refused(Refusal::AlreadyPaid {
+            paid_with: Some(PaidWith::Wallet)
+        })
+    );
+    assert_eq!(outcomes[7], Verdict::Refused(Refusal::NotOwner));
+    assert_eq!(outcomes[8], Verdict::Refused(Refusal::AmountMismatch));
+    assert_eq!(outcomes[9], Verdict::Refused(Refusal::NotPayable));
     let o1 = order(&s, "o1");
     assert_eq!(
         (o1.state, o1.paid_with),
@@ -217,7 +249,14 @@ fn a_wallet_paid_order_is_refunded_to_the_wallet_at_once() {
         balance_pay("o1", 1, 300),
         refund_requested("f1", "o1", 100),
     ]);
-    assert_eq!(outcomes[4], Outcome::Applied);
+    assert_eq!(
+        outcomes[4],
+        Verdict::Applied(vec![Decision::RefundedToWallet {
+            out_refund_no: "f1".into(),
+            amount: 100,
+            balance: 300
+        }])
+    );
     assert_eq!(refund_row(&s, "f1").state, RefundState::Succeeded);
     assert_eq!(s.ledger.balance(&wallet_account(uid(1))), 300);
     assert_eq!(s.ledger.balance(SALES), 200);
@@ -235,8 +274,8 @@ fn refunds_wechat_never_got_from_us_go_to_suspense_and_the_failure_log() {
         refund_requested("r1", "o1", 50),
         refund_notified(refund("r1", "o1", "SUCCESS", Some(60))),
     ]);
-    assert_eq!(outcomes[2], Outcome::Applied);
-    assert_eq!(outcomes[3], Outcome::AlreadyApplied);
+    assert_eq!(outcomes[2], Verdict::applied());
+    assert_eq!(outcomes[3], Verdict::AlreadyApplied);
     assert_eq!(
         reasons(&s),
         [

@@ -20,7 +20,7 @@ use super::ledger::{
     SALES, SUSPENSE,
 };
 use super::orders::{OrderState, Orders, PaidWith};
-use super::Outcome;
+use super::{Decision, Refusal, Verdict};
 use crate::events::{OrderKind, Refund, RefundQueried, RefundRejected, RefundRequested};
 
 mod request;
@@ -228,11 +228,11 @@ impl Books<'_> {
         out_trade_no: &str,
         amount: Option<i64>,
         detail: serde_json::Value,
-    ) -> Outcome {
+    ) -> Verdict {
         if self.fail(reason, out_trade_no, amount, detail) {
-            Outcome::Applied
+            Verdict::applied()
         } else {
-            Outcome::AlreadyApplied
+            Verdict::AlreadyApplied
         }
     }
 

@@ -73,14 +73,14 @@ fn rows(state: &State) -> Vec<User> {
 #[test]
 fn first_login_registers_and_later_logins_count() {
     let mut s = State::default();
-    assert_eq!(s.apply(&rec(1, registered(1))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(1, registered(1))), Verdict::applied());
     let login = Event::UserLoggedIn(UserLoggedIn {
         user_id: uid(1),
         unionid: Some("u1".into()),
     });
-    assert_eq!(s.apply(&rec(2, login)), Outcome::Applied);
+    assert_eq!(s.apply(&rec(2, login)), Verdict::applied());
     // A second registration (raced first logins) counts as a login.
-    assert_eq!(s.apply(&rec(3, registered(1))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(3, registered(1))), Verdict::applied());
     let user = s.users.get(&uid(1)).unwrap();
     assert_eq!(user.login_count, 3);
     assert_eq!(user.unionid.as_deref(), Some("u1"));
@@ -93,15 +93,24 @@ fn a_phone_belongs_to_one_user() {
     let mut s = State::default();
     s.apply(&rec(1, registered(1)));
     s.apply(&rec(2, registered(2)));
-    assert_eq!(s.apply(&rec(3, bound(1, "13800000001"))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(3, bound(1, "13800000001"))),
+        Verdict::applied()
+    );
     assert_eq!(
         s.apply(&rec(4, bound(2, "13800000001"))),
-        Outcome::Refused("phone_taken")
+        Verdict::Refused(Refusal::PhoneTaken)
     );
     assert!(s.users.get(&uid(2)).unwrap().phone.is_none());
     // User 1 moves to another number; the old one becomes free for user 2.
-    assert_eq!(s.apply(&rec(5, bound(1, "13800000002"))), Outcome::Applied);
-    assert_eq!(s.apply(&rec(6, bound(2, "13800000001"))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(5, bound(1, "13800000002"))),
+        Verdict::applied()
+    );
+    assert_eq!(
+        s.apply(&rec(6, bound(2, "13800000001"))),
+        Verdict::applied()
+    );
     assert_eq!(
         s.users.get(&uid(2)).unwrap().phone,
         Some(BoundPhone::Plain(Phone::new("86", "13800000001")))
@@ -114,21 +123,21 @@ fn a_sealed_phone_belongs_to_one_user_by_its_blind_index_until_its_user_is_erase
     for n in 1..=3 {
         s.apply(&rec(u64::from(n), registered(n)));
     }
-    assert_eq!(s.apply(&rec(4, bound_sealed(1, 5))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(4, bound_sealed(1, 5))), Verdict::applied());
     assert_eq!(
         s.apply(&rec(5, bound_sealed(2, 5))),
-        Outcome::Refused("phone_taken")
+        Verdict::Refused(Refusal::PhoneTaken)
     );
     let profile = Event::ProfileSealed(ProfileSealed {
         user_id: uid(1),
         profile: sealed("p"),
     });
-    assert_eq!(s.apply(&rec(6, profile.clone())), Outcome::Applied);
+    assert_eq!(s.apply(&rec(6, profile.clone())), Verdict::applied());
     let login = Event::LoggedInSealed(LoggedInSealed {
         user_id: uid(1),
         unionid: Some(sealed("u")),
     });
-    assert_eq!(s.apply(&rec(13, login)), Outcome::Applied);
+    assert_eq!(s.apply(&rec(13, login)), Verdict::applied());
     let user = s.users.get(&uid(1)).unwrap();
     assert_eq!(user.profile_sealed, Some(sealed("p")));
     assert_eq!(user.unionid_sealed, Some(sealed("u")));
@@ -138,7 +147,7 @@ fn a_sealed_phone_belongs_to_one_user_by_its_blind_index_until_its_user_is_erase
     );
 
     // Erased: nothing personal left, the phone free, nothing sealed accepted again.
-    assert_eq!(s.apply(&rec(14, erased(1))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(14, erased(1))), Verdict::applied());
     let user = s.users.get(&uid(1)).unwrap();
     assert_eq!(user.erased_at, Some(rec(14, erased(1)).occurred_at));
     assert_eq!(
@@ -157,21 +166,24 @@ fn a_sealed_phone_belongs_to_one_user_by_its_blind_index_until_its_user_is_erase
         user_id: uid(1),
         unionid: Some(sealed("u2")),
     });
-    assert_eq!(s.apply(&rec(15, later)), Outcome::Applied);
+    assert_eq!(s.apply(&rec(15, later)), Verdict::applied());
     assert_eq!(s.users.get(&uid(1)).unwrap().unionid_sealed, None);
-    assert_eq!(s.apply(&rec(16, bound_sealed(2, 5))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(16, bound_sealed(2, 5))), Verdict::applied());
     assert_eq!(
         s.apply(&rec(17, bound_sealed(1, 6))),
-        Outcome::Refused("user_erased")
+        Verdict::Refused(Refusal::UserErased)
     );
     assert_eq!(
         s.apply(&rec(18, bound(1, "13800000009"))),
-        Outcome::Refused("user_erased")
+        Verdict::Refused(Refusal::UserErased)
     );
-    assert_eq!(s.apply(&rec(19, profile)), Outcome::Refused("user_erased"));
+    assert_eq!(
+        s.apply(&rec(19, profile)),
+        Verdict::Refused(Refusal::UserErased)
+    );
     // A second erasure changes nothing but the row's sequence.
     let before = s.users.get(&uid(1)).unwrap().clone();
-    assert_eq!(s.apply(&rec(20, erased(1))), Outcome::Applied);
+    assert_eq!(s.apply(&rec(20, erased(1))), Verdict::applied());
     assert_eq!(
         User {
             last_seq: before.last_seq,
@@ -189,11 +201,14 @@ fn erasure_frees_a_phone_bound_in_clear_by_an_old_event() {
     s.apply(&rec(3, bound(1, "13800000001")));
     assert_eq!(
         s.apply(&rec(4, bound(2, "13800000001"))),
-        Outcome::Refused("phone_taken")
+        Verdict::Refused(Refusal::PhoneTaken)
     );
     s.apply(&rec(5, erased(1)));
     assert_eq!(s.users.get(&uid(1)).unwrap().phone, None);
-    assert_eq!(s.apply(&rec(6, bound(2, "13800000001"))), Outcome::Applied);
+    assert_eq!(
+        s.apply(&rec(6, bound(2, "13800000001"))),
+        Verdict::applied()
+    );
 }
 
 #[test]
@@ -204,7 +219,7 @@ fn events_for_unknown_users_are_refused() {
         nickname: "n".into(),
         avatar_url: None,
     });
-    assert_eq!(s.apply(&rec(1, e)), Outcome::Refused("unknown_user"));
+    assert_eq!(s.apply(&rec(1, e)), Verdict::Refused(Refusal::UnknownUser));
     assert!(s.users.iter().next().is_none());
 }
 
@@ -318,7 +333,7 @@ proptest! {
             let before = rows(&twice);
             let outcome = twice.apply(r);
             if redelivered.iter().take_while(|x| !std::ptr::eq(*x, r)).any(|x| x.seq == r.seq) {
-                prop_assert_ne!(outcome, Outcome::Applied);
+                prop_assert!(!outcome.is_applied());
                 prop_assert_eq!(rows(&twice), before);
             }
         }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use super::phone::{bidx_owner_key, BoundPhone, Phone};
-use super::Outcome;
+use super::{Refusal, Verdict};
 use crate::events::{
     LoggedInSealed, PhoneBound, PhoneSealed, ProfileSealed, ProfileUpdated, RegisteredSealed,
     Sealed, UserErased, UserLoggedIn, UserRegistered,
@@ -112,13 +112,13 @@ impl Users {
     }
 
     /// The row to change, unless `seq` was already applied to it.
-    fn fresh(&mut self, user_id: Uuid, seq: i64) -> Result<&mut User, Outcome> {
+    fn fresh(&mut self, user_id: Uuid, seq: i64) -> Result<&mut User, Verdict> {
         let user = self
             .by_id
             .get_mut(&user_id)
-            .ok_or(Outcome::Refused("unknown_user"))?;
+            .ok_or(Verdict::Refused(Refusal::UnknownUser))?;
         if seq <= user.last_seq {
-            return Err(Outcome::AlreadyApplied);
+            return Err(Verdict::AlreadyApplied);
         }
         user.last_seq = seq;
         self.dirty.insert(user_id);
@@ -130,7 +130,7 @@ impl Users {
         seq: i64,
         at: DateTime<Utc>,
         e: &UserRegistered,
-    ) -> Outcome {
+    ) -> Verdict {
         let unionid = e.unionid.clone().map(Unionid::Plain);
         self.register(seq, at, e.user_id, &e.openid, unionid)
     }
@@ -140,7 +140,7 @@ impl Users {
         seq: i64,
         at: DateTime<Utc>,
         e: &RegisteredSealed,
-    ) -> Outcome {
+    ) -> Verdict {
         let unionid = e.unionid.clone().map(Unionid::Sealed);
         self.register(seq, at, e.user_id, &e.openid, unionid)
     }
@@ -152,7 +152,7 @@ impl Users {
         user_id: Uuid,
         openid: &str,
         unionid: Option<Unionid>,
-    ) -> Outcome {
+    ) -> Verdict {
         if self.by_id.contains_key(&user_id) {
             // Two first logins raced (or the projection lagged): the later one is a login.
             return self.login(seq, at, user_id, unionid);
@@ -176,10 +176,10 @@ impl Users {
         user.set_unionid(unionid);
         self.by_id.insert(user_id, user);
         self.dirty.insert(user_id);
-        Outcome::Applied
+        Verdict::applied()
     }
 
-    pub(super) fn logged_in(&mut self, seq: i64, at: DateTime<Utc>, e: &UserLoggedIn) -> Outcome {
+    pub(super) fn logged_in(&mut self, seq: i64, at: DateTime<Utc>, e: &UserLoggedIn) -> Verdict {
         let unionid = e.unionid.clone().map(Unionid::Plain);
         self.login(seq, at, e.user_id, unionid)
     }
@@ -189,7 +189,7 @@ impl Users {
         seq: i64,
         at: DateTime<Utc>,
         e: &LoggedInSealed,
-    ) -> Outcome {
+    ) -> Verdict {
         let unionid = e.unionid.clone().map(Unionid::Sealed);
         self.login(seq, at, e.user_id, unionid)
     }
@@ -200,7 +200,7 @@ impl Users {
         at: DateTime<Utc>,
         user_id: Uuid,
         unionid: Option<Unionid>,
-    ) -> Outcome {
+    ) -> Verdict {
         let user = match self.fresh(user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
@@ -208,15 +208,15 @@ impl Users {
         user.login_count += 1;
         user.last_login_at = user.last_login_at.max(at);
         user.set_unionid(unionid);
-        Outcome::Applied
+        Verdict::applied()
     }
 
-    pub(super) fn phone_bound(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneBound) -> Outcome {
+    pub(super) fn phone_bound(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneBound) -> Verdict {
         let phone = BoundPhone::Plain(Phone::new(&e.country_code, &e.pure_phone_number));
         self.bind(seq, at, e.user_id, phone)
     }
 
-    pub(super) fn phone_sealed(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneSealed) -> Outcome {
+    pub(super) fn phone_sealed(&mut self, seq: i64, at: DateTime<Utc>, e: &PhoneSealed) -> Verdict {
         let phone = BoundPhone::Sealed {
             phone: e.phone.clone(),
             bidx: e.phone_bidx.clone(),
@@ -224,7 +224,7 @@ impl Users {
         self.bind(seq, at, e.user_id, phone)
     }
 
-    fn bind(&mut self, seq: i64, at: DateTime<Utc>, user_id: Uuid, phone: BoundPhone) -> Outcome {
+    fn bind(&mut self, seq: i64, at: DateTime<Utc>, user_id: Uuid, phone: BoundPhone) -> Verdict {
         let key = phone.owner_key();
         let owner = self.phone_owner.get(&key).copied();
         let user = match self.fresh(user_id, seq) {
@@ -232,11 +232,11 @@ impl Users {
             Err(outcome) => return outcome,
         };
         if user.erased_at.is_some() {
-            return Outcome::Refused("user_erased");
+            return Verdict::Refused(Refusal::UserErased);
         }
         match owner {
-            Some(owner) if owner != user_id => return Outcome::Refused("phone_taken"),
-            Some(_) => return Outcome::Applied,
+            Some(owner) if owner != user_id => return Verdict::Refused(Refusal::PhoneTaken),
+            Some(_) => return Verdict::applied(),
             None => {}
         }
         let previous = user.phone.replace(phone);
@@ -245,46 +245,46 @@ impl Users {
             self.phone_owner.remove(&previous.owner_key());
         }
         self.phone_owner.insert(key, user_id);
-        Outcome::Applied
+        Verdict::applied()
     }
 
-    pub(super) fn profile_updated(&mut self, seq: i64, e: &ProfileUpdated) -> Outcome {
+    pub(super) fn profile_updated(&mut self, seq: i64, e: &ProfileUpdated) -> Verdict {
         let user = match self.fresh(e.user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
         if user.erased_at.is_some() {
-            return Outcome::Refused("user_erased");
+            return Verdict::Refused(Refusal::UserErased);
         }
         user.nickname = Some(e.nickname.clone());
         user.avatar_url.clone_from(&e.avatar_url);
         user.profile_sealed = None;
-        Outcome::Applied
+        Verdict::applied()
     }
 
-    pub(super) fn profile_sealed(&mut self, seq: i64, e: &ProfileSealed) -> Outcome {
+    pub(super) fn profile_sealed(&mut self, seq: i64, e: &ProfileSealed) -> Verdict {
         let user = match self.fresh(e.user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
         if user.erased_at.is_some() {
-            return Outcome::Refused("user_erased");
+            return Verdict::Refused(Refusal::UserErased);
         }
         user.nickname = None;
         user.avatar_url = None;
         user.profile_sealed = Some(e.profile.clone());
-        Outcome::Applied
+        Verdict::applied()
     }
 
     /// Clears what is personal in the row (sealed or in clear) and frees the phone; the
     /// openid stays (see the README's Erasure section), as do the logins' times and counts.
-    pub(super) fn erased(&mut self, seq: i64, at: DateTime<Utc>, e: &UserErased) -> Outcome {
+    pub(super) fn erased(&mut self, seq: i64, at: DateTime<Utc>, e: &UserErased) -> Verdict {
         let user = match self.fresh(e.user_id, seq) {
             Ok(user) => user,
             Err(outcome) => return outcome,
         };
         if user.erased_at.is_some() {
-            return Outcome::Applied;
+            return Verdict::applied();
         }
         user.erased_at = Some(at);
         let phone = user.phone.take();
@@ -297,6 +297,6 @@ impl Users {
         if let Some(phone) = phone {
             self.phone_owner.remove(&phone.owner_key());
         }
-        Outcome::Applied
+        Verdict::applied()
     }
 }

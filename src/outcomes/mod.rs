@@ -1,6 +1,7 @@
 //! The outcome stream: the decisions the fold made, for consumers who want "order paid"
 //! rather than the inputs that led to it. [`derive`] reads what a batch booked (its new
-//! postings and failure rows) and names each decision with an id derived from its source,
+//! postings and failure rows, with the fold's verdict on each event for the balances it
+//! left) and names each decision with an id derived from its source,
 //! so re-folding the same events names the same outcomes and a duplicate is detectable.
 //!
 //! [`derive`] is pure, like the fold: no clock, no I/O. The projector writes its result to
@@ -18,7 +19,8 @@ use serde::Serialize;
 use crate::{
     events::Recorded,
     fold::{
-        is_wallet, wallet_account, EntryKind, Failure, GroupId, LedgerEntry, PaidWith, State, SALES,
+        is_wallet, wallet_account, Decision, EntryKind, Failure, GroupId, LedgerEntry, PaidWith,
+        State, Verdict, SALES,
     },
 };
 
@@ -28,37 +30,46 @@ pub use message::{
 };
 pub use publisher::{OutcomeStream, Publisher};
 
-/// The outcomes of one batch: `records` were folded over `state`, which made the postings
-/// `entries` and the failure rows `failures` (taken from its ledger after the batch).
-/// Sorted by source sequence, then id: the order they are published in.
+/// The outcomes of one batch: `records` were folded over `state` with the `verdicts` (one
+/// per record, in order), which made the postings `entries` and the failure rows
+/// `failures` (taken from its ledger after the batch). Sorted by source sequence, then
+/// id: the order they are published in.
 ///
 /// Only the rows the batch loaded or wrote are read, and only facts that later events
 /// cannot change, so folding the same events in other batches gives the same outcomes.
 pub fn derive(
     records: &[Recorded],
+    verdicts: &[Verdict],
     entries: &[LedgerEntry],
     failures: &[Failure],
     state: &State,
 ) -> Vec<Outcome> {
-    let by_seq: BTreeMap<u64, &Recorded> = records.iter().map(|r| (r.seq, r)).collect();
-    let source = |seq: i64| -> &Recorded {
+    assert_eq!(records.len(), verdicts.len(), "one verdict per record");
+    let by_seq: BTreeMap<u64, (&Recorded, &Verdict)> = records
+        .iter()
+        .zip(verdicts)
+        .map(|(r, v)| (r.seq, (r, v)))
+        .collect();
+    let source = |seq: i64| -> (&Recorded, &[Decision]) {
         let seq = u64::try_from(seq).expect("sequences are positive");
-        by_seq
+        let (rec, verdict) = by_seq
             .get(&seq)
-            .expect("every posting and failure of a batch comes from one of its events")
+            .expect("every posting and failure of a batch comes from one of its events");
+        match verdict {
+            Verdict::Applied(decisions) => (rec, decisions.as_slice()),
+            Verdict::AlreadyApplied | Verdict::Refused(_) => (rec, &[]),
+        }
     };
     let mut out = Vec::new();
-    let mut offset = 0;
     // A group's lines are adjacent: the ledger posts a group at once.
     for group in entries.chunk_by(|a, b| a.group_id == b.group_id && a.seq == b.seq) {
-        offset += group.len();
-        let later = &entries[offset..];
-        if let Some((kind, id, data)) = decision(group, later, state) {
-            out.push(outcome(kind, id, data, source(group[0].seq)));
+        let (rec, decided) = source(group[0].seq);
+        if let Some((kind, id, data)) = decision(group, decided, state) {
+            out.push(outcome(kind, id, data, rec));
         }
     }
     for f in failures {
-        let rec = source(f.seq);
+        let (rec, _) = source(f.seq);
         let data = FailureRecorded {
             reason: f.reason.clone(),
             out_trade_no: f.out_trade_no.clone(),
@@ -102,10 +113,11 @@ fn to_json(data: &impl Serialize) -> serde_json::Value {
     serde_json::to_value(data).expect("outcome data always serializes")
 }
 
-/// The decision a posting group stands for, if it is one consumers are told about.
+/// The decision a posting group stands for, if it is one consumers are told about;
+/// `decided` are the fold's decisions on the event that posted it.
 fn decision(
     group: &[LedgerEntry],
-    later: &[LedgerEntry],
+    decided: &[Decision],
     state: &State,
 ) -> Option<(OutcomeKind, String, serde_json::Value)> {
     let first = &group[0];
@@ -147,7 +159,14 @@ fn decision(
                 amount: credited(SALES)?,
                 paid_with: PaidWith::Wallet.as_str().to_owned(),
                 transaction_id: None,
-                wallet_balance: Some(balance_after(&wallet_account(user_id), later, state)),
+                wallet_balance: Some(decided.iter().find_map(|d| match d {
+                    Decision::PaidFromWallet {
+                        out_trade_no,
+                        balance,
+                        ..
+                    } if out_trade_no == no => Some(*balance),
+                    _ => None,
+                })?),
             };
             Some((
                 OutcomeKind::OrderPaid,
@@ -157,19 +176,26 @@ fn decision(
         }
         EntryKind::Recharge => {
             let user_id = order().user_id;
-            let wallet = wallet_account(user_id);
+            let transaction_id = first.transaction_id.clone()?;
             let data = RechargeCredited {
                 out_trade_no: no.to_owned(),
                 user_id,
-                amount: credited(&wallet)?,
-                transaction_id: first.transaction_id.clone()?,
-                wallet_balance: balance_after(&wallet, later, state),
+                amount: credited(&wallet_account(user_id))?,
+                wallet_balance: decided.iter().find_map(|d| match d {
+                    Decision::PaymentBooked {
+                        transaction_id: booked,
+                        wallet_balance,
+                        ..
+                    } if *booked == transaction_id => *wallet_balance,
+                    _ => None,
+                })?,
+                transaction_id,
             };
             let kind = OutcomeKind::RechargeCredited;
             Some((kind, id(kind, no), to_json(&data)))
         }
         EntryKind::Refund => {
-            let data = refund_succeeded(group, later, state)?;
+            let data = refund_succeeded(group, decided, state)?;
             let kind = OutcomeKind::RefundSucceeded;
             Some((kind, id(kind, &data.out_refund_no), to_json(&data)))
         }
@@ -181,7 +207,7 @@ fn decision(
 /// or `refund:<no>:settle` (WeChat paid it out).
 fn refund_succeeded(
     group: &[LedgerEntry],
-    later: &[LedgerEntry],
+    decided: &[Decision],
     state: &State,
 ) -> Option<RefundSucceeded> {
     let first = &group[0];
@@ -203,7 +229,14 @@ fn refund_succeeded(
         Some(line) => (
             line.amount,
             PaidWith::Wallet,
-            Some(balance_after(&line.account, later, state)),
+            Some(decided.iter().find_map(|d| match d {
+                Decision::RefundedToWallet {
+                    out_refund_no: no,
+                    balance,
+                    ..
+                } if no == out_refund_no => Some(*balance),
+                _ => None,
+            })?),
         ),
         None => (
             group
@@ -225,17 +258,6 @@ fn refund_succeeded(
         refund_id: row.refund_id.clone(),
         wallet_balance,
     })
-}
-
-/// An account's balance right after a posting: its balance after the batch, less what the
-/// batch posted to it later.
-fn balance_after(account: &str, later: &[LedgerEntry], state: &State) -> i64 {
-    let posted_later: i64 = later
-        .iter()
-        .filter(|e| e.account == account)
-        .map(|e| e.amount)
-        .sum();
-    state.ledger.balance(account) - posted_later
 }
 
 #[cfg(test)]

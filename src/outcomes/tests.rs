@@ -27,10 +27,10 @@ fn outcomes_of(events: Vec<Event>) -> Vec<Outcome> {
 
 fn one_batch(history: &[Recorded]) -> Vec<Outcome> {
     let mut state = State::default();
-    state.apply_all(history);
+    let verdicts = state.apply_all(history);
     let entries = state.ledger.take_new_entries();
     let failures = state.ledger.take_new_failures();
-    derive(history, &entries, &failures, &state)
+    derive(history, &verdicts, &entries, &failures, &state)
 }
 
 fn ids(outcomes: &[Outcome]) -> Vec<&str> {
@@ -288,8 +288,8 @@ proptest! {
         let history = history(events);
         let whole = one_batch(&history);
         let mut batched = Vec::new();
-        fold_in_batches_with(&history, &sizes, |batch, entries, failures, state| {
-            batched.extend(derive(batch, entries, failures, state));
+        fold_in_batches_with(&history, &sizes, |batch, verdicts, entries, failures, state| {
+            batched.extend(derive(batch, verdicts, entries, failures, state));
         });
         prop_assert_eq!(&batched, &whole);
         // Each decision once, in source order.

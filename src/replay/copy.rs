@@ -204,13 +204,14 @@ async fn write(
             Load::Entries(entries) => {
                 loaded.add("ledger_entries", copy_in(&tx, &entries).await?);
             }
-            Load::Rest(state, last) => {
+            Load::Rest(mut state, last) => {
                 loaded.add("users", copy_in(&tx, state.users.iter()).await?);
                 loaded.add("orders", copy_in(&tx, state.orders.iter()).await?);
                 loaded.add("refunds", copy_in(&tx, state.refunds.iter()).await?);
                 loaded.add("payments", copy_in(&tx, state.ledger.payments()).await?);
                 loaded.add("balances", copy_in(&tx, state.ledger.balances()).await?);
                 loaded.add("failure_log", copy_in(&tx, state.ledger.failures()).await?);
+                loaded.add("verdicts", copy_in(&tx, &state.take_verdicts()).await?);
                 if let Some(last) = last {
                     let last = i64::try_from(last).expect("sequences fit in i64");
                     tx.execute(

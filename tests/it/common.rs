@@ -680,6 +680,41 @@ impl TestEnv {
             .filter(|t| *t == kind)
             .count()
     }
+
+    /// Pays `first` and `second` from the wallet at once, holding the projector's writes
+    /// to `balances` (reads go on) until both requests are appended, so that both pass the
+    /// handler's check against the same balance and the fold decides. The two answers.
+    pub async fn balance_pay_racing(
+        &self,
+        token: &str,
+        first: &str,
+        second: &str,
+    ) -> [(StatusCode, Value); 2] {
+        let mut db = self.db().await;
+        let hold = db.transaction().await.unwrap();
+        hold.batch_execute("LOCK TABLE balances IN EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let before = self.count_events("order.balance_pay_requested").await;
+        let pay = |no: &str| {
+            let (http, token) = (self.http.clone(), token.to_owned());
+            let url = format!("{}/v1/orders/{no}/balance-pay", self.api);
+            tokio::spawn(async move {
+                let r = http.post(url).bearer_auth(token).send().await.unwrap();
+                (r.status(), r.json::<Value>().await.unwrap())
+            })
+        };
+        let (a, b) = (pay(first), pay(second));
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                self.count_events("order.balance_pay_requested").await == before + 2
+            })
+            .await,
+            "both requests were appended"
+        );
+        hold.commit().await.unwrap();
+        [a.await.unwrap(), b.await.unwrap()]
+    }
 }
 
 /// An account's balance in `books` (0 when it has none).

@@ -307,12 +307,12 @@ async fn the_outbox_holds_the_outcomes_of_one_in_memory_pass_once() {
             .unwrap();
     }
     let mut whole = State::default();
-    whole.apply_all(&history);
+    let verdicts = whole.apply_all(&history);
     let (entries, failures) = (
         whole.ledger.take_new_entries(),
         whole.ledger.take_new_failures(),
     );
-    let expected = outcomes::derive(&history, &entries, &failures, &whole);
+    let expected = outcomes::derive(&history, &verdicts, &entries, &failures, &whole);
     let stored = || async {
         db.client
             .query("SELECT payload FROM outbox ORDER BY seq, id", &[])

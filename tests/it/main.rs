@@ -30,6 +30,7 @@ mod sim_pay;
 mod startup_errors;
 mod tail;
 mod v2_refund_notify;
+mod verdicts;
 mod versions;
 mod webhook;
 mod webhook_abuse;

@@ -351,35 +351,9 @@ async fn two_concurrent_wallet_payments_beyond_the_balance_exactly_one_succeeds(
         let (_, order) = env.place_order(&token, json!(300)).await;
         nos.push(order["out_trade_no"].as_str().unwrap().to_owned());
     }
-    // Hold the projector's writes to `balances` (reads go on), so that both requests pass
-    // the handler's check against the same balance of 500 and append: the fold decides.
-    let mut db = env.db().await;
-    let hold = db.transaction().await.unwrap();
-    hold.batch_execute("LOCK TABLE balances IN EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    let pay = |no: String| {
-        let (http, url, token) = (env.http.clone(), env.api.clone(), token.clone());
-        tokio::spawn(async move {
-            let r = http
-                .post(format!("{url}/v1/orders/{no}/balance-pay"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<Value>().await.unwrap())
-        })
-    };
-    let (a, b) = (pay(nos[0].clone()), pay(nos[1].clone()));
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            env.count_events("order.balance_pay_requested").await == 2
-        })
-        .await,
-        "both requests were appended"
-    );
-    hold.commit().await.unwrap();
-    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    // Both pass the handler's check against the same balance of 500: the fold decides.
+    let [a, b] = env.balance_pay_racing(&token, &nos[0], &nos[1]).await;
+    assert_eq!(env.count_events("order.balance_pay_requested").await, 2);
     let mut statuses = [a.0, b.0];
     statuses.sort();
     assert_eq!(

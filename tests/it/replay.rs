@@ -18,6 +18,7 @@ async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
         ("ledger_entries", "group_id, line"),
         ("balances", "account"),
         ("failure_log", "seq, reason"),
+        ("verdicts", "seq"),
     ] {
         out.push(format!(
             "{table}:\n{}",

@@ -29,7 +29,7 @@ impl Ctx<'_> {
         reason: &str,
         amount: Option<i64>,
         extra: serde_json::Value,
-    ) -> Outcome {
+    ) -> Verdict {
         let mut detail = self.report.context.clone();
         detail["trade_state"] = json!(self.tx.trade_state);
         if let (Some(detail), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
@@ -45,9 +45,9 @@ impl Ctx<'_> {
             occurred_at: self.at,
         });
         if recorded {
-            Outcome::Applied
+            Verdict::applied()
         } else {
-            Outcome::AlreadyApplied
+            Verdict::AlreadyApplied
         }
     }
 }
@@ -60,7 +60,7 @@ pub(in crate::fold) fn reported(
     at: DateTime<Utc>,
     report: &Report,
     tx: &Transaction,
-) -> Outcome {
+) -> Verdict {
     let ctx = Ctx {
         seq,
         at,
@@ -81,17 +81,19 @@ pub(in crate::fold) fn reported(
                 Err(outcome) => return outcome,
             };
             match order.state {
-                OrderState::Closed => return Outcome::Refused("order_closed"),
-                OrderState::PayError => return Outcome::Refused("already_pay_error"),
+                OrderState::Closed => return Verdict::Refused(Refusal::OrderClosed),
+                OrderState::PayError => return Verdict::Refused(Refusal::AlreadyPayError),
                 s if !s.can_move_to(OrderState::PayError) => {
-                    return Outcome::Refused("already_paid")
+                    return Verdict::Refused(Refusal::AlreadyPaid {
+                        paid_with: order.paid_with,
+                    })
                 }
                 _ => {}
             }
             orders.touch(&tx.out_trade_no, seq).state = OrderState::PayError;
-            Outcome::Applied
+            Verdict::applied()
         }
-        "NOTPAY" | "USERPAYING" => Outcome::Refused("not_final"),
+        "NOTPAY" | "USERPAYING" => Verdict::Refused(Refusal::NotFinal),
         _ => ctx.fail(ledger, "unknown_trade_state", None, json!({})),
     }
 }
@@ -107,7 +109,7 @@ enum Booking {
 }
 
 /// `SUCCESS` or `REFUND`: the transaction proves the money arrived.
-fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
+fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Verdict {
     let tx = ctx.tx;
     let transaction_id = tx.transaction_id.as_deref().filter(|t| !t.is_empty());
     let amount = tx.amount.as_ref();
@@ -122,13 +124,13 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
         );
     };
     if ledger.payment(transaction_id).is_some() {
-        return Outcome::AlreadyApplied;
+        return Verdict::AlreadyApplied;
     }
     let currency = amount.and_then(|a| a.currency.as_deref()).unwrap_or("CNY");
 
     let order = orders.get(&tx.out_trade_no);
     if order.is_some_and(|o| ctx.seq <= o.last_seq) {
-        return Outcome::AlreadyApplied;
+        return Verdict::AlreadyApplied;
     }
     let booking = match order {
         None => Booking::Suspense(vec![("unknown_order", json!({}))]),
@@ -156,7 +158,7 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
         Some(o) if o.state.is_paid() => {
             if o.transaction_id.as_deref() == Some(transaction_id) {
                 // Booked with the order but missing from the payments: nothing to add.
-                return Outcome::AlreadyApplied;
+                return Verdict::AlreadyApplied;
             }
             Booking::Suspense(vec![(
                 "double_payment",
@@ -189,7 +191,7 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
         Booking::Suspense(failures) => {
             let result = ledger.transfer(&posting(EntryKind::Suspense), CLEARING, SUSPENSE, total);
             if result == Err(PostError::AlreadyApplied) {
-                return Outcome::AlreadyApplied;
+                return Verdict::AlreadyApplied;
             }
             for (reason, detail) in failures {
                 ctx.fail(ledger, reason, Some(total), detail);
@@ -216,7 +218,7 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
             };
             let booked = match ledger.transfer(&posting(kind), CLEARING, &account, total) {
                 Ok(()) => booked,
-                Err(PostError::AlreadyApplied) => return Outcome::AlreadyApplied,
+                Err(PostError::AlreadyApplied) => return Verdict::AlreadyApplied,
                 Err(PostError::Overflow(a) | PostError::Negative(a)) if is_wallet(&a) => {
                     let balance = ledger.balance(&a);
                     ctx.fail(
@@ -256,7 +258,18 @@ fn paid(orders: &mut Orders, ledger: &mut Ledger, ctx: &Ctx<'_>) -> Outcome {
         source: ctx.report.source,
         occurred_at: ctx.at,
     });
-    Outcome::Applied
+    // Only a credited recharge is booked as one, to its payer's wallet.
+    let wallet_balance = (booked_as == BookedAs::Recharge)
+        .then(|| orders.get(&tx.out_trade_no))
+        .flatten()
+        .map(|o| ledger.balance(&wallet_account(o.user_id)));
+    Verdict::Applied(vec![Decision::PaymentBooked {
+        out_trade_no: tx.out_trade_no.clone(),
+        transaction_id: transaction_id.to_owned(),
+        amount: total,
+        booked_as,
+        wallet_balance,
+    }])
 }
 
 /// A posting group that would leave an account outside `i64`: recorded, not posted.
@@ -282,25 +295,27 @@ pub(in crate::fold) fn balance_pay(
     seq: i64,
     at: DateTime<Utc>,
     e: &BalancePayRequested,
-) -> Outcome {
+) -> Verdict {
     let order = match orders.fresh(&e.out_trade_no, seq) {
         Ok(order) => order,
         Err(outcome) => return outcome,
     };
     if order.user_id != e.user_id {
-        return Outcome::Refused("not_owner");
+        return Verdict::Refused(Refusal::NotOwner);
     }
     if order.kind != OrderKind::Order {
-        return Outcome::Refused("not_payable");
+        return Verdict::Refused(Refusal::NotPayable);
     }
     if order.amount != e.amount {
-        return Outcome::Refused("amount_mismatch");
+        return Verdict::Refused(Refusal::AmountMismatch);
     }
     if !order.state.can_move_to(OrderState::Paid) {
-        return Outcome::Refused(if order.state.is_paid() {
-            "already_paid"
+        return Verdict::Refused(if order.state.is_paid() {
+            Refusal::AlreadyPaid {
+                paid_with: order.paid_with,
+            }
         } else {
-            "order_closed"
+            Refusal::OrderClosed
         });
     }
     let wallet = wallet_account(order.user_id);
@@ -312,19 +327,30 @@ pub(in crate::fold) fn balance_pay(
         out_trade_no: &e.out_trade_no,
         transaction_id: None,
     };
-    let (reason, account) = match ledger.transfer(&posting, &wallet, SALES, e.amount) {
+    let (refusal, account) = match ledger.transfer(&posting, &wallet, SALES, e.amount) {
         Ok(()) => {
             let order = orders.touch(&e.out_trade_no, seq);
             order.state = OrderState::Paid;
             order.paid_with = Some(PaidWith::Wallet);
             order.paid_at = Some(at);
-            return Outcome::Applied;
+            return Verdict::Applied(vec![Decision::PaidFromWallet {
+                out_trade_no: e.out_trade_no.clone(),
+                amount: e.amount,
+                balance: ledger.balance(&wallet),
+            }]);
         }
-        Err(PostError::AlreadyApplied) => return Outcome::AlreadyApplied,
-        Err(PostError::Negative(account)) => ("insufficient_balance", account),
-        Err(PostError::Overflow(account)) => ("ledger_overflow", account),
+        Err(PostError::AlreadyApplied) => return Verdict::AlreadyApplied,
+        Err(PostError::Negative(account)) => {
+            let balance = ledger.balance(&account);
+            let refusal = Refusal::InsufficientBalance {
+                balance,
+                needed: e.amount,
+            };
+            (refusal, account)
+        }
+        Err(PostError::Overflow(account)) => (Refusal::LedgerOverflow, account),
     };
-    let balance = ledger.balance(&account);
+    let (reason, balance) = (refusal.as_str(), ledger.balance(&account));
     ledger.record_failure(Failure {
         seq,
         reason: reason.to_owned(),
@@ -335,5 +361,5 @@ pub(in crate::fold) fn balance_pay(
                        "balance": balance, "amount": e.amount}),
         occurred_at: at,
     });
-    Outcome::Refused(reason)
+    Verdict::Refused(refusal)
 }

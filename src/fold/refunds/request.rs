@@ -7,7 +7,7 @@ use super::*;
 
 impl Books<'_> {
     /// A request the fold refuses: recorded as a `refused` row with the code.
-    fn refuse(&mut self, e: &RefundRequested, code: &'static str) -> Outcome {
+    fn refuse(&mut self, e: &RefundRequested, refusal: Refusal) -> Verdict {
         self.refunds.put(RefundRow {
             out_refund_no: e.out_refund_no.clone(),
             out_trade_no: e.out_trade_no.clone(),
@@ -18,37 +18,37 @@ impl Books<'_> {
             reserved_from: None,
             refund_id: None,
             wechat_status: None,
-            code: Some(code.to_owned()),
+            code: Some(refusal.as_str().to_owned()),
             message: None,
             requested_at: self.at,
             settled_at: Some(self.at),
             last_seq: self.seq,
         });
-        Outcome::Refused(code)
+        Verdict::Refused(refusal)
     }
 
     /// An admin asks for a refund.
-    pub(in crate::fold) fn requested(&mut self, e: &RefundRequested) -> Outcome {
+    pub(in crate::fold) fn requested(&mut self, e: &RefundRequested) -> Verdict {
         if let Some(row) = self.refunds.get(&e.out_refund_no) {
             let same =
                 row.requested && row.out_trade_no == e.out_trade_no && row.amount == e.amount;
             return if same || self.seq <= row.last_seq {
-                Outcome::AlreadyApplied
+                Verdict::AlreadyApplied
             } else {
-                Outcome::Refused("out_refund_no_taken")
+                Verdict::Refused(Refusal::OutRefundNoTaken)
             };
         }
         let Some(order) = self.orders.get(&e.out_trade_no) else {
-            return self.refuse(e, "unknown_order");
+            return self.refuse(e, Refusal::UnknownOrder);
         };
         if self.seq <= order.last_seq {
-            return Outcome::AlreadyApplied;
+            return Verdict::AlreadyApplied;
         }
         if e.amount <= 0 {
-            return self.refuse(e, "invalid_amount");
+            return self.refuse(e, Refusal::InvalidAmount);
         }
         if !order.state.is_paid() {
-            return self.refuse(e, "not_paid");
+            return self.refuse(e, Refusal::NotPaid);
         }
         if e.amount > order.refundable() {
             let detail = json!({"out_refund_no": e.out_refund_no, "paid": order.amount,
@@ -60,7 +60,7 @@ impl Books<'_> {
                 Some(e.amount),
                 detail,
             );
-            return self.refuse(e, "refund_exceeds_paid");
+            return self.refuse(e, Refusal::RefundExceedsPaid);
         }
         let (user_id, kind, paid_with) = (order.user_id, order.kind, order.paid_with);
         let wallet = wallet_account(user_id);
@@ -85,7 +85,7 @@ impl Books<'_> {
         let posting = self.posting(group, entry, &e.out_trade_no);
         match self.ledger.transfer(&posting, &source, to, e.amount) {
             Ok(()) => {}
-            Err(PostError::AlreadyApplied) => return Outcome::AlreadyApplied,
+            Err(PostError::AlreadyApplied) => return Verdict::AlreadyApplied,
             Err(PostError::Negative(account)) => {
                 let balance = self.ledger.balance(&account);
                 let detail = json!({"out_refund_no": e.out_refund_no, "account": account,
@@ -96,14 +96,15 @@ impl Books<'_> {
                     Some(e.amount),
                     detail,
                 );
-                return self.refuse(e, "insufficient_balance");
+                let needed = e.amount;
+                return self.refuse(e, Refusal::InsufficientBalance { balance, needed });
             }
             Err(PostError::Overflow(account)) => {
                 let balance = self.ledger.balance(&account);
                 let detail = json!({"out_refund_no": e.out_refund_no, "account": account,
                                     "balance": balance, "amount": e.amount});
                 self.fail("ledger_overflow", &e.out_trade_no, Some(e.amount), detail);
-                return self.refuse(e, "ledger_overflow");
+                return self.refuse(e, Refusal::LedgerOverflow);
             }
         }
         let order = self
@@ -134,18 +135,31 @@ impl Books<'_> {
             settled_at: to_wallet.then_some(self.at),
             last_seq: self.seq,
         });
-        Outcome::Applied
+        let (out_refund_no, amount) = (e.out_refund_no.clone(), e.amount);
+        Verdict::Applied(vec![if to_wallet {
+            let balance = self.ledger.balance(&wallet);
+            Decision::RefundedToWallet {
+                out_refund_no,
+                amount,
+                balance,
+            }
+        } else {
+            Decision::RefundReserved {
+                out_refund_no,
+                amount,
+            }
+        }])
     }
 
     /// WeChat's refund API refused the request: the amount goes back.
-    pub(in crate::fold) fn rejected(&mut self, e: &RefundRejected) -> Outcome {
+    pub(in crate::fold) fn rejected(&mut self, e: &RefundRejected) -> Verdict {
         let Some(row) = self.refunds.get(&e.out_refund_no) else {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
                                 "code": e.code});
             return self.failed("unknown_refund", &e.out_trade_no, None, detail);
         };
         if self.seq <= row.last_seq || row.state == RefundState::Rejected {
-            return Outcome::AlreadyApplied;
+            return Verdict::AlreadyApplied;
         }
         if row.out_trade_no != e.out_trade_no {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
@@ -153,7 +167,7 @@ impl Books<'_> {
                                 "got": {"out_trade_no": e.out_trade_no}});
             let out_trade_no = row.out_trade_no.clone();
             self.fail("refund_order_mismatch", &out_trade_no, None, detail);
-            return Outcome::Refused("refund_order_mismatch");
+            return Verdict::Refused(Refusal::RefundOrderMismatch);
         }
         if !row.state.can_move_to(RefundState::Rejected) {
             let detail = json!({"out_refund_no": e.out_refund_no, "source": "answer",
@@ -161,7 +175,7 @@ impl Books<'_> {
                                 "got": {"state": row.state.as_str(), "rejected": e.code}});
             let out_trade_no = row.out_trade_no.clone();
             self.fail("refund_state_conflict", &out_trade_no, None, detail);
-            return Outcome::Refused("refund_state_conflict");
+            return Verdict::Refused(Refusal::RefundStateConflict);
         }
         if let Err(outcome) = self.release(&e.out_refund_no) {
             return outcome;
@@ -171,13 +185,13 @@ impl Books<'_> {
         row.code = Some(e.code.clone());
         row.message = Some(e.message.clone());
         row.settled_at = Some(self.at);
-        Outcome::Applied
+        Verdict::applied()
     }
 
     /// WeChat's signed answer to a refund query. When an API v2 notify made us ask, the
     /// notify's claim is checked against the answer first: one the answer does not confirm
     /// is logged, and moves nothing; the answer applies either way, as any query answer.
-    pub(in crate::fold) fn queried(&mut self, e: &RefundQueried) -> Outcome {
+    pub(in crate::fold) fn queried(&mut self, e: &RefundQueried) -> Verdict {
         let logged = match &e.notify {
             Some(claim) => match unconfirmed(&claim.refund, &e.refund) {
                 Some(detail) => {
@@ -190,7 +204,7 @@ impl Books<'_> {
             None => false,
         };
         match self.reported(&e.refund, "query") {
-            Outcome::AlreadyApplied if logged => Outcome::Refused("refund_notify_unconfirmed"),
+            Verdict::AlreadyApplied if logged => Verdict::Refused(Refusal::RefundNotifyUnconfirmed),
             outcome => outcome,
         }
     }

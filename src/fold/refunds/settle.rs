@@ -7,7 +7,7 @@ use super::*;
 
 impl Books<'_> {
     /// WeChat's word on a refund: its refund API's answer, a notify or a query answer.
-    pub(in crate::fold) fn reported(&mut self, refund: &Refund, source: &str) -> Outcome {
+    pub(in crate::fold) fn reported(&mut self, refund: &Refund, source: &str) -> Verdict {
         let no = refund.out_refund_no.as_str();
         let reported_amount = refund.amount.as_ref().and_then(|a| a.refund);
         let context = json!({"out_refund_no": no, "source": source, "status": refund.status});
@@ -24,7 +24,7 @@ impl Books<'_> {
             return self.external(refund, state, context);
         };
         if self.seq <= row.last_seq {
-            return Outcome::AlreadyApplied;
+            return Verdict::AlreadyApplied;
         }
         if row.out_trade_no != refund.out_trade_no {
             let mut detail = context;
@@ -37,10 +37,10 @@ impl Books<'_> {
                 reported_amount,
                 detail,
             );
-            return Outcome::Refused("refund_order_mismatch");
+            return Verdict::Refused(Refusal::RefundOrderMismatch);
         }
         if row.state == state {
-            return Outcome::AlreadyApplied;
+            return Verdict::AlreadyApplied;
         }
         if !row.state.can_move_to(state) {
             let mut detail = context;
@@ -53,7 +53,7 @@ impl Books<'_> {
                 reported_amount,
                 detail,
             );
-            return Outcome::Refused("refund_state_conflict");
+            return Verdict::Refused(Refusal::RefundStateConflict);
         }
         match state {
             RefundState::Succeeded => {
@@ -81,7 +81,7 @@ impl Books<'_> {
         if state.is_final() {
             row.settled_at = Some(self.at);
         }
-        Outcome::Applied
+        Verdict::applied()
     }
 
     /// SUCCESS: the amount set aside goes out through WeChat. A reported amount other than
@@ -91,7 +91,7 @@ impl Books<'_> {
         row: RefundRow,
         reported: Option<i64>,
         context: serde_json::Value,
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), Verdict> {
         let paid_out = reported.unwrap_or(row.amount);
         if row.reserved_from.is_none() && paid_out > 0 {
             // A refund nobody asked for, reported in flight before: out of suspense.
@@ -110,7 +110,7 @@ impl Books<'_> {
             detail["expected"] = json!({"amount.refund": "positive"});
             detail["got"] = json!({"amount.refund": reported});
             self.fail("malformed_refund", &row.out_trade_no, reported, detail);
-            return Err(Outcome::Refused("malformed_refund"));
+            return Err(Verdict::Refused(Refusal::MalformedRefund));
         }
         let difference = paid_out - row.amount;
         let mut lines = vec![(REFUNDS, -row.amount), (CLEARING, paid_out)];
@@ -139,7 +139,7 @@ impl Books<'_> {
     }
 
     /// CLOSED or rejected: the amount set aside goes back where it came from.
-    pub(super) fn release(&mut self, out_refund_no: &str) -> Result<(), Outcome> {
+    pub(super) fn release(&mut self, out_refund_no: &str) -> Result<(), Verdict> {
         let row = self
             .refunds
             .get(out_refund_no)
@@ -165,16 +165,16 @@ impl Books<'_> {
         posting: &Posting<'_>,
         lines: &[(&str, i64)],
         out_trade_no: &str,
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), Verdict> {
         match self.ledger.post(posting, lines) {
             Ok(()) => Ok(()),
-            Err(PostError::AlreadyApplied) => Err(Outcome::AlreadyApplied),
+            Err(PostError::AlreadyApplied) => Err(Verdict::AlreadyApplied),
             Err(PostError::Negative(account) | PostError::Overflow(account)) => {
                 let balance = self.ledger.balance(&account);
                 let detail = json!({"group": posting.group_id.to_string(), "account": account,
                                     "balance": balance});
                 self.fail("ledger_overflow", out_trade_no, None, detail);
-                Err(Outcome::Refused("ledger_overflow"))
+                Err(Verdict::Refused(Refusal::LedgerOverflow))
             }
         }
     }
@@ -186,7 +186,7 @@ impl Books<'_> {
         refund: &Refund,
         state: RefundState,
         context: serde_json::Value,
-    ) -> Outcome {
+    ) -> Verdict {
         let amount = refund.amount.as_ref().and_then(|a| a.refund).unwrap_or(0);
         let out_trade_no = refund.out_trade_no.as_str();
         self.fail(
@@ -231,6 +231,6 @@ impl Books<'_> {
             settled_at: state.is_final().then_some(self.at),
             last_seq: self.seq,
         });
-        Outcome::Applied
+        Verdict::applied()
     }
 }
