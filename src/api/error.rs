@@ -7,6 +7,7 @@ use axum::{
     Json,
 };
 
+use super::codes::ErrorCode;
 use crate::{
     auth::TokenError, db::DbError, events::LogError, projector::NotYetApplied, wechat::WechatError,
 };
@@ -31,6 +32,11 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// An error from the table of codes, answered with the code's status.
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(code.status(), code.as_str(), message)
     }
 
     /// 400 with code `invalid_field`, naming the field.

@@ -2,10 +2,12 @@
 
 mod admin;
 mod admin_users;
+mod codes;
 mod error;
 mod extract;
 mod health;
 mod limited;
+mod openapi;
 mod operations;
 mod orders;
 mod pay_api;
@@ -31,6 +33,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use codes::ErrorCode;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, RequestId};
 pub use pay_api::QueryAnswer;
