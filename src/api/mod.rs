@@ -223,6 +223,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(operations::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

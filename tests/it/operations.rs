@@ -155,9 +155,11 @@ impl Doc {
             "{method} {template} {status}: no JSON schema"
         );
         let validator = self.validator(schema);
-        if let Some(error) = validator.iter_errors(body).next() {
-            panic!("{method} {template} {status}: {body} is not of its schema: {error}");
-        }
+        let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: {body} is not of its schema: {errors:?}"
+        );
     }
 
     /// The error codes an operation's response lists (in its error schema's enum).
