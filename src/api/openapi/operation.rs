@@ -16,6 +16,7 @@ use crate::api::codes::ErrorCode;
 /// Who may call an operation.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Caller {
+    /// No credential.
     Anyone,
     /// A bearer token from `/v1/auth/login`: `missing_token`, `invalid_token`, `token_expired`.
     User,
@@ -218,7 +219,7 @@ impl Operation {
                 Param::IdempotencyKey => E::InvalidIdempotencyKey,
             });
         }
-        if !self.other_params.is_empty() && self.other_params.iter().any(is_query) {
+        if self.other_params.iter().any(is_query) {
             codes.push(E::InvalidQuery);
         }
         if matches!(self.request, Some(Body::Json(..))) {
