@@ -63,7 +63,8 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 /// `POST /v1/admin/orders/{no}/sync` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Sync)]
 pub struct SyncView {
     /// WeChat's trade state, or `ORDER_NOT_EXIST`.
     wechat_trade_state: String,
@@ -95,19 +96,29 @@ pub async fn sync_order(
 }
 
 /// A refund as an admin sees it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Refund)]
 pub struct RefundView {
     out_refund_no: String,
     out_trade_no: String,
+    /// Fen.
+    #[schema(minimum = 1)]
     amount: i64,
     reason: String,
+    #[schema(schema_with = super::openapi::refund_state)]
     state: &'static str,
+    /// False for a refund WeChat reported that wxledger never requested.
     requested: bool,
+    #[schema(required)]
     refund_id: Option<String>,
+    #[schema(required)]
     wechat_status: Option<String>,
+    #[schema(required)]
     code: Option<String>,
+    #[schema(required)]
     message: Option<String>,
     requested_at: DateTime<Utc>,
+    #[schema(required)]
     settled_at: Option<DateTime<Utc>>,
 }
 
@@ -131,18 +142,26 @@ impl From<RefundRow> for RefundView {
 }
 
 /// `POST /v1/admin/orders/{no}/refunds` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
+    /// Fen: a JSON integer (no fraction, no exponent, no string), 1 to `pay.max_amount_fen`.
+    #[schema(value_type = i64, minimum = 1)]
     amount: Value,
+    /// Shown to the payer: at most 80 characters after trimming, no control characters;
+    /// may be empty.
     #[serde(default)]
+    #[schema(max_length = 80, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     reason: Option<String>,
+    /// The merchant's refund number; issued from the order (and `Idempotency-Key`) when
+    /// absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_|*@-]{1,64}$")]
     out_refund_no: Option<String>,
 }
 
 /// `POST /v1/admin/orders/{no}/refunds` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RefundAnswer {
     refund: RefundView,
     order: OrderView,
@@ -194,7 +213,7 @@ pub async fn refund_order(
 }
 
 /// `GET /v1/admin/orders/{no}/refunds` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RefundList {
     refunds: Vec<RefundView>,
 }
@@ -213,19 +232,28 @@ pub async fn order_refunds(
 }
 
 /// `GET /v1/admin/failures` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FailureQuery {
+    /// How many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// One failure row.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Failure)]
 pub struct FailureView {
     seq: i64,
     reason: String,
+    #[schema(required)]
     out_trade_no: Option<String>,
+    #[schema(required)]
     transaction_id: Option<String>,
+    /// Fen.
+    #[schema(required)]
     amount: Option<i64>,
+    #[schema(value_type = Object)]
     detail: serde_json::Value,
     occurred_at: DateTime<Utc>,
 }
@@ -245,7 +273,7 @@ impl From<Failure> for FailureView {
 }
 
 /// `GET /v1/admin/failures` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FailureList {
     failures: Vec<FailureView>,
 }

@@ -46,9 +46,11 @@ pub async fn user(
 }
 
 /// `POST /v1/admin/users/{user_id}/erase` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Erasure)]
 pub struct ErasureView {
     /// The `user.erased` event's sequence; `null` when the user was already erased.
+    #[schema(required)]
     seq: Option<u64>,
     /// The data key had been destroyed before this request.
     key_already_destroyed: bool,

@@ -7,6 +7,7 @@ use axum::{
     Json,
 };
 
+use super::codes::ErrorCode;
 use crate::{
     auth::TokenError, db::DbError, events::LogError, projector::NotYetApplied, wechat::WechatError,
 };
@@ -33,20 +34,20 @@ impl ApiError {
         }
     }
 
+    /// An error from the table of codes, answered with the code's status.
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(code.status(), code.as_str(), message)
+    }
+
     /// 400 with code `invalid_field`, naming the field.
     pub fn invalid_field(field: &str, problem: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            format!("{field}: {problem}"),
-        )
+        Self::from_code(ErrorCode::InvalidField, format!("{field}: {problem}"))
     }
 
     /// 503 `unavailable`: a dependency is down; nothing was recorded; retry.
     pub fn unavailable(what: &str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+        Self::from_code(
+            ErrorCode::Unavailable,
             format!("{what} is unavailable; nothing was recorded; retry later"),
         )
     }
@@ -54,11 +55,7 @@ impl ApiError {
     /// 500: a bug. Logged at ERROR; the body names only the request id.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Self::from_code(ErrorCode::Internal, "internal error")
     }
 
     /// The stable code.
@@ -87,9 +84,8 @@ impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
         tracing::warn!(error = %e, "event log append failed");
         match e {
-            LogError::NotAcknowledged(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+            LogError::NotAcknowledged(_) => Self::from_code(
+                ErrorCode::Unavailable,
                 "the event log did not confirm the write; retrying with the same \
                  Idempotency-Key is safe",
             ),
@@ -133,25 +129,19 @@ impl From<tokio_postgres::Error> for ApiError {
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::Expired => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "token_expired",
+            TokenError::Expired => Self::from_code(
+                ErrorCode::TokenExpired,
                 "the token has expired; log in again",
             ),
-            TokenError::Invalid => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "the token is invalid",
-            ),
+            TokenError::Invalid => Self::from_code(ErrorCode::InvalidToken, "the token is invalid"),
         }
     }
 }
 
 impl From<NotYetApplied> for ApiError {
     fn from(e: NotYetApplied) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_yet_applied",
+        Self::from_code(
+            ErrorCode::NotYetApplied,
             format!("{e}; it was recorded and will apply: read it back later"),
         )
     }
@@ -160,39 +150,31 @@ impl From<NotYetApplied> for ApiError {
 impl From<WechatError> for ApiError {
     fn from(e: WechatError) -> Self {
         match e {
-            WechatError::InvalidCode { .. } => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_code",
+            WechatError::InvalidCode { .. } => Self::from_code(
+                ErrorCode::InvalidCode,
                 "the login code is invalid, expired or already used",
             ),
-            WechatError::RateLimited => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+            WechatError::RateLimited => Self::from_code(
+                ErrorCode::RateLimited,
                 "WeChat rate-limited this user; retry later",
             ),
-            WechatError::RiskyUser => Self::new(
-                StatusCode::FORBIDDEN,
-                "risky_user",
-                "WeChat refused this user as risky",
-            ),
-            WechatError::Busy => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "wechat_busy",
-                "WeChat is busy; retry later",
-            ),
+            WechatError::RiskyUser => {
+                Self::from_code(ErrorCode::RiskyUser, "WeChat refused this user as risky")
+            }
+            WechatError::Busy => {
+                Self::from_code(ErrorCode::WechatBusy, "WeChat is busy; retry later")
+            }
             WechatError::Unavailable(why) => {
                 tracing::warn!(error = %why, "WeChat unreachable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "wechat_unavailable",
+                Self::from_code(
+                    ErrorCode::WechatUnavailable,
                     "WeChat could not be reached; retry later",
                 )
             }
             WechatError::Api { errcode, errmsg } => {
                 tracing::warn!(errcode, errmsg, "WeChat error");
-                Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechat_error",
+                Self::from_code(
+                    ErrorCode::WechatError,
                     format!("WeChat answered errcode {errcode}"),
                 )
             }
@@ -205,46 +187,40 @@ impl From<crate::wechat::PayError> for ApiError {
         use crate::wechat::PayError;
         match e {
             PayError::Api { code, message, .. } => match code.as_str() {
-                "ORDERPAID" => Self::new(
-                    StatusCode::CONFLICT,
-                    "order_paid",
+                "ORDERPAID" => Self::from_code(
+                    ErrorCode::OrderPaid,
                     "WeChat Pay says the order is already paid",
                 ),
-                "ORDER_CLOSED" => Self::new(
-                    StatusCode::CONFLICT,
-                    "order_closed",
+                "ORDER_CLOSED" => Self::from_code(
+                    ErrorCode::OrderClosed,
                     "WeChat Pay says the order is closed",
                 ),
                 _ => {
                     tracing::warn!(code, message, "WeChat Pay refused a request");
-                    Self::new(
-                        StatusCode::BAD_GATEWAY,
-                        "wechat_pay_error",
+                    Self::from_code(
+                        ErrorCode::WechatPayError,
                         format!("WeChat Pay answered {code}: {message}"),
                     )
                 }
             },
             PayError::Unavailable(why) => {
                 tracing::warn!(error = %why, "WeChat Pay unreachable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "wechat_pay_unavailable",
+                Self::from_code(
+                    ErrorCode::WechatPayUnavailable,
                     "WeChat Pay could not be reached; retry later",
                 )
             }
             PayError::Unverified(why) => {
                 tracing::warn!(error = %why, "WeChat Pay answer failed verification");
-                Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechat_pay_unverified",
+                Self::from_code(
+                    ErrorCode::WechatPayUnverified,
                     "WeChat Pay's answer did not verify; nothing was recorded",
                 )
             }
             PayError::Malformed(why) => {
                 tracing::warn!(error = %why, "WeChat Pay answer unreadable");
-                Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "wechat_pay_error",
+                Self::from_code(
+                    ErrorCode::WechatPayError,
                     "WeChat Pay's answer could not be read",
                 )
             }

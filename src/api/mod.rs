@@ -2,11 +2,13 @@
 
 mod admin;
 mod admin_users;
+mod codes;
 mod command_errors;
 mod error;
 mod extract;
 mod health;
 mod limited;
+mod openapi;
 mod operations;
 mod orders;
 mod user_view;
@@ -30,6 +32,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use codes::ErrorCode;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, RequestId};
 
@@ -161,6 +164,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(operations::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

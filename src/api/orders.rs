@@ -26,21 +26,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// An order as its owner sees it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Order)]
 pub struct OrderView {
     out_trade_no: String,
+    #[schema(schema_with = super::openapi::order_kind)]
     kind: &'static str,
+    #[schema(schema_with = super::openapi::order_state)]
     state: &'static str,
+    /// Fen.
+    #[schema(minimum = 1)]
     amount: i64,
+    #[schema(schema_with = super::openapi::currency)]
     currency: String,
     description: String,
+    #[schema(required)]
     transaction_id: Option<String>,
+    #[schema(schema_with = super::openapi::paid_with, required)]
     paid_with: Option<&'static str>,
+    /// Fen refunded (settled).
+    #[schema(minimum = 0)]
     refunded: i64,
+    /// Fen set aside for refunds in flight.
+    #[schema(minimum = 0)]
     refunding: i64,
     placed_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    #[schema(required)]
     paid_at: Option<DateTime<Utc>>,
+    #[schema(required)]
     closed_at: Option<DateTime<Utc>>,
 }
 
@@ -66,22 +80,34 @@ impl From<Order> for OrderView {
 }
 
 /// `POST /v1/orders` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
+    /// Fen: a JSON integer (no fraction, no exponent, no string), 1 to `pay.max_amount_fen`.
+    #[schema(value_type = i64, minimum = 1)]
     amount: Value,
+    /// What WeChat's payment sheet shows: 1 to 127 characters after trimming; no
+    /// control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 127,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     description: String,
 }
 
 /// `POST /v1/recharges` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceRecharge {
+    /// Fen: a JSON integer (no fraction, no exponent, no string), 1 to `pay.max_amount_fen`.
+    #[schema(value_type = i64, minimum = 1)]
     amount: Value,
 }
 
 /// `POST /v1/recharges` answer: the order and what `wx.requestPayment` needs.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Recharge)]
 pub struct RechargeView {
     order: OrderView,
     payment: PayParams,
@@ -151,7 +177,7 @@ pub async fn get_order(
 }
 
 /// `GET /v1/me/orders` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OrderList {
     orders: Vec<OrderView>,
 }
@@ -197,13 +223,17 @@ pub async fn balance_pay(
 }
 
 /// One posting of the wallet, as its owner sees it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = LedgerEntry)]
 pub struct EntryView {
     seq: i64,
     group_id: String,
+    /// Fen: a credit is positive, a debit negative.
     amount: i64,
+    #[schema(schema_with = super::openapi::entry_kind)]
     kind: String,
     out_trade_no: String,
+    #[schema(required)]
     transaction_id: Option<String>,
     occurred_at: DateTime<Utc>,
 }
@@ -223,9 +253,13 @@ impl From<LedgerEntry> for EntryView {
 }
 
 /// `GET /v1/me/ledger` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Ledger)]
 pub struct LedgerView {
+    /// Fen.
+    #[schema(minimum = 0)]
     balance: i64,
+    #[schema(schema_with = super::openapi::currency)]
     currency: &'static str,
     entries: Vec<EntryView>,
 }

@@ -13,13 +13,18 @@ use crate::{
 };
 
 /// The user as the API shows them.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     user_id: Uuid,
+    #[schema(required)]
     unionid: Option<String>,
     has_phone: bool,
+    #[schema(required)]
     phone: Option<PhoneView>,
+    #[schema(required)]
     nickname: Option<String>,
+    #[schema(required)]
     avatar_url: Option<String>,
     registered_at: chrono::DateTime<chrono::Utc>,
     last_login_at: chrono::DateTime<chrono::Utc>,
@@ -28,11 +33,13 @@ pub struct UserView {
     erased: bool,
     /// The wallet balance in fen (on `GET /v1/me`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
     pub balance: Option<i64>,
 }
 
 /// A phone, masked.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Phone)]
 pub struct PhoneView {
     country_code: String,
     masked: String,

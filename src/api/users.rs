@@ -19,18 +19,23 @@ use crate::{
 };
 
 /// `POST /v1/auth/login` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// From `wx.login`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_-]{1,128}$")]
     code: String,
 }
 
 /// `POST /v1/auth/login` answer.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
+    /// The bearer token.
     token: String,
+    /// Seconds until the token expires.
     expires_in: i64,
     user_id: Uuid,
+    /// Whether a phone number is bound.
     has_phone: bool,
 }
 
@@ -94,11 +99,19 @@ pub async fn bind_phone(
 }
 
 /// `PUT /v1/me/profile` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileRequest {
+    /// 1 to 64 characters after trimming; no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     nickname: String,
+    /// An `http(s)://` URL of at most 1024 bytes, without whitespace.
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = r"^https?://[^\s\x00-\x1F\x7F-\x9F]+$")]
     avatar_url: Option<String>,
 }
 

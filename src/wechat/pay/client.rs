@@ -91,7 +91,7 @@ pub struct Verified {
 }
 
 /// `wx.requestPayment`'s parameters, exactly as the mini program passes them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PayParams {
     /// Unix seconds, as a string.
     #[serde(rename = "timeStamp")]
@@ -100,9 +100,11 @@ pub struct PayParams {
     #[serde(rename = "nonceStr")]
     pub nonce_str: String,
     /// `prepay_id=...`.
+    #[schema(pattern = "^prepay_id=")]
     pub package: String,
     /// Always `RSA` on API v3.
     #[serde(rename = "signType")]
+    #[schema(pattern = "^(RSA|MD5|HMAC-SHA256)$")]
     pub sign_type: String,
     /// RSA-SHA256 over `appId\ntimeStamp\nnonceStr\npackage\n`.
     #[serde(rename = "paySign")]
