@@ -1,6 +1,7 @@
 //! Admin endpoints (bearer `auth.admin_token`): refund an order, sync an order and its
 //! refunds with WeChat, read the failure log.
 
+use super::ErrorCode;
 use axum::{
     extract::{FromRequestParts, Path, State},
     http::{request::Parts, StatusCode},
@@ -37,9 +38,8 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let Some(expected) = &app.admin_token else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "admin_disabled",
+            return Err(ApiError::from_code(
+                ErrorCode::AdminDisabled,
                 "admin endpoints are disabled: set auth.admin_token",
             ));
         };
@@ -51,9 +51,8 @@ impl FromRequestParts<AppState> for Admin {
             .unwrap_or("");
         // Digests compare in time independent of where the tokens differ.
         if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.expose_secret().as_bytes()) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_admin_token",
+            return Err(ApiError::from_code(
+                ErrorCode::InvalidAdminToken,
                 "send Authorization: Bearer <auth.admin_token>",
             ));
         }

@@ -1,6 +1,7 @@
 //! Admin endpoints on users (bearer `auth.admin_token`): read a user as support sees them,
 //! and erase a user (crypto-shredding, see [`crate::privacy::erase`]).
 
+use super::ErrorCode;
 use axum::{
     extract::{Path, State},
     Json,
@@ -24,11 +25,7 @@ fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "user_not_found",
-        "no such user",
-    )
+    ApiError::from_code(ErrorCode::UserNotFound, "no such user")
 }
 
 /// `GET /v1/admin/users/{user_id}`: the user, phone masked, `erased` once erased.

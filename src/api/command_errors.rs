@@ -1,6 +1,7 @@
 //! How a command's failure is answered: its status, stable code and message, in one
 //! place. Infrastructure failures go through the `From` impls of [`super::error`].
 
+use super::ErrorCode;
 use axum::http::StatusCode;
 
 use super::{user_view::user_erased, ApiError};
@@ -9,92 +10,81 @@ use crate::commands::{CommandError, RefundRefusal};
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         use CommandError as E;
-        let conflict = |code, message: String| ApiError::new(StatusCode::CONFLICT, code, message);
+        let conflict = |code: ErrorCode, message: String| {
+            debug_assert_eq!(code.status(), StatusCode::CONFLICT);
+            ApiError::from_code(code, message)
+        };
         match e {
-            E::OrderNotFound => {
-                ApiError::new(StatusCode::NOT_FOUND, "order_not_found", "no such order")
-            }
-            E::OrderPaid => conflict("order_paid", "the order is already paid".into()),
+            E::OrderNotFound => ApiError::from_code(ErrorCode::OrderNotFound, "no such order"),
+            E::OrderPaid => conflict(ErrorCode::OrderPaid, "the order is already paid".into()),
             E::OrderPaidMeanwhile => conflict(
-                "order_paid",
+                ErrorCode::OrderPaid,
                 "the order was paid through WeChat Pay meanwhile".into(),
             ),
-            E::OrderClosed => conflict("order_closed", "the order is closed".into()),
-            E::OrderExpired => {
-                conflict("order_expired", "the order expired; place a new one".into())
-            }
+            E::OrderClosed => conflict(ErrorCode::OrderClosed, "the order is closed".into()),
+            E::OrderExpired => conflict(
+                ErrorCode::OrderExpired,
+                "the order expired; place a new one".into(),
+            ),
             E::NotPayableFromWallet => conflict(
-                "not_payable_from_wallet",
+                ErrorCode::NotPayableFromWallet,
                 "a recharge cannot be paid from the wallet".into(),
             ),
             E::InsufficientBalance { balance, needed } => conflict(
-                "insufficient_balance",
+                ErrorCode::InsufficientBalance,
                 format!("the wallet holds {balance} fen; the order needs {needed}"),
             ),
-            E::WalletPayRefused(refusal) => conflict(
-                refusal.as_str(),
-                format!("the wallet payment was refused: {refusal}"),
-            ),
-            E::IdempotencyKeyReused => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+            E::WalletPayRefused(refusal) => ApiError::internal(format!(
+                "the fold refused a wallet payment the pre-checks allowed: {refusal}"
+            )),
+            E::IdempotencyKeyReused => ApiError::from_code(
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for a different request",
             ),
-            E::UnknownUser => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unknown_user", "log in again")
+            E::UnknownUser => ApiError::from_code(ErrorCode::UnknownUser, "log in again"),
+            E::UserNotFound => {
+                ApiError::from_code(ErrorCode::UserNotFound, "no such user; log in again")
             }
-            E::UserNotFound => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "user_not_found",
-                "no such user; log in again",
-            ),
             E::UserErased => user_erased(),
-            E::OutRefundNoTaken => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "out_refund_no_taken",
+            E::OutRefundNoTaken => ApiError::from_code(
+                ErrorCode::OutRefundNoTaken,
                 "this out_refund_no was used for a different refund",
             ),
             E::RefundTooLarge { left } => conflict(
-                "refund_exceeds_paid",
+                ErrorCode::RefundExceedsPaid,
                 format!("at most {left} fen of this order can still be refunded"),
             ),
             E::RefundRefused(why) => refused(why),
             E::RefundRejected { code, message } => conflict(
-                "refund_rejected",
+                ErrorCode::RefundRejected,
                 format!("WeChat Pay refused the refund: {code}: {message}"),
             ),
-            E::InvalidPhoneCode => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_phone_code",
+            E::InvalidPhoneCode => ApiError::from_code(
+                ErrorCode::InvalidPhoneCode,
                 "the phone code is invalid, expired or already used",
             ),
-            E::NoSession => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
+            E::NoSession => ApiError::from_code(
+                ErrorCode::SessionExpired,
                 "no WeChat session for this user; log in again",
             ),
-            E::SessionUnusable => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "session_expired",
+            E::SessionUnusable => ApiError::from_code(
+                ErrorCode::SessionExpired,
                 "the WeChat session cannot be used; log in again",
             ),
-            E::InvalidEncryptedData => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_encrypted_data",
+            E::InvalidEncryptedData => ApiError::from_code(
+                ErrorCode::InvalidEncryptedData,
                 "encrypted_data and iv do not decrypt to a phone number under this session",
             ),
-            E::WatermarkMismatch => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "watermark_mismatch",
+            E::WatermarkMismatch => ApiError::from_code(
+                ErrorCode::WatermarkMismatch,
                 "the phone data was issued to another app",
             ),
-            E::MalformedPhone => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "wechat_error",
+            E::MalformedPhone => ApiError::from_code(
+                ErrorCode::WechatError,
                 "WeChat returned a phone number in an unexpected form",
             ),
             E::PhoneTaken => conflict(
-                "phone_taken",
+                ErrorCode::PhoneTaken,
                 "this phone number is bound to another user".into(),
             ),
             E::Log(e) => e.into(),
@@ -109,21 +99,25 @@ impl From<CommandError> for ApiError {
 
 /// A refund the fold (or the pre-check) refused.
 fn refused(why: RefundRefusal) -> ApiError {
-    let conflict = |code, message: String| ApiError::new(StatusCode::CONFLICT, code, message);
+    let conflict = |code: ErrorCode, message: String| {
+        debug_assert_eq!(code.status(), StatusCode::CONFLICT);
+        ApiError::from_code(code, message)
+    };
     match why {
-        RefundRefusal::NotPaid => {
-            conflict("order_not_paid", "only a paid order can be refunded".into())
-        }
+        RefundRefusal::NotPaid => conflict(
+            ErrorCode::OrderNotPaid,
+            "only a paid order can be refunded".into(),
+        ),
         RefundRefusal::ExceedsPaid => conflict(
-            "refund_exceeds_paid",
+            ErrorCode::RefundExceedsPaid,
             "the refunds would exceed what was paid".into(),
         ),
         RefundRefusal::InsufficientBalance => conflict(
-            "insufficient_balance",
+            ErrorCode::InsufficientBalance,
             "the wallet no longer holds the amount to refund".into(),
         ),
         RefundRefusal::Other(code) => conflict(
-            "refund_refused",
+            ErrorCode::RefundRefused,
             format!("the refund was refused: {}", code.as_deref().unwrap_or("-")),
         ),
     }

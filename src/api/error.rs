@@ -25,8 +25,9 @@ pub struct ApiError {
 pub struct InternalErrorMarker;
 
 impl ApiError {
-    /// An error with a status, a stable code and a message for humans.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a status, a stable code and a message for humans; every caller
+    /// goes through [`Self::from_code`], so each code is in the table with its status.
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,

@@ -1,6 +1,7 @@
 //! Request extractors that turn edge input into types or a stable error: JSON bodies,
 //! query strings, the bearer token's user, the request id and the `Idempotency-Key`.
 
+use super::ErrorCode;
 use axum::{
     extract::{rejection::JsonRejection, FromRef, FromRequest, FromRequestParts, Query, Request},
     http::{request::Parts, StatusCode},
@@ -23,19 +24,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(match rejection {
                 JsonRejection::JsonDataError(e) => {
-                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.body_text())
+                    ApiError::from_code(ErrorCode::InvalidField, e.body_text())
                 }
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                JsonRejection::MissingJsonContentType(_) => ApiError::from_code(
+                    ErrorCode::UnsupportedMediaType,
                     "send the body as application/json",
                 ),
-                r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the body is too large",
-                ),
-                r => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", r.body_text()),
+                r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::from_code(ErrorCode::BodyTooLarge, "the body is too large")
+                }
+                r => ApiError::from_code(ErrorCode::MalformedJson, r.body_text()),
             }),
         }
     }
@@ -50,9 +48,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+            Err(rejection) => Err(ApiError::from_code(
+                ErrorCode::InvalidQuery,
                 rejection.body_text(),
             )),
         }
@@ -75,9 +72,8 @@ where
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "missing_token",
+                ApiError::from_code(
+                    ErrorCode::MissingToken,
                     "send Authorization: Bearer <token> from /v1/auth/login",
                 )
             })?;
@@ -86,9 +82,8 @@ where
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
+                ApiError::from_code(
+                    ErrorCode::InvalidToken,
                     "the Authorization header is not a bearer token",
                 )
             })?;
@@ -132,9 +127,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .ok()
             .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_idempotency_key",
+                ApiError::from_code(
+                    ErrorCode::InvalidIdempotencyKey,
                     "Idempotency-Key must be 1 to 128 visible ASCII characters",
                 )
             })?;

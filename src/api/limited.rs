@@ -2,12 +2,13 @@
 //! limits before its handler calls WeChat or appends (429 `rate_limited` with
 //! `Retry-After` when over), and the deadline layers bound body reading and handling.
 
+use super::ErrorCode;
 use std::{marker::PhantomData, net::SocketAddr, time::Duration};
 
 use axum::{
     body::Body,
     extract::{ConnectInfo, FromRequestParts, Request, State},
-    http::{header, request::Parts, HeaderValue, StatusCode},
+    http::{header, request::Parts, HeaderValue},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -73,9 +74,8 @@ impl<A: LimitedAction + Send> FromRequestParts<AppState> for Limited<A> {
 /// 429 `rate_limited` with `Retry-After`.
 fn rate_limited(refused: Refused) -> Response {
     let secs = refused.retry_after_secs();
-    let mut response = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+    let mut response = ApiError::from_code(
+        ErrorCode::RateLimited,
         format!("too many requests; retry in {secs} s"),
     )
     .into_response();
@@ -99,9 +99,8 @@ pub async fn refuse_oversized_bodies(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if length.is_some_and(|n| n > max_body_bytes as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+        return ApiError::from_code(
+            ErrorCode::BodyTooLarge,
             format!("the body is over {max_body_bytes} bytes"),
         )
         .into_response();
@@ -127,22 +126,22 @@ async fn deadlines(body: Duration, whole: Duration, req: Request, next: Next) ->
     let expired = Expired::default();
     let deadline = tokio::time::Instant::now() + body;
     let req = req.map(|b| Body::new(DeadlineBody::new(b, deadline, expired.clone())));
-    let (status, message) = match tokio::time::timeout(whole, next.run(req)).await {
+    let (code, message) = match tokio::time::timeout(whole, next.run(req)).await {
         Ok(_) if expired.is_set() => (
-            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BodyTimeout,
             "the request body did not arrive in time; nothing was recorded",
         ),
         Ok(response) => return response,
         Err(_) => {
             tracing::warn!(after_ms = whole.as_millis() as u64, "request timed out");
             (
-                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Timeout,
                 "the request took too long; it may have been recorded: retrying with the \
                  same Idempotency-Key is safe",
             )
         }
     };
-    let mut response = ApiError::new(status, "timeout", message).into_response();
+    let mut response = ApiError::from_code(code, message).into_response();
     // The client may still be sending: the connection cannot be reused.
     response
         .headers_mut()

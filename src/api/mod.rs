@@ -169,13 +169,12 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiError::from_code(ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+    ApiError::from_code(
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }

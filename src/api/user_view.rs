@@ -1,7 +1,7 @@
 //! The user as the API shows them: sealed personal data opened with the user's data key
 //! at read time, or shown as erased once that key is destroyed.
 
-use axum::http::StatusCode;
+use super::ErrorCode;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -66,9 +66,8 @@ impl From<KeyError> for ApiError {
 
 /// 403 `user_erased`.
 pub fn user_erased() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "user_erased",
+    ApiError::from_code(
+        ErrorCode::UserErased,
         "this user was erased at their request",
     )
 }
