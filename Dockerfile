@@ -10,8 +10,8 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 
 # The whole context minus .dockerignore: src/ and Cargo.{toml,lock}, plus projections/
-# (src/db/mod.rs include_str!s projections/*.sql) and tests/vectors/ (include_str!'d by
-# src/crypto.rs under #[cfg(test)] only).
+# (src/store/db/mod.rs include_str!s projections/*.sql) and tests/vectors/ (include_str!'d by
+# src/core/crypto.rs under #[cfg(test)] only).
 COPY . .
 
 # Cache mounts keep the registry and target/ between builds; the binary is copied out of

@@ -6,7 +6,7 @@ mod cli;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use wxledger::{settings::ModeSource, telemetry, Settings};
+use wxledger::{daemon::telemetry, settings::ModeSource, Settings};
 
 #[derive(Parser)]
 #[command(

@@ -73,11 +73,11 @@ pub struct Settings {
     /// The WeChat simulator (`wxledger sim`).
     pub sim: SimSettings,
     /// Timeouts, the connection limit and rate limits of the HTTP listener.
-    pub limits: crate::limits::LimitSettings,
+    pub limits: crate::daemon::limits::LimitSettings,
     /// Where `/metrics` is served.
-    pub metrics: crate::metrics::MetricsSettings,
+    pub metrics: crate::daemon::metrics::MetricsSettings,
     /// The keys of erasable personal data (crypto-shredding).
-    pub privacy: crate::privacy::PrivacySettings,
+    pub privacy: crate::store::privacy::PrivacySettings,
 }
 
 impl Settings {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use wxledger::{audit, replay::AsOf, Settings};
+use wxledger::{store::replay::AsOf, tools::audit, Settings};
 
 use super::{print_report, Format};
 

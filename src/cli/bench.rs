@@ -1,7 +1,7 @@
 //! `wxledger bench`: how fast this machine runs the payment crypto, a load of notifies,
 //! or the full rebuild of a long history.
 
-use wxledger::{bench, Settings};
+use wxledger::{tools::bench, Settings};
 
 /// The benchmark's flags.
 #[derive(clap::Args)]

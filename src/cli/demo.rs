@@ -16,5 +16,5 @@ pub struct Args {
 
 /// Walks the demo user through the daemon and the simulator.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    wxledger::demo::run(&args.api, &args.sim, &args.admin_token).await
+    wxledger::tools::demo::run(&args.api, &args.sim, &args.admin_token).await
 }

@@ -1,6 +1,9 @@
 //! `wxledger erase-user`: crypto-shred a user's personal data.
 
-use wxledger::{db, events::EventLog, privacy, Settings};
+use wxledger::{
+    store::{db, privacy, stream::EventLog},
+    Settings,
+};
 
 /// The erasure's arguments.
 #[derive(clap::Args)]

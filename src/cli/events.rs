@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use wxledger::{startup, tail, Settings};
+use wxledger::{daemon::startup, tools::tail, Settings};
 
 /// The `events` subcommands.
 #[derive(clap::Subcommand)]

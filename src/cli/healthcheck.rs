@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wxledger::{healthcheck, Settings};
+use wxledger::{daemon::healthcheck, Settings};
 
 /// The healthcheck's flags.
 #[derive(clap::Args)]

@@ -1,6 +1,6 @@
 //! `wxledger migrate`: apply projections/*.sql to the configured schema.
 
-use wxledger::{db, Settings};
+use wxledger::{store::db, Settings};
 
 /// Applies the migrations and exits.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {

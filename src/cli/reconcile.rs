@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use chrono::NaiveDate;
 use wxledger::{
-    finance::{self, BillSource},
+    tools::finance::{self, BillSource},
     Settings,
 };
 

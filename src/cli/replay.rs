@@ -1,8 +1,8 @@
 //! `wxledger replay`: fold the stream up to a point into a schema of its own, with
-//! progress on stderr and a summary on stdout. Calls only `wxledger::replay`'s public API.
+//! progress on stderr and a summary on stdout. Calls only `wxledger::store::replay`'s public API.
 
 use wxledger::{
-    replay::{replay_with, AsOf, Sink},
+    store::replay::{replay_with, AsOf, Sink},
     Settings,
 };
 

@@ -1,7 +1,7 @@
 //! `wxledger serve`: run the daemon until SIGTERM/SIGINT.
 
 use anyhow::Context;
-use wxledger::{startup, App, Settings};
+use wxledger::{daemon::startup, App, Settings};
 
 /// Builds the app, serves, and drains on the first shutdown signal.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! `wxledger sim`: run the WeChat simulator until SIGTERM/SIGINT.
 
 use anyhow::Context;
-use wxledger::{sim::Simulator, startup, Settings};
+use wxledger::{daemon::startup, sim::Simulator, Settings};
 
 /// Binds `sim.listen` and serves until the first shutdown signal.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {

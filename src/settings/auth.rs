@@ -90,7 +90,7 @@ impl AuthSettings {
             }
         }
         if let Some(key) = &self.session_key_encryption_key {
-            if crate::crypto::decode_aes256_key(key.expose_secret()).is_none() {
+            if crate::core::crypto::decode_aes256_key(key.expose_secret()).is_none() {
                 return Err(invalid(
                     "auth.session_key_encryption_key",
                     "must be the base64 of exactly 32 bytes",

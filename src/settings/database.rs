@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::duration::seconds;
 use super::error::{invalid, SettingsError};
-use crate::db::{
+use crate::store::db::{
     schema_name::check_schema_name,
     sslmode::{SslMode, SYSTEM_ROOTS},
 };

@@ -12,7 +12,7 @@ use super::{
     error::{Problem, SettingsError},
     Settings, SIM_APPID, SIM_APP_SECRET,
 };
-use crate::devkeys;
+use crate::sim::devkeys;
 use crate::wechat::pay::crypto::{SigningKey, VerifyingKey};
 
 mod urls;
@@ -207,7 +207,7 @@ pub fn production_problems(settings: &Settings) -> Vec<Problem> {
     if postgres_is_remote(&settings.database.url)
         && !matches!(
             settings.database.sslmode,
-            crate::db::tls::SslMode::VerifyFull | crate::db::tls::SslMode::VerifyCa
+            crate::store::db::tls::SslMode::VerifyFull | crate::store::db::tls::SslMode::VerifyCa
         )
     {
         refuse(
@@ -238,12 +238,12 @@ pub fn production_problems(settings: &Settings) -> Vec<Problem> {
     }
     if privacy.data_key_encryption_key.is_some()
         && privacy.data_key_encryption_key()
-            == crate::privacy::settings::DEV_DATA_KEY_ENCRYPTION_KEY
+            == crate::store::privacy::settings::DEV_DATA_KEY_ENCRYPTION_KEY
     {
         refuse("privacy.data_key_encryption_key", DEV);
     }
     if privacy.blind_index_key.is_some()
-        && privacy.blind_index_key() == crate::privacy::settings::DEV_BLIND_INDEX_KEY
+        && privacy.blind_index_key() == crate::store::privacy::settings::DEV_BLIND_INDEX_KEY
     {
         refuse("privacy.blind_index_key", DEV);
     }

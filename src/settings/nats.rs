@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::check::is_token;
 use super::duration::{millis, seconds};
 use super::error::{invalid, SettingsError};
-use crate::events::connect::settings::{ConnectError, NatsAuthSettings, NatsTlsSettings};
+use crate::store::stream::connect::settings::{ConnectError, NatsAuthSettings, NatsTlsSettings};
 
 /// Where events live.
 #[derive(Debug, Deserialize)]

@@ -122,7 +122,7 @@ mod tests {
         s.pay.api = PayApi::V2;
         s.validate()
             .expect("the simulator's merchant has the public v2 key");
-        assert_eq!(s.pay.v2_api_key(), Some(crate::devkeys::V2_API_KEY));
+        assert_eq!(s.pay.v2_api_key(), Some(crate::sim::devkeys::V2_API_KEY));
         assert_eq!(
             s.pay.v2_notify_url(),
             "http://127.0.0.1:8080/webhooks/wechatpay/v2"
@@ -131,7 +131,7 @@ mod tests {
         // Another merchant: the public key is never used, v2 is off unless configured.
         let mut s = Settings::default();
         s.pay.mchid = "1234567890".into();
-        s.pay.merchant_private_key = Some(crate::devkeys::MERCHANT_KEY_PEM.into());
+        s.pay.merchant_private_key = Some(crate::sim::devkeys::MERCHANT_KEY_PEM.into());
         s.validate().expect("v3 needs no v2 key");
         assert_eq!(s.pay.v2_api_key(), None);
         s.pay.api = PayApi::V2;

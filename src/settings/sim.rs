@@ -64,13 +64,13 @@ impl Default for SimSettings {
             appid: SIM_APPID.into(),
             app_secret: SIM_APP_SECRET.into(),
             access_token_ttl: Duration::from_secs(7200),
-            mchid: crate::devkeys::MCHID.into(),
-            apiv3_key: crate::devkeys::APIV3_KEY.into(),
-            merchant_serial: crate::devkeys::MERCHANT_SERIAL.into(),
+            mchid: crate::sim::devkeys::MCHID.into(),
+            apiv3_key: crate::sim::devkeys::APIV3_KEY.into(),
+            merchant_serial: crate::sim::devkeys::MERCHANT_SERIAL.into(),
             pay_signing: SimSigning::PublicKey,
             time_factor: 1.0,
             notify_timeout: Duration::from_secs(5),
-            v2_api_key: crate::devkeys::V2_API_KEY.into(),
+            v2_api_key: crate::sim::devkeys::V2_API_KEY.into(),
         }
     }
 }

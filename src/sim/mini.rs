@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::SimState;
-use crate::crypto::{encrypt_open_data, random_alphanumeric};
+use crate::core::crypto::{encrypt_open_data, random_alphanumeric};
 
 struct LoginGrant {
     openid: String,

@@ -2,6 +2,7 @@
 //! mini program and WeChat Pay API v3 endpoints with real crypto, and has control
 //! endpoints under `/sim/...` to mint codes, pay, arm faults and read what it was asked.
 
+pub mod devkeys;
 mod mini;
 mod pay;
 

@@ -6,7 +6,7 @@ use std::{future::Future, time::Instant};
 use bytes::Bytes;
 use reqwest::{header::HeaderMap, StatusCode};
 
-use crate::metrics::{labels, Metrics};
+use crate::daemon::metrics::{labels, Metrics};
 
 /// A whole answer, whatever its status.
 pub(crate) struct Received {

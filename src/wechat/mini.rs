@@ -12,8 +12,8 @@ use tokio::sync::Mutex;
 
 use super::call;
 use crate::{
-    clock::Clock,
-    metrics::{labels, Metrics},
+    core::clock::Clock,
+    daemon::metrics::{labels, Metrics},
     settings::WechatSettings,
 };
 
@@ -277,7 +277,7 @@ impl MiniProgram {
         let call = async {
             let answer = call::send(request)
                 .await
-                .map_err(|e| WechatError::Unavailable(crate::causes::http(e)))?;
+                .map_err(|e| WechatError::Unavailable(crate::core::causes::http(e)))?;
             if !answer.status.is_success() {
                 return Err(WechatError::Unavailable(format!("HTTP {}", answer.status)));
             }

@@ -10,9 +10,9 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wxledger::{
-    audit::{self, AuditReport, Options},
-    events::Envelope,
-    replay::AsOf,
+    core::events::Envelope,
+    store::replay::AsOf,
+    tools::audit::{self, AuditReport, Options},
 };
 
 use crate::common::{database_url, nats_url, TestEnv};
@@ -53,7 +53,7 @@ async fn history(env: &TestEnv) -> History {
         "/sim/pay/notify",
         json!({"notify_url": format!("{}/webhooks/wechatpay", env.api),
                "transaction": {
-                   "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+                   "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::sim::devkeys::MCHID,
                    "out_trade_no": "nobodysorder02", "transaction_id": "4200000000000000000000000555",
                    "trade_type": "JSAPI", "trade_state": "SUCCESS",
                    "amount": {"total": 50, "currency": "CNY"}}}),
@@ -195,7 +195,7 @@ async fn a_clean_history_audits_clean_with_each_days_money_to_the_fen() {
     let env = TestEnv::start().await;
     history(&env).await;
     let before = chrono::Utc::now()
-        .with_timezone(&wxledger::finance::bill::china())
+        .with_timezone(&wxledger::tools::finance::bill::china())
         .date_naive();
 
     let report = run(
@@ -240,7 +240,7 @@ async fn a_clean_history_audits_clean_with_each_days_money_to_the_fen() {
         report.to_text()
     );
     let after = chrono::Utc::now()
-        .with_timezone(&wxledger::finance::bill::china())
+        .with_timezone(&wxledger::tools::finance::bill::china())
         .date_naive();
     assert!(
         report.days.keys().all(|d| (before..=after).contains(d)),

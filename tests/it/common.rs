@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wxledger::{events::EventLog, sim::Simulator, App, Settings};
+use wxledger::{sim::Simulator, store::stream::EventLog, App, Settings};
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 pub const SEALING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -114,7 +114,7 @@ impl TestEnv {
             settings.nats.stream.clone(),
             settings.nats.subject_prefix.clone(),
         );
-        let pool = wxledger::db::pool(&settings.database).unwrap();
+        let pool = wxledger::store::db::pool(&settings.database).unwrap();
         // A reader of our own, straight to NATS (the daemon's URL may be a proxy).
         let mut reader_settings = wxledger::settings::NatsSettings {
             url: nats_url(),
@@ -125,7 +125,7 @@ impl TestEnv {
 
         let clock_offset = Arc::new(AtomicI64::new(0));
         let offset = clock_offset.clone();
-        let clock: wxledger::clock::Clock = Arc::new(move || {
+        let clock: wxledger::core::clock::Clock = Arc::new(move || {
             chrono::Utc::now() + chrono::Duration::seconds(offset.load(Ordering::Relaxed))
         });
         let app = App::build_on(settings, clock, listener)
@@ -823,14 +823,14 @@ impl TestEnv {
             ..Default::default()
         };
         settings.stream = self.outcome_stream();
-        let options = wxledger::tail::TailOptions {
+        let options = wxledger::tools::tail::TailOptions {
             subject: format!("{}_outcome.>", self.prefix),
             from_seq: 1,
             follow: false,
             limit: None,
         };
         let mut out = Vec::new();
-        wxledger::tail::tail(&settings, &options, |line| {
+        wxledger::tools::tail::tail(&settings, &options, |line| {
             out.push(OutcomeMsg {
                 seq: line.seq,
                 subject: line.subject.clone(),
@@ -862,7 +862,7 @@ impl TestEnv {
 
     /// Outcomes committed and not yet published.
     pub async fn outbox_len(&self) -> i64 {
-        wxledger::outcomes::outbox::pending(&**self.db().await)
+        wxledger::store::outcomes::outbox::pending(&**self.db().await)
             .await
             .unwrap()
     }

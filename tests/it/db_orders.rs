@@ -8,26 +8,31 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio_postgres::{error::SqlState, Row};
 use uuid::Uuid;
 use wxledger::{
-    db::{
-        self,
-        orders::{
-            balance, balance_from_row, due_for_expiry, entry_from_row, failure_from_row, failures,
-            for_user, get, insert_entries, insert_failures, insert_payments, ledger_for_account,
-            order_from_row, payment_from_row, upsert_balances, upsert_orders,
+    core::{
+        events::{OrderKind, Recorded},
+        fold::{
+            fixtures::{
+                at, balance_pay, closed, notified, placed_until as placed, prepay, queried, rec,
+                refund, refund_notified, refund_queried, refund_rejected, refund_requested,
+                transaction as tx, uid,
+            },
+            wallet_account, Balance, Order, OrderState, State, CLEARING, SALES, SUSPENSE,
         },
     },
-    events::{OrderKind, Recorded},
-    fold::{
-        fixtures::{
-            at, balance_pay, closed, notified, placed_until as placed, prepay, queried, rec,
-            refund, refund_notified, refund_queried, refund_rejected, refund_requested,
-            transaction as tx, uid,
-        },
-        wallet_account, Balance, Order, OrderState, State, CLEARING, SALES, SUSPENSE,
-    },
-    outcomes::{self, Outcome, OutcomeKind},
-    projector::{apply_batch, apply_batch_with_outcomes},
     settings::DatabaseSettings,
+    store::{
+        db::{
+            self,
+            orders::{
+                balance, balance_from_row, due_for_expiry, entry_from_row, failure_from_row,
+                failures, for_user, get, insert_entries, insert_failures, insert_payments,
+                ledger_for_account, order_from_row, payment_from_row, upsert_balances,
+                upsert_orders,
+            },
+        },
+        outcomes::{self, Outcome, OutcomeKind},
+        projector::{apply_batch, apply_batch_with_outcomes},
+    },
 };
 
 use crate::common::{blocking, database_url, drop_schema};
@@ -171,11 +176,11 @@ async fn projected_tables_equal_one_in_memory_pass_and_reads_answer() {
     assert!(
         refunds
             .iter()
-            .any(|r| r.state == wxledger::fold::RefundState::Succeeded)
+            .any(|r| r.state == wxledger::core::fold::RefundState::Succeeded)
             && whole
                 .orders
                 .iter()
-                .any(|o| o.paid_with == Some(wxledger::fold::PaidWith::Wallet)),
+                .any(|o| o.paid_with == Some(wxledger::core::fold::PaidWith::Wallet)),
         "the mix makes refunds and wallet payments"
     );
     let payments = all_rows(
@@ -278,7 +283,7 @@ async fn projected_tables_equal_one_in_memory_pass_and_reads_answer() {
         + whole
             .ledger
             .balances()
-            .filter(|b| wxledger::fold::is_wallet(&b.account))
+            .filter(|b| wxledger::core::fold::is_wallet(&b.account))
             .map(|b| b.balance)
             .sum::<i64>();
     assert_eq!(clearing, -credited);

@@ -9,11 +9,16 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 use wxledger::{
-    audit::{self, Options},
-    events::{log::Draft, Event, PhoneBound, PhoneSource},
-    replay::{replay, AsOf},
+    core::events::{Event, PhoneBound, PhoneSource},
     settings::NatsSettings,
-    tail::{tail, TailOptions},
+    store::{
+        replay::{replay, AsOf},
+        stream::log::Draft,
+    },
+    tools::{
+        audit::{self, Options},
+        tail::{tail, TailOptions},
+    },
 };
 
 use crate::common::{database_url, drop_schema, dump_table, nats_url, TestEnv};
@@ -187,7 +192,7 @@ async fn an_erased_user_keeps_their_money_and_loses_their_personal_data() {
     // Erase Alice as `wxledger erase-user` does.
     let alice_uuid: Uuid = alice_id.parse().unwrap();
     let erasure =
-        wxledger::privacy::erase_user(&env.pool, &env.log, alice_uuid, "test", Utc::now())
+        wxledger::store::privacy::erase_user(&env.pool, &env.log, alice_uuid, "test", Utc::now())
             .await
             .unwrap();
     assert!(erasure.appended.is_some() && !erasure.key_already_destroyed);

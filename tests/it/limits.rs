@@ -10,7 +10,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use wxledger::limits::Rate;
+use wxledger::daemon::limits::Rate;
 
 use crate::common::TestEnv;
 

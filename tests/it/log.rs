@@ -6,8 +6,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use uuid::Uuid;
 use wxledger::{
-    events::{log::Draft, Event, EventLog, Recorded, UserRegistered},
+    core::events::{Event, Recorded, UserRegistered},
     settings::NatsSettings,
+    store::stream::{log::Draft, EventLog},
 };
 
 use crate::common::nats_url;
@@ -31,7 +32,7 @@ fn registered(n: u128) -> Event {
     })
 }
 
-async fn append(log: &EventLog, event: &Event, msg_id: &str) -> wxledger::events::Appended {
+async fn append(log: &EventLog, event: &Event, msg_id: &str) -> wxledger::store::stream::Appended {
     log.append(Draft {
         event,
         correlation_id: "test",

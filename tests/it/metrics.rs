@@ -72,7 +72,7 @@ async fn noise(env: &TestEnv, from: usize, to: usize) {
 async fn metrics_stay_bounded_whatever_methods_paths_and_statuses_clients_send() {
     // Without the login rate limit, so its 429s come at no chosen moment mid-run.
     let env = TestEnv::start_with(|s| {
-        s.limits.login_per_ip = wxledger::limits::Rate::UNLIMITED;
+        s.limits.login_per_ip = wxledger::daemon::limits::Rate::UNLIMITED;
     })
     .await;
     noise(&env, 0, 50).await;
@@ -192,7 +192,7 @@ async fn a_payment_flow_fills_the_operator_metrics_without_personal_data() {
     at_least(
         &format!(
             "wxledger_certificate_expiry_seconds{{serial=\"{}\"}}",
-            wxledger::devkeys::PLATFORMS[0].serial
+            wxledger::sim::devkeys::PLATFORMS[0].serial
         ),
         30.0 * 365.0 * 86_400.0,
     );
@@ -313,5 +313,5 @@ async fn scrapes_within_a_second_share_one_refresh_so_clients_cannot_load_postgr
 }
 
 fn scrape_gap() -> Duration {
-    wxledger::metrics::scrape::REFRESH_GAP
+    wxledger::daemon::metrics::scrape::REFRESH_GAP
 }

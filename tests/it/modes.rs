@@ -115,9 +115,12 @@ async fn serve_refuses_development_key_material_in_production_and_names_it() {
     production(&mut serve, &["WXLEDGER__PAY__PUBLIC_KEY_ID"]);
     serve.env(
         "WXLEDGER__PAY__PUBLIC_KEY_ID",
-        wxledger::devkeys::PUBLIC_KEY_ID,
+        wxledger::sim::devkeys::PUBLIC_KEY_ID,
     );
-    serve.env("WXLEDGER__PAY__V2__API_KEY", wxledger::devkeys::V2_API_KEY);
+    serve.env(
+        "WXLEDGER__PAY__V2__API_KEY",
+        wxledger::sim::devkeys::V2_API_KEY,
+    );
     let output = run(serve).await;
     let err = stderr(&output);
     assert!(!output.status.success(), "{err}");
@@ -130,7 +133,7 @@ async fn serve_refuses_development_key_material_in_production_and_names_it() {
         "{err}"
     );
     assert!(
-        !err.contains(wxledger::devkeys::V2_API_KEY),
+        !err.contains(wxledger::sim::devkeys::V2_API_KEY),
         "no secret in the error: {err}"
     );
 
@@ -207,7 +210,7 @@ async fn after_a_key_rotation_tokens_of_the_previous_key_still_work() {
     let (token, user_id) = env.login("o-rotation").await;
     let user: Uuid = user_id.parse().unwrap();
     let ttl = 3600;
-    let previous = wxledger::auth::Tokens::new("1", JWT_SECRET.as_bytes(), ttl);
+    let previous = wxledger::daemon::auth::Tokens::new("1", JWT_SECRET.as_bytes(), ttl);
     let (old, _) = previous.issue(user, chrono::Utc::now());
     for (name, token) in [("new", &token), ("previous key's", &old)] {
         let (status, me) = env.call(Method::GET, "/v1/me", Some(token), None).await;
@@ -216,7 +219,7 @@ async fn after_a_key_rotation_tokens_of_the_previous_key_still_work() {
     }
     // A token under a kid the daemon does not hold, or the right kid and a wrong key.
     for (kid, secret) in [("0", JWT_SECRET), ("1", new_secret)] {
-        let (forged, _) = wxledger::auth::Tokens::new(kid, secret.as_bytes(), ttl)
+        let (forged, _) = wxledger::daemon::auth::Tokens::new(kid, secret.as_bytes(), ttl)
             .issue(user, chrono::Utc::now());
         let (status, body) = env.call(Method::GET, "/v1/me", Some(&forged), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "kid {kid}: {body}");
@@ -275,7 +278,7 @@ async fn production_refuses_a_nats_that_accepts_anonymous_clients_and_runs_on_on
     let url = format!("http://127.0.0.1:{port}/readyz");
     let mut ready = false;
     for _ in 0..100 {
-        if wxledger::healthcheck::probe(&url, std::time::Duration::from_secs(1))
+        if wxledger::daemon::healthcheck::probe(&url, std::time::Duration::from_secs(1))
             .await
             .is_ok()
         {

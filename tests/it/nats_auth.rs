@@ -13,7 +13,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
-use wxledger::{events::EventLog, sim::Simulator, App};
+use wxledger::{sim::Simulator, store::stream::EventLog, App};
 
 use crate::common::{drop_schema, eventually, isolated_settings, sim_control, sim_settings};
 

@@ -1,6 +1,6 @@
 //! `/openapi.json` stays true. It is generated from the API's types and its table of
 //! operations; these tests hold it to the router (every route and no other), to the
-//! table of error codes (`wxledger::api::ErrorCode`: each operation's codes under their
+//! table of error codes (`wxledger::daemon::api::ErrorCode`: each operation's codes under their
 //! status, every code the handlers hand to `ApiError` in the table), and to the server
 //! (a request its schemas refuse is one the server refuses, and each answer, error or
 //! not, is of the schema documented for its status).
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use wxledger::api::ErrorCode;
+use wxledger::daemon::api::ErrorCode;
 
 use crate::common::{TestEnv, ADMIN_TOKEN};
 
@@ -24,7 +24,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 /// `(METHOD, path)` of every `.route("path", method(handler).method(handler)...)` in the
 /// router. (A scan of its text: axum's `Router` does not list its routes.)
 fn routes_in_router() -> BTreeSet<(String, String)> {
-    let text = source(&repo("src/api/mod.rs"));
+    let text = source(&repo("src/daemon/api/mod.rs"));
     let mut routes = BTreeSet::new();
     for piece in text.split(".route(").skip(1) {
         let (_, quoted) = piece.split_once('"').unwrap();

@@ -9,10 +9,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use wxledger::{
-    events::Envelope,
-    metrics::Metrics,
-    outcomes::{OutcomeStream, Publisher},
-    replay::{replay, AsOf},
+    core::events::Envelope,
+    daemon::metrics::Metrics,
+    store::{
+        outcomes::{OutcomeStream, Publisher},
+        replay::{replay, AsOf},
+    },
 };
 
 use crate::{
@@ -23,7 +25,7 @@ use crate::{
 /// A notify for an order nobody placed: money to suspense and `unknown_order`.
 fn stranger(transaction_id: &str) -> Value {
     json!({"transaction": {
-        "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+        "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::sim::devkeys::MCHID,
         "out_trade_no": "nobodysorder77", "transaction_id": transaction_id,
         "trade_type": "JSAPI", "trade_state": "SUCCESS",
         "amount": {"total": 77, "currency": "CNY"}}})
@@ -366,7 +368,7 @@ async fn a_restarted_publisher_sends_what_is_left_and_a_repeat_is_stored_once() 
         // No local projector: the publisher polls.
         let (_, applied) = tokio::sync::watch::channel(0);
         let publisher = Publisher::new(
-            wxledger::db::pg_config(&settings.database).unwrap(),
+            wxledger::store::db::pg_config(&settings.database).unwrap(),
             &settings.database.schema,
             stream.clone(),
             applied,
@@ -476,5 +478,8 @@ fn every_schema_file_is_in_the_consumer_guide() {
                 usize::from(name.starts_with("outcome.") && name != "outcome.envelope.v1.json");
         }
     }
-    assert_eq!(outcome_types, wxledger::outcomes::OutcomeKind::ALL.len());
+    assert_eq!(
+        outcome_types,
+        wxledger::store::outcomes::OutcomeKind::ALL.len()
+    );
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use wxledger::{
-    events::{log::Draft, Event, LegacyPaymentQueried, QueryReason},
+    core::events::{Event, LegacyPaymentQueried, QueryReason},
     settings::{PayApi, PaySettings, V2SignType, SIM_APPID},
+    store::stream::log::Draft,
     wechat::pay::{
         v2::{
             sign::{self, ApiKey, SignType},
@@ -37,7 +38,7 @@ fn client(env: &TestEnv, sign_type: V2SignType) -> V2Client {
         ..wxledger::Settings::development().pay
     };
     pay.v2.sign_type = sign_type;
-    V2Client::new(&pay, SIM_APPID, wxledger::clock::system())
+    V2Client::new(&pay, SIM_APPID, wxledger::core::clock::system())
         .unwrap()
         .expect("the simulator's merchant has a v2 key")
 }
@@ -87,7 +88,7 @@ pub(crate) async fn post_v2(
 }
 
 pub(crate) fn sim_key() -> ApiKey {
-    ApiKey::new(wxledger::devkeys::V2_API_KEY).unwrap()
+    ApiKey::new(wxledger::sim::devkeys::V2_API_KEY).unwrap()
 }
 
 /// A genuine-looking pay notify for `no`, signed with `key` (or unsigned).
@@ -95,7 +96,7 @@ fn pay_notify(no: &str, transaction_id: &str, total: i64, key: Option<&ApiKey>) 
     let mut fields: xml::Fields = [
         ("return_code", "SUCCESS"),
         ("appid", SIM_APPID),
-        ("mch_id", wxledger::devkeys::MCHID),
+        ("mch_id", wxledger::sim::devkeys::MCHID),
         ("nonce_str", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"),
         ("result_code", "SUCCESS"),
         ("openid", "o-v2-direct"),
@@ -503,7 +504,7 @@ async fn the_v2_client_and_the_simulator_agree_on_close_and_errors() {
         ..wxledger::Settings::development().pay
     };
     other.v2.api_key = Some("192006250b4c09247ec02edce69f6a2d".into());
-    let forger = V2Client::new(&other, SIM_APPID, wxledger::clock::system())
+    let forger = V2Client::new(&other, SIM_APPID, wxledger::core::clock::system())
         .unwrap()
         .unwrap();
     assert!(matches!(
@@ -664,7 +665,7 @@ fn the_schema_examples_are_valid_events_whose_signs_check() {
     }
 }
 
-/// The three call sites go through the pay calls of `src/commands/pay_api.rs`
+/// The three call sites go through the pay calls of `src/daemon/commands/pay_api.rs`
 /// (`commands::orders::wechat_pay`, `commands::refunds::sync_order`, `jobs::expiry`).
 #[tokio::test]
 async fn under_pay_api_v2_the_order_api_prepays_syncs_and_expires_with_api_v2() {

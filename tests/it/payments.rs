@@ -38,7 +38,7 @@ async fn a_paid_recharge_credits_the_wallet_once_with_balanced_postings() {
         .as_str()
         .unwrap()
         .starts_with("prepay_id=wx"));
-    let merchant = SigningKey::from_pkcs8_pem(wxledger::devkeys::MERCHANT_KEY_PEM).unwrap();
+    let merchant = SigningKey::from_pkcs8_pem(wxledger::sim::devkeys::MERCHANT_KEY_PEM).unwrap();
     merchant
         .verifying_key()
         .verify(
@@ -234,7 +234,7 @@ async fn money_problems_land_in_the_failure_log_not_the_wallet() {
 
     // A notify for an order we never placed, and one for another merchant.
     let stranger = json!({
-        "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+        "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::sim::devkeys::MCHID,
         "out_trade_no": "nosuchorder0001", "transaction_id": "4200000000000000000000000001",
         "trade_type": "JSAPI", "trade_state": "SUCCESS", "success_time": "2026-11-21T10:00:00+08:00",
         "payer": {"openid": "o-x"}, "amount": {"total": 77, "payer_total": 77, "currency": "CNY", "payer_currency": "CNY"}

@@ -2,7 +2,7 @@
 //! "snakeoil" certificate (CN and SAN `localhost`): each sslmode connects, or refuses,
 //! as libpq's would.
 
-use wxledger::db::{self, tls::SslMode};
+use wxledger::store::db::{self, tls::SslMode};
 
 use crate::common::database_url;
 

@@ -10,13 +10,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wxledger::{
-    db,
-    events::{
-        log::Draft, Event, EventLog, PhoneBound, PhoneSource, ProfileUpdated, UserLoggedIn,
-        UserRegistered,
-    },
-    projector::Projector,
+    core::events::{Event, PhoneBound, PhoneSource, ProfileUpdated, UserLoggedIn, UserRegistered},
     settings::DatabaseSettings,
+    store::{
+        db,
+        projector::Projector,
+        stream::{log::Draft, EventLog},
+    },
 };
 
 use crate::common::{blocking, database_url, drop_schema, dump_table, TestEnv};
@@ -248,7 +248,7 @@ async fn two_projectors_on_one_schema_give_the_clean_rows() {
 /// sequences, as WeChat's retries and a query would be); returns the events and each
 /// wallet's expected balance.
 fn credit_history(seed: u64) -> (Vec<Event>, std::collections::BTreeMap<Uuid, i64>) {
-    use wxledger::events::{
+    use wxledger::core::events::{
         Evidence, OrderKind, OrderPlaced, PaymentNotified, Transaction, TransactionAmount,
     };
     let mut rng = StdRng::seed_from_u64(seed);
@@ -269,7 +269,7 @@ fn credit_history(seed: u64) -> (Vec<Event>, std::collections::BTreeMap<Uuid, i6
                 currency: "CNY".into(),
                 description: "recharge".into(),
                 appid: wxledger::settings::SIM_APPID.into(),
-                mchid: wxledger::devkeys::MCHID.into(),
+                mchid: wxledger::sim::devkeys::MCHID.into(),
                 expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             }));
             *expected.entry(user_id).or_insert(0) += amount;
@@ -278,7 +278,7 @@ fn credit_history(seed: u64) -> (Vec<Event>, std::collections::BTreeMap<Uuid, i6
                 event_type: "TRANSACTION.SUCCESS".into(),
                 transaction: Transaction {
                     appid: wxledger::settings::SIM_APPID.into(),
-                    mchid: wxledger::devkeys::MCHID.into(),
+                    mchid: wxledger::sim::devkeys::MCHID.into(),
                     out_trade_no: no.clone(),
                     transaction_id: Some(format!("42{u:08}{r:08}{seed:010}")),
                     trade_type: Some("JSAPI".into()),
@@ -366,7 +366,7 @@ async fn a_projector_killed_during_credits_neither_loses_nor_doubles_one() {
 
     let client = env.db().await;
     for (user_id, want) in &expected {
-        let account = wxledger::fold::wallet_account(*user_id);
+        let account = wxledger::core::fold::wallet_account(*user_id);
         let got = db::orders::balance(&**client, &account).await.unwrap();
         assert_eq!(got, *want, "wallet of {user_id}");
     }

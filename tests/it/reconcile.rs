@@ -8,7 +8,7 @@ use std::{collections::HashMap, process::Output};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use wxledger::{
-    finance::{
+    tools::finance::{
         bill::china,
         matcher::Class,
         reconcile::{self, BillSource},
@@ -207,7 +207,7 @@ async fn each_planted_discrepancy_is_found_in_its_class() {
     let client = wxledger::wechat::PayClient::new(
         &settings.pay,
         &settings.wechat.appid,
-        wxledger::clock::system(),
+        wxledger::core::clock::system(),
     )
     .unwrap();
     let file = reconcile::download(&client, today).await.unwrap().unwrap();

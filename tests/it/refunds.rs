@@ -179,7 +179,7 @@ async fn a_refund_notify_for_an_unknown_refund_goes_to_the_failure_log() {
     env.sim_post(
         "/sim/pay/notify",
         json!({"refund": {
-            "mchid": wxledger::devkeys::MCHID, "out_trade_no": no, "out_refund_no": "R-stranger",
+            "mchid": wxledger::sim::devkeys::MCHID, "out_trade_no": no, "out_refund_no": "R-stranger",
             "refund_id": "50000000000000000000000000001", "refund_status": "SUCCESS",
             "amount": {"total": 400, "refund": 100, "payer_total": 400, "payer_refund": 100}}}),
     )

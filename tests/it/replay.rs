@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use wxledger::replay::{replay, replay_with, AsOf, Sink};
+use wxledger::store::replay::{replay, replay_with, AsOf, Sink};
 
 use crate::common::{database_url, drop_schema, dump_table, TestEnv};
 
@@ -82,7 +82,7 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
     env.sim_post(
         "/sim/pay/notify",
         json!({"transaction": {
-            "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+            "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::sim::devkeys::MCHID,
             "out_trade_no": "nobodysorder01", "transaction_id": "4200000000000000000000000888",
             "trade_type": "JSAPI", "trade_state": "SUCCESS",
             "amount": {"total": 50, "currency": "CNY"}}}),

@@ -21,9 +21,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use wxledger::{
-    devkeys::{self, APIV3_KEY, MCHID, MERCHANT_SERIAL, PUBLIC_KEY_ID, PUBLIC_KEY_PEM},
     settings::{SimSettings, SimSigning},
-    sim::Simulator,
+    sim::{
+        devkeys::{self, APIV3_KEY, MCHID, MERCHANT_SERIAL, PUBLIC_KEY_ID, PUBLIC_KEY_PEM},
+        Simulator,
+    },
     wechat::pay::crypto::{
         authorization, request_message, response_message, ApiV3Key, SigningKey, VerifyingKey,
     },

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use wxledger::{events::EventLog, App, Settings};
+use wxledger::{store::stream::EventLog, App, Settings};
 
 use crate::common::{database_url, drop_schema, isolated_settings};
 
@@ -105,7 +105,7 @@ async fn an_unreachable_postgres_is_waited_for_then_named() {
 async fn a_certificate_for_another_name_fails_at_once() {
     // The local server's certificate is for "localhost", not 127.0.0.1 (see pg_tls.rs).
     let mut s = settings();
-    s.database.sslmode = wxledger::db::tls::SslMode::VerifyFull;
+    s.database.sslmode = wxledger::store::db::tls::SslMode::VerifyFull;
     s.database.ssl_root_cert = Some(crate::pg_tls::SERVER_CERT.into());
     s.database.connect_timeout = Duration::from_secs(20);
     let (msg, elapsed) = start_error(s).await;

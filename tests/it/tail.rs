@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use wxledger::{
     settings::NatsSettings,
-    tail::{tail, TailLine, TailOptions},
+    tools::tail::{tail, TailLine, TailOptions},
 };
 
 use crate::common::{nats_url, TestEnv};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use wxledger::{
-    audit::{self, Options},
     settings::{PayApi, SIM_APPID},
+    tools::audit::{self, Options},
     wechat::pay::v2::{crypto, xml},
 };
 
@@ -79,7 +79,7 @@ fn forged_notify(r: &Value, status: &str, total: i64) -> String {
     xml::write([
         ("return_code", "SUCCESS"),
         ("appid", SIM_APPID),
-        ("mch_id", wxledger::devkeys::MCHID),
+        ("mch_id", wxledger::sim::devkeys::MCHID),
         ("nonce_str", &uuid::Uuid::new_v4().simple().to_string()),
         ("req_info", &crypto::encrypt(inner.as_bytes(), &sim_key())),
     ])
@@ -369,7 +369,7 @@ async fn ecb_blocks_spliced_from_two_recorded_notifies_forge_nothing() {
     let body = xml::write([
         ("return_code", "SUCCESS"),
         ("appid", SIM_APPID),
-        ("mch_id", wxledger::devkeys::MCHID),
+        ("mch_id", wxledger::sim::devkeys::MCHID),
         ("nonce_str", "spliced0000000000000000000000000"),
         ("req_info", &spliced),
     ]);

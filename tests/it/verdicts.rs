@@ -10,11 +10,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wxledger::{
-    db,
-    events::{log::Draft, BalancePayRequested, Event},
-    fold::{Decision, Refusal, Verdict},
-    projector::{ProjectionWatch, Projector, VerdictError},
+    core::{
+        events::{BalancePayRequested, Event},
+        fold::{Decision, Refusal, Verdict},
+    },
     settings::DatabaseSettings,
+    store::{
+        db,
+        projector::{ProjectionWatch, Projector, VerdictError},
+        stream::log::Draft,
+    },
 };
 
 use crate::common::{database_url, TestEnv};
@@ -128,7 +133,7 @@ async fn a_waiter_in_another_process_reads_the_verdict_the_projector_stored() {
             .await
             .unwrap(),
         Verdict::Refused(Refusal::AlreadyPaid {
-            paid_with: Some(wxledger::fold::PaidWith::Wallet)
+            paid_with: Some(wxledger::core::fold::PaidWith::Wallet)
         })
     );
     // An event that keeps no verdict is told apart from one not applied yet.

@@ -4,7 +4,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use wxledger::events::Envelope;
+use wxledger::core::events::Envelope;
 
 use crate::common::{books_of, TestEnv};
 
@@ -23,7 +23,7 @@ async fn a_v1_and_a_v2_order_placed_in_one_stream_fold_alike() {
         data: json!({
             "out_trade_no": legacy, "user_id": user_id, "openid": "o-versions",
             "kind": "order", "amount": 700, "currency": "CNY", "description": "旧版订单 v1",
-            "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+            "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::sim::devkeys::MCHID,
             "expires_at": chrono::Utc::now() + chrono::Duration::hours(1)}),
     };
     env.log
@@ -60,7 +60,7 @@ async fn a_v1_and_a_v2_order_placed_in_one_stream_fold_alike() {
         "/sim/pay/notify",
         json!({"notify_url": format!("{}/webhooks/wechatpay", env.api),
                "transaction": {
-                   "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::devkeys::MCHID,
+                   "appid": wxledger::settings::SIM_APPID, "mchid": wxledger::sim::devkeys::MCHID,
                    "out_trade_no": legacy, "transaction_id": "4200000000000000000000000777",
                    "trade_type": "JSAPI", "trade_state": "SUCCESS",
                    "amount": {"total": 700, "currency": "CNY"}}}),

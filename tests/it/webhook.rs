@@ -151,7 +151,7 @@ async fn malformed_and_oversized_notifies_are_refused() {
     let wrong_type = post(
         b"{}".to_vec(),
         &[
-            ("Wechatpay-Serial", wxledger::devkeys::PUBLIC_KEY_ID),
+            ("Wechatpay-Serial", wxledger::sim::devkeys::PUBLIC_KEY_ID),
             ("Wechatpay-Signature", "c2ln"),
             ("Wechatpay-Timestamp", &now),
             ("Wechatpay-Nonce", "n"),

@@ -29,7 +29,7 @@ async fn extreme_timestamps_are_refused_with_a_4xx_and_append_nothing() {
         let response = env
             .http
             .post(format!("{}/webhooks/wechatpay", env.api))
-            .header("Wechatpay-Serial", wxledger::devkeys::PUBLIC_KEY_ID)
+            .header("Wechatpay-Serial", wxledger::sim::devkeys::PUBLIC_KEY_ID)
             .header("Wechatpay-Signature", "c2ln")
             .header("Wechatpay-Timestamp", ts)
             .header("Wechatpay-Nonce", "n0nce")
@@ -52,8 +52,8 @@ async fn extreme_timestamps_are_refused_with_a_4xx_and_append_nothing() {
     for ts in EXTREME_TIMESTAMPS {
         let authorization = format!(
             "WECHATPAY2-SHA256-RSA2048 mchid=\"{}\",nonce_str=\"n\",timestamp=\"{ts}\",serial_no=\"{}\",signature=\"c2ln\"",
-            wxledger::devkeys::MCHID,
-            wxledger::devkeys::MERCHANT_SERIAL,
+            wxledger::sim::devkeys::MCHID,
+            wxledger::sim::devkeys::MERCHANT_SERIAL,
         );
         let response = env
             .http

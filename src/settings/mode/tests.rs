@@ -124,8 +124,9 @@ fn production_refuses_each_piece_of_development_key_material() {
     let b64 = |key: &[u8]| base64::engine::general_purpose::STANDARD.encode(key);
     let mut s = real_looking();
     s.privacy.data_key_encryption_key =
-        Some(b64(&crate::privacy::settings::DEV_DATA_KEY_ENCRYPTION_KEY).into());
-    s.privacy.blind_index_key = Some(b64(&crate::privacy::settings::DEV_BLIND_INDEX_KEY).into());
+        Some(b64(&crate::store::privacy::settings::DEV_DATA_KEY_ENCRYPTION_KEY).into());
+    s.privacy.blind_index_key =
+        Some(b64(&crate::store::privacy::settings::DEV_BLIND_INDEX_KEY).into());
     assert_eq!(
         fields(&s),
         ["privacy.data_key_encryption_key", "privacy.blind_index_key"]
@@ -175,16 +176,16 @@ fn production_wants_https_to_wechat_and_a_verified_remote_postgres() {
     let mut s = real_looking();
     s.database.url = "postgres://wxledger@db.internal:5432/wxledger".into();
     assert_eq!(fields(&s), ["database.sslmode"]);
-    s.database.sslmode = crate::db::tls::SslMode::Require;
+    s.database.sslmode = crate::store::db::tls::SslMode::Require;
     assert_eq!(
         fields(&s),
         ["database.sslmode"],
         "unverified TLS is not enough"
     );
-    s.database.sslmode = crate::db::tls::SslMode::VerifyFull;
+    s.database.sslmode = crate::store::db::tls::SslMode::VerifyFull;
     assert!(fields(&s).is_empty());
     s.database.url = "postgres://wxledger@localhost/wxledger".into();
-    s.database.sslmode = crate::db::tls::SslMode::Disable;
+    s.database.sslmode = crate::store::db::tls::SslMode::Disable;
     assert!(fields(&s).is_empty(), "loopback needs no TLS");
 }
 

@@ -10,14 +10,14 @@ pub(super) fn nats_url_is_loopback(url: &str) -> bool {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
             None => host_port.split(':').next().unwrap_or_default(),
         };
-        crate::db::tls::is_loopback_host(host)
+        crate::store::db::tls::is_loopback_host(host)
     })
 }
 
 /// The Postgres URL names a host off this machine (a Unix socket or loopback is not).
 pub(super) fn postgres_is_remote(url: &str) -> bool {
     url.parse::<tokio_postgres::Config>()
-        .is_ok_and(|config| crate::db::tls::is_remote(&config))
+        .is_ok_and(|config| crate::store::db::tls::is_remote(&config))
 }
 
 pub(super) fn nats_url_has_credentials(url: &str) -> bool {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{orders::TradeState, random_alphanumeric, sign::MerchantRequest, Pay, PayConfig};
-use crate::finance::{
+use crate::tools::finance::{
     bill::{china, ALL_COLUMNS, FEE_SCALE, SUMMARY_COLUMNS, TIME_FORMAT},
     yuan::{format_fen, format_scaled},
 };
@@ -369,7 +369,7 @@ pub(super) async fn arm_faults(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finance::bill;
+    use crate::tools::finance::bill;
 
     #[test]
     fn bill_times_are_china_standard_time() {

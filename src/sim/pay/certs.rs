@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{cst, signing_key, Pay};
-use crate::{devkeys, wechat::pay::certificate};
+use crate::{sim::devkeys, wechat::pay::certificate};
 
 /// A certificate as `/v3/certificates` lists it.
 #[derive(Clone)]

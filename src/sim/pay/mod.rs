@@ -36,9 +36,9 @@ use x509_cert::{der::Decode, Certificate};
 use self::{notify::NotifyFaults, orders::SimOrder};
 use super::SimState;
 use crate::{
-    crypto::random_alphanumeric,
-    devkeys::{self, PUBLIC_KEY_ID, PUBLIC_KEY_MODE_KEY_PEM},
+    core::crypto::random_alphanumeric,
     settings::{SimSettings, SimSigning},
+    sim::devkeys::{self, PUBLIC_KEY_ID, PUBLIC_KEY_MODE_KEY_PEM},
     wechat::pay::crypto::{normalize_serial, ApiV3Key, SigningKey, VerifyingKey},
 };
 

@@ -346,10 +346,10 @@ async fn send(
             let status = response.status().as_u16();
             match response.text().await {
                 Ok(text) => (Some(status), Some(text), None),
-                Err(e) => (Some(status), None, Some(crate::causes::http(e))),
+                Err(e) => (Some(status), None, Some(crate::core::causes::http(e))),
             }
         }
-        Err(e) => (None, None, Some(crate::causes::http(e))),
+        Err(e) => (None, None, Some(crate::core::causes::http(e))),
     };
     let acknowledged = match notify.wire {
         Wire::V3 => matches!(status, Some(200 | 204)),

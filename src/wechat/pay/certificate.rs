@@ -168,7 +168,7 @@ pub fn issue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devkeys;
+    use crate::sim::devkeys;
 
     #[test]
     fn the_dev_certificates_read_with_their_validity() {

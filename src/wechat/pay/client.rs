@@ -17,10 +17,12 @@ use super::{
     keys::{CertificateSource, KeySet, KeyStore, NoKey},
 };
 use crate::{
-    clock::Clock,
-    crypto::random_alphanumeric,
-    events::{Evidence, Refund, Transaction},
-    metrics::{labels, Metrics},
+    core::{
+        clock::Clock,
+        crypto::random_alphanumeric,
+        events::{Evidence, Refund, Transaction},
+    },
+    daemon::metrics::{labels, Metrics},
     settings::PaySettings,
     wechat::call,
 };
@@ -417,7 +419,7 @@ impl PayClient {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_owned(),
         };
-        let unreachable = |e: reqwest::Error| PayError::Unavailable(crate::causes::http(e));
+        let unreachable = |e: reqwest::Error| PayError::Unavailable(crate::core::causes::http(e));
         let response = self
             .0
             .http

@@ -25,7 +25,7 @@ use super::{
     certificate::{OutsideValidity, PlatformCertificate},
     crypto::{normalize_serial, VerifyingKey},
 };
-use crate::clock::Clock;
+use crate::core::clock::Clock;
 
 /// Least time between two downloads caused by unknown serials. WeChat lists a new
 /// certificate well before it signs with it, so the timer usually has it already.
@@ -309,7 +309,7 @@ impl KeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devkeys;
+    use crate::sim::devkeys;
 
     fn certificate(serial: &str, from: i64, until: i64) -> PlatformCertificate {
         let (_, key) =

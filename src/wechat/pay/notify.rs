@@ -11,7 +11,7 @@ use super::{
     keys::NoKey,
     PayClient,
 };
-use crate::events::Evidence;
+use crate::core::events::Evidence;
 
 /// A notify's body, the fields wxledger reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -140,7 +140,7 @@ pub async fn believe(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{clock, devkeys, settings::Settings, wechat::pay::crypto::SigningKey};
+    use crate::{core::clock, settings::Settings, sim::devkeys, wechat::pay::crypto::SigningKey};
 
     fn pay() -> PayClient {
         let mut settings = Settings::development();

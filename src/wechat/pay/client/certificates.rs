@@ -33,7 +33,7 @@ impl PayClient {
             .header(reqwest::header::ACCEPT, "application/json");
         let answer = call::send(request)
             .await
-            .map_err(|e| format!("certificates: {}", crate::causes::http(e)))?;
+            .map_err(|e| format!("certificates: {}", crate::core::causes::http(e)))?;
         let (status, headers, raw) = (answer.status, answer.headers, answer.body);
         if !status.is_success() {
             return Err(format!("certificates: HTTP {status}"));

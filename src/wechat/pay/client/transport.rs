@@ -89,7 +89,7 @@ impl PayClient {
         }
         let answer = call::send(request)
             .await
-            .map_err(|e| PayError::Unavailable(crate::causes::http(e)))?;
+            .map_err(|e| PayError::Unavailable(crate::core::causes::http(e)))?;
         let (status, headers, raw) = (answer.status.as_u16(), answer.headers, answer.body);
         let evidence = evidence_from_headers(&headers, &raw).ok_or_else(|| {
             PayError::Unverified(format!("HTTP {status} without signature headers"))

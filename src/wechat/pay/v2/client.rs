@@ -19,13 +19,17 @@ use super::{
     xml::{self, Fields, XmlError},
 };
 use crate::{
-    clock::Clock,
-    crypto::random_alphanumeric,
-    events::{LegacyEvidence, Refund, Transaction},
-    metrics::{labels, Metrics},
+    core::{
+        clock::Clock,
+        crypto::random_alphanumeric,
+        events::{LegacyEvidence, Refund, Transaction},
+    },
+    daemon::metrics::{labels, Metrics},
     settings::PaySettings,
-    wechat::call,
-    wechat::pay::{PayError, PayParams, Prepay},
+    wechat::{
+        call,
+        pay::{PayError, PayParams, Prepay},
+    },
 };
 
 mod answer;
@@ -425,7 +429,7 @@ impl V2Client {
             .body(self.request(params));
         let answer = call::send(request)
             .await
-            .map_err(|e| V2Error::Unavailable(crate::causes::http(e)))?;
+            .map_err(|e| V2Error::Unavailable(crate::core::causes::http(e)))?;
         if !answer.status.is_success() {
             return Err(V2Error::Unavailable(format!(
                 "{path}: HTTP {}",

@@ -5,7 +5,7 @@
 use chrono::NaiveDateTime;
 
 use super::xml::Fields;
-use crate::events::{Payer, Refund, RefundAmount, Transaction, TransactionAmount};
+use crate::core::events::{Payer, Refund, RefundAmount, Transaction, TransactionAmount};
 
 /// A field is missing or not what WeChat documents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

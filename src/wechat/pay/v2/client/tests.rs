@@ -25,7 +25,7 @@ fn a_signed_v2_no_is_a_refusal_and_anything_else_leaves_the_outcome_open() {
 }
 
 fn key() -> ApiKey {
-    ApiKey::new(crate::devkeys::V2_API_KEY).unwrap()
+    ApiKey::new(crate::sim::devkeys::V2_API_KEY).unwrap()
 }
 
 fn signed(pairs: &[(&str, &str)], t: SignType) -> Vec<u8> {
@@ -147,7 +147,7 @@ fn requests_are_signed_with_the_merchants_fields() {
     let client = client(crate::settings::V2SignType::HmacSha256);
     let xml = client.request(&[("out_trade_no", "abc123"), ("attach", "")]);
     let fields = xml::parse(xml.as_bytes(), 4096).unwrap();
-    assert_eq!(fields.get("mch_id"), Some(crate::devkeys::MCHID));
+    assert_eq!(fields.get("mch_id"), Some(crate::sim::devkeys::MCHID));
     assert_eq!(fields.get("sign_type"), Some("HMAC-SHA256"));
     assert_eq!(fields.get("nonce_str").map(str::len), Some(32));
     assert!(client.verify(&fields).is_ok());
@@ -159,18 +159,22 @@ fn settings_without_a_key_turn_v2_off_and_identities_are_read() {
         mchid: "1234567890".into(),
         ..Default::default()
     };
-    assert!(V2Client::new(&settings, "wx1", crate::clock::system())
-        .unwrap()
-        .is_none());
-    settings.v2.api_key = Some(crate::devkeys::V2_API_KEY.into());
+    assert!(
+        V2Client::new(&settings, "wx1", crate::core::clock::system())
+            .unwrap()
+            .is_none()
+    );
+    settings.v2.api_key = Some(crate::sim::devkeys::V2_API_KEY.into());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev-keys");
     settings.v2.client_cert_file = Some(dir.join("merchant_cert.pem"));
     settings.v2.client_key_file = Some(dir.join("merchant_key.pem"));
-    assert!(V2Client::new(&settings, "wx1", crate::clock::system())
-        .unwrap()
-        .is_some());
+    assert!(
+        V2Client::new(&settings, "wx1", crate::core::clock::system())
+            .unwrap()
+            .is_some()
+    );
     settings.v2.client_key_file = Some(dir.join("no-such-file.pem"));
-    let err = V2Client::new(&settings, "wx1", crate::clock::system())
+    let err = V2Client::new(&settings, "wx1", crate::core::clock::system())
         .err()
         .unwrap();
     assert_eq!(err.field, "pay.v2.client_key_file");

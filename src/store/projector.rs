@@ -1,0 +1,374 @@
+//! The projector: reads the stream in order from `checkpoint + 1` and applies each batch
+//! of events, with the new checkpoint, in one Postgres transaction. One active projector
+//! per projection and schema (a session advisory lock on a dedicated connection); others
+//! stand by. It stops cleanly after the batch in hand. The live projector also writes each
+//! batch's outcomes to the outbox in that transaction (see [`crate::store::outcomes`]).
+//!
+//! [`ProjectionWatch`] lets a caller wait until an event is applied and read the fold's
+//! [`Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
+//! caller whichever process applied the event.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    core::{
+        events::{DecodeError, Recorded},
+        fold::{Keys, State, Verdict},
+    },
+    daemon::metrics::Metrics,
+    store::{
+        db::{self, leader, orders, refunds, users, verdicts, DbError},
+        outcomes::{self, outbox},
+        stream::{EventLog, LogError},
+    },
+};
+
+/// The name of the projection in `projector_checkpoints`.
+pub const PROJECTION: &str = "wxledger";
+
+/// Why a projector round ended; it starts over from the checkpoint after a pause.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// NATS failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// An event this build cannot read; the projector waits rather than skip it.
+    #[error("event {seq} cannot be read: {source}")]
+    Decode {
+        /// Its sequence.
+        seq: u64,
+        /// Why.
+        source: DecodeError,
+    },
+    /// Another writer moved the checkpoint under us.
+    #[error("checkpoint moved by another projector")]
+    CheckpointMoved,
+}
+
+impl From<tokio_postgres::Error> for ProjectorError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ProjectorError::Db(DbError::Query(e))
+    }
+}
+
+/// Folds the stream into the schema's tables.
+pub struct Projector {
+    pg: db::PgConfig,
+    schema: String,
+    log: EventLog,
+    batch_size: usize,
+    linger: Duration,
+    applied: watch::Sender<u64>,
+    metrics: Option<Metrics>,
+}
+
+impl Projector {
+    /// A projector; `applied` receives the checkpoint after every commit.
+    pub fn new(
+        pg: db::PgConfig,
+        schema: &str,
+        log: EventLog,
+        batch_size: usize,
+        linger: Duration,
+        applied: watch::Sender<u64>,
+    ) -> Self {
+        Self {
+            pg,
+            schema: schema.to_owned(),
+            log,
+            batch_size,
+            linger,
+            applied,
+            metrics: None,
+        }
+    }
+
+    /// Records each batch's size and duration in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs until `stop` is cancelled: waits for the lock, then follows the stream;
+    /// after an error it pauses and starts again from the checkpoint.
+    pub async fn run(mut self, stop: CancellationToken) {
+        leader::run(
+            &mut self,
+            &stop,
+            Duration::from_millis(100),
+            "projector round failed; starting over from the checkpoint",
+        )
+        .await;
+        tracing::info!("projector stopped");
+    }
+}
+
+impl leader::Round for Projector {
+    type Error = ProjectorError;
+
+    /// One attempt: lock, then apply batches until stopped or failed. The connection,
+    /// and with it the lock, is dropped when this returns.
+    async fn round(&mut self, stop: &CancellationToken) -> Result<(), ProjectorError> {
+        let Some(mut client) = leader::lead(&self.pg, &self.schema, PROJECTION).await? else {
+            tracing::debug!("another projector holds the lock; standing by");
+            return Ok(());
+        };
+        let mut checkpoint = load_checkpoint(&client).await?;
+        self.applied.send_replace(checkpoint);
+        tracing::info!(checkpoint, "projector active");
+        let mut messages = self.log.read_from(checkpoint + 1).await?;
+        loop {
+            let first = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                next = messages.next() => next,
+            };
+            let Some(first) = first else {
+                return Err(LogError::Jetstream("event stream ended".into()).into());
+            };
+            let mut batch = vec![first?];
+            while batch.len() < self.batch_size {
+                match tokio::time::timeout(self.linger, messages.next()).await {
+                    Ok(Some(next)) => batch.push(next?),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let records = batch
+                .into_iter()
+                .filter(|(seq, _)| *seq > checkpoint)
+                .map(|(seq, payload)| {
+                    Recorded::from_payload(seq, &payload)
+                        .map_err(|source| ProjectorError::Decode { seq, source })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if records.is_empty() {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            checkpoint = apply_batch_with_outcomes(&mut client, checkpoint, &records).await?;
+            if let Some(m) = &self.metrics {
+                m.projector_batch(records.len(), started.elapsed().as_secs_f64());
+            }
+            self.applied.send_replace(checkpoint);
+        }
+    }
+}
+
+async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, ProjectorError> {
+    let row = client
+        .query_opt(
+            "SELECT last_seq FROM projector_checkpoints WHERE projection = $1",
+            &[&PROJECTION],
+        )
+        .await?;
+    Ok(row.map_or(0, |r| {
+        u64::try_from(r.get::<_, i64>(0)).expect("checkpoints are not negative")
+    }))
+}
+
+/// Folds `records` (all newer than `checkpoint`) over the rows they touch and commits
+/// the changed rows with the new checkpoint. Returns the new checkpoint. Writes no
+/// outcomes: this is the batch of a replay into another schema, which must never publish.
+pub async fn apply_batch(
+    client: &mut tokio_postgres::Client,
+    checkpoint: u64,
+    records: &[Recorded],
+) -> Result<u64, ProjectorError> {
+    apply(client, checkpoint, records, false).await
+}
+
+/// [`apply_batch`], also writing the batch's outcomes to the outbox in the same
+/// transaction (the live projector): an outcome exists exactly when its decision was
+/// committed, and the publisher sends it only then.
+pub async fn apply_batch_with_outcomes(
+    client: &mut tokio_postgres::Client,
+    checkpoint: u64,
+    records: &[Recorded],
+) -> Result<u64, ProjectorError> {
+    apply(client, checkpoint, records, true).await
+}
+
+async fn apply(
+    client: &mut tokio_postgres::Client,
+    checkpoint: u64,
+    records: &[Recorded],
+    with_outcomes: bool,
+) -> Result<u64, ProjectorError> {
+    let tx = client.transaction().await?;
+    let mut keys = Keys::default();
+    records.iter().for_each(|r| keys.add(&r.event));
+    let mut state = State::default();
+    for user in users::load_for(&tx, &keys).await? {
+        state.users.load(user);
+    }
+    // Two phases: a payment may credit the wallet of an order placed in an earlier batch,
+    // so the loaded orders name more accounts to load.
+    for order in orders::load_orders(&tx, &keys).await? {
+        keys.add_order(&order);
+        state.orders.load(order);
+    }
+    for refund in refunds::load(&tx, &keys).await? {
+        state.refunds.load(refund);
+    }
+    for payment in orders::load_payments(&tx, &keys).await? {
+        state.ledger.load_payment(payment);
+    }
+    for balance in orders::load_balances(&tx, &keys).await? {
+        state.ledger.load_balance(balance);
+    }
+    let verdicts = state.apply_all(records);
+    for (rec, verdict) in records.iter().zip(&verdicts) {
+        if let Verdict::Refused(refusal) = verdict {
+            tracing::info!(
+                seq = rec.seq,
+                kind = rec.event.kind(),
+                reason = refusal.as_str(),
+                "event refused by the fold"
+            );
+        }
+    }
+    let failures = state.ledger.take_new_failures();
+    for f in &failures {
+        tracing::warn!(
+            seq = f.seq,
+            reason = %f.reason,
+            out_trade_no = f.out_trade_no.as_deref(),
+            transaction_id = f.transaction_id.as_deref(),
+            amount = f.amount,
+            "payment failure logged"
+        );
+    }
+    users::upsert(&tx, &state.users.take_changed()).await?;
+    orders::upsert_orders(&tx, &state.orders.take_changed()).await?;
+    refunds::upsert(&tx, &state.refunds.take_changed()).await?;
+    orders::insert_payments(&tx, &state.ledger.take_new_payments()).await?;
+    let entries = state.ledger.take_new_entries();
+    orders::insert_entries(&tx, &entries).await?;
+    orders::upsert_balances(&tx, &state.ledger.take_changed_balances()).await?;
+    orders::insert_failures(&tx, &failures).await?;
+    verdicts::insert(&tx, &state.take_verdicts()).await?;
+    if with_outcomes {
+        let decided = outcomes::derive(records, &verdicts, &entries, &failures, &state);
+        outbox::insert(&tx, &decided).await?;
+    }
+    let last = records.last().expect("batches are not empty").seq;
+    let (old, new) = (
+        i64::try_from(checkpoint).expect("sequences fit in i64"),
+        i64::try_from(last).expect("sequences fit in i64"),
+    );
+    let moved = tx
+        .execute(
+            "INSERT INTO projector_checkpoints (projection, last_seq, updated_at)
+             VALUES ($1, $3, now())
+             ON CONFLICT (projection) DO UPDATE SET last_seq = $3, updated_at = now()
+             WHERE projector_checkpoints.last_seq = $2",
+            &[&PROJECTION, &old, &new],
+        )
+        .await?;
+    if moved != 1 {
+        return Err(ProjectorError::CheckpointMoved);
+    }
+    tx.commit().await?;
+    tracing::debug!(from = checkpoint + 1, to = last, "batch applied");
+    Ok(last)
+}
+
+/// Lets handlers wait until the projection has applied a given event.
+#[derive(Clone)]
+pub struct ProjectionWatch {
+    applied: watch::Receiver<u64>,
+    pool: deadpool_postgres::Pool,
+}
+
+/// The projection did not reach the event in time.
+#[derive(Debug, thiserror::Error)]
+#[error("projection has not applied event {0} yet")]
+pub struct NotYetApplied(pub u64);
+
+/// Why [`ProjectionWatch::wait_for_verdict`] has no verdict to give.
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictError {
+    /// The projection did not reach the event in time; it will (retry later).
+    #[error(transparent)]
+    NotYetApplied(#[from] NotYetApplied),
+    /// Postgres failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The event was applied but keeps no verdict (a bug in the caller: it waits on an
+    /// event [`crate::core::fold::keeps_verdict`] does not name).
+    #[error("event {0} keeps no verdict")]
+    NotKept(u64),
+    /// The stored verdict does not read as one (written by another build?).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+impl ProjectionWatch {
+    /// A watch fed by a local projector, falling back to the stored checkpoint (which a
+    /// projector in another process advances).
+    pub fn new(applied: watch::Receiver<u64>, pool: deadpool_postgres::Pool) -> Self {
+        Self { applied, pool }
+    }
+
+    /// Waits until event `seq` is applied, or `timeout` passes.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), NotYetApplied> {
+        let mut applied = self.applied.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *applied.borrow_and_update() >= seq {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Err(NotYetApplied(seq)),
+                changed = applied.changed() => {
+                    if changed.is_ok() {
+                        continue;
+                    }
+                    // No local projector: only the stored checkpoint can tell.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // The local projector may be standing by while another process applies.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            // Ask Postgres only when the local projector has not answered promptly.
+            if let Ok(client) = self.pool.get().await {
+                if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Waits until event `seq` is applied, or `timeout` passes, and reads the fold's
+    /// verdict on it: stored with the batch that applied it, so this works whichever
+    /// process applied it (a local projector may be standing by). Only events that keep
+    /// their verdict ([`crate::core::fold::keeps_verdict`]) have one.
+    pub async fn wait_for_verdict(
+        &self,
+        seq: u64,
+        timeout: Duration,
+    ) -> Result<Verdict, VerdictError> {
+        self.wait_for(seq, timeout).await?;
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let at = i64::try_from(seq).expect("sequences fit in i64");
+        match verdicts::get(&**client, at).await {
+            Ok(Some(verdict)) => Ok(verdict),
+            Ok(None) => Err(VerdictError::NotKept(seq)),
+            Err(verdicts::ReadError::Query(e)) => Err(DbError::Query(e).into()),
+            Err(e @ verdicts::ReadError::Unreadable { .. }) => {
+                Err(VerdictError::Unreadable(e.to_string()))
+            }
+        }
+    }
+
+    /// The checkpoint the local projector reported last.
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+}

@@ -1,0 +1,155 @@
+//! `wxledger replay --as-of <RFC 3339 time | stream sequence> --into <schema>`: the books
+//! as they were at a point in time, folded from the stream into a schema of their own
+//! (the same tables as the live projection, which is left untouched).
+//!
+//! Two sinks run the same fold (`State::apply`) from sequence 1: by default the full
+//! rebuild (`copy`: fold in memory, then bulk-load with COPY), or, with
+//! [`Sink::Batches`], the live projector's own batch code (`batches`).
+//! Either way the replayed tables are exactly what the live projector had written once
+//! it reached that point.
+
+mod as_of;
+mod batches;
+mod copy;
+mod error;
+mod progress;
+
+pub use as_of::AsOf;
+pub use copy::Loaded;
+pub use error::ReplayError;
+pub use progress::Progress;
+
+use crate::{
+    settings::{DatabaseSettings, Settings},
+    store::{db, stream::EventLog},
+};
+use batches::apply_in_batches;
+use copy::rebuild;
+
+/// How the folded state reaches the target schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sink {
+    /// Fold everything in memory, then bulk-load every table with COPY (fast).
+    #[default]
+    Copy,
+    /// Apply batches of events as the live projector does (slow; for comparison).
+    Batches,
+}
+
+/// Folds the stream up to `as_of` into the schema `into` with the full rebuild
+/// ([`Sink::Copy`]); see [`replay_with`].
+pub async fn replay(
+    settings: &Settings,
+    as_of: AsOf,
+    into: &str,
+    replace: bool,
+    progress: impl FnMut(&Progress),
+) -> Result<Progress, ReplayError> {
+    Ok(
+        replay_with(settings, as_of, into, replace, Sink::Copy, progress)
+            .await?
+            .0,
+    )
+}
+
+/// Folds the stream up to `as_of` into the schema `into`, created and migrated here. An
+/// existing schema is refused unless `replace` (which drops it first). `progress` is
+/// called about once a second and once at the end. With [`Sink::Copy`] it also returns
+/// the rows loaded per table.
+pub async fn replay_with(
+    settings: &Settings,
+    as_of: AsOf,
+    into: &str,
+    replace: bool,
+    sink: Sink,
+    progress: impl FnMut(&Progress),
+) -> Result<(Progress, Option<Loaded>), ReplayError> {
+    let target = target(settings, into)?;
+    let pg = db::pg_config(&target)?;
+    let admin = db::connect_dedicated(&pg).await?;
+    let exists: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&into],
+        )
+        .await?
+        .get(0);
+    if exists && !replace {
+        return Err(ReplayError::Target {
+            schema: into.to_owned(),
+            problem: "exists; pass --replace to drop and rebuild it".into(),
+        });
+    }
+    if exists {
+        admin
+            .batch_execute(&format!("DROP SCHEMA {into} CASCADE"))
+            .await?;
+    }
+    drop(admin);
+    let pool = db::pool(&target)?;
+    db::migrate(&pool, into).await?;
+    drop(pool);
+    let client = db::connect_dedicated(&pg).await?;
+
+    let log = EventLog::open(&settings.nats).await?;
+    let head = log.last_seq().await?;
+    let end = match as_of {
+        AsOf::Seq(seq) => seq.min(head),
+        AsOf::Time(_) => head,
+    };
+    if sink == Sink::Copy {
+        let (done, loaded) = rebuild(client, log, as_of, end, progress).await?;
+        return Ok((done, Some(loaded)));
+    }
+    let done = apply_in_batches(client, log, as_of, end, progress).await?;
+    Ok((done, None))
+}
+
+/// The database settings of the target schema, checked.
+pub fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, ReplayError> {
+    let problem = |p: &str| ReplayError::Target {
+        schema: into.to_owned(),
+        problem: p.to_owned(),
+    };
+    db::check_schema_name(into).map_err(problem)?;
+    if into == settings.database.schema {
+        return Err(problem(
+            "is the live projection's schema; replay into another",
+        ));
+    }
+    if matches!(into, "public" | "pg_catalog" | "information_schema") {
+        return Err(problem("is a system schema"));
+    }
+    Ok(DatabaseSettings {
+        url: settings.database.url.clone(),
+        schema: into.to_owned(),
+        pool_size: 2,
+        connect_timeout: settings.database.connect_timeout,
+        sslmode: settings.database.sslmode,
+        ssl_root_cert: settings.database.ssl_root_cert.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_must_be_a_plain_schema_other_than_the_live_one() {
+        let settings = Settings::default();
+        assert!(target(&settings, "books_2026_11_01").is_ok());
+        for bad in [
+            "",
+            "drop table;",
+            "1abc",
+            "public",
+            "pg_temp_books",
+            // Postgres would fold it to the live schema's name.
+            &settings.database.schema.to_uppercase(),
+            "Books",
+            &settings.database.schema.clone(),
+        ] {
+            assert!(target(&settings, bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The one way to reach NATS: credentials (`nats.auth`), TLS (`nats.tls`), a start-up wait
+//! bounded by `nats.connect_timeout_secs`, and errors that name the cause and the URL
+//! (without its credentials). The daemon, replay, audit, `events tail` and the benches
+//! all connect through [`connect`].
+
+pub mod settings;
+
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+
+pub use settings::{secret, ConnectError, NatsAuthSettings, NatsTlsSettings};
+
+use crate::{core::causes::chain, settings::nats::NatsSettings};
+
+/// `url` with any `user:password@` or `token@` replaced by `***@`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let (scheme, rest) = match one.find("://") {
+                Some(i) => one.split_at(i + 3),
+                None => ("", one),
+            };
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}***{}", &rest[at..]),
+                None => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Connects to `settings.url` as `name` with the configured credentials and TLS.
+/// Failures that retrying cannot fix (credentials refused, TLS, a bad URL or settings)
+/// return at once; an unreachable server (refused, DNS, timeout) is logged at once and
+/// retried until `connect_timeout_secs`. Once connected, the client reconnects forever.
+pub async fn connect(
+    settings: &NatsSettings,
+    name: &str,
+) -> Result<async_nats::Client, ConnectError> {
+    let url = redact_url(&settings.url);
+    let started = tokio::time::Instant::now();
+    let deadline = started + settings.connect_timeout;
+    let mut logged = false;
+    loop {
+        let options = options(settings, name).await?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let attempt = tokio::time::timeout(
+            remaining.max(Duration::from_millis(100)),
+            options.connect(settings.url.as_str()),
+        )
+        .await;
+        let cause = match attempt {
+            Ok(Ok(client)) => {
+                if logged {
+                    tracing::info!(url = %url, "connected to NATS");
+                }
+                return Ok(client);
+            }
+            Ok(Err(e)) => match e.kind() {
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                    return Err(ConnectError::Unauthorized {
+                        url,
+                        cause: chain(&e),
+                    })
+                }
+                ConnectErrorKind::Tls => {
+                    return Err(ConnectError::Tls {
+                        url,
+                        cause: chain(&e),
+                    })
+                }
+                ConnectErrorKind::ServerParse => {
+                    return Err(ConnectError::BadUrl {
+                        url,
+                        cause: chain(&e),
+                    })
+                }
+                _ if is_tls_failure(&e) => {
+                    return Err(ConnectError::Tls {
+                        url,
+                        cause: chain(&e),
+                    })
+                }
+                _ => network_cause(&e),
+            },
+            Err(_) => "no answer (timed out)".to_owned(),
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(ConnectError::Unreachable {
+                url,
+                cause,
+                waited_secs: (now - started).as_secs(),
+            });
+        }
+        if !logged {
+            tracing::warn!(
+                url = %url,
+                error = %cause,
+                timeout_secs = settings.connect_timeout.as_secs(),
+                "NATS is not reachable; waiting for it (nats.connect_timeout_secs)"
+            );
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250).min(deadline - now)).await;
+    }
+}
+
+async fn options(settings: &NatsSettings, name: &str) -> Result<ConnectOptions, ConnectError> {
+    let options = ConnectOptions::new()
+        .name(name)
+        .max_reconnects(None)
+        .connection_timeout(
+            Duration::from_secs(2).min(settings.connect_timeout.max(Duration::from_secs(1))),
+        )
+        .event_callback(|event| async move {
+            match event {
+                Event::Connected => tracing::info!("NATS connection (re)established"),
+                Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+                // Permission violations and the like: the server refused something.
+                Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
+                Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        });
+    let options = settings.auth.apply(options).await?;
+    Ok(settings.tls.apply(options))
+}
+
+/// A handshake rustls refused (unknown issuer, wrong name, ...): the client reports it as
+/// an I/O error wrapping the rustls error.
+fn is_tls_failure(e: &async_nats::ConnectError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// "connection refused", "DNS lookup failed: ...", and the like, from the error's chain.
+fn network_cause(e: &async_nats::ConnectError) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                _ if e.kind() == ConnectErrorKind::Dns => format!("DNS lookup failed: {io}"),
+                _ => io.to_string(),
+            };
+        }
+        source = cause.source();
+    }
+    match e.kind() {
+        ConnectErrorKind::Dns => format!("DNS lookup failed: {}", chain(e)),
+        ConnectErrorKind::TimedOut => "no answer (timed out)".to_owned(),
+        _ => chain(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

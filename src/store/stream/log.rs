@@ -1,0 +1,353 @@
+//! The event log on JetStream: the stream ensured from settings, durable appends with
+//! `Nats-Msg-Id`, and ordered reads of a sequence range.
+
+use std::{
+    ops::RangeInclusive,
+    task::{ready, Poll},
+};
+
+use async_nats::{
+    connection::State,
+    header::NATS_MESSAGE_ID,
+    jetstream::{self, consumer, stream},
+    HeaderMap,
+};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use uuid::Uuid;
+
+use crate::core::events::{Envelope, Event};
+use crate::settings::{NatsSettings, Storage};
+
+/// What can go wrong talking to the log. All of it is infrastructure: retry later.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Not connected to NATS right now.
+    #[error("NATS is not connected")]
+    Disconnected,
+    /// The append was not acknowledged (in time); it may or may not be stored, and a retry
+    /// with the same message id is deduplicated.
+    #[error("append not acknowledged: {0}")]
+    NotAcknowledged(String),
+    /// No connection could be had at start (the cause and URL named).
+    #[error(transparent)]
+    Connect(#[from] super::connect::ConnectError),
+    /// Any other NATS or JetStream failure.
+    #[error("jetstream: {0}")]
+    Jetstream(String),
+}
+
+fn js_err(e: impl std::fmt::Display) -> LogError {
+    LogError::Jetstream(e.to_string())
+}
+
+/// The acknowledgement of a durable append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's stream sequence (the original's, when this was a duplicate).
+    pub seq: u64,
+    /// The message id was seen inside the duplicate window: nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// One event ready to append.
+pub struct Draft<'a> {
+    /// The fact.
+    pub event: &'a Event,
+    /// The request or notify that caused it.
+    pub correlation_id: &'a str,
+    /// Idempotency key for `Nats-Msg-Id`; a repeat inside the window appends nothing.
+    pub msg_id: &'a str,
+    /// Acceptance time, from the caller's clock (the fold has none).
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Handle on the stream; cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: String,
+    prefix: String,
+    outcome_stream: String,
+}
+
+impl EventLog {
+    /// True when the server refuses anonymous clients (it announced `auth_required`).
+    pub fn server_requires_auth(&self) -> bool {
+        self.client.server_info().auth_required
+    }
+
+    /// Connects (waiting up to `connect_timeout_secs` for the server) and ensures the stream.
+    pub async fn connect(settings: &NatsSettings) -> Result<Self, LogError> {
+        let log = Self::dial(settings).await?;
+        log.ensure_stream(settings).await?;
+        Ok(log)
+    }
+
+    /// Connects to an existing stream without creating or changing it: for readers such
+    /// as replay and audit, whose settings must not alter the live stream.
+    pub async fn open(settings: &NatsSettings) -> Result<Self, LogError> {
+        let log = Self::dial(settings).await?;
+        log.js
+            .get_stream(&settings.stream)
+            .await
+            .map_err(|e| LogError::Jetstream(format!("stream {}: {e}", settings.stream)))?;
+        Ok(log)
+    }
+
+    /// Connects without touching any stream (then [`EventLog::ensure_stream`]), so the caller
+    /// can look at the server first.
+    pub async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
+        let client = super::connect::connect(settings, "wxledger").await?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(settings.ack_timeout);
+        Ok(Self {
+            client,
+            js,
+            stream: settings.stream.clone(),
+            prefix: settings.subject_prefix.clone(),
+            outcome_stream: settings.outcome_stream(),
+        })
+    }
+
+    /// Creates the stream, or brings an existing one in line with the settings.
+    pub async fn ensure_stream(&self, settings: &NatsSettings) -> Result<(), LogError> {
+        let config = stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![format!("{}.>", settings.subject_prefix)],
+            storage: match settings.storage {
+                Storage::Memory => stream::StorageType::Memory,
+                Storage::File => stream::StorageType::File,
+            },
+            num_replicas: settings.replicas,
+            duplicate_window: settings.duplicate_window,
+            retention: stream::RetentionPolicy::Limits,
+            // Events are immutable: no message may be deleted or the stream purged.
+            deny_delete: true,
+            deny_purge: true,
+            allow_direct: true,
+            description: Some("wxledger events (immutable)".into()),
+            ..Default::default()
+        };
+        match self.js.get_stream(&settings.stream).await {
+            Ok(mut existing) => {
+                let info = existing.info().await.map_err(js_err)?;
+                let current = &info.config;
+                if current.storage != config.storage {
+                    return Err(LogError::Jetstream(format!(
+                        "stream {} exists with {:?} storage but nats.storage says {:?}; \
+                         storage cannot change in place",
+                        settings.stream, current.storage, config.storage
+                    )));
+                }
+                if current.subjects != config.subjects
+                    || current.duplicate_window != config.duplicate_window
+                    || current.num_replicas != config.num_replicas
+                {
+                    self.js.update_stream(&config).await.map_err(js_err)?;
+                }
+            }
+            Err(_) => {
+                self.js.create_stream(config).await.map_err(js_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The subject an event type is published on.
+    pub fn subject(&self, kind: &str) -> String {
+        format!("{}.{}", self.prefix, kind)
+    }
+
+    /// The JetStream context of this connection (the outcome stream shares it).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// True while the client holds a connection to NATS.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// Appends one event and waits for the stream's acknowledgement (durable).
+    pub async fn append(&self, draft: Draft<'_>) -> Result<Appended, LogError> {
+        let envelope = Envelope {
+            id: Uuid::new_v4(),
+            kind: draft.event.kind().to_owned(),
+            version: draft.event.version(),
+            // To the microsecond, as Postgres and every reader keep it.
+            occurred_at: crate::core::events::to_micros(draft.occurred_at),
+            correlation_id: draft.correlation_id.to_owned(),
+            data: draft.event.to_data(),
+        };
+        self.append_envelope(&envelope, draft.msg_id).await
+    }
+
+    /// Appends an envelope as given (any type and version, e.g. one an older wxledger
+    /// wrote) and waits for the stream's acknowledgement.
+    pub async fn append_envelope(
+        &self,
+        envelope: &Envelope,
+        msg_id: &str,
+    ) -> Result<Appended, LogError> {
+        let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
+        self.publish(self.subject(&envelope.kind), msg_id, Bytes::from(payload))
+            .await
+    }
+
+    /// Publishes `payload` on `subject` (of this stream or another on this connection,
+    /// such as the outcome stream) with `Nats-Msg-Id` = `msg_id`, and waits for the
+    /// acknowledgement: inside the duplicate window a repeat of `msg_id` stores nothing
+    /// new. The one publish both event appends and outcomes go through.
+    pub async fn publish(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, LogError> {
+        // Refuse at once while disconnected: a publish queued now would be sent on
+        // reconnect, after the caller has been told it failed.
+        if !self.is_connected() {
+            return Err(LogError::Disconnected);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, msg_id);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+            .await
+            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
+        Ok(Appended {
+            seq: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Appends envelopes as given, in order, with up to `in_flight` acknowledgements
+    /// outstanding, and returns the sequence of the last. For bulk imports and
+    /// benchmarks; the API appends one event at a time. The message id is the event id.
+    pub async fn append_pipelined(
+        &self,
+        envelopes: impl IntoIterator<Item = Envelope>,
+        in_flight: usize,
+    ) -> Result<u64, LogError> {
+        let mut pending = std::collections::VecDeque::with_capacity(in_flight);
+        let mut last = 0;
+        for envelope in envelopes {
+            let payload = serde_json::to_vec(&envelope).expect("an envelope always serializes");
+            let mut headers = HeaderMap::new();
+            headers.insert(NATS_MESSAGE_ID, envelope.id.to_string().as_str());
+            let ack = self
+                .js
+                .publish_with_headers(self.subject(&envelope.kind), headers, Bytes::from(payload))
+                .await
+                .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
+            pending.push_back(ack);
+            if pending.len() >= in_flight.max(1) {
+                let ack = pending.pop_front().expect("not empty");
+                last = ack
+                    .await
+                    .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+                    .sequence;
+            }
+        }
+        for ack in pending {
+            last = ack
+                .await
+                .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+                .sequence;
+        }
+        Ok(last)
+    }
+
+    /// The sequence of the newest event (0 for an empty stream).
+    pub async fn last_seq(&self) -> Result<u64, LogError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        let info = stream.get_info().await.map_err(js_err)?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Every event from `start_seq` on, in stream order, as `(seq, payload)`; it waits
+    /// for new events at the end (the live projector's read).
+    pub async fn read_from(
+        &self,
+        start_seq: u64,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        self.read_range(start_seq..=u64::MAX).await
+    }
+
+    /// The events of `seqs`, in stream order, as `(seq, payload)`: an ordered consumer
+    /// from the range's start that ends after its last sequence (or the first one past
+    /// it), waiting at the stream's end meanwhile. An empty range reads nothing and makes
+    /// no consumer. The one reader of the stream: the projector, replay, rebuild, audit
+    /// and the benches all read through it. An error is passed on; the caller stops.
+    pub async fn read_range(
+        &self,
+        seqs: RangeInclusive<u64>,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        let (start, end) = (seqs.start().max(&1).to_owned(), *seqs.end());
+        let mut messages = if start <= end {
+            Some(self.ordered_from(start).await?)
+        } else {
+            None
+        };
+        // Dropping the consumer once the range is read stops its deliveries.
+        Ok(futures::stream::poll_fn(move |cx| {
+            let Some(inner) = messages.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let next = ready!(inner.poll_next_unpin(cx));
+            match &next {
+                Some(Ok((seq, _))) if *seq > end => {
+                    messages = None;
+                    return Poll::Ready(None);
+                }
+                Some(Ok((seq, _))) if *seq == end => messages = None,
+                None => messages = None,
+                Some(_) => {}
+            }
+            Poll::Ready(next)
+        }))
+    }
+
+    /// An ordered consumer from `start_seq` on, without end.
+    async fn ordered_from(
+        &self,
+        start_seq: u64,
+    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start_seq,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(js_err)?;
+        let messages = consumer.messages().await.map_err(js_err)?;
+        Ok(messages.map(|m| {
+            let m = m.map_err(js_err)?;
+            let seq = m.info().map_err(js_err)?.stream_sequence;
+            Ok((seq, m.payload.clone()))
+        }))
+    }
+
+    /// Deletes the stream, and the outcome stream the daemon made beside it if there is
+    /// one (tests and scratch tooling only).
+    pub async fn delete_stream(&self) -> Result<(), LogError> {
+        self.js.delete_stream(&self.stream).await.map_err(js_err)?;
+        // Absent unless a daemon ran on this stream.
+        let _ = self.js.delete_stream(&self.outcome_stream).await;
+        Ok(())
+    }
+
+    /// Flushes and closes the connection.
+    pub async fn close(&self) {
+        let _ = self.client.flush().await;
+    }
+}
