@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 
-pub use error::{CommandError, RefundRefusal};
+pub use error::CommandError;
 pub use pay_api::QueryAnswer;
 pub use wallet_pay::wallet_pay;
 
