@@ -4,6 +4,7 @@
 //! parses into the commands' inputs and renders their outputs; the sweeps in
 //! [`crate::daemon::jobs`] call the same steps.
 
+pub mod erasure;
 mod error;
 pub mod orders;
 mod pay_api;

@@ -9,7 +9,7 @@ use crate::{
     core::{
         domain::{Fen, OutRefundNo},
         events::{Event, OrderKind, QueryReason, RefundRequested},
-        fold::{wallet_account, Order, PaidWith, Refusal, RefundRow, RefundState, Verdict},
+        fold::{wallet_account, Order, PaidWith, RefundRow, RefundState, Refusal, Verdict},
     },
     store::db::{orders, refunds},
 };
