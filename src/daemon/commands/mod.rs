@@ -22,7 +22,7 @@ pub use pay_api::QueryAnswer;
 pub use wallet_pay::wallet_pay;
 
 use crate::{
-    core::{clock::Clock, crypto::Sealer, events::Event},
+    core::{clock::Clock, crypto::Sealer, events::Event, fold::Verdict},
     daemon::metrics::Metrics,
     settings::PayApi,
     store::{
@@ -122,6 +122,15 @@ impl Ctx {
     /// Waits until the projector has applied `seq`, at most `read_your_writes`.
     pub async fn wait_for(&self, seq: u64) -> Result<(), CommandError> {
         Ok(self.projection.wait_for(seq, self.read_your_writes).await?)
+    }
+
+    /// Waits until the projector has applied `seq`, at most `read_your_writes`, and reads
+    /// the fold's verdict on it (an event [`crate::core::fold::keeps_verdict`] names).
+    pub async fn wait_for_verdict(&self, seq: u64) -> Result<Verdict, CommandError> {
+        Ok(self
+            .projection
+            .wait_for_verdict(seq, self.read_your_writes)
+            .await?)
     }
 
     /// Now, by the context's clock.

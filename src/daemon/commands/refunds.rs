@@ -65,7 +65,7 @@ pub async fn refund(
                 reason,
             });
             let appended = ctx.record(&event, request_id, &event.msg_id(None)).await?;
-            let verdict = verdict(ctx, appended.seq).await?;
+            let verdict = ctx.wait_for_verdict(appended.seq).await?;
             // A duplicate's verdict is on the first request with this number, which may
             // not be this one: answered from its row below, as a retry is. So is one
             // applied already (the same refund, requested by a retry that raced this).
@@ -87,7 +87,7 @@ pub async fn refund(
         RefundState::Refused => {
             // A retry of a refused request: the row's last event is the one refused.
             let refusing = u64::try_from(refund.last_seq).expect("sequences are positive");
-            return Err(match verdict(ctx, refusing).await? {
+            return Err(match ctx.wait_for_verdict(refusing).await? {
                 Verdict::Refused(refusal) => refused(refusal),
                 other => CommandError::internal(format!(
                     "a refused refund's request was {}",
@@ -121,14 +121,6 @@ pub async fn refund(
         refund,
         order,
     })
-}
-
-/// The fold's verdict on the `refund.requested` event at `seq`, once applied.
-async fn verdict(ctx: &Ctx, seq: u64) -> Result<Verdict, CommandError> {
-    Ok(ctx
-        .projection
-        .wait_for_verdict(seq, ctx.read_your_writes)
-        .await?)
 }
 
 /// The answer to a request the fold refused: its number taken by another refund, or the

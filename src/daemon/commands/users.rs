@@ -172,11 +172,7 @@ pub async fn bind_phone(
     let appended = ctx
         .record(&event, request_id, &event.msg_id(idempotency_key))
         .await?;
-    let verdict = ctx
-        .projection
-        .wait_for_verdict(appended.seq, ctx.read_your_writes)
-        .await?;
-    match verdict {
+    match ctx.wait_for_verdict(appended.seq).await? {
         Verdict::Applied(_) => {}
         Verdict::Refused(Refusal::PhoneTaken) => return Err(CommandError::PhoneTaken),
         Verdict::Refused(Refusal::UserErased) => return Err(CommandError::UserErased),
