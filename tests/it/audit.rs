@@ -220,7 +220,7 @@ async fn a_clean_history_audits_clean_with_each_days_money_to_the_fen() {
         .iter()
         .map(|t| (t.table, t.live_rows, t.rebuilt_rows, t.differing))
         .collect();
-    assert_eq!(tables.len(), 8, "every projection table is compared");
+    assert_eq!(tables.len(), 9, "every projection table is compared");
     for (table, live, rebuilt, differing) in tables {
         assert_eq!((live, differing), (rebuilt, 0), "{table}");
         assert!(live > 0, "{table} has rows");
@@ -515,7 +515,10 @@ async fn as_of_an_earlier_point_audits_the_books_as_they_stood() {
     assert!(report.is_partial());
     assert_eq!((report.point, report.checkpoint), (mark, head));
     let compared: Vec<&str> = report.tables.iter().map(|t| t.table).collect();
-    assert_eq!(compared, ["payments", "ledger_entries", "failure_log"]);
+    assert_eq!(
+        compared,
+        ["payments", "ledger_entries", "failure_log", "verdicts"]
+    );
     // The money as it stood: nothing refunded yet.
     let totals = report.totals();
     assert_eq!(

@@ -436,3 +436,76 @@ async fn sync_and_the_sweep_settle_a_refund_whose_notify_never_came() {
     assert_eq!(env.count_events("refund.queried").await, 2);
     assert_eq!(env.count_events("refund.notified").await, 0);
 }
+
+/// Asks for two refunds of `no` at once, holding the projector's writes to `orders` (reads
+/// go on) until both requests are appended, so that both pass the pre-check against the
+/// same order and the fold decides. The two answers.
+async fn refunds_racing(env: &TestEnv, no: &str, bodies: [Value; 2]) -> Vec<(StatusCode, Value)> {
+    let mut db = env.db().await;
+    let hold = db.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let before = env.count_events("refund.requested").await;
+    let asks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let http = env.http.clone();
+            let url = format!("{}/v1/admin/orders/{no}/refunds", env.api);
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            env.count_events("refund.requested").await == before + 2
+        })
+        .await,
+        "both requests were appended"
+    );
+    hold.commit().await.unwrap();
+    let mut answers = Vec::new();
+    for ask in asks {
+        answers.push(ask.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_refund_the_fold_refuses_is_answered_from_its_verdict_and_so_is_its_retry() {
+    let env = TestEnv::start().await;
+    let (token, _) = env.login("o-refund-race").await;
+    let no = env.paid_order(&token, 500).await;
+    let bodies = [
+        json!({"amount": 300, "out_refund_no": "R-race-1"}),
+        json!({"amount": 300, "out_refund_no": "R-race-2"}),
+    ];
+    let answers = refunds_racing(&env, &no, bodies.clone()).await;
+    let lost: Vec<usize> = (0..2)
+        .filter(|&i| answers[i].0 == StatusCode::CONFLICT)
+        .collect();
+    assert_eq!(lost.len(), 1, "{answers:?}");
+    let (won, lost) = (1 - lost[0], lost[0]);
+    assert_eq!(answers[won].0, StatusCode::CREATED, "{}", answers[won].1);
+    // The fold's refusal, not the pre-check's (which would say how much is left).
+    let refused = json!({"code": "refund_exceeds_paid",
+                         "message": "the refunds would exceed what was paid"});
+    assert_eq!(answers[lost].1["error"], refused);
+    let lost_no = bodies[lost]["out_refund_no"].as_str().unwrap();
+    env.wait_refund_state(&no, lost_no, "refused").await;
+
+    // The same request again: answered from the verdict of the event that refused it.
+    let (status, again) = env.refund(&no, bodies[lost].clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"], refused);
+    assert_eq!(env.count_events("refund.requested").await, 2);
+    assert_eq!(env.failure_reasons().await, ["refund_exceeds_paid"]);
+}

@@ -14,9 +14,9 @@ use super::{
     user_view::{user_view, UserView},
     ApiError, AppState, RequestId,
 };
-use crate::store::{
-    db::users,
-    privacy::{erase_user, EraseError},
+use crate::{
+    daemon::commands::{erasure, CommandError},
+    store::db::users,
 };
 
 fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -64,31 +64,17 @@ pub async fn erase(
     Path(user_id): Path<String>,
 ) -> Result<Json<ErasureView>, ApiError> {
     let user_id = parse_user_id(&user_id)?;
-    let started = std::time::Instant::now();
-    let erasure = erase_user(&app.pool, &app.log, user_id, &request_id, (app.clock)())
+    let erased = erasure::erase(&app, user_id, &request_id)
         .await
         .map_err(|e| match e {
-            EraseError::UnknownUser(_) => not_found(),
-            EraseError::Db(e) => e.into(),
-            EraseError::Log(e) => e.into(),
+            // An admin is told plainly, not asked to log in again.
+            CommandError::UserNotFound => not_found(),
+            other => other.into(),
         })?;
-    if let Some(appended) = erasure.appended {
-        app.metrics.appended(
-            "user.erased",
-            appended.duplicate,
-            started.elapsed().as_secs_f64(),
-        );
-        app.projection
-            .wait_for(appended.seq, app.read_your_writes)
-            .await?;
-    }
     let client = app.pool.get().await?;
-    let user = users::get(&**client, user_id)
-        .await?
-        .ok_or_else(not_found)?;
     Ok(Json(ErasureView {
-        seq: erasure.appended.map(|a| a.seq),
-        key_already_destroyed: erasure.key_already_destroyed,
-        user: user_view(&app, &**client, user).await?,
+        seq: erased.seq,
+        key_already_destroyed: erased.key_already_destroyed,
+        user: user_view(&app, &**client, erased.user).await?,
     }))
 }

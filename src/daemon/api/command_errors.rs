@@ -5,7 +5,7 @@ use super::ErrorCode;
 use axum::http::StatusCode;
 
 use super::{user_view::user_erased, ApiError};
-use crate::daemon::commands::{CommandError, RefundRefusal};
+use crate::{core::fold::Refusal, daemon::commands::CommandError};
 
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
@@ -97,28 +97,28 @@ impl From<CommandError> for ApiError {
     }
 }
 
-/// A refund the fold (or the pre-check) refused.
-fn refused(why: RefundRefusal) -> ApiError {
+/// A refund the fold (or the pre-check) refused, by its refusal.
+fn refused(why: Refusal) -> ApiError {
     let conflict = |code: ErrorCode, message: String| {
         debug_assert_eq!(code.status(), StatusCode::CONFLICT);
         ApiError::from_code(code, message)
     };
     match why {
-        RefundRefusal::NotPaid => conflict(
+        Refusal::NotPaid => conflict(
             ErrorCode::OrderNotPaid,
             "only a paid order can be refunded".into(),
         ),
-        RefundRefusal::ExceedsPaid => conflict(
+        Refusal::RefundExceedsPaid => conflict(
             ErrorCode::RefundExceedsPaid,
             "the refunds would exceed what was paid".into(),
         ),
-        RefundRefusal::InsufficientBalance => conflict(
+        Refusal::InsufficientBalance { .. } => conflict(
             ErrorCode::InsufficientBalance,
             "the wallet no longer holds the amount to refund".into(),
         ),
-        RefundRefusal::Other(code) => conflict(
+        other => conflict(
             ErrorCode::RefundRefused,
-            format!("the refund was refused: {}", code.as_deref().unwrap_or("-")),
+            format!("the refund was refused: {other}"),
         ),
     }
 }

@@ -66,9 +66,9 @@ pub enum CommandError {
         /// What can still be refunded, in fen.
         left: i64,
     },
-    /// The refund was refused, by the pre-check or by the fold.
-    #[error("the refund was refused: {0:?}")]
-    RefundRefused(RefundRefusal),
+    /// The refund was refused, by the pre-check or by the fold (its verdict's refusal).
+    #[error("the refund was refused: {0}")]
+    RefundRefused(Refusal),
     /// WeChat Pay refused the refund.
     #[error("WeChat Pay refused the refund: {code}: {message}")]
     RefundRejected {
@@ -118,31 +118,6 @@ pub enum CommandError {
     Internal(String),
 }
 
-/// Why a refund was refused: the fold's code on the refund row (or the pre-check's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefundRefusal {
-    /// Only a paid order can be refunded.
-    NotPaid,
-    /// The refunds would exceed what was paid.
-    ExceedsPaid,
-    /// The wallet no longer holds the amount to refund (a recharge's refund).
-    InsufficientBalance,
-    /// Another code (or none).
-    Other(Option<String>),
-}
-
-impl RefundRefusal {
-    /// Reads the fold's refusal code.
-    pub fn from_code(code: Option<&str>) -> Self {
-        match code {
-            Some("not_paid") => Self::NotPaid,
-            Some("refund_exceeds_paid") => Self::ExceedsPaid,
-            Some("insufficient_balance") => Self::InsufficientBalance,
-            other => Self::Other(other.map(str::to_owned)),
-        }
-    }
-}
-
 impl CommandError {
     /// An invariant that did not hold.
     pub fn internal(why: impl std::fmt::Display) -> Self {
@@ -179,29 +154,5 @@ impl From<KeyError> for CommandError {
             KeyError::Unopenable(_) => Self::internal(e),
             KeyError::Db(e) => e.into(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RefundRefusal;
-
-    #[test]
-    fn the_folds_refund_refusal_codes_read_as_their_kinds() {
-        let read = RefundRefusal::from_code;
-        assert_eq!(read(Some("not_paid")), RefundRefusal::NotPaid);
-        assert_eq!(
-            read(Some("refund_exceeds_paid")),
-            RefundRefusal::ExceedsPaid
-        );
-        assert_eq!(
-            read(Some("insufficient_balance")),
-            RefundRefusal::InsufficientBalance
-        );
-        assert_eq!(
-            read(Some("ledger_overflow")),
-            RefundRefusal::Other(Some("ledger_overflow".into()))
-        );
-        assert_eq!(read(None), RefundRefusal::Other(None));
     }
 }

@@ -4,6 +4,7 @@
 //! parses into the commands' inputs and renders their outputs; the sweeps in
 //! [`crate::daemon::jobs`] call the same steps.
 
+pub mod erasure;
 mod error;
 pub mod orders;
 mod pay_api;
@@ -16,12 +17,12 @@ use std::{sync::Arc, time::Duration};
 
 use deadpool_postgres::Pool;
 
-pub use error::{CommandError, RefundRefusal};
+pub use error::CommandError;
 pub use pay_api::QueryAnswer;
 pub use wallet_pay::wallet_pay;
 
 use crate::{
-    core::{clock::Clock, crypto::Sealer, events::Event},
+    core::{clock::Clock, crypto::Sealer, events::Event, fold::Verdict},
     daemon::metrics::Metrics,
     settings::PayApi,
     store::{
@@ -121,6 +122,15 @@ impl Ctx {
     /// Waits until the projector has applied `seq`, at most `read_your_writes`.
     pub async fn wait_for(&self, seq: u64) -> Result<(), CommandError> {
         Ok(self.projection.wait_for(seq, self.read_your_writes).await?)
+    }
+
+    /// Waits until the projector has applied `seq`, at most `read_your_writes`, and reads
+    /// the fold's verdict on it (an event [`crate::core::fold::keeps_verdict`] names).
+    pub async fn wait_for_verdict(&self, seq: u64) -> Result<Verdict, CommandError> {
+        Ok(self
+            .projection
+            .wait_for_verdict(seq, self.read_your_writes)
+            .await?)
     }
 
     /// Now, by the context's clock.

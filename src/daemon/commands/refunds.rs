@@ -3,13 +3,13 @@
 
 use super::{
     settle::{self, PaymentWord},
-    CommandError, Ctx, RefundRefusal,
+    CommandError, Ctx,
 };
 use crate::{
     core::{
         domain::{Fen, OutRefundNo},
         events::{Event, OrderKind, QueryReason, RefundRequested},
-        fold::{wallet_account, Order, PaidWith, RefundRow, RefundState},
+        fold::{wallet_account, Order, PaidWith, RefundRow, RefundState, Refusal, Verdict},
     },
     store::db::{orders, refunds},
 };
@@ -35,7 +35,9 @@ pub struct Refunded {
 }
 
 /// Refunds part of `order`: checked here and again by the fold (which sets the amount
-/// aside), then sent to WeChat; WeChat's answer is recorded and applied.
+/// aside, or refuses), then sent to WeChat; WeChat's answer is recorded and applied. The
+/// fold's refusal is answered from its verdict on the refund's `refund.requested` event
+/// ([`crate::store::projector::ProjectionWatch::wait_for_verdict`]), also for a retry.
 pub async fn refund(
     ctx: &Ctx,
     order: &Order,
@@ -62,9 +64,14 @@ pub async fn refund(
                 amount,
                 reason,
             });
-            let appended = ctx
-                .record_and_wait(&event, request_id, &event.msg_id(None))
-                .await?;
+            let appended = ctx.record(&event, request_id, &event.msg_id(None)).await?;
+            let verdict = ctx.wait_for_verdict(appended.seq).await?;
+            // A duplicate's verdict is on the first request with this number, which may
+            // not be this one: answered from its row below, as a retry is. So is one
+            // applied already (the same refund, requested by a retry that raced this).
+            if let (false, Verdict::Refused(refusal)) = (appended.duplicate, verdict) {
+                return Err(refused(refusal));
+            }
             !appended.duplicate
         }
     };
@@ -78,9 +85,15 @@ pub async fn refund(
     }
     match refund.state {
         RefundState::Refused => {
-            return Err(CommandError::RefundRefused(RefundRefusal::from_code(
-                refund.code.as_deref(),
-            )))
+            // A retry of a refused request: the row's last event is the one refused.
+            let refusing = u64::try_from(refund.last_seq).expect("sequences are positive");
+            return Err(match ctx.wait_for_verdict(refusing).await? {
+                Verdict::Refused(refusal) => refused(refusal),
+                other => CommandError::internal(format!(
+                    "a refused refund's request was {}",
+                    other.as_str()
+                )),
+            });
         }
         RefundState::Requested => {
             // Sent now; if WeChat cannot be reached the refund stays requested and the
@@ -110,10 +123,19 @@ pub async fn refund(
     })
 }
 
+/// The answer to a request the fold refused: its number taken by another refund, or the
+/// refusal itself.
+fn refused(refusal: Refusal) -> CommandError {
+    match refusal {
+        Refusal::OutRefundNoTaken => CommandError::OutRefundNoTaken,
+        other => CommandError::RefundRefused(other),
+    }
+}
+
 /// The checks made before appending (the fold makes them again, in stream order).
 async fn check_refundable(ctx: &Ctx, order: &Order, amount: i64) -> Result<(), CommandError> {
     if !order.state.is_paid() {
-        return Err(CommandError::RefundRefused(RefundRefusal::NotPaid));
+        return Err(CommandError::RefundRefused(Refusal::NotPaid));
     }
     let left = order.refundable();
     if amount > left {
@@ -123,9 +145,10 @@ async fn check_refundable(ctx: &Ctx, order: &Order, amount: i64) -> Result<(), C
         let balance =
             orders::balance(&**ctx.pool.get().await?, &wallet_account(order.user_id)).await?;
         if balance < amount {
-            return Err(CommandError::RefundRefused(
-                RefundRefusal::InsufficientBalance,
-            ));
+            return Err(CommandError::RefundRefused(Refusal::InsufficientBalance {
+                balance,
+                needed: amount,
+            }));
         }
     }
     Ok(())

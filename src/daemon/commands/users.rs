@@ -14,7 +14,7 @@ use crate::{
         events::{
             Event, LoggedInSealed, PhoneSealed, PhoneSource, ProfileSealed, RegisteredSealed,
         },
-        fold::{bidx_owner_key, Phone, User},
+        fold::{bidx_owner_key, Phone, Refusal, User, Verdict},
     },
     daemon::auth::user_id_for,
     store::{
@@ -168,9 +168,32 @@ pub async fn bind_phone(
         source,
     });
     // Whether the number is ours is the fold's decision (another user may have bound it
-    // a moment ago): record, wait for the fold, read back.
-    let user = record_and_read_back(ctx, &event, user_id, request_id, idempotency_key).await?;
-    if user.phone.as_ref().map(|p| p.owner_key()) != Some(owner_key) {
+    // a moment ago): record, and answer from its verdict.
+    let appended = ctx
+        .record(&event, request_id, &event.msg_id(idempotency_key))
+        .await?;
+    match ctx.wait_for_verdict(appended.seq).await? {
+        Verdict::Applied(_) => {}
+        Verdict::Refused(Refusal::PhoneTaken) => return Err(CommandError::PhoneTaken),
+        Verdict::Refused(Refusal::UserErased) => return Err(CommandError::UserErased),
+        Verdict::Refused(Refusal::UnknownUser) => return Err(CommandError::UserNotFound),
+        Verdict::Refused(refusal) => {
+            return Err(CommandError::internal(format!(
+                "the fold refused a phone binding for a reason it has not: {refusal}"
+            )))
+        }
+        Verdict::AlreadyApplied => {
+            return Err(CommandError::internal(
+                "a phone binding's event was applied before it was appended",
+            ))
+        }
+    }
+    let user = users::get(&**ctx.pool.get().await?, user_id)
+        .await?
+        .ok_or(CommandError::UserNotFound)?;
+    // A duplicate's verdict is on the first request with this `Idempotency-Key`, which may
+    // have bound another number: then this one is not bound.
+    if appended.duplicate && user.phone.as_ref().map(|p| p.owner_key()) != Some(owner_key) {
         return Err(CommandError::PhoneTaken);
     }
     Ok(user)

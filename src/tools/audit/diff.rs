@@ -4,8 +4,8 @@
 //! ones from the scratch schema, on two connections: the rebuild was committed after the
 //! snapshot began, so one snapshot could not see both.
 //!
-//! Compared: every projection table, with `projector_checkpoints` without its wall-clock
-//! `updated_at`. Not compared: `wx_sessions` (not a projection), `projection_migrations`
+//! Compared: every projection table (the fold's `verdicts` too), with
+//! `projector_checkpoints` without its wall-clock `updated_at`. Not compared: `wx_sessions` (not a projection), `projection_migrations`
 //! and anything else in the schema (such as an outbox), which the fold does not write.
 
 use std::cmp::Ordering;
@@ -36,7 +36,7 @@ struct Table {
     ignore: &'static str,
 }
 
-const TABLES: [Table; 8] = [
+const TABLES: [Table; 9] = [
     Table {
         name: "users",
         key: "user_id::text",
@@ -89,6 +89,14 @@ const TABLES: [Table; 8] = [
         name: "failure_log",
         key: "lpad(seq::text, 20, '0') || E'\\x1f' || reason",
         label: "seq || ' ' || reason",
+        seq: "seq",
+        append_only: true,
+        ignore: "",
+    },
+    Table {
+        name: "verdicts",
+        key: "lpad(seq::text, 20, '0')",
+        label: "seq::text",
         seq: "seq",
         append_only: true,
         ignore: "",
