@@ -121,3 +121,36 @@ async fn a_v2_resend_refused_after_a_lost_answer_books_the_refund_once() {
     env.wait_refund_state(&no, "R-lost", "succeeded").await;
     booked_once(&env, &token, &no, 600).await;
 }
+
+#[tokio::test]
+async fn a_refused_resend_wechat_cannot_be_asked_about_records_nothing_until_asked_again() {
+    for api in [PayApi::V3, PayApi::V2] {
+        let env = TestEnv::start_with(|s| s.pay.api = api).await;
+        let (token, _) = env.login("o-resend-4").await;
+        let no = env.order_with_prepay(&token, 500).await;
+        let pay = if api == PayApi::V2 {
+            "/sim/pay/v2/pay"
+        } else {
+            "/sim/pay/pay"
+        };
+        env.sim_post(pay, json!({"out_trade_no": no})).await;
+        env.wait_order_state(&token, &no, "paid").await;
+        refund_with_lost_answer(&env, &no, "R-lost", 500).await;
+        refuse_next_refund(&env).await;
+        env.sim_post("/sim/pay/refund-query-fail", json!({})).await;
+        let (status, body) = env
+            .refund(&no, json!({"amount": 500, "out_refund_no": "R-lost"}))
+            .await;
+        assert!(status.is_server_error(), "{status} {body}");
+        env.wait_refund_state(&no, "R-lost", "requested").await;
+        assert_eq!(env.count_events("refund.rejected").await, 0);
+        assert_eq!(env.count_events("refund.queried").await, 0);
+        // Sent again with WeChat answering: the refund WeChat took, in flight.
+        let (status, body) = env
+            .refund(&no, json!({"amount": 500, "out_refund_no": "R-lost"}))
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+        assert_eq!(body["refund"]["state"], "processing", "{body}");
+        assert_eq!(env.count_events("refund.rejected").await, 0);
+    }
+}

@@ -1,9 +1,9 @@
 //! The simulated WeChat Pay's refunds: `POST /v3/refund/domestic/refunds` (answered
 //! PROCESSING, as WeChat usually does), `GET /v3/refund/domestic/refunds/{no}`, and the
 //! controls that settle a refund (SUCCESS, ABNORMAL or CLOSED) and send its notify with
-//! the same delivery, retry and fault machinery as payment notifies. Two one-shot faults
-//! apply to the next refund request, v3 or v2: refused with a code, or carried out with
-//! its answer lost.
+//! the same delivery, retry and fault machinery as payment notifies. One-shot faults,
+//! for v3 and v2 alike: the next refund request refused with a code, or carried out with
+//! its answer lost; the next refund query failing with a 5xx.
 
 use axum::{
     body::{Body, Bytes},
@@ -267,6 +267,13 @@ pub(super) async fn query(
     MerchantRequest(_): MerchantRequest,
 ) -> Response {
     pay.count(|s| &mut s.refund_query).await;
+    if take_query_fault(&pay).await {
+        return pay.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SYSTEM_ERROR",
+            "系统错误",
+        );
+    }
     let world = pay.world.lock().await;
     let answer = world
         .refunds
@@ -383,4 +390,16 @@ pub(super) async fn take_fault(pay: &Pay) -> Option<RefundFault> {
         Some((code, message)) => Some(RefundFault::Reject(code, message)),
         None => std::mem::take(&mut world.refund_lose).then_some(RefundFault::Lose),
     }
+}
+
+/// `POST /sim/pay/refund-query-fail`: the next refund query fails with a 5xx (WeChat
+/// cannot answer now).
+pub(super) async fn arm_query_fail(State(pay): State<Pay>) -> Json<Value> {
+    pay.world.lock().await.refund_query_fail = true;
+    Json(json!({ "armed": {"query_fail": true} }))
+}
+
+/// Whether this refund query is to fail, taking the fault.
+pub(super) async fn take_query_fault(pay: &Pay) -> bool {
+    std::mem::take(&mut pay.world.lock().await.refund_query_fail)
 }

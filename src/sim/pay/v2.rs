@@ -463,15 +463,20 @@ fn settle_refund_request(
     Ok(fields)
 }
 
-/// `POST /pay/refundquery` by `out_refund_no` → that refund at index 0.
+/// `POST /pay/refundquery` by `out_refund_no` → that refund at index 0 (or a 5xx, when
+/// `/sim/pay/refund-query-fail` armed it).
 async fn refundquery(State(pay): State<Pay>, body: Bytes) -> Response {
     let req = match pay.v2_request(&body).await {
         Ok(req) => req,
         Err(refusal) => return refusal,
     };
     let out_refund_no = req.fields.get("out_refund_no").unwrap_or_default();
+    let fail = refunds::take_query_fault(&pay).await;
     let mut world = pay.v2.world.lock().await;
     world.stats.refundquery += 1;
+    if fail {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     let outcome = world
         .refunds
         .get(out_refund_no)
