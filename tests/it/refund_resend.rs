@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wxledger::settings::PayApi;
 
