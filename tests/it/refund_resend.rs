@@ -5,23 +5,49 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use wxledger::settings::PayApi;
 
 use crate::common::{books_of, TestEnv};
 
-/// Sends an admin refund of all `amount` fen whose answer WeChat loses after taking it:
-/// the admin sees a 5xx and the refund stays requested.
-async fn refund_with_lost_answer(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) {
-    env.sim_post("/sim/pay/refund-lose", json!({})).await;
-    let (status, body) = env
-        .refund(
-            no,
-            json!({"amount": amount, "out_refund_no": out_refund_no}),
-        )
-        .await;
+/// A paid order of `amount` fen on `api`; returns (token, out_trade_no).
+async fn paid(env: &TestEnv, api: PayApi, openid: &str, amount: i64) -> (String, String) {
+    let (token, _) = env.login(openid).await;
+    let no = env.order_with_prepay(&token, amount).await;
+    let pay = match api {
+        PayApi::V2 => "/sim/pay/v2/pay",
+        PayApi::V3 => "/sim/pay/pay",
+    };
+    env.sim_post(pay, json!({"out_trade_no": no})).await;
+    env.wait_order_state(&token, &no, "paid").await;
+    (token, no)
+}
+
+/// The admin's refund request of `amount` fen as `out_refund_no`.
+async fn send(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) -> (StatusCode, Value) {
+    let body = json!({"amount": amount, "out_refund_no": out_refund_no});
+    env.refund(no, body).await
+}
+
+/// The admin's refund request, unanswered: a 5xx, and the refund stays requested.
+async fn unanswered(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) {
+    let (status, body) = send(env, no, out_refund_no, amount).await;
     assert!(status.is_server_error(), "{status} {body}");
     env.wait_refund_state(no, out_refund_no, "requested").await;
+}
+
+/// The admin's refund request, answered: the refund in flight at WeChat.
+async fn in_flight(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) {
+    let (status, body) = send(env, no, out_refund_no, amount).await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(body["refund"]["state"], "processing", "{body}");
+}
+
+/// Sends an admin refund of all `amount` fen whose answer WeChat loses after taking it.
+async fn refund_with_lost_answer(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) {
+    env.sim_post("/sim/pay/refund-lose", json!({})).await;
+    unanswered(env, no, out_refund_no, amount).await;
 }
 
 /// WeChat refuses the next refund request with a signed 4xx that is not a "try again".
@@ -40,18 +66,10 @@ async fn queried_not_rejected(env: &TestEnv, no: &str, out_refund_no: &str) {
     assert_eq!(env.count_events("refund.rejected").await, 0);
 }
 
-/// The resent admin refund request: accepted, the refund in flight at WeChat.
-async fn resend(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) -> Value {
-    let (status, body) = env
-        .refund(
-            no,
-            json!({"amount": amount, "out_refund_no": out_refund_no}),
-        )
-        .await;
-    assert!(status.is_success(), "{status} {body}");
-    assert_eq!(body["refund"]["state"], "processing", "{body}");
+/// The admin's resent refund request, refused by WeChat: in flight all the same.
+async fn resend(env: &TestEnv, no: &str, out_refund_no: &str, amount: i64) {
+    in_flight(env, no, out_refund_no, amount).await;
     queried_not_rejected(env, no, out_refund_no).await;
-    body
 }
 
 /// The refund of all of `no`'s `amount` booked exactly once: no rejection, no conflict,
@@ -64,9 +82,7 @@ async fn booked_once(env: &TestEnv, token: &str, no: &str, amount: i64) {
     assert_eq!(books_of(&books, "wechat_clearing"), 0, "{books:?}");
     assert_eq!(books_of(&books, "refunds_pending"), 0, "{books:?}");
     assert_eq!(env.failure_reasons().await, Vec::<String>::new());
-    let (status, body) = env
-        .refund(no, json!({"amount": amount, "out_refund_no": "R-again"}))
-        .await;
+    let (status, body) = send(env, no, "R-again", amount).await;
     assert!(status.is_client_error(), "{status} {body}");
     assert_eq!(env.count_events("refund.requested").await, 1);
 }
@@ -104,11 +120,7 @@ async fn a_sweep_resend_refused_after_a_lost_answer_books_the_refund_once() {
 #[tokio::test]
 async fn a_v2_resend_refused_after_a_lost_answer_books_the_refund_once() {
     let env = TestEnv::start_with(|s| s.pay.api = PayApi::V2).await;
-    let (token, _) = env.login("o-resend-3").await;
-    let no = env.order_with_prepay(&token, 600).await;
-    env.sim_post("/sim/pay/v2/pay", json!({"out_trade_no": no}))
-        .await;
-    env.wait_order_state(&token, &no, "paid").await;
+    let (token, no) = paid(&env, PayApi::V2, "o-resend-3", 600).await;
     refund_with_lost_answer(&env, &no, "R-lost", 600).await;
     refuse_next_refund(&env).await;
     resend(&env, &no, "R-lost", 600).await;
@@ -125,31 +137,15 @@ async fn a_v2_resend_refused_after_a_lost_answer_books_the_refund_once() {
 async fn a_refused_resend_wechat_cannot_be_asked_about_records_nothing_until_asked_again() {
     for api in [PayApi::V3, PayApi::V2] {
         let env = TestEnv::start_with(|s| s.pay.api = api).await;
-        let (token, _) = env.login("o-resend-4").await;
-        let no = env.order_with_prepay(&token, 500).await;
-        let pay = if api == PayApi::V2 {
-            "/sim/pay/v2/pay"
-        } else {
-            "/sim/pay/pay"
-        };
-        env.sim_post(pay, json!({"out_trade_no": no})).await;
-        env.wait_order_state(&token, &no, "paid").await;
+        let (_, no) = paid(&env, api, "o-resend-4", 500).await;
         refund_with_lost_answer(&env, &no, "R-lost", 500).await;
         refuse_next_refund(&env).await;
         env.sim_post("/sim/pay/refund-query-fail", json!({})).await;
-        let (status, body) = env
-            .refund(&no, json!({"amount": 500, "out_refund_no": "R-lost"}))
-            .await;
-        assert!(status.is_server_error(), "{status} {body}");
-        env.wait_refund_state(&no, "R-lost", "requested").await;
+        unanswered(&env, &no, "R-lost", 500).await;
         assert_eq!(env.count_events("refund.rejected").await, 0);
         assert_eq!(env.count_events("refund.queried").await, 0);
         // Sent again with WeChat answering: the refund WeChat took, in flight.
-        let (status, body) = env
-            .refund(&no, json!({"amount": 500, "out_refund_no": "R-lost"}))
-            .await;
-        assert!(status.is_success(), "{status} {body}");
-        assert_eq!(body["refund"]["state"], "processing", "{body}");
+        in_flight(&env, &no, "R-lost", 500).await;
         assert_eq!(env.count_events("refund.rejected").await, 0);
     }
 }
