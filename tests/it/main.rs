@@ -24,6 +24,7 @@ mod profile;
 mod projection;
 mod proxy;
 mod reconcile;
+mod refund_resend;
 mod refunds;
 mod replay;
 mod sim_pay;

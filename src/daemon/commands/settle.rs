@@ -1,7 +1,9 @@
 //! Settling with WeChat: asking about a payment whose notify never came, sending a refund
 //! whose answer was lost, asking about a refund not settled. Each final answer is
 //! appended (`payment.queried`, `refund.accepted`/`refund.rejected`, `refund.queried`);
-//! the fold treats a query answer like a notify, so whichever comes first books, once.
+//! the fold treats a query answer like a notify, so whichever comes first books, once. A
+//! refused refund is recorded `refund.rejected` only once a query shows WeChat has no
+//! such refund: the send may repeat one whose answer was lost and that WeChat took.
 //! Used by the settlement sweep ([`crate::daemon::jobs::settle`]), the expiry sweep, the admin
 //! `sync` and refund endpoints, and a wallet payment closing its prepay.
 
@@ -62,26 +64,47 @@ pub async fn query_payment(
 pub enum Submitted {
     /// WeChat accepted it; `refund.accepted` appended at this sequence.
     Accepted(u64),
-    /// WeChat refused it; `refund.rejected` appended at this sequence.
+    /// WeChat refused it and, asked, knew no such refund; `refund.rejected` appended at
+    /// this sequence.
     Rejected(u64),
+    /// WeChat refused it but, asked, knew the refund (an earlier send whose answer was
+    /// lost went through); its status appended as `refund.queried` at this sequence (or,
+    /// when that status was already recorded, the refund's last applied sequence).
+    Known(u64),
 }
 
 impl Submitted {
     /// The sequence of the appended answer.
     pub fn seq(&self) -> u64 {
         match self {
-            Submitted::Accepted(seq) | Submitted::Rejected(seq) => *seq,
+            Submitted::Accepted(seq) | Submitted::Rejected(seq) | Submitted::Known(seq) => *seq,
         }
     }
 }
 
-/// Sends a `requested` refund to WeChat (again, if its answer was lost) and appends the
-/// answer. An error means the outcome is unknown: the refund stays `requested`, and the
-/// sweep sends it again.
+/// Sends a `requested` refund to WeChat for an admin's request (again, if its answer was
+/// lost) and appends the answer. An error means the outcome is unknown: the refund stays
+/// `requested`, and the sweep sends it again.
 pub async fn submit_refund(
     ctx: &Ctx,
     refund: &RefundRow,
     total: i64,
+    correlation_id: &str,
+) -> Result<Submitted, CommandError> {
+    send_refund(ctx, refund, total, QueryReason::Sync, correlation_id).await
+}
+
+/// [`submit_refund`], a refusal checked by a query made for `reason`.
+///
+/// A refusal is believed only once a query confirms WeChat has no such refund: this send
+/// may repeat one whose answer was lost and which WeChat took and may still pay, and
+/// nothing records whether an earlier send left us (a crash, a timeout, a retried admin
+/// request). Asking costs one call, and only when WeChat refuses.
+async fn send_refund(
+    ctx: &Ctx,
+    refund: &RefundRow,
+    total: i64,
+    reason: QueryReason,
     correlation_id: &str,
 ) -> Result<Submitted, CommandError> {
     let request = RefundRequest {
@@ -106,6 +129,15 @@ pub async fn submit_refund(
             let PayError::Api { code, message, .. } = e else {
                 unreachable!("matched above")
             };
+            match query_refund(ctx, refund, reason, correlation_id).await {
+                Ok((_, seq)) => {
+                    let seq = seq.unwrap_or(u64::try_from(refund.last_seq).unwrap_or(0));
+                    return Ok(Submitted::Known(seq));
+                }
+                Err(CommandError::Pay(e)) if e.code() == Some("RESOURCE_NOT_EXISTS") => {}
+                // Unknown: nothing is recorded; the refund stays requested.
+                Err(e) => return Err(e),
+            }
             let event = Event::RefundRejected(RefundRejected {
                 out_refund_no: refund.out_refund_no.clone(),
                 out_trade_no: refund.out_trade_no.clone(),
@@ -157,7 +189,7 @@ pub async fn sync_refund(
 ) -> Result<Option<u64>, CommandError> {
     match refund.state {
         RefundState::Requested => Ok(Some(
-            submit_refund(ctx, refund, total, correlation_id)
+            send_refund(ctx, refund, total, reason, correlation_id)
                 .await?
                 .seq(),
         )),

@@ -5,7 +5,8 @@
 //! It runs every `pay.reconcile_sweep_ms`: orders with a prepay but no word from WeChat
 //! after `pay.reconcile_after_secs` are queried, and a final answer is appended as
 //! `payment.queried`; refunds still `requested` are sent again (WeChat treats the same
-//! `out_refund_no` as the same refund), and refunds `processing` or `abnormal` are
+//! `out_refund_no` as the same refund; a refusal is believed only once a query shows WeChat
+//! has no such refund), and refunds `processing` or `abnormal` are
 //! queried, a changed status appended as `refund.queried`. The fold treats a query answer
 //! like a notify, so whichever comes first books, once. The admin `sync` endpoint runs the
 //! same steps for one order.

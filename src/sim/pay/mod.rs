@@ -56,6 +56,8 @@ pub(super) fn routes() -> Router<SimState> {
         .route("/v3/refund/domestic/refunds/{no}", get(refunds::query))
         .route("/sim/pay/refund", post(refunds::settle))
         .route("/sim/pay/refund-reject", post(refunds::arm_reject))
+        .route("/sim/pay/refund-lose", post(refunds::arm_lose))
+        .route("/sim/pay/refund-query-fail", post(refunds::arm_query_fail))
         .route("/v3/bill/tradebill", get(bill::tradebill))
         .route("/v3/billdownload/file", get(bill::download))
         .route("/sim/pay/bill/faults", post(bill::arm_faults))
@@ -141,6 +143,10 @@ struct PayWorld {
     refunds: HashMap<String, refunds::SimRefund>,
     /// `(code, message)` refusing the next refund request (one-shot).
     refund_reject: Option<(String, String)>,
+    /// The next refund request is carried out but its answer is lost (one-shot).
+    refund_lose: bool,
+    /// The next refund query fails with a 5xx (one-shot).
+    refund_query_fail: bool,
     /// Faults for the next notify created (one-shot).
     faults: Option<NotifyFaults>,
     /// Notifies queued by the `hold` fault until `/sim/pay/release`.

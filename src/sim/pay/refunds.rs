@@ -1,12 +1,15 @@
 //! The simulated WeChat Pay's refunds: `POST /v3/refund/domestic/refunds` (answered
 //! PROCESSING, as WeChat usually does), `GET /v3/refund/domestic/refunds/{no}`, and the
 //! controls that settle a refund (SUCCESS, ABNORMAL or CLOSED) and send its notify with
-//! the same delivery, retry and fault machinery as payment notifies.
+//! the same delivery, retry and fault machinery as payment notifies. One-shot faults,
+//! for v3 and v2 alike: the next refund request refused with a code, or carried out with
+//! its answer lost; the next refund query failing with a 5xx.
 
 use axum::{
+    body::{Body, Bytes},
     extract::{Path, State},
     http::StatusCode,
-    response::Response,
+    response::{IntoResponse, Response},
     Json,
 };
 use serde::Deserialize;
@@ -155,13 +158,16 @@ pub(super) async fn refund(
             )
         }
     };
-    let mut world = pay.world.lock().await;
-    if let Some((code, message)) = world.refund_reject.take() {
-        drop(world);
-        return pay.error(StatusCode::FORBIDDEN, &code, &message);
+    let fault = take_fault(&pay).await;
+    if let Some(RefundFault::Reject(code, message)) = &fault {
+        return pay.error(StatusCode::FORBIDDEN, code, message);
     }
+    let mut world = pay.world.lock().await;
     let answer = open_refund(&mut world, body).map(|r| r.answer_json());
     drop(world);
+    if let Some(RefundFault::Lose) = fault {
+        return lost_answer();
+    }
     match answer {
         Ok(refund) => pay.answer(StatusCode::OK, Some(&refund)),
         Err((status, code, message)) => pay.error(status, code, &message),
@@ -261,6 +267,13 @@ pub(super) async fn query(
     MerchantRequest(_): MerchantRequest,
 ) -> Response {
     pay.count(|s| &mut s.refund_query).await;
+    if take_query_fault(&pay).await {
+        return pay.error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SYSTEM_ERROR",
+            "系统错误",
+        );
+    }
     let world = pay.world.lock().await;
     let answer = world
         .refunds
@@ -330,11 +343,63 @@ pub struct RejectBody {
 }
 
 /// `POST /sim/pay/refund-reject {code, message}`: the next refund request is refused with
-/// this code (403), e.g. `NOT_ENOUGH` when the merchant's balance is short.
+/// this code (403, or a signed v2 FAIL), e.g. `NOT_ENOUGH` when the merchant's balance is
+/// short.
 pub(super) async fn arm_reject(
     State(pay): State<Pay>,
     Json(body): Json<RejectBody>,
 ) -> Json<Value> {
     pay.world.lock().await.refund_reject = Some((body.code.clone(), body.message.clone()));
     Json(json!({ "armed": {"code": body.code, "message": body.message} }))
+}
+
+/// `POST /sim/pay/refund-lose`: the next refund request is carried out, but its answer
+/// breaks off after its first bytes, as when the connection drops on the way back; the
+/// merchant cannot tell whether WeChat took the refund.
+pub(super) async fn arm_lose(State(pay): State<Pay>) -> Json<Value> {
+    pay.world.lock().await.refund_lose = true;
+    Json(json!({ "armed": {"lose": true} }))
+}
+
+/// An answer that breaks off: a 200 whose body fails after its first bytes, so the
+/// connection is dropped before the answer is whole.
+pub(super) fn lost_answer() -> Response {
+    let cut: [Result<Bytes, std::io::Error>; 2] = [
+        Ok(Bytes::from_static(b"{")),
+        Err(std::io::Error::other("the answer is lost")),
+    ];
+    (
+        StatusCode::OK,
+        Body::from_stream(futures::stream::iter(cut)),
+    )
+        .into_response()
+}
+
+/// A fault armed for the next refund request.
+pub(super) enum RefundFault {
+    /// Refused with this `(code, message)`, nothing done.
+    Reject(String, String),
+    /// Carried out, the answer lost.
+    Lose,
+}
+
+/// Takes the fault armed for this refund request: a refusal first, else a lost answer.
+pub(super) async fn take_fault(pay: &Pay) -> Option<RefundFault> {
+    let mut world = pay.world.lock().await;
+    match world.refund_reject.take() {
+        Some((code, message)) => Some(RefundFault::Reject(code, message)),
+        None => std::mem::take(&mut world.refund_lose).then_some(RefundFault::Lose),
+    }
+}
+
+/// `POST /sim/pay/refund-query-fail`: the next refund query fails with a 5xx (WeChat
+/// cannot answer now).
+pub(super) async fn arm_query_fail(State(pay): State<Pay>) -> Json<Value> {
+    pay.world.lock().await.refund_query_fail = true;
+    Json(json!({ "armed": {"query_fail": true} }))
+}
+
+/// Whether this refund query is to fail, taking the fault.
+pub(super) async fn take_query_fault(pay: &Pay) -> bool {
+    std::mem::take(&mut pay.world.lock().await.refund_query_fail)
 }

@@ -26,7 +26,9 @@ use tokio::sync::Mutex;
 use super::{
     super::SimState,
     notify::{self, SimNotify},
-    random_alphanumeric, Pay,
+    random_alphanumeric,
+    refunds::{self, RefundFault},
+    Pay,
 };
 use crate::{
     settings::SimSettings,
@@ -373,6 +375,7 @@ async fn closeorder(State(pay): State<Pay>, body: Bytes) -> Response {
 
 /// `POST /secapi/pay/refund` → accepted (the refund stays PROCESSING until
 /// `/sim/pay/v2/refund-notify` settles it); a repeated `out_refund_no` is the same refund.
+/// The refund faults of `/sim/pay/refund-reject` and `/sim/pay/refund-lose` apply here too.
 async fn refund(State(pay): State<Pay>, body: Bytes) -> Response {
     let req = match pay.v2_request(&body).await {
         Ok(req) => req,
@@ -388,10 +391,18 @@ async fn refund(State(pay): State<Pay>, body: Bytes) -> Response {
     if !(1..=64).contains(&out_refund_no.len()) {
         return refused("out_refund_no 参数格式错误");
     }
+    let fault = refunds::take_fault(&pay).await;
     let mut world = pay.v2.world.lock().await;
     world.stats.refund += 1;
+    if let Some(RefundFault::Reject(code, message)) = &fault {
+        drop(world);
+        return pay.v2_answer(req.sign_type, Err((code, message)));
+    }
     let outcome = settle_refund_request(&mut world, &no, &out_refund_no, total_fee, refund_fee, f);
     drop(world);
+    if let Some(RefundFault::Lose) = fault {
+        return refunds::lost_answer();
+    }
     pay.v2_answer(req.sign_type, outcome)
 }
 
@@ -452,15 +463,20 @@ fn settle_refund_request(
     Ok(fields)
 }
 
-/// `POST /pay/refundquery` by `out_refund_no` → that refund at index 0.
+/// `POST /pay/refundquery` by `out_refund_no` → that refund at index 0 (or a 5xx, when
+/// `/sim/pay/refund-query-fail` armed it).
 async fn refundquery(State(pay): State<Pay>, body: Bytes) -> Response {
     let req = match pay.v2_request(&body).await {
         Ok(req) => req,
         Err(refusal) => return refusal,
     };
     let out_refund_no = req.fields.get("out_refund_no").unwrap_or_default();
+    let fail = refunds::take_query_fault(&pay).await;
     let mut world = pay.v2.world.lock().await;
     world.stats.refundquery += 1;
+    if fail {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     let outcome = world
         .refunds
         .get(out_refund_no)
