@@ -8,6 +8,7 @@ mod db_orders;
 mod envelope;
 mod erasure;
 mod faults;
+mod fencing;
 mod limits;
 mod log;
 mod login;

@@ -1,0 +1,126 @@
+//! Publisher fencing: a publisher paused mid-page while its Postgres connection, and with
+//! it the lock, is taken away cannot publish its older outcomes after the newer ones the
+//! next publisher sent; the outcome stream keeps source order.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use wxledger::{
+    daemon::metrics::Metrics,
+    store::outcomes::{OutcomeStream, PublishError, Publisher},
+    Settings,
+};
+
+use crate::common::{eventually, OutcomeMsg, TestEnv};
+
+/// The duplicate window of the outcome stream here: short, so the stale publisher's
+/// repeats are not simply absorbed as duplicates (as after a pause longer than the
+/// production window).
+const WINDOW: Duration = Duration::from_secs(1);
+
+fn ids(outcomes: &[OutcomeMsg]) -> Vec<String> {
+    outcomes
+        .iter()
+        .map(|m| m.outcome["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn publisher(settings: &Settings, stream: &OutcomeStream) -> Publisher {
+    // No local projector: the publisher polls.
+    let (_, applied) = tokio::sync::watch::channel(0);
+    Publisher::new(
+        wxledger::store::db::pg_config(&settings.database).unwrap(),
+        &settings.database.schema,
+        stream.clone(),
+        applied,
+        Duration::from_millis(20),
+        2,
+        Metrics::default(),
+    )
+}
+
+/// Terminates the Postgres session holding the publisher's advisory lock of `schema`, as
+/// a failover or a dropped connection would.
+async fn kill_lock_holder(env: &TestEnv) {
+    let key = wxledger::store::db::lock_key(&env.schema, "outcomes") as u64;
+    let (classid, objid) = ((key >> 32) as u32, key as u32);
+    let killed: i64 = env
+        .db()
+        .await
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 \
+               AND objsubid = 1",
+            &[&classid, &objid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "one session held the lock");
+}
+
+#[tokio::test]
+async fn a_stale_publisher_cannot_publish_older_outcomes_after_newer_ones() {
+    let env = TestEnv::start_with(|s| {
+        s.outcomes.publish = false;
+        s.nats.duplicate_window = WINDOW;
+    })
+    .await;
+    let (token, _) = env.login("o-fencing-1").await;
+    let mut orders = Vec::new();
+    for amount in [100, 200, 300] {
+        orders.push(env.paid_order(&token, amount).await);
+    }
+    assert_eq!(env.outbox_len().await, 3);
+    let mut settings = env.settings();
+    settings.nats.duplicate_window = WINDOW;
+    let stream = OutcomeStream::ensure(&env.log, &settings.nats)
+        .await
+        .unwrap();
+
+    // The stale one: it leads, reads a page of two, publishes the first, and pauses.
+    let stale = publisher(&settings, &stream);
+    let mut lease = stale.lead().await.unwrap().expect("nobody else leads");
+    assert_eq!(lease.last_seq(), 0, "an empty outcome stream");
+    let page = stale.page(&lease).await.unwrap();
+    assert_eq!(page.len(), 2);
+    stale.send(&mut lease, &page[0]).await.unwrap();
+    // Meanwhile its connection goes, and the lock with it.
+    kill_lock_holder(&env).await;
+
+    // Newer outcomes, and another publisher that sends them all.
+    orders.push(env.paid_order(&token, 400).await);
+    let next = publisher(&settings, &stream);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(next.run(stop.clone()));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            env.outbox_len().await == 0
+        })
+        .await,
+        "the other publisher drains the outbox"
+    );
+    stop.cancel();
+    running.await.unwrap();
+    let expected: Vec<String> = orders.iter().map(|no| format!("order.paid:{no}")).collect();
+    assert_eq!(ids(&env.wait_outcomes(4).await), expected);
+
+    // The stale one wakes after the duplicate window and goes on with its page.
+    tokio::time::sleep(WINDOW * 3).await;
+    let refused = stale.send(&mut lease, &page[1]).await;
+    assert!(
+        matches!(refused, Err(PublishError::Overtaken { expected: 1 })),
+        "the stale publish is refused: {refused:?}"
+    );
+    assert!(
+        stale.forget(&lease, &[&page[0].id]).await.is_err(),
+        "and its session is gone"
+    );
+    drop(lease);
+
+    let outcomes = env.outcomes().await;
+    assert_eq!(ids(&outcomes), expected, "source order, nothing repeated");
+    assert!(outcomes.windows(2).all(|w| {
+        w[0].outcome["source"]["seq"].as_u64() < w[1].outcome["source"]["seq"].as_u64()
+    }));
+}
