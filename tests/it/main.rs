@@ -27,6 +27,7 @@ mod proxy;
 mod reconcile;
 mod refunds;
 mod replay;
+mod signals;
 mod sim_pay;
 mod startup_errors;
 mod tail;
