@@ -124,3 +124,57 @@ async fn a_stale_publisher_cannot_publish_older_outcomes_after_newer_ones() {
         w[0].outcome["source"]["seq"].as_u64() < w[1].outcome["source"]["seq"].as_u64()
     }));
 }
+
+#[tokio::test]
+async fn a_publisher_fenced_out_by_a_stale_one_stands_down_and_goes_on_from_the_stream() {
+    let env = TestEnv::start_with(|s| s.outcomes.publish = false).await;
+    let (token, _) = env.login("o-fencing-2").await;
+    let mut orders = Vec::new();
+    for amount in [100, 200, 300] {
+        orders.push(env.paid_order(&token, amount).await);
+    }
+    let settings = env.settings();
+    let stream = OutcomeStream::ensure(&env.log, &settings.nats)
+        .await
+        .unwrap();
+
+    // The stale one reads its page and loses its session; the next one leads and reads
+    // the same page; then the stale one publishes first.
+    let stale = publisher(&settings, &stream);
+    let mut stale_lease = stale.lead().await.unwrap().expect("nobody else leads");
+    let stale_page = stale.page(&stale_lease).await.unwrap();
+    kill_lock_holder(&env).await;
+    let next = publisher(&settings, &stream);
+    let mut lease = next.lead().await.unwrap().expect("the lock is free again");
+    let page = next.page(&lease).await.unwrap();
+    stale
+        .send(&mut stale_lease, &stale_page[0])
+        .await
+        .expect("in order, so stored");
+    drop(stale_lease);
+
+    // The leader's copy of it is a duplicate; its next publish is refused, as it cannot
+    // know whether the stale one went further.
+    next.send(&mut lease, &page[0]).await.unwrap();
+    let refused = next.send(&mut lease, &page[1]).await;
+    assert!(
+        matches!(refused, Err(PublishError::Overtaken { expected: 0 })),
+        "{refused:?}"
+    );
+    drop(lease);
+
+    // Running, it starts over from the stream as it now is, and drains the outbox.
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(next.run(stop.clone()));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            env.outbox_len().await == 0
+        })
+        .await,
+        "the outbox drains"
+    );
+    stop.cancel();
+    running.await.unwrap();
+    let expected: Vec<String> = orders.iter().map(|no| format!("order.paid:{no}")).collect();
+    assert_eq!(ids(&env.outcomes().await), expected);
+}
