@@ -39,6 +39,21 @@ fn publisher(settings: &Settings, stream: &OutcomeStream) -> Publisher {
     )
 }
 
+/// Runs `publisher` until the outbox is empty, then stops it.
+async fn run_until_drained(env: &TestEnv, publisher: Publisher) {
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(publisher.run(stop.clone()));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            env.outbox_len().await == 0
+        })
+        .await,
+        "the publisher drains the outbox"
+    );
+    stop.cancel();
+    running.await.unwrap();
+}
+
 /// Terminates the Postgres session holding the publisher's advisory lock of `schema`, as
 /// a failover or a dropped connection would.
 async fn kill_lock_holder(env: &TestEnv) {
@@ -90,18 +105,7 @@ async fn a_stale_publisher_cannot_publish_older_outcomes_after_newer_ones() {
 
     // Newer outcomes, and another publisher that sends them all.
     orders.push(env.paid_order(&token, 400).await);
-    let next = publisher(&settings, &stream);
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(next.run(stop.clone()));
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            env.outbox_len().await == 0
-        })
-        .await,
-        "the other publisher drains the outbox"
-    );
-    stop.cancel();
-    running.await.unwrap();
+    run_until_drained(&env, publisher(&settings, &stream)).await;
     let expected: Vec<String> = orders.iter().map(|no| format!("order.paid:{no}")).collect();
     assert_eq!(ids(&env.wait_outcomes(4).await), expected);
 
@@ -164,17 +168,7 @@ async fn a_publisher_fenced_out_by_a_stale_one_stands_down_and_goes_on_from_the_
     drop(lease);
 
     // Running, it starts over from the stream as it now is, and drains the outbox.
-    let stop = CancellationToken::new();
-    let running = tokio::spawn(next.run(stop.clone()));
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            env.outbox_len().await == 0
-        })
-        .await,
-        "the outbox drains"
-    );
-    stop.cancel();
-    running.await.unwrap();
+    run_until_drained(&env, next).await;
     let expected: Vec<String> = orders.iter().map(|no| format!("order.paid:{no}")).collect();
     assert_eq!(ids(&env.outcomes().await), expected);
 }

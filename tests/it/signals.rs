@@ -1,5 +1,6 @@
 //! Signals to the real binary: SIGHUP drains like SIGTERM (stop accepting, finish the
-//! request in flight, exit 0), rather than killing the process.
+//! request in flight, exit 0), rather than killing the process; and the 503 it answers
+//! meanwhile is logged as a warning, not an ERROR.
 
 use std::{process::Stdio, time::Duration};
 
@@ -13,32 +14,28 @@ use wxledger::{settings::NatsSettings, store::stream::EventLog};
 
 use crate::common::{database_url, drop_schema, nats_url};
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits for a line of `lines` containing `what`; returns every line read meanwhile.
-async fn wait_line(lines: &mut mpsc::UnboundedReceiver<String>, seen: &mut String, what: &str) {
+/// Waits for a line of `lines` containing `what` and returns it; `seen` keeps every line
+/// read.
+async fn wait_line(
+    lines: &mut mpsc::UnboundedReceiver<String>,
+    seen: &mut String,
+    what: &str,
+) -> String {
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.recv().await {
             seen.push_str(&line);
             seen.push('\n');
             if line.contains(what) {
-                return true;
+                return Some(line);
             }
         }
-        false
+        None
     })
     .await;
-    assert!(
-        matches!(found, Ok(true)),
-        "no line with {what:?} in:\n{seen}"
-    );
+    match found {
+        Ok(Some(line)) => line,
+        _ => panic!("no line with {what:?} in:\n{seen}"),
+    }
 }
 
 /// Starts `wxledger --dev serve` on its own schema and stream, opens a request and leaves
@@ -47,13 +44,12 @@ async fn wait_line(lines: &mut mpsc::UnboundedReceiver<String>, seen: &mut Strin
 async fn drains_on(signal: &str) {
     let id = &Uuid::new_v4().simple().to_string()[..12];
     let (schema, stream, prefix) = (format!("t_{id}"), format!("T_{id}"), format!("t_{id}"));
-    let port = free_port();
     let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxledger"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
         .args(["--dev", "serve"])
-        .env("WXLEDGER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("WXLEDGER__HTTP__LISTEN", "127.0.0.1:0")
         .env("WXLEDGER__NATS__URL", nats_url())
         .env("WXLEDGER__NATS__STREAM", &stream)
         .env("WXLEDGER__NATS__SUBJECT_PREFIX", &prefix)
@@ -75,8 +71,14 @@ async fn drains_on(signal: &str) {
         }
     });
     let mut seen = String::new();
-    wait_line(&mut lines, &mut seen, "wxledger serving").await;
-    let url = format!("http://127.0.0.1:{port}/readyz");
+    let serving = wait_line(&mut lines, &mut seen, "wxledger serving").await;
+    let addr: std::net::SocketAddr = serving
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {serving:?}"));
+    let url = format!("http://{addr}/readyz");
     let mut ready = false;
     for _ in 0..100 {
         if wxledger::daemon::healthcheck::probe(&url, Duration::from_secs(1))
@@ -90,19 +92,22 @@ async fn drains_on(signal: &str) {
     }
     assert!(ready, "never ready:\n{seen}");
 
-    // A request in flight: headers sent, the body not yet all there.
+    // A request in flight: its head sent with `Expect: 100-continue`, so the server's
+    // "100 Continue" says the handler is reading the body, which is not sent yet.
     let body = br#"{"code": "signal-test"}"#;
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut conn = TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST /v1/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n",
+        "POST /v1/auth/login HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         expect: 100-continue\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(&body[..5]).await.unwrap();
-    conn.flush().await.unwrap();
-    // Give the server the request's head before the signal.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(20), conn.read_exact(&mut interim))
+        .await
+        .expect("the handler reads the body")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
 
     let killed = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
@@ -112,13 +117,17 @@ async fn drains_on(signal: &str) {
     wait_line(&mut lines, &mut seen, "shutdown requested").await;
     assert!(seen.contains(&format!("signal=\"SIG{signal}\"")), "{seen}");
 
-    conn.write_all(&body[5..]).await.unwrap();
+    conn.write_all(body).await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(20), conn.read_to_string(&mut answer))
         .await
         .expect("the request in flight is answered")
         .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 "), "answered: {answer:?}");
+    // No simulator runs: the login is answered 503, WeChat unreachable.
+    assert!(
+        answer.starts_with("HTTP/1.1 503 ") && answer.contains("wechat_unavailable"),
+        "answered: {answer:?}"
+    );
 
     let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
         .await
@@ -140,6 +149,12 @@ async fn drains_on(signal: &str) {
         seen.push('\n');
     }
     assert!(status.success(), "exit {status}:\n{seen}");
+    // An expected 503 is a warning, not an ERROR that pages someone.
+    assert!(
+        seen.contains("WARN") && seen.contains("answered unavailable"),
+        "{seen}"
+    );
+    assert!(!seen.contains("ERROR"), "{seen}");
 }
 
 #[tokio::test]
