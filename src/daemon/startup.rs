@@ -432,24 +432,33 @@ fn random_key() -> [u8; 32] {
     key
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT, SIGTERM or SIGHUP: each asks for the same graceful drain (stop
+/// accepting, finish requests within the grace period, stop the projector after its batch).
+/// SIGHUP does not reload: keys and certificates are read at start (platform certificates
+/// are refreshed on their own schedule), so a supervisor's hangup drains and exits 0.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let (term, hangup) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let on = |kind: SignalKind| async move {
+            match signal(kind) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        };
+        (on(SignalKind::terminate()), on(SignalKind::hangup()))
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    let (term, hangup) = (std::future::pending::<()>(), std::future::pending::<()>());
+    let signal = tokio::select! {
+        _ = ctrl_c => "SIGINT",
+        _ = term => "SIGTERM",
+        _ = hangup => "SIGHUP",
+    };
+    tracing::info!(signal, "signal received");
 }

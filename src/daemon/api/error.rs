@@ -9,7 +9,7 @@ use axum::{
 
 use super::codes::ErrorCode;
 use crate::{
-    daemon::auth::TokenError,
+    daemon::{auth::TokenError, telemetry::warn_expected},
     store::{db::DbError, projector::NotYetApplied, stream::LogError},
     wechat::WechatError,
 };
@@ -85,7 +85,7 @@ impl IntoResponse for ApiError {
 
 impl From<LogError> for ApiError {
     fn from(e: LogError) -> Self {
-        tracing::warn!(error = %e, "event log append failed");
+        warn_expected!("event_log", error = %e, "event log append failed");
         match e {
             LogError::NotAcknowledged(_) => Self::from_code(
                 ErrorCode::Unavailable,
@@ -102,7 +102,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Query(q) => q.into(),
             DbError::Pool(p) => {
-                tracing::warn!(error = %p, "postgres unavailable");
+                warn_expected!("postgres", error = %p, "postgres unavailable");
                 ApiError::unavailable("the database")
             }
             other => ApiError::internal(other),
@@ -123,7 +123,7 @@ impl From<tokio_postgres::Error> for ApiError {
         if e.code().is_some() {
             ApiError::internal(e)
         } else {
-            tracing::warn!(error = %e, "postgres connection failed");
+            warn_expected!("postgres", error = %e, "postgres connection failed");
             ApiError::unavailable("the database")
         }
     }
@@ -168,7 +168,7 @@ impl From<WechatError> for ApiError {
                 Self::from_code(ErrorCode::WechatBusy, "WeChat is busy; retry later")
             }
             WechatError::Unavailable(why) => {
-                tracing::warn!(error = %why, "WeChat unreachable");
+                warn_expected!("wechat", error = %why, "WeChat unreachable");
                 Self::from_code(
                     ErrorCode::WechatUnavailable,
                     "WeChat could not be reached; retry later",
@@ -207,7 +207,7 @@ impl From<crate::wechat::PayError> for ApiError {
                 }
             },
             PayError::Unavailable(why) => {
-                tracing::warn!(error = %why, "WeChat Pay unreachable");
+                warn_expected!("wechat_pay", error = %why, "WeChat Pay unreachable");
                 Self::from_code(
                     ErrorCode::WechatPayUnavailable,
                     "WeChat Pay could not be reached; retry later",

@@ -155,7 +155,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
+            })
+            .on_failure(crate::daemon::telemetry::on_server_error),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -77,7 +77,7 @@ pub(super) fn tally(app: &AppState, v2: bool, result: &Result<&'static str, Noti
     };
     match result {
         Err(r) if r.status.is_server_error() => {
-            tracing::warn!(metric, outcome = r.outcome, message = %r.message, "notify not recorded; WeChat will retry")
+            crate::daemon::telemetry::warn_expected!("notify_not_recorded", metric, outcome = r.outcome, message = %r.message, "notify not recorded; WeChat will retry")
         }
         Err(r) => {
             tracing::warn!(metric, outcome = r.outcome, message = %r.message, "notify refused")

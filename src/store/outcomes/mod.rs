@@ -6,11 +6,13 @@
 //!
 //! [`derive`] is pure, like the fold: no clock, no I/O. The projector writes its result to
 //! the `outbox` table in the batch's own transaction ([`outbox`]); the [`publisher`] sends
-//! committed rows to JetStream.
+//! committed rows to the outcome [`OutcomeStream`], each publish fenced by the stream's last
+//! sequence so that a stale publisher cannot reorder them.
 
 mod message;
 pub mod outbox;
 pub mod publisher;
+mod stream;
 
 use std::collections::BTreeMap;
 
@@ -28,7 +30,8 @@ pub use message::{
     FailureRecorded, OrderPaid, Outcome, OutcomeKind, RechargeCredited, RefundSucceeded, Source,
     VERSION,
 };
-pub use publisher::{OutcomeStream, Publisher};
+pub use publisher::{Lease, PublishError, Publisher};
+pub use stream::OutcomeStream;
 
 /// The outcomes of one batch: `records` were folded over `state` with the `verdicts` (one
 /// per record, in order), which made the postings `entries` and the failure rows

@@ -4,128 +4,31 @@
 //! process commits too). One active publisher per schema (a session advisory lock);
 //! others stand by. While NATS is away rows wait: nothing is lost, nothing goes out before
 //! its commit, and a row published again after a crash is the same message id.
+//!
+//! The lock alone cannot keep order: a publisher paused after reading a page does not
+//! know that its connection, and with it the lock, is gone while another publisher went
+//! on. So each publish is fenced: it carries the outcome stream's last sequence as this
+//! publisher knows it (read once it holds the lock, then the sequence of each message it
+//! stored), and JetStream refuses it when anyone else stored a message since. A refused
+//! publisher ends its round and gives up the lock; the next round reads the stream again.
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     outbox::{self, Pending},
-    Outcome, OutcomeKind,
+    Outcome, OutcomeKind, OutcomeStream,
 };
 use crate::{
     daemon::metrics::Metrics,
-    settings::{NatsSettings, Storage},
     store::{
         db::{self, leader, DbError},
-        stream::{Appended, EventLog, LogError},
+        stream::LogError,
     },
 };
-
-fn js_err(e: impl std::fmt::Display) -> LogError {
-    LogError::Jetstream(e.to_string())
-}
-
-/// The outcome stream (`<stream>_OUTCOMES`, subjects `<prefix>_outcome.<type>`), on the
-/// event log's connection. Cheap to clone.
-#[derive(Clone)]
-pub struct OutcomeStream {
-    log: EventLog,
-    name: String,
-    prefix: String,
-}
-
-impl OutcomeStream {
-    /// The outcome stream of `settings`, without touching the server.
-    pub fn new(log: &EventLog, settings: &NatsSettings) -> Self {
-        Self {
-            log: log.clone(),
-            name: settings.outcome_stream(),
-            prefix: settings.outcome_subject_prefix(),
-        }
-    }
-
-    /// Creates the stream with the event stream's storage, replicas and duplicate window,
-    /// or brings those of an existing one in line (its other limits, e.g. a `max_age` an
-    /// operator set, are kept).
-    pub async fn ensure(log: &EventLog, settings: &NatsSettings) -> Result<Self, LogError> {
-        let this = Self::new(log, settings);
-        let js = log.jetstream();
-        let storage = match settings.storage {
-            Storage::Memory => stream::StorageType::Memory,
-            Storage::File => stream::StorageType::File,
-        };
-        let subjects = vec![format!("{}.>", this.prefix)];
-        let window = settings.duplicate_window;
-        match js.get_stream(&this.name).await {
-            Ok(mut existing) => {
-                let mut config = existing.info().await.map_err(js_err)?.config.clone();
-                if config.storage != storage {
-                    return Err(LogError::Jetstream(format!(
-                        "stream {} exists with {:?} storage but nats.storage says {:?}; \
-                         storage cannot change in place",
-                        this.name, config.storage, storage
-                    )));
-                }
-                if config.subjects != subjects
-                    || config.duplicate_window != window
-                    || config.num_replicas != settings.replicas
-                {
-                    config.subjects = subjects;
-                    config.duplicate_window = window;
-                    config.num_replicas = settings.replicas;
-                    js.update_stream(&config).await.map_err(js_err)?;
-                }
-            }
-            Err(_) => {
-                js.create_stream(stream::Config {
-                    name: this.name.clone(),
-                    subjects,
-                    storage,
-                    num_replicas: settings.replicas,
-                    duplicate_window: window,
-                    retention: stream::RetentionPolicy::Limits,
-                    // An outcome once published is never changed.
-                    deny_delete: true,
-                    deny_purge: true,
-                    allow_direct: true,
-                    description: Some(format!(
-                        "wxledger outcomes: decisions folded from {}",
-                        settings.stream
-                    )),
-                    ..Default::default()
-                })
-                .await
-                .map_err(js_err)?;
-            }
-        }
-        Ok(this)
-    }
-
-    /// The stream's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The subject an outcome type is published on: `<prefix>_outcome.<type>`.
-    pub fn subject(&self, kind: &str) -> String {
-        format!("{}.{kind}", self.prefix)
-    }
-
-    /// Publishes one message with `Nats-Msg-Id` = `id` and waits for the acknowledgement;
-    /// inside the duplicate window a repeat of `id` stores nothing new.
-    pub async fn publish(
-        &self,
-        id: &str,
-        kind: &str,
-        payload: Bytes,
-    ) -> Result<Appended, LogError> {
-        self.log.publish(self.subject(kind), id, payload).await
-    }
-}
 
 /// Why a publishing round ended; the publisher starts over after a pause.
 #[derive(Debug, thiserror::Error)]
@@ -135,7 +38,26 @@ pub enum PublishError {
     Db(#[from] DbError),
     /// NATS failed.
     #[error(transparent)]
-    Log(#[from] LogError),
+    Log(LogError),
+    /// The outcome stream moved on since this publisher last knew it: another publisher
+    /// stored outcomes meanwhile. This one stops before storing anything out of order.
+    #[error(
+        "another outcome publisher stored outcomes after sequence {expected}; \
+         this one stands down"
+    )]
+    Overtaken {
+        /// The last sequence this publisher knew.
+        expected: u64,
+    },
+}
+
+impl From<LogError> for PublishError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Overtaken { expected } => PublishError::Overtaken { expected },
+            other => PublishError::Log(other),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for PublishError {
@@ -196,21 +118,40 @@ impl Publisher {
     }
 }
 
+/// One round's hold on the outbox: the connection holding the publisher's lock, and the
+/// outcome stream's last sequence as this publisher knows it, the condition of its next
+/// publish. Dropping it closes the connection and gives up the lock.
+pub struct Lease {
+    client: tokio_postgres::Client,
+    last: u64,
+}
+
+impl Lease {
+    /// The outcome stream's last sequence as this holder knows it.
+    pub fn last_seq(&self) -> u64 {
+        self.last
+    }
+}
+
 impl leader::Round for Publisher {
     type Error = PublishError;
 
     /// One attempt: lock, then publish at every wake-up until stopped or failed. The
     /// connection, and with it the lock, is dropped when this returns.
     async fn round(&mut self, stop: &CancellationToken) -> Result<(), PublishError> {
-        let Some(client) = leader::lead(&self.pg, &self.schema, LOCK).await? else {
+        let Some(mut lease) = self.lead().await? else {
             tracing::debug!("another outcome publisher holds the lock; standing by");
             return Ok(());
         };
-        tracing::info!(stream = self.stream.name(), "outcome publisher active");
+        tracing::info!(
+            stream = self.stream.name(),
+            last_seq = lease.last,
+            "outcome publisher active"
+        );
         // Without a local projector the sender is gone: polling alone tells.
         let mut local = true;
         loop {
-            self.drain(&client, stop).await?;
+            self.drain(&mut lease, stop).await?;
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 changed = self.applied.changed(), if local => local = changed.is_ok(),
@@ -220,42 +161,30 @@ impl leader::Round for Publisher {
     }
 }
 
+/// The steps of a round, in the order [`Publisher::run`] takes them; public so a test can
+/// hold a publisher between two of them.
 impl Publisher {
-    /// Publishes every committed outbox row, oldest first, deleting each page once it
-    /// is acknowledged. Stops at the first failure (later rows must not overtake it),
-    /// and after the message in hand once `stop` is cancelled.
-    async fn drain(
-        &self,
-        client: &tokio_postgres::Client,
-        stop: &CancellationToken,
-    ) -> Result<(), PublishError> {
-        loop {
-            let page = outbox::next(client, self.batch_size).await?;
-            let mut done: Vec<&str> = Vec::with_capacity(page.len());
-            let mut failed = None;
-            for pending in &page {
-                if stop.is_cancelled() {
-                    break;
-                }
-                match self.publish(pending).await {
-                    Ok(()) => done.push(&pending.id),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            outbox::delete(client, &done).await?;
-            if let Some(e) = failed {
-                return Err(e.into());
-            }
-            if page.len() < self.batch_size || stop.is_cancelled() {
-                return Ok(());
-            }
-        }
+    /// Takes the lock and reads the outcome stream's last sequence, in that order: a
+    /// publisher that held the lock before can only have stored more since, which fences
+    /// this one's first publish, never the other way round. `None` while another session
+    /// holds the lock.
+    pub async fn lead(&self) -> Result<Option<Lease>, PublishError> {
+        let Some(client) = leader::lead(&self.pg, &self.schema, LOCK).await? else {
+            return Ok(None);
+        };
+        let last = self.stream.last_seq().await?;
+        Ok(Some(Lease { client, last }))
     }
 
-    async fn publish(&self, pending: &Pending) -> Result<(), LogError> {
+    /// The next outcomes to publish, oldest first, at most a batch.
+    pub async fn page(&self, lease: &Lease) -> Result<Vec<Pending>, PublishError> {
+        Ok(outbox::next(&lease.client, self.batch_size).await?)
+    }
+
+    /// Publishes one outcome if the stream's last sequence is still the lease's, and
+    /// moves the lease to the message stored. A repeat inside the duplicate window is
+    /// answered as stored before and leaves the lease where it was.
+    pub async fn send(&self, lease: &mut Lease, pending: &Pending) -> Result<(), PublishError> {
         // Re-read as an outcome, so the message keeps the envelope's field order (jsonb
         // does not); a row this build cannot read goes out as stored.
         let payload = match serde_json::from_value::<Outcome>(pending.payload.clone()) {
@@ -265,8 +194,11 @@ impl Publisher {
         .expect("JSON values always serialize");
         let ack = self
             .stream
-            .publish(&pending.id, &pending.kind, Bytes::from(payload))
+            .publish(&pending.id, &pending.kind, lease.last, Bytes::from(payload))
             .await?;
+        if !ack.duplicate {
+            lease.last = ack.seq;
+        }
         tracing::debug!(
             id = %pending.id,
             source_seq = pending.seq,
@@ -282,5 +214,41 @@ impl Publisher {
             .unwrap_or("other");
         self.metrics.outcome_published(kind);
         Ok(())
+    }
+
+    /// Deletes the outcomes named, once published, from the outbox.
+    pub async fn forget(&self, lease: &Lease, ids: &[&str]) -> Result<(), PublishError> {
+        outbox::delete(&lease.client, ids).await?;
+        Ok(())
+    }
+
+    /// Publishes every committed outbox row, oldest first, deleting each page once it
+    /// is acknowledged. Stops at the first failure (later rows must not overtake it),
+    /// and after the message in hand once `stop` is cancelled.
+    async fn drain(&self, lease: &mut Lease, stop: &CancellationToken) -> Result<(), PublishError> {
+        loop {
+            let page = self.page(lease).await?;
+            let mut done: Vec<&str> = Vec::with_capacity(page.len());
+            let mut failed = None;
+            for pending in &page {
+                if stop.is_cancelled() {
+                    break;
+                }
+                match self.send(lease, pending).await {
+                    Ok(()) => done.push(&pending.id),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            self.forget(lease, &done).await?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if page.len() < self.batch_size || stop.is_cancelled() {
+                return Ok(());
+            }
+        }
     }
 }

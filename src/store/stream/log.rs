@@ -8,8 +8,8 @@ use std::{
 
 use async_nats::{
     connection::State,
-    header::NATS_MESSAGE_ID,
-    jetstream::{self, consumer, stream},
+    header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID},
+    jetstream::{self, consumer, context::PublishErrorKind, stream},
     HeaderMap,
 };
 use bytes::Bytes;
@@ -36,6 +36,13 @@ pub enum LogError {
     /// Any other NATS or JetStream failure.
     #[error("jetstream: {0}")]
     Jetstream(String),
+    /// A conditional publish was refused: the stream's last sequence was not the one
+    /// expected, so someone else published meanwhile. Nothing was stored.
+    #[error("refused: the stream moved past the expected last sequence {expected}")]
+    Overtaken {
+        /// The last sequence the publisher expected.
+        expected: u64,
+    },
 }
 
 fn js_err(e: impl std::fmt::Display) -> LogError {
@@ -193,18 +200,27 @@ impl EventLog {
         msg_id: &str,
     ) -> Result<Appended, LogError> {
         let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
-        self.publish(self.subject(&envelope.kind), msg_id, Bytes::from(payload))
-            .await
+        self.publish(
+            self.subject(&envelope.kind),
+            msg_id,
+            None,
+            Bytes::from(payload),
+        )
+        .await
     }
 
     /// Publishes `payload` on `subject` (of this stream or another on this connection,
     /// such as the outcome stream) with `Nats-Msg-Id` = `msg_id`, and waits for the
     /// acknowledgement: inside the duplicate window a repeat of `msg_id` stores nothing
-    /// new. The one publish both event appends and outcomes go through.
+    /// new. With `expected_last`, the stream stores it only if its last sequence is that
+    /// one (`Nats-Expected-Last-Sequence`; 0 for an empty stream), and refuses it with
+    /// [`LogError::Overtaken`] otherwise; a repeat inside the window is still answered as
+    /// a duplicate. The one publish both event appends and outcomes go through.
     pub async fn publish(
         &self,
         subject: String,
         msg_id: &str,
+        expected_last: Option<u64>,
         payload: Bytes,
     ) -> Result<Appended, LogError> {
         // Refuse at once while disconnected: a publish queued now would be sent on
@@ -214,13 +230,22 @@ impl EventLog {
         }
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, msg_id);
+        if let Some(seq) = expected_last {
+            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, seq.to_string().as_str());
+        }
+        let refused = |e: jetstream::context::PublishError| match (e.kind(), expected_last) {
+            (PublishErrorKind::WrongLastSequence, Some(expected)) => {
+                LogError::Overtaken { expected }
+            }
+            _ => LogError::NotAcknowledged(e.to_string()),
+        };
         let ack = self
             .js
             .publish_with_headers(subject, headers, payload)
             .await
-            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?
+            .map_err(refused)?
             .await
-            .map_err(|e| LogError::NotAcknowledged(e.to_string()))?;
+            .map_err(refused)?;
         Ok(Appended {
             seq: ack.sequence,
             duplicate: ack.duplicate,
