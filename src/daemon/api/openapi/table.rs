@@ -8,7 +8,9 @@ use utoipa::{
 
 use super::{
     operation::{json, Body, Edge, Operation, Param},
-    schemas::{health, readiness, string, wechat_fail, wechatpay_headers, xml},
+    schemas::{
+        health, readiness_api, readiness_webhooks, string, wechat_fail, wechatpay_headers, xml,
+    },
 };
 use crate::{
     daemon::api::{admin, admin_users, codes::ErrorCode, orders, user_view, users},
@@ -365,10 +367,43 @@ pub(super) fn operations() -> Vec<Operation> {
         Operation::get(
             "/readyz",
             "readyz",
-            "Readiness: migrations, NATS, Postgres.",
+            "Readiness of everything this daemon serves: the API role's, as /readyz/api.",
         )
-        .answer(200, "Ready", Body::Json(readiness().into(), Vec::new()))
-        .answer(503, "Not ready", Body::Json(readiness().into(), Vec::new())),
+        .answer(200, "Ready", Body::Json(readiness_api().into(), Vec::new()))
+        .answer(
+            503,
+            "Not ready; `reasons` says why",
+            Body::Json(readiness_api().into(), Vec::new()),
+        ),
+        Operation::get(
+            "/readyz/api",
+            "readyzApi",
+            "Readiness of the API role (/v1/...): NATS answers a JetStream request, \
+             Postgres answers, migrations ran and the projector is at most \
+             projector.ready_max_lag_events behind.",
+        )
+        .answer(200, "Ready", Body::Json(readiness_api().into(), Vec::new()))
+        .answer(
+            503,
+            "Not ready; `reasons` says why",
+            Body::Json(readiness_api().into(), Vec::new()),
+        ),
+        Operation::get(
+            "/readyz/webhooks",
+            "readyzWebhooks",
+            "Readiness of the webhook role (/webhooks/...): NATS answers a JetStream \
+             request, the path every append takes. Postgres is not needed.",
+        )
+        .answer(
+            200,
+            "Ready",
+            Body::Json(readiness_webhooks().into(), Vec::new()),
+        )
+        .answer(
+            503,
+            "Not ready; `reasons` says why",
+            Body::Json(readiness_webhooks().into(), Vec::new()),
+        ),
         Operation::get(
             "/metrics",
             "metrics",
