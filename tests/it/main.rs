@@ -23,6 +23,7 @@ mod phone;
 mod profile;
 mod projection;
 mod proxy;
+mod readiness;
 mod reconcile;
 mod refunds;
 mod replay;
