@@ -5,7 +5,7 @@
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use reqwest::{Method, StatusCode};
@@ -86,8 +86,9 @@ async fn postgres_unreachable_shows_in_readyz() {
     );
 }
 
-/// A nats-server of our own with JetStream in a temp dir, no auth; killed and removed on
-/// drop (also when a test panics, and also while stopped).
+/// A nats-server of our own with JetStream in a temp dir, no auth (unlike
+/// `nats_auth::PrivateNats`), that the test can pause; killed and removed on drop (also
+/// when a test panics, and also while stopped).
 struct PausableNats {
     child: Child,
     dir: PathBuf,
@@ -110,17 +111,12 @@ impl PausableNats {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts");
-        let server = Self {
+        // The daemon's connect waits for it to listen (`nats.connect_timeout_secs`).
+        Self {
             child,
             dir,
             url: format!("nats://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the server.

@@ -87,24 +87,36 @@ impl Facts {
             tokio::time::timeout(CHECK_TIMEOUT, app.projection.checkpoint()),
         );
         Self {
-            stream_end: match stream_end {
-                Ok(Ok(seq)) => Ok(seq),
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "readiness: NATS refused the stream info request");
-                    Err("nats: the stream info request failed")
-                }
-                Err(_) => Err("nats: no answer within 1s"),
-            },
-            checkpoint: match checkpoint {
-                Ok(Ok(seq)) => Ok(seq),
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "readiness: Postgres did not give the checkpoint");
-                    Err("postgres: the checkpoint query failed")
-                }
-                Err(_) => Err("postgres: no answer within 1s"),
-            },
+            stream_end: fact(
+                stream_end,
+                "nats: the stream info request failed",
+                "nats: no answer within 1s",
+            ),
+            checkpoint: fact(
+                checkpoint,
+                "postgres: the checkpoint query failed",
+                "postgres: no answer within 1s",
+            ),
             applied: app.projection.applied(),
         }
+    }
+}
+
+/// A sequence a server told within [`CHECK_TIMEOUT`], or the reason it did not: `failed`
+/// when it answered with an error (logged at debug, being no client's business), `silent`
+/// when it did not answer in time.
+fn fact<E: std::fmt::Display>(
+    answer: Result<Result<u64, E>, tokio::time::error::Elapsed>,
+    failed: &'static str,
+    silent: &'static str,
+) -> Result<u64, &'static str> {
+    match answer {
+        Ok(Ok(seq)) => Ok(seq),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "readiness: {failed}");
+            Err(failed)
+        }
+        Err(_) => Err(silent),
     }
 }
 

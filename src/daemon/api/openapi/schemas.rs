@@ -100,10 +100,10 @@ pub(super) fn health() -> ObjectBuilder {
 
 /// A readiness answer of `role`: `role`, `ready`, `status`, `reasons`, `checks` of these
 /// `checks`, and the `extra` fields.
-fn readiness<'a>(
+fn readiness(
     role: &str,
     checks: Vec<(&str, RefOr<Schema>)>,
-    extra: Vec<(&'a str, RefOr<Schema>)>,
+    extra: Vec<(&str, RefOr<Schema>)>,
 ) -> ObjectBuilder {
     let reasons = ArrayBuilder::new().items(string()).description(Some(
         "Why not ready, e.g. `postgres: no answer within 1s`, `projector lag 1234 > 1000`; \
