@@ -55,13 +55,21 @@ impl Readiness {
 
     /// The last check's facts, or a new check's when they are older than the cache.
     async fn facts(&self, app: &AppState) -> Facts {
+        self.shared(|| Facts::check(app)).await
+    }
+
+    /// The last check's facts while younger than the cache, else `check`'s (remembered).
+    async fn shared<F: std::future::Future<Output = Facts>>(
+        &self,
+        check: impl FnOnce() -> F,
+    ) -> Facts {
         let mut last = self.last.lock().await;
         if let Some((at, facts)) = last.as_ref() {
             if at.elapsed() < self.cache {
                 return facts.clone();
             }
         }
-        let facts = Facts::check(app).await;
+        let facts = check().await;
         *last = Some((Instant::now(), facts.clone()));
         facts
     }
@@ -256,6 +264,22 @@ mod tests {
             body,
             json!({"role": "webhooks", "ready": true, "status": "ready", "reasons": [], "checks": {"nats": "up"}})
         );
+    }
+
+    #[tokio::test]
+    async fn checks_within_the_cache_are_shared_and_after_it_made_again() {
+        let checks = std::sync::atomic::AtomicU64::new(0);
+        let check = || async {
+            let n = checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            facts(Ok(n), Ok(0))
+        };
+        let cached = Readiness::new(Duration::from_secs(60), 1000);
+        let (a, b) = tokio::join!(cached.shared(check), cached.shared(check));
+        assert_eq!((a.stream_end, b.stream_end), (Ok(0), Ok(0)), "one check");
+        assert_eq!(cached.shared(check).await.stream_end, Ok(0));
+        let fresh = Readiness::new(Duration::ZERO, 1000);
+        assert_eq!(fresh.shared(check).await.stream_end, Ok(1));
+        assert_eq!(fresh.shared(check).await.stream_end, Ok(2), "a new check");
     }
 
     #[test]
