@@ -1,10 +1,13 @@
 //! `wxledger healthcheck`: asks a running daemon's `/readyz` and answers with the exit
-//! status, for container healthchecks in images that have no curl.
+//! status, for container healthchecks in images that have no curl. `/readyz` is the
+//! readiness of everything the daemon serves (the API role's, which needs all the webhook
+//! role needs and more), so a healthy container serves every route; `--url` asks another
+//! (`/readyz/webhooks` for an instance that only takes notifies).
 
 use std::{net::SocketAddr, time::Duration};
 
-/// The URL of the daemon's readiness endpoint on `listen`, reached over loopback when it
-/// listens on every interface.
+/// The URL of the daemon's readiness endpoint (`/readyz`: every role) on `listen`,
+/// reached over loopback when it listens on every interface.
 pub fn readyz_url(listen: SocketAddr) -> String {
     let host = match listen.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),

@@ -257,6 +257,10 @@ impl App {
                 .then(|| settings.auth.admin_token.clone())
                 .flatten(),
             limits: crate::daemon::limits::Limits::new(&settings.limits),
+            readiness: api::Readiness::new(
+                settings.http.ready_cache,
+                settings.projector.ready_max_lag_events,
+            ),
         });
         let router = api::router(state.clone(), settings.http.max_body_bytes);
         // With a listener of its own, /metrics is not on the public API listener.

@@ -18,6 +18,11 @@ pub struct HttpSettings {
     /// milliseconds.
     #[serde(rename = "shutdown_grace_ms", deserialize_with = "millis")]
     pub shutdown_grace: Duration,
+    /// Readiness answers within this long of a check share it, so no client can turn the
+    /// readiness endpoints into load on NATS and Postgres; `ready_cache_ms`, in
+    /// milliseconds (0 checks on every request).
+    #[serde(rename = "ready_cache_ms", deserialize_with = "millis")]
+    pub ready_cache: Duration,
 }
 
 impl Default for HttpSettings {
@@ -26,6 +31,7 @@ impl Default for HttpSettings {
             listen: ([127, 0, 0, 1], 8080).into(),
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            ready_cache: Duration::from_secs(1),
         }
     }
 }

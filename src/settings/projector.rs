@@ -23,6 +23,9 @@ pub struct ProjectorSettings {
     /// `read_your_writes_timeout_ms`, in milliseconds.
     #[serde(rename = "read_your_writes_timeout_ms", deserialize_with = "millis")]
     pub read_your_writes_timeout: Duration,
+    /// The API role is ready (`/readyz`, `/readyz/api`) only while the projection is at
+    /// most this many events behind the stream's end.
+    pub ready_max_lag_events: u64,
 }
 
 impl Default for ProjectorSettings {
@@ -32,6 +35,7 @@ impl Default for ProjectorSettings {
             batch_size: 500,
             batch_linger: Duration::from_millis(5),
             read_your_writes_timeout: Duration::from_secs(5),
+            ready_max_lag_events: 1000,
         }
     }
 }

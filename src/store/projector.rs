@@ -371,4 +371,12 @@ impl ProjectionWatch {
     pub fn applied(&self) -> u64 {
         *self.applied.borrow()
     }
+
+    /// The projection's checkpoint as Postgres stores it, which whichever process is
+    /// applying advances (the local projector may be standing by), or the local one when
+    /// that is newer.
+    pub async fn checkpoint(&self) -> Result<u64, ProjectorError> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        Ok(load_checkpoint(&client).await?.max(self.applied()))
+    }
 }

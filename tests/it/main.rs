@@ -24,6 +24,7 @@ mod phone;
 mod profile;
 mod projection;
 mod proxy;
+mod readiness;
 mod reconcile;
 mod refund_resend;
 mod refunds;

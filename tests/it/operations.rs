@@ -45,10 +45,10 @@ fn routes_in_router() -> BTreeSet<(String, String)> {
 }
 
 /// The served document.
-struct Doc(Value);
+pub(crate) struct Doc(Value);
 
 impl Doc {
-    async fn fetch(env: &TestEnv) -> Self {
+    pub(crate) async fn fetch(env: &TestEnv) -> Self {
         let resp = env
             .http
             .get(format!("{}/openapi.json", env.api))
@@ -93,7 +93,13 @@ impl Doc {
 
     /// Checks an answer against the operation's response for its status: the status is
     /// documented, and the JSON body is of its schema.
-    fn check_answer(&self, method: &Method, template: &str, status: StatusCode, body: &Value) {
+    pub(crate) fn check_answer(
+        &self,
+        method: &Method,
+        template: &str,
+        status: StatusCode,
+        body: &Value,
+    ) {
         let op = self.operation(method, template);
         let response = &op["responses"][status.as_str()];
         assert!(

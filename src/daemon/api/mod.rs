@@ -35,6 +35,7 @@ use tower_http::{
 pub use codes::ErrorCode;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiQuery, AuthUser, IdempotencyKey, RequestId};
+pub use health::Readiness;
 
 use crate::daemon::{auth::Tokens, commands::Ctx};
 
@@ -56,6 +57,8 @@ pub struct Shared {
     pub admin_token: Option<secrecy::SecretString>,
     /// Deadlines and rate limits.
     pub limits: crate::daemon::limits::Limits,
+    /// The readiness checks, shared briefly between requests.
+    pub readiness: Readiness,
 }
 
 impl AppState {
@@ -118,7 +121,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/admin/users/{user_id}", get(admin_users::user))
         .route("/v1/admin/users/{user_id}/erase", post(admin_users::erase))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route("/readyz", get(health::readyz_api))
+        .route("/readyz/api", get(health::readyz_api))
+        .route("/readyz/webhooks", get(health::readyz_webhooks))
         .route("/openapi.json", get(operations::openapi))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(middleware::from_fn_with_state(

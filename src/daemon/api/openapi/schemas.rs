@@ -6,7 +6,10 @@ use std::borrow::Cow;
 use utoipa::{
     openapi::{
         path::{Parameter, ParameterBuilder, ParameterIn},
-        schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type},
+        schema::{
+            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType,
+            Type,
+        },
         RefOr, Required,
     },
     PartialSchema, ToSchema,
@@ -95,27 +98,75 @@ pub(super) fn health() -> ObjectBuilder {
     closed(vec![("status", string().enum_values(Some(["ok"])).into())])
 }
 
-pub(super) fn readiness() -> ObjectBuilder {
-    let word = |words: [&str; 2]| RefOr::from(string().enum_values(Some(words)));
-    closed(vec![
-        ("status", word(["ready", "not_ready"])),
+/// A readiness answer of `role`: `role`, `ready`, `status`, `reasons`, `checks` of these
+/// `checks`, and the `extra` fields.
+fn readiness(
+    role: &str,
+    checks: Vec<(&str, RefOr<Schema>)>,
+    extra: Vec<(&str, RefOr<Schema>)>,
+) -> ObjectBuilder {
+    let reasons = ArrayBuilder::new().items(string()).description(Some(
+        "Why not ready, e.g. `postgres: no answer within 1s`, `projector lag 1234 > 1000`; \
+         empty when ready.",
+    ));
+    let mut fields: Vec<(&str, RefOr<Schema>)> = vec![
+        ("role", string().enum_values(Some([role])).into()),
         (
-            "checks",
-            closed(vec![
-                ("nats", word(["up", "down"])),
-                ("postgres", word(["up", "down"])),
-                ("migrations", word(["applied", "pending"])),
-            ])
-            .into(),
+            "ready",
+            ObjectBuilder::new().schema_type(Type::Boolean).into(),
         ),
         (
-            "projector_checkpoint",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0))
+            "status",
+            string().enum_values(Some(["ready", "not_ready"])).into(),
+        ),
+        ("reasons", reasons.into()),
+        ("checks", closed(checks).into()),
+    ];
+    fields.extend(extra);
+    closed(fields)
+}
+
+fn up_down() -> RefOr<Schema> {
+    string().enum_values(Some(["up", "down"])).into()
+}
+
+pub(super) fn readiness_webhooks() -> ObjectBuilder {
+    readiness("webhooks", vec![("nats", up_down())], Vec::new())
+}
+
+pub(super) fn readiness_api() -> ObjectBuilder {
+    let count = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+    };
+    let checks = vec![
+        ("nats", up_down()),
+        ("postgres", up_down()),
+        (
+            "migrations",
+            string().enum_values(Some(["applied", "pending"])).into(),
+        ),
+        (
+            "projector",
+            string()
+                .enum_values(Some(["within_lag", "behind", "unknown"]))
                 .into(),
         ),
-    ])
+    ];
+    let lag = count()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .description(Some(
+            "Events not yet applied; null when NATS or Postgres did not answer.",
+        ));
+    readiness(
+        "api",
+        checks,
+        vec![
+            ("projector_checkpoint", count().into()),
+            ("projector_lag", lag.into()),
+        ],
+    )
 }
 
 /// `POST /v1/me/phone`'s body is one of two forms, as `bind_phone` reads it: the fields

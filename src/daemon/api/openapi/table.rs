@@ -8,7 +8,9 @@ use utoipa::{
 
 use super::{
     operation::{json, Body, Edge, Operation, Param},
-    schemas::{health, readiness, string, wechat_fail, wechatpay_headers, xml},
+    schemas::{
+        health, readiness_api, readiness_webhooks, string, wechat_fail, wechatpay_headers, xml,
+    },
 };
 use crate::{
     daemon::api::{admin, admin_users, codes::ErrorCode, orders, user_view, users},
@@ -33,6 +35,12 @@ pub(super) fn operations() -> Vec<Operation> {
     ];
     const PAYABLE: &[ErrorCode] = &[E::OrderPaid, E::OrderClosed, E::OrderExpired];
     let with = |a: &[ErrorCode], b: &[ErrorCode]| [a, b].concat();
+    // A readiness endpoint answers its schema with 200 when ready, 503 when not.
+    let ready = |op: Operation, schema: fn() -> ObjectBuilder| {
+        let body = || Body::Json(schema().into(), Vec::new());
+        op.answer(200, "Ready", body())
+            .answer(503, "Not ready; `reasons` says why", body())
+    };
     vec![
         Operation::post(
             "/v1/auth/login",
@@ -362,13 +370,33 @@ pub(super) fn operations() -> Vec<Operation> {
             "Alive",
             Body::Json(health().into(), Vec::new()),
         ),
-        Operation::get(
-            "/readyz",
-            "readyz",
-            "Readiness: migrations, NATS, Postgres.",
-        )
-        .answer(200, "Ready", Body::Json(readiness().into(), Vec::new()))
-        .answer(503, "Not ready", Body::Json(readiness().into(), Vec::new())),
+        ready(
+            Operation::get(
+                "/readyz",
+                "readyz",
+                "Readiness of everything this daemon serves: the API role's, as /readyz/api.",
+            ),
+            readiness_api,
+        ),
+        ready(
+            Operation::get(
+                "/readyz/api",
+                "readyzApi",
+                "Readiness of the API role (/v1/...): NATS answers a JetStream request, \
+                 Postgres answers, migrations ran and the projector is at most \
+                 projector.ready_max_lag_events behind.",
+            ),
+            readiness_api,
+        ),
+        ready(
+            Operation::get(
+                "/readyz/webhooks",
+                "readyzWebhooks",
+                "Readiness of the webhook role (/webhooks/...): NATS answers a JetStream \
+                 request, the path every append takes. Postgres is not needed.",
+            ),
+            readiness_webhooks,
+        ),
         Operation::get(
             "/metrics",
             "metrics",
