@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     core::{
-        events::{DecodeError, Recorded},
+        events::{quarantine::envelope_kind, DecodeError, Quarantine, Recorded},
         fold::{Keys, State, Verdict},
     },
     daemon::metrics::Metrics,
@@ -123,6 +123,7 @@ impl leader::Round for Projector {
         let mut checkpoint = load_checkpoint(&client).await?;
         self.applied.send_replace(checkpoint);
         tracing::info!(checkpoint, "projector active");
+        let mut quarantine = self.log.quarantine().await?;
         let mut messages = self.log.read_from(checkpoint + 1).await?;
         loop {
             let first = tokio::select! {
@@ -139,14 +140,14 @@ impl leader::Round for Projector {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let records = batch
-                .into_iter()
-                .filter(|(seq, _)| *seq > checkpoint)
-                .map(|(seq, payload)| {
-                    Recorded::from_payload(seq, &payload)
-                        .map_err(|source| ProjectorError::Decode { seq, source })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut records = Vec::with_capacity(batch.len());
+            for (seq, payload) in batch.into_iter().filter(|(seq, _)| *seq > checkpoint) {
+                match self.read(&mut quarantine, seq, &payload, stop).await? {
+                    Read::Event(rec) => records.push(rec),
+                    Read::Skipped => {}
+                    Read::Stopped => return Ok(()),
+                }
+            }
             if records.is_empty() {
                 continue;
             }
@@ -156,9 +157,77 @@ impl leader::Round for Projector {
                 m.projector_batch(records.len(), started.elapsed().as_secs_f64());
             }
             self.applied.send_replace(checkpoint);
+            if let Some(m) = self.metrics.as_ref() {
+                if m.projector_halted_at().is_some_and(|seq| seq <= checkpoint) {
+                    m.projector_halted(None);
+                }
+            }
         }
     }
 }
+
+/// What the projector made of one message.
+enum Read {
+    /// An event to apply.
+    Event(Recorded),
+    /// A quarantined event: nothing to apply, and the checkpoint passes it.
+    Skipped,
+    /// Stopped while halted on an event it cannot read.
+    Stopped,
+}
+
+impl Projector {
+    /// Reads the message at `seq`. An event this build cannot read and no one has
+    /// quarantined halts the projector here, loudly (an ERROR naming the sequence and
+    /// the `wxledger_projector_halted_seq` gauge), never skipped: it looks again for a
+    /// quarantine every [`HALT_RECHECK`] and goes on once one names `seq`.
+    async fn read(
+        &self,
+        quarantine: &mut Quarantine,
+        seq: u64,
+        payload: &[u8],
+        stop: &CancellationToken,
+    ) -> Result<Read, ProjectorError> {
+        let mut halted = false;
+        loop {
+            let error = match quarantine.read(seq, payload) {
+                Ok(Some(rec)) => return Ok(Read::Event(rec)),
+                Ok(None) => {
+                    tracing::warn!(seq, "quarantined event skipped");
+                    return Ok(Read::Skipped);
+                }
+                Err(e) => e,
+            };
+            // A quarantine may have been appended since the round began.
+            *quarantine = self.log.quarantine().await?;
+            if quarantine.contains(seq) {
+                continue;
+            }
+            if !halted {
+                halted = true;
+                let (kind, version) = envelope_kind(payload);
+                tracing::error!(
+                    seq,
+                    kind,
+                    version,
+                    error = %error,
+                    "projector halted: the event cannot be read; once understood, skip it \
+                     with `wxledger quarantine {seq} --reason …` or deploy a build that reads it"
+                );
+                if let Some(m) = &self.metrics {
+                    m.projector_halted(Some(seq));
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(Read::Stopped),
+                _ = tokio::time::sleep(HALT_RECHECK) => {}
+            }
+        }
+    }
+}
+
+/// How often a projector halted on an unreadable event looks for its quarantine.
+pub const HALT_RECHECK: Duration = Duration::from_secs(1);
 
 async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, ProjectorError> {
     let row = client
