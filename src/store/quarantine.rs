@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     core::events::{quarantine::envelope_kind, DecodeError, Event, EventQuarantined, Recorded},
-    store::stream::{Appended, Draft, EventLog, LogError},
+    store::stream::{log::Draft, Appended, EventLog, LogError},
 };
 
 /// Why an event was not quarantined.
