@@ -141,70 +141,99 @@ impl leader::Round for Projector {
                 }
             }
             let mut records = Vec::with_capacity(batch.len());
-            for (seq, payload) in batch.into_iter().filter(|(seq, _)| *seq > checkpoint) {
-                match self.read(&mut quarantine, seq, &payload, stop).await? {
-                    Read::Event(rec) => records.push(rec),
-                    Read::Skipped => {}
-                    Read::Stopped => return Ok(()),
+            // The last sequence read, applied or skipped: the checkpoint passes both.
+            let mut passed = checkpoint;
+            let from = checkpoint;
+            for (seq, payload) in batch.into_iter().filter(|(seq, _)| *seq > from) {
+                let read = match quarantine.read(seq, &payload) {
+                    Ok(read) => read,
+                    Err(error) => {
+                        // The events before it are applied: the checkpoint stops just
+                        // short of the poison.
+                        checkpoint = self
+                            .commit(&mut client, checkpoint, passed, &mut records)
+                            .await?;
+                        let halt = Halt {
+                            seq,
+                            payload: &payload,
+                            error,
+                        };
+                        match self.halt(&mut quarantine, halt, stop).await? {
+                            Some(read) => read,
+                            None => return Ok(()),
+                        }
+                    }
+                };
+                match read {
+                    Some(rec) => records.push(rec),
+                    None => tracing::warn!(seq, "quarantined event skipped"),
                 }
+                passed = seq;
             }
-            if records.is_empty() {
-                continue;
-            }
-            let started = std::time::Instant::now();
-            checkpoint = apply_batch_with_outcomes(&mut client, checkpoint, &records).await?;
-            if let Some(m) = &self.metrics {
-                m.projector_batch(records.len(), started.elapsed().as_secs_f64());
-            }
-            self.applied.send_replace(checkpoint);
-            if let Some(m) = self.metrics.as_ref() {
-                if m.projector_halted_at().is_some_and(|seq| seq <= checkpoint) {
-                    m.projector_halted(None);
-                }
-            }
+            checkpoint = self
+                .commit(&mut client, checkpoint, passed, &mut records)
+                .await?;
         }
     }
 }
 
-/// What the projector made of one message.
-enum Read {
-    /// An event to apply.
-    Event(Recorded),
-    /// A quarantined event: nothing to apply, and the checkpoint passes it.
-    Skipped,
-    /// Stopped while halted on an event it cannot read.
-    Stopped,
+/// An event the projector cannot read.
+struct Halt<'a> {
+    seq: u64,
+    payload: &'a [u8],
+    error: DecodeError,
 }
 
 impl Projector {
-    /// Reads the message at `seq`. An event this build cannot read and no one has
-    /// quarantined halts the projector here, loudly (an ERROR naming the sequence and
-    /// the `wxledger_projector_halted_seq` gauge), never skipped: it looks again for a
-    /// quarantine every [`HALT_RECHECK`] and goes on once one names `seq`.
-    async fn read(
+    /// Applies `records` (taken; none is fine) after `checkpoint`, moving the checkpoint
+    /// to `through` (past the events skipped after the last record), and returns it.
+    async fn commit(
+        &self,
+        client: &mut tokio_postgres::Client,
+        checkpoint: u64,
+        through: u64,
+        records: &mut Vec<Recorded>,
+    ) -> Result<u64, ProjectorError> {
+        if through <= checkpoint {
+            return Ok(checkpoint);
+        }
+        let started = std::time::Instant::now();
+        let checkpoint = apply(client, checkpoint, through, records, true).await?;
+        if let Some(m) = &self.metrics {
+            m.projector_batch(records.len(), started.elapsed().as_secs_f64());
+            if m.projector_halted_at().is_some_and(|seq| seq <= checkpoint) {
+                m.projector_halted(None);
+            }
+        }
+        records.clear();
+        self.applied.send_replace(checkpoint);
+        Ok(checkpoint)
+    }
+
+    /// Halts on an event this build cannot read, loudly (an ERROR naming its sequence,
+    /// and the `wxledger_projector_halted_seq` gauge), never skipping it: it looks for a
+    /// quarantine every [`HALT_RECHECK`] and returns the event's reading (`None`: skip
+    /// it) once one names it, or `None` when stopped.
+    async fn halt(
         &self,
         quarantine: &mut Quarantine,
-        seq: u64,
-        payload: &[u8],
+        halt: Halt<'_>,
         stop: &CancellationToken,
-    ) -> Result<Read, ProjectorError> {
-        let mut halted = false;
+    ) -> Result<Option<Option<Recorded>>, ProjectorError> {
+        let Halt {
+            seq,
+            payload,
+            error,
+        } = halt;
+        let mut alarmed = false;
         loop {
-            let error = match quarantine.read(seq, payload) {
-                Ok(Some(rec)) => return Ok(Read::Event(rec)),
-                Ok(None) => {
-                    tracing::warn!(seq, "quarantined event skipped");
-                    return Ok(Read::Skipped);
-                }
-                Err(e) => e,
-            };
             // A quarantine may have been appended since the round began.
             *quarantine = self.log.quarantine().await?;
             if quarantine.contains(seq) {
-                continue;
+                return Ok(Some(None));
             }
-            if !halted {
-                halted = true;
+            if !alarmed {
+                alarmed = true;
                 let (kind, version) = envelope_kind(payload);
                 tracing::error!(
                     seq,
@@ -219,7 +248,7 @@ impl Projector {
                 }
             }
             tokio::select! {
-                _ = stop.cancelled() => return Ok(Read::Stopped),
+                _ = stop.cancelled() => return Ok(None),
                 _ = tokio::time::sleep(HALT_RECHECK) => {}
             }
         }
@@ -249,7 +278,8 @@ pub async fn apply_batch(
     checkpoint: u64,
     records: &[Recorded],
 ) -> Result<u64, ProjectorError> {
-    apply(client, checkpoint, records, false).await
+    let last = records.last().expect("batches are not empty").seq;
+    apply(client, checkpoint, last, records, false).await
 }
 
 /// [`apply_batch`], also writing the batch's outcomes to the outbox in the same
@@ -260,12 +290,16 @@ pub async fn apply_batch_with_outcomes(
     checkpoint: u64,
     records: &[Recorded],
 ) -> Result<u64, ProjectorError> {
-    apply(client, checkpoint, records, true).await
+    let last = records.last().expect("batches are not empty").seq;
+    apply(client, checkpoint, last, records, true).await
 }
 
+/// Folds `records` and moves the checkpoint to `last` (the last record's sequence, or
+/// past quarantined events after it).
 async fn apply(
     client: &mut tokio_postgres::Client,
     checkpoint: u64,
+    last: u64,
     records: &[Recorded],
     with_outcomes: bool,
 ) -> Result<u64, ProjectorError> {
@@ -326,7 +360,6 @@ async fn apply(
         let decided = outcomes::derive(records, &verdicts, &entries, &failures, &state);
         outbox::insert(&tx, &decided).await?;
     }
-    let last = records.last().expect("batches are not empty").seq;
     let (old, new) = (
         i64::try_from(checkpoint).expect("sequences fit in i64"),
         i64::try_from(last).expect("sequences fit in i64"),

@@ -19,6 +19,7 @@ mod outcomes;
 mod pay_v2;
 mod payments;
 mod pg_tls;
+mod poison;
 mod phone;
 mod profile;
 mod projection;
