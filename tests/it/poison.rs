@@ -164,7 +164,12 @@ async fn a_poison_event_halts_the_projector_until_quarantined_and_replays_skip_i
 
     // The command itself.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxledger"))
-        .args(["quarantine", &unknown.to_string(), "--reason", "INC-2: canary"])
+        .args([
+            "quarantine",
+            &unknown.to_string(),
+            "--reason",
+            "INC-2: canary",
+        ])
         .env_remove("WXLEDGER_CONFIG")
         .env("WXLEDGER__NATS__URL", nats_url())
         .env("WXLEDGER__NATS__STREAM", &env.stream)
@@ -175,7 +180,10 @@ async fn a_poison_event_halts_the_projector_until_quarantined_and_replays_skip_i
         .expect("the wxledger binary runs");
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains(&format!("event {unknown} quarantined")), "{said}");
+    assert!(
+        said.contains(&format!("event {unknown} quarantined")),
+        "{said}"
+    );
 
     env.wait_applied().await;
     assert_eq!(halted_at(&env).await, 0, "the alarm is off");
@@ -222,9 +230,16 @@ async fn a_poison_event_halts_the_projector_until_quarantined_and_replays_skip_i
     let live = snapshot(&connect(&env.schema).await).await;
     let into = format!("{}_poison", env.schema);
     for sink in [Sink::Copy, Sink::Batches] {
-        replay_with(&env.settings(), AsOf::Seq(u64::MAX), &into, true, sink, |_| {})
-            .await
-            .unwrap();
+        replay_with(
+            &env.settings(),
+            AsOf::Seq(u64::MAX),
+            &into,
+            true,
+            sink,
+            |_| {},
+        )
+        .await
+        .unwrap();
         let replayed = snapshot(&connect(&into).await).await;
         assert_eq!(replayed, live, "{sink:?}");
     }

@@ -300,9 +300,7 @@ impl Metrics {
     /// The projector halted on the event at `seq` (it cannot read it), or, with `None`,
     /// passed it.
     pub fn projector_halted(&self, seq: Option<u64>) {
-        self.0
-            .projector_halted_seq
-            .set(seq.map_or(0, clamp));
+        self.0.projector_halted_seq.set(seq.map_or(0, clamp));
     }
 
     /// The sequence of the event the projector is halted on, if it is: an alarm that
