@@ -1,7 +1,8 @@
 //! Poison events: an event the projector cannot read (garbage, or a version this build
 //! does not know) halts it at that sequence with an alarm; `wxledger quarantine` appends
 //! `event.quarantined`, after which the projector goes on without a restart, the failure
-//! log has one row per skipped event, and a replay of the stream gives the same tables.
+//! log has one row per skipped event, and a replay (and the audit) of the stream gives the
+//! same tables.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use wxledger::{
         replay::{replay_with, AsOf, Sink},
         stream::log::Draft,
     },
+    tools::audit,
 };
 
 use crate::{
@@ -244,4 +246,10 @@ async fn a_poison_event_halts_the_projector_until_quarantined_and_replays_skip_i
         assert_eq!(replayed, live, "{sink:?}");
     }
     drop_schema(&database_url(), &into).await;
+
+    // The audit skips it too, and finds the books clean.
+    let report = audit::run(&env.settings(), &audit::Options::default(), |_| {})
+        .await
+        .expect("the audit runs");
+    assert!(report.is_clean(), "{}", report.to_text());
 }
