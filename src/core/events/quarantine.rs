@@ -33,7 +33,7 @@ pub struct Quarantine {
 }
 
 impl Quarantine {
-    /// Notes a quarantine event read from the stream at `at`; other events are ignored.
+    /// Notes a quarantine event read from the stream; other events are ignored.
     pub fn note(&mut self, rec: &Recorded) {
         if let Event::Quarantined(q) = &rec.event {
             self.skipped.entry(q.seq).or_insert(rec.seq);
