@@ -228,6 +228,27 @@ async fn a_poison_event_halts_the_projector_until_quarantined_and_replays_skip_i
         schemas.check(seq, &serde_json::from_slice(&payload).unwrap());
     }
 
+    // Consumers of the outcome stream hear of each skip, in the outcome's schema.
+    let mut heard = Vec::new();
+    for _ in 0..200 {
+        heard = env
+            .outcomes()
+            .await
+            .into_iter()
+            .map(|m| m.outcome)
+            .filter(|o| o["data"]["reason"] == "event_quarantined")
+            .collect();
+        if heard.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    for outcome in &heard {
+        schemas.check_outcome(outcome);
+    }
+    assert_eq!(heard[1]["data"]["detail"]["quarantined_seq"], unknown);
+
     // A replay decides as the live projector did, with either sink.
     let live = snapshot(&connect(&env.schema).await).await;
     let into = format!("{}_poison", env.schema);
