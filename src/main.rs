@@ -64,6 +64,10 @@ enum Command {
     /// Erase a user's personal data (crypto-shredding): destroy their data key, then
     /// append `user.erased`. Their orders, payments and postings stay. Idempotent.
     EraseUser(cli::erase_user::Args),
+    /// Skip an event no build can read, which halted the projector: append
+    /// `event.quarantined`; every reader then skips it and the failure log says why.
+    /// Refused for an event that can be read. Idempotent.
+    Quarantine(cli::quarantine::Args),
     /// The event stream, as consumers see it.
     Events {
         #[command(subcommand)]
@@ -119,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => return cli::audit::run(&settings, args).await,
         Command::Healthcheck(args) => cli::healthcheck::run(&settings, args).await?,
         Command::EraseUser(args) => cli::erase_user::run(&settings, args).await?,
+        Command::Quarantine(args) => cli::quarantine::run(&settings, args).await?,
         Command::Events { command } => cli::events::run(&settings, command).await?,
     }
     Ok(ExitCode::SUCCESS)

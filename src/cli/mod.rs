@@ -9,6 +9,7 @@ pub mod erase_user;
 pub mod events;
 pub mod healthcheck;
 pub mod migrate;
+pub mod quarantine;
 pub mod reconcile;
 pub mod replay;
 pub mod serve;

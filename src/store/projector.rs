@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     core::{
-        events::{DecodeError, Recorded},
+        events::{quarantine::envelope_kind, DecodeError, Quarantine, Recorded},
         fold::{Keys, State, Verdict},
     },
     daemon::metrics::Metrics,
@@ -123,6 +123,7 @@ impl leader::Round for Projector {
         let mut checkpoint = load_checkpoint(&client).await?;
         self.applied.send_replace(checkpoint);
         tracing::info!(checkpoint, "projector active");
+        let mut quarantine = self.log.quarantine().await?;
         let mut messages = self.log.read_from(checkpoint + 1).await?;
         loop {
             let first = tokio::select! {
@@ -139,26 +140,123 @@ impl leader::Round for Projector {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let records = batch
-                .into_iter()
-                .filter(|(seq, _)| *seq > checkpoint)
-                .map(|(seq, payload)| {
-                    Recorded::from_payload(seq, &payload)
-                        .map_err(|source| ProjectorError::Decode { seq, source })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if records.is_empty() {
-                continue;
+            let mut records = Vec::with_capacity(batch.len());
+            // The last sequence read, applied or skipped: the checkpoint passes both.
+            let mut passed = checkpoint;
+            let from = checkpoint;
+            for (seq, payload) in batch.into_iter().filter(|(seq, _)| *seq > from) {
+                let read = match quarantine.read(seq, &payload) {
+                    Ok(read) => read,
+                    Err(error) => {
+                        // The events before it are applied: the checkpoint stops just
+                        // short of the poison.
+                        checkpoint = self
+                            .commit(&mut client, checkpoint, passed, &mut records)
+                            .await?;
+                        let halt = Halt {
+                            seq,
+                            payload: &payload,
+                            error,
+                        };
+                        match self.halt(&mut quarantine, halt, stop).await? {
+                            Some(read) => read,
+                            None => return Ok(()),
+                        }
+                    }
+                };
+                match read {
+                    Some(rec) => records.push(rec),
+                    None => tracing::warn!(seq, "quarantined event skipped"),
+                }
+                passed = seq;
             }
-            let started = std::time::Instant::now();
-            checkpoint = apply_batch_with_outcomes(&mut client, checkpoint, &records).await?;
-            if let Some(m) = &self.metrics {
-                m.projector_batch(records.len(), started.elapsed().as_secs_f64());
-            }
-            self.applied.send_replace(checkpoint);
+            checkpoint = self
+                .commit(&mut client, checkpoint, passed, &mut records)
+                .await?;
         }
     }
 }
+
+/// An event the projector cannot read.
+struct Halt<'a> {
+    seq: u64,
+    payload: &'a [u8],
+    error: DecodeError,
+}
+
+impl Projector {
+    /// Applies `records` (taken; none is fine) after `checkpoint`, moving the checkpoint
+    /// to `through` (past the events skipped after the last record), and returns it.
+    async fn commit(
+        &self,
+        client: &mut tokio_postgres::Client,
+        checkpoint: u64,
+        through: u64,
+        records: &mut Vec<Recorded>,
+    ) -> Result<u64, ProjectorError> {
+        if through <= checkpoint {
+            return Ok(checkpoint);
+        }
+        let started = std::time::Instant::now();
+        let checkpoint = apply(client, checkpoint, through, records, true).await?;
+        if let Some(m) = &self.metrics {
+            m.projector_batch(records.len(), started.elapsed().as_secs_f64());
+            if m.projector_halted_at().is_some_and(|seq| seq <= checkpoint) {
+                m.projector_halted(None);
+            }
+        }
+        records.clear();
+        self.applied.send_replace(checkpoint);
+        Ok(checkpoint)
+    }
+
+    /// Halts on an event this build cannot read, loudly (an ERROR naming its sequence,
+    /// and the `wxledger_projector_halted_seq` gauge), never skipping it: it looks for a
+    /// quarantine every [`HALT_RECHECK`] and returns the event's reading (`None`: skip
+    /// it) once one names it, or `None` when stopped.
+    async fn halt(
+        &self,
+        quarantine: &mut Quarantine,
+        halt: Halt<'_>,
+        stop: &CancellationToken,
+    ) -> Result<Option<Option<Recorded>>, ProjectorError> {
+        let Halt {
+            seq,
+            payload,
+            error,
+        } = halt;
+        let mut alarmed = false;
+        loop {
+            // A quarantine may have been appended since the round began.
+            *quarantine = self.log.quarantine().await?;
+            if quarantine.contains(seq) {
+                return Ok(Some(None));
+            }
+            if !alarmed {
+                alarmed = true;
+                let (kind, version) = envelope_kind(payload);
+                tracing::error!(
+                    seq,
+                    kind,
+                    version,
+                    error = %error,
+                    "projector halted: the event cannot be read; once understood, skip it \
+                     with `wxledger quarantine {seq} --reason …` or deploy a build that reads it"
+                );
+                if let Some(m) = &self.metrics {
+                    m.projector_halted(Some(seq));
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(HALT_RECHECK) => {}
+            }
+        }
+    }
+}
+
+/// How often a projector halted on an unreadable event looks for its quarantine.
+pub const HALT_RECHECK: Duration = Duration::from_secs(1);
 
 async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, ProjectorError> {
     let row = client
@@ -180,7 +278,8 @@ pub async fn apply_batch(
     checkpoint: u64,
     records: &[Recorded],
 ) -> Result<u64, ProjectorError> {
-    apply(client, checkpoint, records, false).await
+    let last = records.last().expect("batches are not empty").seq;
+    apply(client, checkpoint, last, records, false).await
 }
 
 /// [`apply_batch`], also writing the batch's outcomes to the outbox in the same
@@ -191,12 +290,16 @@ pub async fn apply_batch_with_outcomes(
     checkpoint: u64,
     records: &[Recorded],
 ) -> Result<u64, ProjectorError> {
-    apply(client, checkpoint, records, true).await
+    let last = records.last().expect("batches are not empty").seq;
+    apply(client, checkpoint, last, records, true).await
 }
 
+/// Folds `records` and moves the checkpoint to `last` (the last record's sequence, or
+/// past quarantined events after it).
 async fn apply(
     client: &mut tokio_postgres::Client,
     checkpoint: u64,
+    last: u64,
     records: &[Recorded],
     with_outcomes: bool,
 ) -> Result<u64, ProjectorError> {
@@ -257,7 +360,6 @@ async fn apply(
         let decided = outcomes::derive(records, &verdicts, &entries, &failures, &state);
         outbox::insert(&tx, &decided).await?;
     }
-    let last = records.last().expect("batches are not empty").seq;
     let (old, new) = (
         i64::try_from(checkpoint).expect("sequences fit in i64"),
         i64::try_from(last).expect("sequences fit in i64"),

@@ -21,6 +21,7 @@ mod pay_v2;
 mod payments;
 mod pg_tls;
 mod phone;
+mod poison;
 mod profile;
 mod projection;
 mod proxy;

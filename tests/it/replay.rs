@@ -8,7 +8,7 @@ use wxledger::store::replay::{replay, replay_with, AsOf, Sink};
 use crate::common::{database_url, drop_schema, dump_table, TestEnv};
 
 /// The projection's tables (without the checkpoint row's wall-clock time), as text.
-async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
+pub(crate) async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
     let mut out = Vec::new();
     for (table, key) in [
         ("users", "user_id"),
@@ -34,7 +34,7 @@ async fn snapshot(client: &tokio_postgres::Client) -> Vec<String> {
     out
 }
 
-async fn connect(schema: &str) -> tokio_postgres::Client {
+pub(crate) async fn connect(schema: &str) -> tokio_postgres::Client {
     let mut config: tokio_postgres::Config = database_url().parse().unwrap();
     config.options(format!("-c search_path={schema}"));
     let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();

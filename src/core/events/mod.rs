@@ -6,6 +6,7 @@
 mod msg_id;
 pub mod pay;
 pub mod personal;
+pub mod quarantine;
 pub mod refund;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,7 @@ pub use pay::{
 pub use personal::{
     BlindIndex, LoggedInSealed, PhoneSealed, ProfileSealed, RegisteredSealed, Sealed, UserErased,
 };
+pub use quarantine::{EventQuarantined, Quarantine};
 pub use refund::{
     BalancePayRequested, LegacyEvidence, LegacyPaymentNotified, LegacyPaymentQueried, Refund,
     RefundAccepted, RefundAmount, RefundEvidence, RefundNotified, RefundNotifyClaim, RefundQueried,
@@ -155,6 +157,8 @@ pub enum Event {
     RefundNotified(RefundNotified),
     /// `refund.queried` v2 (v1 still read).
     RefundQueried(RefundQueried),
+    /// `event.quarantined` v1.
+    Quarantined(EventQuarantined),
 }
 
 /// An event that cannot be read: an unknown type or version, or data off its schema.
@@ -205,6 +209,7 @@ impl Event {
             Event::RefundRejected(_) => "refund.rejected",
             Event::RefundNotified(_) => "refund.notified",
             Event::RefundQueried(_) => "refund.queried",
+            Event::Quarantined(_) => "event.quarantined",
         }
     }
 
@@ -246,6 +251,7 @@ impl Event {
             Event::RefundRejected(e) => serde_json::to_value(e),
             Event::RefundNotified(e) => serde_json::to_value(e),
             Event::RefundQueried(e) => serde_json::to_value(e),
+            Event::Quarantined(e) => serde_json::to_value(e),
         };
         v.expect("event data are plain structs that always serialize")
     }
@@ -315,6 +321,7 @@ impl Event {
                 }
                 Event::RefundQueried(queried)
             }
+            ("event.quarantined", 1) => Event::Quarantined(parse(kind, version, data)?),
             _ => {
                 return Err(DecodeError::Unknown {
                     kind: kind.to_owned(),

@@ -65,6 +65,8 @@ impl Event {
                     Some(n) => format!("{kind}:{no}:{status}:notify:{}", n.refund.status),
                 }
             }
+            // One quarantine per sequence: a repeated command appends nothing.
+            Event::Quarantined(e) => format!("{kind}:{}", e.seq),
         }
     }
 }
@@ -301,6 +303,15 @@ mod tests {
                                         "evidence": {"body": "<xml/>"}}}),
                 ),
                 "refund.queried:R1:SUCCESS:notify:CHANGE".into(),
+            ),
+            (
+                event(
+                    "event.quarantined",
+                    1,
+                    json!({"seq": 42, "reason": "unknown version", "kind": "order.placed",
+                             "version": 9}),
+                ),
+                "event.quarantined:42".into(),
             ),
         ];
         for (event, id) in cases {

@@ -11,6 +11,7 @@
 pub mod ledger;
 pub mod orders;
 pub mod phone;
+pub mod quarantine;
 pub mod refunds;
 pub mod users;
 pub mod verdict;
@@ -133,6 +134,8 @@ impl Keys {
             Event::RefundQueried(e) => {
                 self.add_refund(&e.refund.out_refund_no, &e.refund.out_trade_no)
             }
+            // Touches only the failure log, which no decision reads back.
+            Event::Quarantined(_) => {}
         }
     }
 
@@ -219,6 +222,9 @@ impl State {
             Event::RefundRejected(e) => self.books(seq, rec).rejected(e),
             Event::RefundNotified(e) => self.books(seq, rec).reported(&e.refund, "notify"),
             Event::RefundQueried(e) => self.books(seq, rec).queried(e),
+            Event::Quarantined(e) => {
+                quarantine::quarantined(&mut self.ledger, seq, rec.occurred_at, e)
+            }
         }
     }
 

@@ -98,6 +98,8 @@ struct Inner {
     batch_latency: Histogram,
     sweep_runs: Family<labels::Sweep, Counter>,
     sweep_items: Family<labels::Sweep, Counter>,
+    /// The sequence of the event that halted the projector; 0 while it runs.
+    projector_halted_seq: Gauge,
     gauges: Gauges,
     /// Unix seconds (f64 bits) of the projector's last commit; 0 = none yet.
     committed_at: AtomicU64,
@@ -139,6 +141,7 @@ impl Metrics {
             batch_latency: latency(),
             sweep_runs: Family::default(),
             sweep_items: Family::default(),
+            projector_halted_seq: Gauge::default(),
             committed_at: AtomicU64::new(0),
             head_read_at: AtomicU64::new(0),
             scrape_timeout_ms: AtomicU64::new(millis(MetricsSettings::default().scrape_timeout)),
@@ -292,6 +295,20 @@ impl Metrics {
     pub fn committed_at(&self) -> Option<f64> {
         let bits = self.0.committed_at.load(Ordering::Relaxed);
         (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// The projector halted on the event at `seq` (it cannot read it), or, with `None`,
+    /// passed it.
+    pub fn projector_halted(&self, seq: Option<u64>) {
+        self.0.projector_halted_seq.set(seq.map_or(0, clamp));
+    }
+
+    /// The sequence of the event the projector is halted on, if it is: an alarm that
+    /// needs a person (`wxledger quarantine`, or a build that reads the event).
+    pub fn projector_halted_at(&self) -> Option<u64> {
+        u64::try_from(self.0.projector_halted_seq.get())
+            .ok()
+            .filter(|seq| *seq > 0)
     }
 
     /// The stream's last sequence was read at Unix time `now`.

@@ -70,6 +70,12 @@ pub(super) fn all(r: &mut Registry, i: &Inner) {
         "Orders and refunds a sweep acted on, by sweep and result (handled, failed)",
         i.sweep_items.clone(),
     );
+    r.register(
+        "wxledger_projector_halted_seq",
+        "The sequence of the event the projector cannot read and is halted on (0 while it \
+         runs): quarantine it with `wxledger quarantine`",
+        i.projector_halted_seq.clone(),
+    );
     let g = &i.gauges;
     r.register(
         "wxledger_nats_up",

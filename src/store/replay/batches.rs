@@ -7,7 +7,7 @@ use futures::StreamExt;
 
 use super::{as_of::AsOf, error::ReplayError, progress::Progress};
 use crate::{
-    core::events::Recorded,
+    core::events::Quarantine,
     store::{
         projector::{apply_batch, ProjectorError},
         stream::EventLog,
@@ -17,12 +17,13 @@ use crate::{
 /// How many events one transaction applies.
 const BATCH: usize = 2_000;
 
-/// Applies every event up to `end` that `as_of` includes to `client`'s schema (migrated
+/// Applies every event up to `end` that `as_of` includes, but those in `quarantine`, to `client`'s schema (migrated
 /// and empty), a transaction per batch. `progress` is called about once a second and
 /// once at the end.
 pub async fn apply_in_batches(
     mut client: tokio_postgres::Client,
     log: EventLog,
+    quarantine: &Quarantine,
     as_of: AsOf,
     end: u64,
     mut progress: impl FnMut(&Progress),
@@ -38,9 +39,10 @@ pub async fn apply_in_batches(
             let (seq, payload) = message?;
             done.read += 1;
             done.seq = seq;
-            let rec = Recorded::from_payload(seq, &payload)
+            let rec = quarantine
+                .read(seq, &payload)
                 .map_err(|source| ProjectorError::Decode { seq, source })?;
-            if as_of.includes(&rec) {
+            if let Some(rec) = rec.filter(|rec| as_of.includes(rec)) {
                 batch.push(rec);
             }
             if batch.len() >= BATCH || seq == end {

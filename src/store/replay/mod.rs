@@ -5,6 +5,7 @@
 //! Two sinks run the same fold (`State::apply`) from sequence 1: by default the full
 //! rebuild (`copy`: fold in memory, then bulk-load with COPY), or, with
 //! [`Sink::Batches`], the live projector's own batch code (`batches`).
+//! Both skip the events quarantined anywhere on the stream, as the live projector does.
 //! Either way the replayed tables are exactly what the live projector had written once
 //! it reached that point.
 
@@ -93,15 +94,18 @@ pub async fn replay_with(
 
     let log = EventLog::open(&settings.nats).await?;
     let head = log.last_seq().await?;
+    // Every quarantine on the stream, also those after `end`: the projector skipped the
+    // event once its quarantine was appended, and so does every replay through it.
+    let quarantine = log.quarantine().await?;
     let end = match as_of {
         AsOf::Seq(seq) => seq.min(head),
         AsOf::Time(_) => head,
     };
     if sink == Sink::Copy {
-        let (done, loaded) = rebuild(client, log, as_of, end, progress).await?;
+        let (done, loaded) = rebuild(client, log, &quarantine, as_of, end, progress).await?;
         return Ok((done, Some(loaded)));
     }
-    let done = apply_in_batches(client, log, as_of, end, progress).await?;
+    let done = apply_in_batches(client, log, &quarantine, as_of, end, progress).await?;
     Ok((done, None))
 }
 

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
-use crate::core::events::{Envelope, Event};
+use crate::core::events::{Envelope, Event, Quarantine, Recorded};
 use crate::settings::{NatsSettings, Storage};
 
 /// What can go wrong talking to the log. All of it is infrastructure: retry later.
@@ -294,6 +294,45 @@ impl EventLog {
         let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
         let info = stream.get_info().await.map_err(js_err)?;
         Ok(info.state.last_sequence)
+    }
+
+    /// The payload of the event at `seq`, or `None` when the stream has no such event.
+    pub async fn payload_at(&self, seq: u64) -> Result<Option<Bytes>, LogError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        match stream.raw_message_builder().sequence(seq).send().await {
+            Ok(m) => Ok(Some(m.payload)),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(js_err(e)),
+        }
+    }
+
+    /// The sequences quarantined so far: every `event.quarantined` on the stream, read by
+    /// subject (there are few), so a reader knows them before it reaches the events they
+    /// skip. One that does not decode is passed over here; the projector halts on it.
+    pub async fn quarantine(&self) -> Result<Quarantine, LogError> {
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        let subject = self.subject("event.quarantined");
+        let mut quarantine = Quarantine::default();
+        let mut from = 1;
+        loop {
+            let found = stream
+                .raw_message_builder()
+                .sequence(from)
+                .next_by_subject(subject.clone())
+                .send()
+                .await;
+            let message = match found {
+                Ok(m) => m,
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                    return Ok(quarantine)
+                }
+                Err(e) => return Err(js_err(e)),
+            };
+            if let Ok(rec) = Recorded::from_payload(message.sequence, &message.payload) {
+                quarantine.note(&rec);
+            }
+            from = message.sequence + 1;
+        }
     }
 
     /// Every event from `start_seq` on, in stream order, as `(seq, payload)`; it waits

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The event types, in a fixed order: a sequence's type is kept as its index here.
-const KINDS: [&str; 18] = [
+const KINDS: [&str; 19] = [
     "user.registered",
     "user.logged_in",
     "user.phone_bound",
@@ -47,6 +47,7 @@ const KINDS: [&str; 18] = [
     "refund.notified",
     "refund.queried",
     "user.erased",
+    "event.quarantined",
 ];
 
 /// The index of `event`'s type in [`KINDS`] (a match, so a new type cannot be missed).
@@ -70,6 +71,7 @@ fn kind_code(event: &Event) -> u8 {
         Event::RefundNotified(_) => 15,
         Event::RefundQueried(_) => 16,
         Event::UserErased(_) => 17,
+        Event::Quarantined(_) => 18,
     }
 }
 
@@ -307,11 +309,17 @@ pub async fn scan(
         elapsed: started.elapsed(),
     };
     if end > 0 {
+        // Quarantined events are skipped, as the projector skipped them.
+        let quarantine = log.quarantine().await?;
         let mut messages = log.read_range(1..=end).await?;
         while let Some(message) = messages.next().await {
             let (seq, payload) = message?;
-            let rec = Recorded::from_payload(seq, &payload)
-                .map_err(|source| AuditError::Decode { seq, source })?;
+            let Some(rec) = quarantine
+                .read(seq, &payload)
+                .map_err(|source| AuditError::Decode { seq, source })?
+            else {
+                continue;
+            };
             scan.record(&rec);
             orders.apply(&rec, &mut scan.breaches);
             if within(as_of, &rec.occurred_at, seq) {
