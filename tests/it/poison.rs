@@ -94,6 +94,7 @@ async fn a_poison_event_halts_the_projector_until_quarantined_and_replays_skip_i
         .publish(
             env.log.subject("order.placed"),
             "poison-garbage",
+            None,
             Bytes::from_static(b"\xff not an envelope"),
         )
         .await
