@@ -85,6 +85,8 @@ struct Facts {
     checkpoint: Result<u64, &'static str>,
     /// The local projector's checkpoint.
     applied: u64,
+    /// The sequence of an event the local projector cannot read and stopped at.
+    halted: Option<u64>,
 }
 
 impl Facts {
@@ -106,6 +108,7 @@ impl Facts {
                 "postgres: no answer within 1s",
             ),
             applied: app.projection.applied(),
+            halted: app.metrics.projector_halted_at(),
         }
     }
 }
@@ -173,6 +176,13 @@ fn api(facts: &Facts, migrated: bool, max_lag: u64) -> Verdict {
         reasons.push("migrations: pending".to_owned());
     }
     let projector = match lag {
+        _ if facts.halted.is_some() => {
+            let seq = facts.halted.expect("matched");
+            reasons.push(format!(
+                "projector halted at seq {seq}: an event it cannot read (wxledger quarantine)"
+            ));
+            "halted"
+        }
         Some(lag) if lag > max_lag => {
             reasons.push(format!("projector lag {lag} > {max_lag}"));
             "behind"
@@ -230,6 +240,7 @@ mod tests {
             stream_end,
             checkpoint,
             applied: 3,
+            halted: None,
         }
     }
 
@@ -245,6 +256,22 @@ mod tests {
             answer(api(&facts(Ok(1400), Ok(400)), true, 1000)).0,
             StatusCode::OK
         );
+    }
+
+    #[test]
+    fn a_halted_projector_stops_the_api_role_and_names_the_seq() {
+        let halted = Facts {
+            halted: Some(41),
+            ..facts(Ok(50), Ok(40))
+        };
+        let (status, Json(body)) = answer(api(&halted, true, 1000));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["projector"], "halted");
+        assert!(body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("projector halted at seq 41"));
+        assert_eq!(answer(webhooks(&halted)).0, StatusCode::OK);
     }
 
     #[test]

@@ -150,7 +150,7 @@ pub(super) fn readiness_api() -> ObjectBuilder {
         (
             "projector",
             string()
-                .enum_values(Some(["within_lag", "behind", "unknown"]))
+                .enum_values(Some(["within_lag", "behind", "halted", "unknown"]))
                 .into(),
         ),
     ];
