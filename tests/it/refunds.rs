@@ -508,4 +508,15 @@ async fn a_refund_the_fold_refuses_is_answered_from_its_verdict_and_so_is_its_re
     assert_eq!(again["error"], refused);
     assert_eq!(env.count_events("refund.requested").await, 2);
     assert_eq!(env.failure_reasons().await, ["refund_exceeds_paid"]);
+
+    // A projection built before verdicts were kept has none: the retry is still a 409.
+    env.db()
+        .await
+        .batch_execute("DELETE FROM verdicts")
+        .await
+        .unwrap();
+    let (status, again) = env.refund(&no, bodies[lost].clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "refund_refused");
+    assert_eq!(env.count_events("refund.requested").await, 2);
 }

@@ -55,6 +55,10 @@ impl From<CommandError> for ApiError {
                 format!("at most {left} fen of this order can still be refunded"),
             ),
             E::RefundRefused(why) => refused(why),
+            E::RefundRefusedEarlier => conflict(
+                ErrorCode::RefundRefused,
+                "the refund was refused (its reason was recorded before this version)".into(),
+            ),
             E::RefundRejected { code, message } => conflict(
                 ErrorCode::RefundRejected,
                 format!("WeChat Pay refused the refund: {code}: {message}"),

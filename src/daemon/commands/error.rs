@@ -69,6 +69,10 @@ pub enum CommandError {
     /// The refund was refused, by the pre-check or by the fold (its verdict's refusal).
     #[error("the refund was refused: {0}")]
     RefundRefused(Refusal),
+    /// The refund was refused by a projection built before verdicts were kept, so its
+    /// reason is not on record (rebuilding the projection restores it).
+    #[error("the refund was refused; its reason predates the verdicts table")]
+    RefundRefusedEarlier,
     /// WeChat Pay refused the refund.
     #[error("WeChat Pay refused the refund: {code}: {message}")]
     RefundRejected {

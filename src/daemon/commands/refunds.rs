@@ -11,7 +11,10 @@ use crate::{
         events::{Event, OrderKind, QueryReason, RefundRequested},
         fold::{wallet_account, Order, PaidWith, RefundRow, RefundState, Refusal, Verdict},
     },
-    store::db::{orders, refunds},
+    store::{
+        db::{orders, refunds},
+        projector::VerdictError,
+    },
 };
 
 /// A refund to make.
@@ -87,12 +90,19 @@ pub async fn refund(
         RefundState::Refused => {
             // A retry of a refused request: the row's last event is the one refused.
             let refusing = u64::try_from(refund.last_seq).expect("sequences are positive");
-            return Err(match ctx.wait_for_verdict(refusing).await? {
-                Verdict::Refused(refusal) => refused(refusal),
-                other => CommandError::internal(format!(
+            let verdict = ctx
+                .projection
+                .wait_for_verdict(refusing, ctx.read_your_writes)
+                .await;
+            return Err(match verdict {
+                Ok(Verdict::Refused(refusal)) => refused(refusal),
+                Ok(other) => CommandError::internal(format!(
                     "a refused refund's request was {}",
                     other.as_str()
                 )),
+                // Refused before this version kept verdicts (no rebuild since).
+                Err(VerdictError::NotKept(_)) => CommandError::RefundRefusedEarlier,
+                Err(e) => e.into(),
             });
         }
         RefundState::Requested => {
