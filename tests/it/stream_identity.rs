@@ -81,27 +81,20 @@ async fn register(log: &EventLog, openid: &str) -> u64 {
     .seq
 }
 
-fn db_settings(schema: &str) -> DatabaseSettings {
-    DatabaseSettings {
-        url: database_url(),
-        schema: schema.to_owned(),
-        pool_size: 2,
-        connect_timeout: Duration::from_secs(5),
-        ..Default::default()
-    }
+/// The test's database settings, on `schema`.
+fn db_settings(env: &TestEnv, schema: &str) -> DatabaseSettings {
+    let mut settings = env.settings().database;
+    settings.schema = schema.to_owned();
+    settings
 }
 
 /// A projector on `schema` reporting to `metrics`, and its checkpoint's watch.
-fn projector(
-    schema: &str,
-    log: &EventLog,
-    metrics: &Metrics,
-) -> (Projector, watch::Receiver<u64>) {
+fn projector(env: &TestEnv, schema: &str, metrics: &Metrics) -> (Projector, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0);
     let projector = Projector::new(
-        db::pg_config(&db_settings(schema)).unwrap(),
+        db::pg_config(&db_settings(env, schema)).unwrap(),
         schema,
-        log.clone(),
+        env.log.clone(),
         10,
         Duration::from_millis(1),
         tx,
@@ -178,7 +171,7 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
         .await
         .unwrap();
     assert_eq!(done.checkpoint, new_events);
-    let rebuilt = db::pool(&db_settings(&into)).unwrap();
+    let rebuilt = db::pool(&db_settings(&env, &into)).unwrap();
     let rebuilt_db = rebuilt.get().await.unwrap();
     assert_eq!(
         identity::load(&**rebuilt_db).await.unwrap(),
@@ -194,7 +187,7 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
     assert!(report.is_clean(), "{}", report.to_text());
     // 3. Switch: a projector on the new schema goes on from the rebuild.
     let metrics = Metrics::new();
-    let (projector, mut applied) = projector(&into, &env.log, &metrics);
+    let (projector, mut applied) = projector(&env, &into, &metrics);
     let stop = CancellationToken::new();
     let task = tokio::spawn(projector.run(stop.clone()));
     let later = register(&env.log, "o-after-the-switch").await;
@@ -203,7 +196,11 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
         .expect("the switched projector applies new events")
         .unwrap();
     assert_eq!(metrics.projector_stream_mismatch(), None);
-    assert_eq!(count_users(&rebuilt_db).await, 2, "every user of the new stream");
+    assert_eq!(
+        count_users(&rebuilt_db).await,
+        2,
+        "every user of the new stream"
+    );
     let watch = ProjectionWatch::new(applied.clone(), rebuilt.clone()).with_metrics(metrics);
     watch
         .wait_for(later, Duration::from_secs(1))
@@ -238,7 +235,7 @@ async fn a_stream_ending_before_the_checkpoint_is_refused() {
     let checkpoint = checkpoint_of(&db).await;
 
     let metrics = Metrics::new();
-    let (projector, applied) = projector(&env.schema, &env.log, &metrics);
+    let (projector, applied) = projector(&env, &env.schema, &metrics);
     let stop = CancellationToken::new();
     let task = tokio::spawn(projector.run(stop.clone()));
     assert!(

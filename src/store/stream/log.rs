@@ -18,8 +18,8 @@ use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::core::events::{Envelope, Event, Quarantine, Recorded};
-use crate::store::identity::StreamIdentity;
 use crate::settings::{NatsSettings, Storage};
+use crate::store::identity::StreamIdentity;
 
 /// What can go wrong talking to the log. All of it is infrastructure: retry later.
 #[derive(Debug, thiserror::Error)]
@@ -421,11 +421,9 @@ impl EventLog {
     pub async fn identity(&self) -> Result<StreamIdentity, LogError> {
         let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
         let info = stream.get_info().await.map_err(js_err)?;
-        let created = DateTime::from_timestamp(
-            info.created.unix_timestamp(),
-            info.created.nanosecond(),
-        )
-        .expect("NATS tells a valid time");
+        let created =
+            DateTime::from_timestamp(info.created.unix_timestamp(), info.created.nanosecond())
+                .expect("NATS tells a valid time");
         let first = if info.state.messages == 0 {
             None
         } else {
