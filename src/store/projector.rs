@@ -3,6 +3,7 @@
 //! per projection and schema (a session advisory lock on a dedicated connection); others
 //! stand by. It stops cleanly after the batch in hand. The live projector also writes each
 //! batch's outcomes to the outbox in that transaction (see [`crate::store::outcomes`]).
+//! It reads only the stream its projection was built from ([`crate::store::identity`]).
 //!
 //! [`ProjectionWatch`] lets a caller wait until an event is applied and read the fold's
 //! [`Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
@@ -442,11 +443,9 @@ impl ProjectionWatch {
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), NotYetApplied> {
         let mut applied = self.applied.clone();
         let deadline = tokio::time::Instant::now() + timeout;
+        let metrics = self.metrics.as_ref();
+        let refused = || metrics.is_some_and(|m| m.projector_stream_mismatch().is_some());
         loop {
-            let refused = || {
-                let metrics = self.metrics.as_ref();
-                metrics.is_some_and(|m| m.projector_stream_mismatch().is_some())
-            };
             if *applied.borrow_and_update() >= seq && !refused() {
                 return Ok(());
             }

@@ -8,6 +8,8 @@
 //! Both skip the events quarantined anywhere on the stream, as the live projector does.
 //! Either way the replayed tables are exactly what the live projector had written once
 //! it reached that point.
+//! The schema records the stream it was built from (`stream_identity`), so a projector
+//! switched to it goes on from that stream only ([`crate::store::identity`]).
 
 mod as_of;
 mod batches;
