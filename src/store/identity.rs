@@ -127,29 +127,30 @@ pub fn judge(
     stream: &StreamIdentity,
     checkpoint: u64,
 ) -> Result<Option<BuiltFrom>, Mismatch> {
+    let current = BuiltFrom::from(stream);
+    let update = match recorded {
+        None => Some(current),
+        Some(recorded) if recorded.created != stream.created => {
+            return Err(Mismatch::Recreated {
+                recorded: recorded.created,
+                now: stream.created,
+            })
+        }
+        Some(recorded) => match (&recorded.first_event, &stream.first_event) {
+            (Some(was), Some(is)) if was == is => None,
+            (Some(_), _) => return Err(Mismatch::FirstEvent),
+            // Recorded while the stream was empty: its first event is known now.
+            (None, Some(_)) => Some(current),
+            (None, None) => None,
+        },
+    };
     if stream.last_seq < checkpoint {
         return Err(Mismatch::Behind {
             last_seq: stream.last_seq,
             checkpoint,
         });
     }
-    let current = BuiltFrom::from(stream);
-    let Some(recorded) = recorded else {
-        return Ok(Some(current));
-    };
-    if recorded.created != stream.created {
-        return Err(Mismatch::Recreated {
-            recorded: recorded.created,
-            now: stream.created,
-        });
-    }
-    match (&recorded.first_event, &stream.first_event) {
-        (Some(was), Some(is)) if was == is => Ok(None),
-        (Some(_), _) => Err(Mismatch::FirstEvent),
-        // BuiltFrom while the stream was empty: its first event is known now.
-        (None, Some(_)) => Ok(Some(current)),
-        (None, None) => Ok(None),
-    }
+    Ok(update)
 }
 
 /// The identity the schema's projection recorded, if any.
@@ -303,7 +304,7 @@ mod tests {
         assert_eq!(judge(None, &s, 0), Ok(Some(recorded(100, Some("e1")))));
         // The upgrade: a checkpoint but no identity yet.
         assert_eq!(judge(None, &s, 5), Ok(Some(recorded(100, Some("e1")))));
-        // BuiltFrom while empty: the first event is filled in.
+        // Recorded while empty: the first event is filled in.
         assert_eq!(
             judge(Some(&recorded(100, None)), &s, 0),
             Ok(Some(recorded(100, Some("e1"))))

@@ -165,6 +165,14 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
     let new_events = env.last_seq().await;
     assert_eq!(new_events, 2, "the profile was appended");
 
+    // The audit refuses the old projection too, saying why.
+    let refused = audit::run(&env.settings(), &audit::Options::default(), |_| {}).await;
+    assert!(
+        matches!(refused, Err(audit::AuditError::StreamIdentity(_))),
+        "{:?}",
+        refused.map(|r| r.to_text())
+    );
+
     // The procedure. 1. Rebuild into a new schema from the surviving stream.
     let into = format!("{}_rebuilt", env.schema);
     let done = replay(&env.settings(), AsOf::Seq(u64::MAX), &into, false, |_| {})
