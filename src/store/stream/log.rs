@@ -419,8 +419,9 @@ impl EventLog {
     /// The stream's identity (its creation time and first event) and last sequence,
     /// against which the projector checks the stream its projection was built from.
     pub async fn identity(&self) -> Result<StreamIdentity, LogError> {
+        // Getting the stream asks for its info: one request, not two.
         let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
-        let info = stream.get_info().await.map_err(js_err)?;
+        let info = stream.cached_info();
         let created =
             DateTime::from_timestamp(info.created.unix_timestamp(), info.created.nanosecond())
                 .expect("NATS tells a valid time");
