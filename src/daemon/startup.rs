@@ -237,7 +237,8 @@ impl App {
             wechat: MiniProgram::new(&settings.wechat, clock.clone()).with_metrics(metrics.clone()),
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
             vault: crate::store::privacy::Vault::new(&settings.privacy),
-            projection: ProjectionWatch::new(applied_rx, pool.clone()),
+            projection: ProjectionWatch::new(applied_rx, pool.clone())
+                .with_metrics(metrics.clone()),
             clock,
             read_your_writes: settings.projector.read_your_writes_timeout,
             pay,

@@ -3,6 +3,7 @@
 //! outbox and its publisher, and the per-user data keys that make personal data erasable.
 
 pub mod db;
+pub mod identity;
 pub mod outcomes;
 pub mod privacy;
 pub mod projector;

@@ -3,6 +3,7 @@
 //! per projection and schema (a session advisory lock on a dedicated connection); others
 //! stand by. It stops cleanly after the batch in hand. The live projector also writes each
 //! batch's outcomes to the outbox in that transaction (see [`crate::store::outcomes`]).
+//! It reads only the stream its projection was built from ([`crate::store::identity`]).
 //!
 //! [`ProjectionWatch`] lets a caller wait until an event is applied and read the fold's
 //! [`Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
@@ -22,6 +23,7 @@ use crate::{
     daemon::metrics::Metrics,
     store::{
         db::{self, leader, orders, refunds, users, verdicts, DbError},
+        identity,
         outcomes::{self, outbox},
         stream::{EventLog, LogError},
     },
@@ -122,9 +124,15 @@ impl leader::Round for Projector {
         };
         let mut checkpoint = load_checkpoint(&client).await?;
         self.applied.send_replace(checkpoint);
+        let metrics = self.metrics.as_ref();
+        let Some(known) = identity::hold(&client, &self.log, checkpoint, metrics, stop).await?
+        else {
+            return Ok(());
+        };
         tracing::info!(checkpoint, "projector active");
         let mut quarantine = self.log.quarantine().await?;
-        let mut messages = self.log.read_from(checkpoint + 1).await?;
+        let messages = self.log.read_from(checkpoint + 1).await?;
+        let mut messages = identity::watched(&self.log, known, checkpoint, messages);
         loop {
             let first = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -386,6 +394,7 @@ async fn apply(
 pub struct ProjectionWatch {
     applied: watch::Receiver<u64>,
     pool: deadpool_postgres::Pool,
+    metrics: Option<Metrics>,
 }
 
 /// The projection did not reach the event in time.
@@ -415,15 +424,29 @@ impl ProjectionWatch {
     /// A watch fed by a local projector, falling back to the stored checkpoint (which a
     /// projector in another process advances).
     pub fn new(applied: watch::Receiver<u64>, pool: deadpool_postgres::Pool) -> Self {
-        Self { applied, pool }
+        Self {
+            applied,
+            pool,
+            metrics: None,
+        }
+    }
+
+    /// Never says an event is applied while the local projector refuses the stream
+    /// ([`crate::store::identity`]): its sequences may be ones the projection passed
+    /// on another stream.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Waits until event `seq` is applied, or `timeout` passes.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), NotYetApplied> {
         let mut applied = self.applied.clone();
         let deadline = tokio::time::Instant::now() + timeout;
+        let metrics = self.metrics.as_ref();
+        let refused = || metrics.is_some_and(|m| m.projector_stream_mismatch().is_some());
         loop {
-            if *applied.borrow_and_update() >= seq {
+            if *applied.borrow_and_update() >= seq && !refused() {
                 return Ok(());
             }
             tokio::select! {
@@ -440,7 +463,7 @@ impl ProjectionWatch {
             }
             // Ask Postgres only when the local projector has not answered promptly.
             if let Ok(client) = self.pool.get().await {
-                if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) {
+                if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) && !refused() {
                     return Ok(());
                 }
             }

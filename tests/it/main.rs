@@ -33,6 +33,7 @@ mod replay;
 mod signals;
 mod sim_pay;
 mod startup_errors;
+mod stream_identity;
 mod tail;
 mod v2_refund_notify;
 mod verdicts;

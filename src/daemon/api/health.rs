@@ -87,6 +87,8 @@ struct Facts {
     applied: u64,
     /// The sequence of an event the local projector cannot read and stopped at.
     halted: Option<u64>,
+    /// Why the local projector refuses the stream (not the one the projection was built from).
+    refused: Option<String>,
 }
 
 impl Facts {
@@ -109,6 +111,7 @@ impl Facts {
             ),
             applied: app.projection.applied(),
             halted: app.metrics.projector_halted_at(),
+            refused: app.metrics.projector_stream_mismatch(),
         }
     }
 }
@@ -176,6 +179,10 @@ fn api(facts: &Facts, migrated: bool, max_lag: u64) -> Verdict {
         reasons.push("migrations: pending".to_owned());
     }
     let projector = match lag {
+        _ if facts.refused.is_some() => {
+            reasons.extend(facts.refused.clone());
+            "refused"
+        }
         _ if facts.halted.is_some() => {
             let seq = facts.halted.expect("matched");
             reasons.push(format!(
@@ -241,6 +248,7 @@ mod tests {
             checkpoint,
             applied: 3,
             halted: None,
+            refused: None,
         }
     }
 
@@ -272,6 +280,23 @@ mod tests {
             .unwrap()
             .starts_with("projector halted at seq 41"));
         assert_eq!(answer(webhooks(&halted)).0, StatusCode::OK);
+    }
+
+    #[test]
+    fn a_projector_refusing_the_stream_stops_the_api_role_and_says_why() {
+        let refused = Facts {
+            refused: Some("stream identity changed: the stream ends at seq 3, …".into()),
+            ..facts(Ok(3), Ok(9))
+        };
+        let (status, Json(body)) = answer(api(&refused, true, 1000));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["projector"], "refused");
+        assert!(body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("stream identity changed"));
+        // The events are kept on the stream: a rebuild from it books them.
+        assert_eq!(answer(webhooks(&refused)).0, StatusCode::OK);
     }
 
     #[test]

@@ -100,6 +100,10 @@ struct Inner {
     sweep_items: Family<labels::Sweep, Counter>,
     /// The sequence of the event that halted the projector; 0 while it runs.
     projector_halted_seq: Gauge,
+    /// 1 while the projector refuses the stream (not the one its projection was built from).
+    projector_stream_mismatch: Gauge,
+    /// Why it refuses, for readiness.
+    stream_mismatch_reason: std::sync::Mutex<Option<String>>,
     gauges: Gauges,
     /// Unix seconds (f64 bits) of the projector's last commit; 0 = none yet.
     committed_at: AtomicU64,
@@ -142,6 +146,8 @@ impl Metrics {
             sweep_runs: Family::default(),
             sweep_items: Family::default(),
             projector_halted_seq: Gauge::default(),
+            projector_stream_mismatch: Gauge::default(),
+            stream_mismatch_reason: std::sync::Mutex::new(None),
             committed_at: AtomicU64::new(0),
             head_read_at: AtomicU64::new(0),
             scrape_timeout_ms: AtomicU64::new(millis(MetricsSettings::default().scrape_timeout)),
@@ -309,6 +315,29 @@ impl Metrics {
         u64::try_from(self.0.projector_halted_seq.get())
             .ok()
             .filter(|seq| *seq > 0)
+    }
+
+    /// The projector refuses the stream for `reason` (see [`crate::store::identity`]), or,
+    /// with `None`, accepts it.
+    pub fn projector_stream_refused(&self, reason: Option<String>) {
+        self.0
+            .projector_stream_mismatch
+            .set(i64::from(reason.is_some()));
+        *self
+            .0
+            .stream_mismatch_reason
+            .lock()
+            .expect("the lock is never held across a panic") = reason;
+    }
+
+    /// Why the projector refuses the stream, if it does: an alarm that needs a person
+    /// (rebuild into a new schema from the surviving stream and switch to it).
+    pub fn projector_stream_mismatch(&self) -> Option<String> {
+        self.0
+            .stream_mismatch_reason
+            .lock()
+            .expect("the lock is never held across a panic")
+            .clone()
     }
 
     /// The stream's last sequence was read at Unix time `now`.

@@ -76,6 +76,13 @@ pub(super) fn all(r: &mut Registry, i: &Inner) {
          runs): quarantine it with `wxledger quarantine`",
         i.projector_halted_seq.clone(),
     );
+    r.register(
+        "wxledger_projector_stream_mismatch",
+        "1 while the projector refuses the stream because it is not the one the projection \
+         was built from (recreated, or ending before the checkpoint): rebuild into a new \
+         schema with `wxledger replay` and switch to it",
+        i.projector_stream_mismatch.clone(),
+    );
     let g = &i.gauges;
     r.register(
         "wxledger_nats_up",

@@ -108,6 +108,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_verdicts.sql",
         include_str!("../../../projections/0008_verdicts.sql"),
     ),
+    (
+        "0009_stream_identity.sql",
+        include_str!("../../../projections/0009_stream_identity.sql"),
+    ),
 ];
 
 /// How to open a connection: tokio-postgres' settings (every session works in the

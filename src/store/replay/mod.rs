@@ -8,6 +8,8 @@
 //! Both skip the events quarantined anywhere on the stream, as the live projector does.
 //! Either way the replayed tables are exactly what the live projector had written once
 //! it reached that point.
+//! The schema records the stream it was built from (`stream_identity`), so a projector
+//! switched to it goes on from that stream only ([`crate::store::identity`]).
 
 mod as_of;
 mod batches;
@@ -22,7 +24,7 @@ pub use progress::Progress;
 
 use crate::{
     settings::{DatabaseSettings, Settings},
-    store::{db, stream::EventLog},
+    store::{db, identity, stream::EventLog},
 };
 use batches::apply_in_batches;
 use copy::rebuild;
@@ -93,6 +95,9 @@ pub async fn replay_with(
     let client = db::connect_dedicated(&pg).await?;
 
     let log = EventLog::open(&settings.nats).await?;
+    // Read before the events: the rebuilt schema records the stream it was built from,
+    // and a projector on it goes on only from that stream (`identity`).
+    let built_from = log.identity().await?;
     let head = log.last_seq().await?;
     // Every quarantine on the stream, also those after `end`: the projector skipped the
     // event once its quarantine was appended, and so does every replay through it.
@@ -101,12 +106,16 @@ pub async fn replay_with(
         AsOf::Seq(seq) => seq.min(head),
         AsOf::Time(_) => head,
     };
-    if sink == Sink::Copy {
+    let (done, loaded) = if sink == Sink::Copy {
         let (done, loaded) = rebuild(client, log, &quarantine, as_of, end, progress).await?;
-        return Ok((done, Some(loaded)));
-    }
-    let done = apply_in_batches(client, log, &quarantine, as_of, end, progress).await?;
-    Ok((done, None))
+        (done, Some(loaded))
+    } else {
+        let done = apply_in_batches(client, log, &quarantine, as_of, end, progress).await?;
+        (done, None)
+    };
+    let target = db::connect_dedicated(&pg).await?;
+    identity::record(&target, &identity::BuiltFrom::from(&built_from)).await?;
+    Ok((done, loaded))
 }
 
 /// The database settings of the target schema, checked.

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::core::events::{Envelope, Event, Quarantine, Recorded};
 use crate::settings::{NatsSettings, Storage};
+use crate::store::identity::StreamIdentity;
 
 /// What can go wrong talking to the log. All of it is infrastructure: retry later.
 #[derive(Debug, thiserror::Error)]
@@ -413,5 +414,35 @@ impl EventLog {
     /// Flushes and closes the connection.
     pub async fn close(&self) {
         let _ = self.client.flush().await;
+    }
+
+    /// The stream's identity (its creation time and first event) and last sequence,
+    /// against which the projector checks the stream its projection was built from.
+    pub async fn identity(&self) -> Result<StreamIdentity, LogError> {
+        // Getting the stream asks for its info: one request, not two.
+        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        let info = stream.cached_info();
+        let created =
+            DateTime::from_timestamp(info.created.unix_timestamp(), info.created.nanosecond())
+                .expect("NATS tells a valid time");
+        let first = if info.state.messages == 0 {
+            None
+        } else {
+            let found = stream
+                .raw_message_builder()
+                .sequence(info.state.first_sequence)
+                .send()
+                .await;
+            match found {
+                Ok(m) => Some(m.payload),
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => None,
+                Err(e) => return Err(js_err(e)),
+            }
+        };
+        Ok(StreamIdentity::new(
+            created,
+            first.as_ref(),
+            info.state.last_sequence,
+        ))
     }
 }

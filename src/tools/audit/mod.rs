@@ -29,6 +29,7 @@ use crate::{
     settings::{DatabaseSettings, Settings},
     store::{
         db::{self, DbError},
+        identity,
         projector::PROJECTION,
         replay::{self, AsOf, ReplayError},
         stream::{EventLog, LogError},
@@ -87,6 +88,10 @@ pub enum AuditError {
         /// The stream's last sequence.
         head: u64,
     },
+    /// The live projection was built from another stream (the stream was deleted and
+    /// recreated): rebuild from this one into a new schema and audit that.
+    #[error("{0}")]
+    StreamIdentity(identity::Mismatch),
     /// The rebuild failed.
     #[error("rebuild: {0}")]
     Rebuild(#[from] ReplayError),
@@ -111,6 +116,7 @@ impl AuditError {
             AuditError::Log(_) => "stream_unavailable",
             AuditError::Decode { .. } => "event_unreadable",
             AuditError::StreamBehind { .. } => "stream_behind_checkpoint",
+            AuditError::StreamIdentity(_) => "stream_identity_changed",
             AuditError::Rebuild(_) => "rebuild_failed",
             AuditError::Keep { .. } => "keep_schema_unusable",
             AuditError::Pay(_) => "pay_settings",
@@ -285,6 +291,12 @@ pub async fn run(
     let checkpoint = u64::try_from(checkpoint).expect("checkpoints are not negative");
     let log = EventLog::open(&settings.nats).await?;
     let head = log.last_seq().await?;
+    // A stream that ends before the checkpoint is told below, as before.
+    let built_from = identity::load(&snapshot).await?;
+    match identity::judge(built_from.as_ref(), &log.identity().await?, checkpoint) {
+        Ok(_) | Err(identity::Mismatch::Behind { .. }) => {}
+        Err(mismatch) => return Err(AuditError::StreamIdentity(mismatch)),
+    }
     if checkpoint > head {
         return Err(AuditError::StreamBehind { checkpoint, head });
     }
