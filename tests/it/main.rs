@@ -26,6 +26,7 @@ mod profile;
 mod projection;
 mod proxy;
 mod readiness;
+mod recovery;
 mod reconcile;
 mod refund_resend;
 mod refunds;

@@ -4,14 +4,16 @@
 
 use std::{fmt::Display, future::Future, time::Duration};
 
+use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::{connect_dedicated, lock_key, DbError, PgConfig};
 
 /// The first pause after a failed round, doubled after each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest pause after failed rounds.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest pause after failed rounds: short, so work resumes within a second of
+/// Postgres or NATS returning. A failed round costs a connection attempt, no more.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A dedicated connection holding the advisory lock `name` of `schema`, or `None` when
 /// another session holds it. The lock lasts as long as the connection: drop the client
@@ -46,7 +48,8 @@ pub trait Round {
 
 /// Runs `worker`'s rounds until `stop` is cancelled. After a round that ended well
 /// (stopped, or standing by) it pauses `idle`; after a failed one it logs `failed` with
-/// the error and pauses 100 ms, doubling up to 5 s while rounds keep failing.
+/// the error and pauses about 100 ms, doubling up to [`MAX_BACKOFF`] while rounds keep
+/// failing, each pause between half and all of that (so standbys do not retry in step).
 pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Duration, failed: &str) {
     let mut backoff = FIRST_BACKOFF;
     while !stop.is_cancelled() {
@@ -57,8 +60,9 @@ pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Durati
             }
             Err(e) => {
                 tracing::warn!(error = %e, "{failed}");
+                let pause = jittered(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                backoff
+                pause
             }
         };
         tokio::select! {
@@ -66,4 +70,9 @@ pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Durati
             _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// A pause between half of `pause` and all of it.
+fn jittered(pause: Duration) -> Duration {
+    pause.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }

@@ -1,0 +1,177 @@
+//! Recovery once a fault ends, against private servers: after a NATS restart (kill -9,
+//! then a new server on the same port and store) and after Postgres comes back, a new
+//! event is applied within 2 s, so `POST /v1/auth/login` answers 200 again instead of
+//! 503 `not_yet_applied`.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use tokio::time::Instant;
+use uuid::Uuid;
+use wxledger::{
+    core::events::{Event, UserRegistered},
+    store::stream::log::Draft,
+};
+
+use crate::{common::TestEnv, proxy::Proxy};
+
+/// The bound is 2 s; the answer also carries a login's own round trips.
+const RECOVERED_WITHIN: Duration = Duration::from_millis(2_500);
+
+/// How long a test waits for recovery at all (main took 16–22 s after a NATS restart).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(25);
+
+/// A nats-server of our own with JetStream on a fixed loopback port and store directory,
+/// so it can be killed and started again as the same server with the same streams. The
+/// process is killed and the directory removed on drop.
+struct RestartableNats {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RestartableNats {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("wxl-recovery-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = Self {
+            port,
+            dir,
+            child: None,
+        };
+        nats.spawn();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("/usr/sbin/nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+    }
+
+    /// Kills the server with SIGKILL and waits for it to be gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("the server exits");
+        }
+    }
+
+    /// Starts the server again and answers the moment it accepts connections.
+    async fn restart(&mut self) -> Instant {
+        self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Instant::now();
+            }
+            assert!(Instant::now() < deadline, "nats-server never listened again");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for RestartableNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Logs `openid` in again and again until the answer is 200 (the login event appended
+/// and applied), and answers when; `None` after [`GIVE_UP_AFTER`] from `since`.
+async fn logged_in_again(env: &TestEnv, openid: &str, since: Instant) -> Option<Instant> {
+    while since.elapsed() < GIVE_UP_AFTER {
+        let code = env.login_code(openid).await;
+        let (status, _) = env.post_login(code).await;
+        if status == StatusCode::OK {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// How long after `back` an event was applied; panics naming the figure when it is over
+/// [`RECOVERED_WITHIN`].
+fn assert_recovered(what: &str, back: Instant, applied: Option<Instant>) {
+    let Some(applied) = applied else {
+        panic!("{what}: no event applied within {GIVE_UP_AFTER:?}");
+    };
+    let took = applied - back;
+    eprintln!("{what}: an event applied {} ms after", took.as_millis());
+    assert!(
+        took < RECOVERED_WITHIN,
+        "{what}: an event applied only {took:?} after (want under {RECOVERED_WITHIN:?})"
+    );
+}
+
+#[tokio::test]
+async fn events_are_applied_within_2_s_of_a_restarted_nats_accepting_connections() {
+    let mut nats = RestartableNats::start();
+    let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
+    env.login("o-rec-0").await;
+
+    nats.kill();
+    // Down long enough for the client's reconnection attempts to space out.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let back = nats.restart().await;
+
+    let applied = logged_in_again(&env, "o-rec-1", back).await;
+    assert_recovered("NATS restarted", back, applied);
+}
+
+#[tokio::test]
+async fn events_are_applied_within_2_s_of_postgres_returning() {
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let env = TestEnv::start_with(|s| {
+        s.database.url = format!("postgres://postgres@127.0.0.1:{}/test", proxy.port);
+    })
+    .await;
+    env.login("o-rec-0").await;
+
+    proxy.cut();
+    // An event to apply while Postgres is away: the projector's rounds fail one after
+    // another (main's pauses grew to 5 s by the time it returned).
+    let registered = Event::UserRegistered(UserRegistered {
+        user_id: Uuid::new_v4(),
+        openid: "o-rec-away".into(),
+        unionid: None,
+    });
+    env.log
+        .append(Draft {
+            event: &registered,
+            correlation_id: "test-recovery",
+            msg_id: "recovery-away",
+            occurred_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    proxy.restore();
+    let back = Instant::now();
+
+    let applied = logged_in_again(&env, "o-rec-2", back).await;
+    assert_recovered("Postgres returned", back, applied);
+}
