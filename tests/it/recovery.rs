@@ -134,8 +134,8 @@ async fn events_are_applied_within_2_s_of_a_restarted_nats_accepting_connections
     env.login("o-rec-0").await;
 
     nats.kill();
-    // Down long enough for the client's reconnection attempts to space out.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Down long enough for the client's own reconnection pauses to grow to 4 s.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
     let back = nats.restart().await;
 
     let applied = logged_in_again(&env, "o-rec-1", back).await;
