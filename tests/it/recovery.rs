@@ -58,7 +58,14 @@ impl RestartableNats {
 
     fn spawn(&mut self) {
         let child = Command::new("/usr/sbin/nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -86,7 +93,10 @@ impl RestartableNats {
             {
                 return Instant::now();
             }
-            assert!(Instant::now() < deadline, "nats-server never listened again");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server never listened again"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

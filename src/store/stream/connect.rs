@@ -5,7 +5,13 @@
 
 pub mod settings;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
 use tokio::sync::watch;
@@ -36,10 +42,18 @@ pub fn redact_url(url: &str) -> String {
 /// reached within it (the client's own default grows to 4 s).
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(250);
 
-/// Counts the client's connections, the first and every reconnection after it: a reader
-/// whose consumer lives in the server's memory watches it to make the consumer again at
-/// once, since a restarted server has forgotten it.
-pub type Connections = watch::Receiver<u64>;
+/// Counts the client's reconnections: a reader whose consumer lives in the server's
+/// memory watches it to make the consumer again at once, since a restarted server has
+/// forgotten it.
+pub type Reconnections = watch::Receiver<u64>;
+
+/// What the event callback keeps: whether the connection was lost, and the count of
+/// connections made again since.
+#[derive(Default)]
+struct Reconnecting {
+    lost: AtomicBool,
+    count: watch::Sender<u64>,
+}
 
 /// Connects to `settings.url` as `name` with the configured credentials and TLS.
 /// Failures that retrying cannot fix (credentials refused, TLS, a bad URL or settings)
@@ -53,19 +67,19 @@ pub async fn connect(
     Ok(connect_watched(settings, name).await?.0)
 }
 
-/// [`connect`], also answering the client's [`Connections`].
+/// [`connect`], also answering the client's [`Reconnections`].
 pub async fn connect_watched(
     settings: &NatsSettings,
     name: &str,
-) -> Result<(async_nats::Client, Connections), ConnectError> {
-    let (connected, connections) = watch::channel(0);
-    let connected = Arc::new(connected);
+) -> Result<(async_nats::Client, Reconnections), ConnectError> {
+    let reconnecting = Arc::new(Reconnecting::default());
+    let reconnections = reconnecting.count.subscribe();
     let url = redact_url(&settings.url);
     let started = tokio::time::Instant::now();
     let deadline = started + settings.connect_timeout;
     let mut logged = false;
     loop {
-        let options = options(settings, name, connected.clone()).await?;
+        let options = options(settings, name, reconnecting.clone()).await?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let attempt = tokio::time::timeout(
             remaining.max(Duration::from_millis(100)),
@@ -77,7 +91,7 @@ pub async fn connect_watched(
                 if logged {
                     tracing::info!(url = %url, "connected to NATS");
                 }
-                return Ok((client, connections));
+                return Ok((client, reconnections));
             }
             Ok(Err(e)) => match e.kind() {
                 ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
@@ -132,7 +146,7 @@ pub async fn connect_watched(
 async fn options(
     settings: &NatsSettings,
     name: &str,
-    connected: Arc<watch::Sender<u64>>,
+    reconnecting: Arc<Reconnecting>,
 ) -> Result<ConnectOptions, ConnectError> {
     let options = ConnectOptions::new()
         .name(name)
@@ -142,8 +156,8 @@ async fn options(
             Duration::from_secs(2).min(settings.connect_timeout.max(Duration::from_secs(1))),
         )
         .event_callback(move |event| {
-            let connected = connected.clone();
-            async move { on_event(event, &connected) }
+            let reconnecting = reconnecting.clone();
+            async move { on_event(event, &reconnecting) }
         });
     let options = settings.auth.apply(options).await?;
     Ok(settings.tls.apply(options))
@@ -160,14 +174,19 @@ fn reconnect_delay(attempts: usize) -> Duration {
     }
 }
 
-/// Logs a connection event, and counts each connection in `connected`.
-fn on_event(event: Event, connected: &watch::Sender<u64>) {
+/// Logs a connection event, and counts each connection made again after one was lost.
+fn on_event(event: Event, reconnecting: &Reconnecting) {
     match event {
         Event::Connected => {
-            connected.send_modify(|n| *n += 1);
+            if reconnecting.lost.swap(false, Ordering::SeqCst) {
+                reconnecting.count.send_modify(|n| *n += 1);
+            }
             tracing::info!("NATS connection (re)established");
         }
-        Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+        Event::Disconnected => {
+            reconnecting.lost.store(true, Ordering::SeqCst);
+            tracing::warn!("NATS connection lost; reconnecting");
+        }
         // Permission violations and the like: the server refused something.
         Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
         Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),

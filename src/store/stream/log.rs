@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::{stream::BoxStream, Stream, StreamExt};
 use uuid::Uuid;
 
-use super::connect::Connections;
+use super::connect::Reconnections;
 
 use crate::core::events::{Envelope, Event, Quarantine, Recorded};
 use crate::settings::{NatsSettings, Storage};
@@ -77,7 +77,7 @@ pub struct EventLog {
     stream: String,
     prefix: String,
     outcome_stream: String,
-    connections: Connections,
+    reconnections: Reconnections,
 }
 
 impl EventLog {
@@ -107,7 +107,7 @@ impl EventLog {
     /// Connects without touching any stream (then [`EventLog::ensure_stream`]), so the caller
     /// can look at the server first.
     pub async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
-        let (client, connections) = super::connect::connect_watched(settings, "wxledger").await?;
+        let (client, reconnections) = super::connect::connect_watched(settings, "wxledger").await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(settings.ack_timeout);
         Ok(Self {
@@ -116,7 +116,7 @@ impl EventLog {
             stream: settings.stream.clone(),
             prefix: settings.subject_prefix.clone(),
             outcome_stream: settings.outcome_stream(),
-            connections,
+            reconnections,
         })
     }
 
@@ -363,24 +363,26 @@ impl EventLog {
         if start > end {
             return Ok(futures::stream::empty().boxed());
         }
-        let mut connections = self.connections.clone();
-        connections.borrow_and_update();
+        let mut reconnections = self.reconnections.clone();
+        reconnections.borrow_and_update();
         let reader = Reader {
             messages: self.ordered_from(start).await?,
             log: self.clone(),
             next: start,
-            connections,
+            reconnections,
         };
         // Dropping the consumer once the range is read stops its deliveries.
-        Ok(futures::stream::unfold(Some(reader), move |reader| async move {
-            let mut reader = reader?;
-            match reader.next().await? {
-                Ok((seq, _)) if seq > end => None,
-                Ok(read) if read.0 == end => Some((Ok(read), None)),
-                next => Some((next, Some(reader))),
-            }
-        })
-        .boxed())
+        Ok(
+            futures::stream::unfold(Some(reader), move |reader| async move {
+                let mut reader = reader?;
+                match reader.next().await? {
+                    Ok((seq, _)) if seq > end => None,
+                    Ok(read) if read.0 == end => Some((Ok(read), None)),
+                    next => Some((next, Some(reader))),
+                }
+            })
+            .boxed(),
+        )
     }
 
     /// An ordered consumer from `start_seq` on, without end.
@@ -430,12 +432,12 @@ pub const PULL_EXPIRES: Duration = Duration::from_secs(2);
 type Messages = BoxStream<'static, Result<(u64, Bytes), LogError>>;
 
 /// One read of the stream: the consumer in hand, the next sequence it owes, and the
-/// client's connections, watched to make the consumer again after each reconnection.
+/// client's reconnections, watched to make the consumer again after each one.
 struct Reader {
     messages: Messages,
     log: EventLog,
     next: u64,
-    connections: Connections,
+    reconnections: Reconnections,
 }
 
 impl Reader {
@@ -444,7 +446,7 @@ impl Reader {
         let mut watching = true;
         loop {
             tokio::select! {
-                changed = self.connections.changed(), if watching => {
+                changed = self.reconnections.changed(), if watching => {
                     if changed.is_err() {
                         // The client is gone; its consumer ends on its own.
                         watching = false;

@@ -119,7 +119,10 @@ fn reconnection_attempts_start_at_once_and_stay_close_together() {
     let mut last = Duration::ZERO;
     for attempts in 1..40 {
         let delay = reconnect_delay(attempts);
-        assert!(delay >= last && delay <= MAX_RECONNECT_DELAY, "{attempts}: {delay:?}");
+        assert!(
+            delay >= last && delay <= MAX_RECONNECT_DELAY,
+            "{attempts}: {delay:?}"
+        );
         last = delay;
     }
 }
