@@ -377,7 +377,7 @@ impl EventLog {
                 let mut reader = reader?;
                 match reader.next().await? {
                     Ok((seq, _)) if seq > end => None,
-                    Ok(read) if read.0 == end => Some((Ok(read), None)),
+                    Ok((seq, payload)) if seq == end => Some((Ok((seq, payload)), None)),
                     next => Some((next, Some(reader))),
                 }
             })
