@@ -27,6 +27,7 @@ mod projection;
 mod proxy;
 mod readiness;
 mod reconcile;
+mod recovery;
 mod refund_resend;
 mod refunds;
 mod replay;

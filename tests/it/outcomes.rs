@@ -226,7 +226,7 @@ async fn a_redelivered_notify_or_a_query_of_a_booked_payment_adds_no_outcome() {
 /// Holds the projector's checkpoint write on a connection of its own (closing it lets
 /// go): a batch then waits, uncommitted, just before its commit, with its rows and outbox
 /// rows written. Reads go on.
-async fn hold_checkpoint(env: &TestEnv) -> tokio_postgres::Client {
+pub(crate) async fn hold_checkpoint(env: &TestEnv) -> tokio_postgres::Client {
     let client = connect(&env.schema).await;
     client
         .batch_execute("BEGIN; LOCK TABLE projector_checkpoints IN EXCLUSIVE MODE")
@@ -250,7 +250,7 @@ async fn order_of(env: &TestEnv, token: &str, no: &str) -> Value {
 }
 
 /// Waits until the projector is blocked on the held checkpoint.
-async fn wait_projector_blocked(env: &TestEnv) {
+pub(crate) async fn wait_projector_blocked(env: &TestEnv) {
     assert!(
         eventually(Duration::from_secs(10), || async {
             let waiting: i64 = env

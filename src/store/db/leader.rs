@@ -2,16 +2,22 @@
 //! the loop that tries for it again and again. The projector and the outcome publisher
 //! each lead this way; whoever does not hold the lock stands by.
 
-use std::{fmt::Display, future::Future, time::Duration};
+use std::{
+    fmt::Display,
+    future::Future,
+    time::{Duration, Instant},
+};
 
+use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::{connect_dedicated, lock_key, DbError, PgConfig};
 
 /// The first pause after a failed round, doubled after each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest pause after failed rounds.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest pause after failed rounds: short, so work resumes within a second of
+/// Postgres or NATS returning. A failed round costs a connection attempt, no more.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A dedicated connection holding the advisory lock `name` of `schema`, or `None` when
 /// another session holds it. The lock lasts as long as the connection: drop the client
@@ -44,21 +50,36 @@ pub trait Round {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// While rounds keep failing, a WARN at most this often (with the count so far).
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs `worker`'s rounds until `stop` is cancelled. After a round that ended well
 /// (stopped, or standing by) it pauses `idle`; after a failed one it logs `failed` with
-/// the error and pauses 100 ms, doubling up to 5 s while rounds keep failing.
+/// the error (at WARN once per [`WARN_EVERY`] of failing, at DEBUG between) and pauses
+/// about 100 ms, doubling up to [`MAX_BACKOFF`] while rounds keep failing, each pause
+/// between half and all of that (so standbys do not retry in step).
 pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Duration, failed: &str) {
     let mut backoff = FIRST_BACKOFF;
+    let mut failures = 0u64;
+    let mut warned: Option<Instant> = None;
     while !stop.is_cancelled() {
         let pause = match worker.round(stop).await {
             Ok(()) => {
                 backoff = FIRST_BACKOFF;
+                (failures, warned) = (0, None);
                 idle
             }
             Err(e) => {
-                tracing::warn!(error = %e, "{failed}");
+                failures += 1;
+                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                    warned = Some(Instant::now());
+                    tracing::warn!(error = %e, failures, "{failed}");
+                } else {
+                    tracing::debug!(error = %e, failures, "{failed}");
+                }
+                let pause = jittered(backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
-                backoff
+                pause
             }
         };
         tokio::select! {
@@ -66,4 +87,9 @@ pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Durati
             _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// A pause between half of `pause` and all of it.
+fn jittered(pause: Duration) -> Duration {
+    pause.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }

@@ -5,9 +5,16 @@
 
 pub mod settings;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
+use tokio::sync::watch;
 
 pub use settings::{secret, ConnectError, NatsAuthSettings, NatsTlsSettings};
 
@@ -31,20 +38,48 @@ pub fn redact_url(url: &str) -> String {
         .join(",")
 }
 
+/// The longest pause between two reconnection attempts: a server back from a restart is
+/// reached within it (the client's own default grows to 4 s).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(250);
+
+/// Counts the client's reconnections: a reader whose consumer lives in the server's
+/// memory watches it to make the consumer again at once, since a restarted server has
+/// forgotten it.
+pub type Reconnections = watch::Receiver<u64>;
+
+/// What the event callback keeps: whether the connection was lost, and the count of
+/// connections made again since.
+#[derive(Default)]
+struct Reconnecting {
+    lost: AtomicBool,
+    count: watch::Sender<u64>,
+}
+
 /// Connects to `settings.url` as `name` with the configured credentials and TLS.
 /// Failures that retrying cannot fix (credentials refused, TLS, a bad URL or settings)
 /// return at once; an unreachable server (refused, DNS, timeout) is logged at once and
-/// retried until `connect_timeout_secs`. Once connected, the client reconnects forever.
+/// retried until `connect_timeout_secs`. Once connected, the client reconnects forever,
+/// at most [`MAX_RECONNECT_DELAY`] apart.
 pub async fn connect(
     settings: &NatsSettings,
     name: &str,
 ) -> Result<async_nats::Client, ConnectError> {
+    Ok(connect_watched(settings, name).await?.0)
+}
+
+/// [`connect`], also answering the client's [`Reconnections`].
+pub async fn connect_watched(
+    settings: &NatsSettings,
+    name: &str,
+) -> Result<(async_nats::Client, Reconnections), ConnectError> {
+    let reconnecting = Arc::new(Reconnecting::default());
+    let reconnections = reconnecting.count.subscribe();
     let url = redact_url(&settings.url);
     let started = tokio::time::Instant::now();
     let deadline = started + settings.connect_timeout;
     let mut logged = false;
     loop {
-        let options = options(settings, name).await?;
+        let options = options(settings, name, reconnecting.clone()).await?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let attempt = tokio::time::timeout(
             remaining.max(Duration::from_millis(100)),
@@ -56,7 +91,7 @@ pub async fn connect(
                 if logged {
                     tracing::info!(url = %url, "connected to NATS");
                 }
-                return Ok(client);
+                return Ok((client, reconnections));
             }
             Ok(Err(e)) => match e.kind() {
                 ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
@@ -108,25 +143,55 @@ pub async fn connect(
     }
 }
 
-async fn options(settings: &NatsSettings, name: &str) -> Result<ConnectOptions, ConnectError> {
+async fn options(
+    settings: &NatsSettings,
+    name: &str,
+    reconnecting: Arc<Reconnecting>,
+) -> Result<ConnectOptions, ConnectError> {
     let options = ConnectOptions::new()
         .name(name)
         .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
         .connection_timeout(
             Duration::from_secs(2).min(settings.connect_timeout.max(Duration::from_secs(1))),
         )
-        .event_callback(|event| async move {
-            match event {
-                Event::Connected => tracing::info!("NATS connection (re)established"),
-                Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
-                // Permission violations and the like: the server refused something.
-                Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
-                Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
-                other => tracing::debug!(event = %other, "NATS event"),
-            }
+        .event_callback(move |event| {
+            let reconnecting = reconnecting.clone();
+            async move { on_event(event, &reconnecting) }
         });
     let options = settings.auth.apply(options).await?;
     Ok(settings.tls.apply(options))
+}
+
+/// The pause before reconnection attempt `attempts` (counted from 1): none for the
+/// first, then doubling from 10 ms up to [`MAX_RECONNECT_DELAY`].
+fn reconnect_delay(attempts: usize) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(2)).unwrap_or(u32::MAX);
+    match attempts {
+        0 | 1 => Duration::ZERO,
+        _ => Duration::from_millis(10u64.saturating_mul(2u64.saturating_pow(doublings)))
+            .min(MAX_RECONNECT_DELAY),
+    }
+}
+
+/// Logs a connection event, and counts each connection made again after one was lost.
+fn on_event(event: Event, reconnecting: &Reconnecting) {
+    match event {
+        Event::Connected => {
+            if reconnecting.lost.swap(false, Ordering::SeqCst) {
+                reconnecting.count.send_modify(|n| *n += 1);
+            }
+            tracing::info!("NATS connection (re)established");
+        }
+        Event::Disconnected => {
+            reconnecting.lost.store(true, Ordering::SeqCst);
+            tracing::warn!("NATS connection lost; reconnecting");
+        }
+        // Permission violations and the like: the server refused something.
+        Event::ServerError(e) => tracing::error!(error = %e, "NATS server error"),
+        Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+        other => tracing::debug!(event = %other, "NATS event"),
+    }
 }
 
 /// A handshake rustls refused (unknown issuer, wrong name, ...): the client reports it as

@@ -1,10 +1,7 @@
 //! The event log on JetStream: the stream ensured from settings, durable appends with
 //! `Nats-Msg-Id`, and ordered reads of a sequence range.
 
-use std::{
-    ops::RangeInclusive,
-    task::{ready, Poll},
-};
+use std::{ops::RangeInclusive, time::Duration};
 
 use async_nats::{
     connection::State,
@@ -14,8 +11,10 @@ use async_nats::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt};
+use futures::{stream::BoxStream, Stream, StreamExt};
 use uuid::Uuid;
+
+use super::connect::Reconnections;
 
 use crate::core::events::{Envelope, Event, Quarantine, Recorded};
 use crate::settings::{NatsSettings, Storage};
@@ -79,6 +78,7 @@ pub struct EventLog {
     stream: String,
     prefix: String,
     outcome_stream: String,
+    reconnections: Reconnections,
 }
 
 impl EventLog {
@@ -108,7 +108,7 @@ impl EventLog {
     /// Connects without touching any stream (then [`EventLog::ensure_stream`]), so the caller
     /// can look at the server first.
     pub async fn dial(settings: &NatsSettings) -> Result<Self, LogError> {
-        let client = super::connect::connect(settings, "wxledger").await?;
+        let (client, reconnections) = super::connect::connect_watched(settings, "wxledger").await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(settings.ack_timeout);
         Ok(Self {
@@ -117,6 +117,7 @@ impl EventLog {
             stream: settings.stream.clone(),
             prefix: settings.subject_prefix.clone(),
             outcome_stream: settings.outcome_stream(),
+            reconnections,
         })
     }
 
@@ -350,56 +351,62 @@ impl EventLog {
     /// it), waiting at the stream's end meanwhile. An empty range reads nothing and makes
     /// no consumer. The one reader of the stream: the projector, replay, rebuild, audit
     /// and the benches all read through it. An error is passed on; the caller stops.
+    ///
+    /// The consumer lives in the server's memory, so a restarted server has forgotten it:
+    /// after every reconnection the read makes a new one from the next sequence at once,
+    /// and a consumer lost otherwise shows as missed idle heartbeats (see
+    /// [`PULL_EXPIRES`]).
     pub async fn read_range(
         &self,
         seqs: RangeInclusive<u64>,
     ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
         let (start, end) = (seqs.start().max(&1).to_owned(), *seqs.end());
-        let mut messages = if start <= end {
-            Some(self.ordered_from(start).await?)
-        } else {
-            None
+        if start > end {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let mut reconnections = self.reconnections.clone();
+        reconnections.borrow_and_update();
+        let reader = Reader {
+            messages: self.ordered_from(start).await?,
+            log: self.clone(),
+            next: start,
+            reconnections,
         };
         // Dropping the consumer once the range is read stops its deliveries.
-        Ok(futures::stream::poll_fn(move |cx| {
-            let Some(inner) = messages.as_mut() else {
-                return Poll::Ready(None);
-            };
-            let next = ready!(inner.poll_next_unpin(cx));
-            match &next {
-                Some(Ok((seq, _))) if *seq > end => {
-                    messages = None;
-                    return Poll::Ready(None);
+        Ok(
+            futures::stream::unfold(Some(reader), move |reader| async move {
+                let mut reader = reader?;
+                match reader.next().await? {
+                    Ok((seq, _)) if seq > end => None,
+                    Ok((seq, payload)) if seq == end => Some((Ok((seq, payload)), None)),
+                    next => Some((next, Some(reader))),
                 }
-                Some(Ok((seq, _))) if *seq == end => messages = None,
-                None => messages = None,
-                Some(_) => {}
-            }
-            Poll::Ready(next)
-        }))
+            })
+            .boxed(),
+        )
     }
 
     /// An ordered consumer from `start_seq` on, without end.
-    async fn ordered_from(
-        &self,
-        start_seq: u64,
-    ) -> Result<impl Stream<Item = Result<(u64, Bytes), LogError>> + Send + Unpin, LogError> {
+    async fn ordered_from(&self, start_seq: u64) -> Result<Messages, LogError> {
         let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: start_seq,
                 },
+                max_expires: PULL_EXPIRES,
                 ..Default::default()
             })
             .await
             .map_err(js_err)?;
         let messages = consumer.messages().await.map_err(js_err)?;
-        Ok(messages.map(|m| {
-            let m = m.map_err(js_err)?;
-            let seq = m.info().map_err(js_err)?.stream_sequence;
-            Ok((seq, m.payload.clone()))
-        }))
+        Ok(messages
+            .map(|m| {
+                let m = m.map_err(js_err)?;
+                let seq = m.info().map_err(js_err)?.stream_sequence;
+                Ok((seq, m.payload.clone()))
+            })
+            .boxed())
     }
 
     /// Deletes the stream, and the outcome stream the daemon made beside it if there is
@@ -444,5 +451,51 @@ impl EventLog {
             first.as_ref(),
             info.state.last_sequence,
         ))
+    }
+}
+
+/// The longest a read's pull request waits at the stream's end; the server sends an idle
+/// heartbeat every half of it, and a consumer that misses two heartbeats is made again
+/// from where it was (a frozen or restarted server), within about twice this.
+pub const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// What an ordered consumer delivers.
+type Messages = BoxStream<'static, Result<(u64, Bytes), LogError>>;
+
+/// One read of the stream: the consumer in hand, the next sequence it owes, and the
+/// client's reconnections, watched to make the consumer again after each one.
+struct Reader {
+    messages: Messages,
+    log: EventLog,
+    next: u64,
+    reconnections: Reconnections,
+}
+
+impl Reader {
+    /// The next event, or an error; `None` once the consumer ends.
+    async fn next(&mut self) -> Option<Result<(u64, Bytes), LogError>> {
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                changed = self.reconnections.changed(), if watching => {
+                    if changed.is_err() {
+                        // The client is gone; its consumer ends on its own.
+                        watching = false;
+                        continue;
+                    }
+                    tracing::info!(from = self.next, "NATS reconnected; reading on with a new consumer");
+                    match self.log.ordered_from(self.next).await {
+                        Ok(messages) => self.messages = messages,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                next = self.messages.next() => {
+                    if let Some(Ok((seq, _))) = &next {
+                        self.next = seq + 1;
+                    }
+                    return next;
+                }
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Unit tests of the NATS connection settings: parsing, validation, secrets from files
-//! and the environment, URL redaction.
+//! and the environment, URL redaction, the pauses between reconnections.
 
 use secrecy::ExposeSecret;
 
@@ -106,4 +106,23 @@ async fn a_bad_nkey_seed_is_a_settings_error() {
         "{err}"
     );
     assert!(!err.contains("SUnot-a-seed"), "{err}");
+}
+
+#[test]
+fn reconnection_attempts_start_at_once_and_stay_close_together() {
+    assert_eq!(reconnect_delay(1), Duration::ZERO);
+    assert_eq!(reconnect_delay(2), Duration::from_millis(10));
+    assert_eq!(reconnect_delay(3), Duration::from_millis(20));
+    for attempts in [7, 10, 100, usize::MAX] {
+        assert_eq!(reconnect_delay(attempts), MAX_RECONNECT_DELAY);
+    }
+    let mut last = Duration::ZERO;
+    for attempts in 1..40 {
+        let delay = reconnect_delay(attempts);
+        assert!(
+            delay >= last && delay <= MAX_RECONNECT_DELAY,
+            "{attempts}: {delay:?}"
+        );
+        last = delay;
+    }
 }
