@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     daemon::metrics::Metrics,
     store::{
-        projector::{ProjectorError, PROJECTION},
+        projector::error::{ProjectorError, PROJECTION},
         stream::{EventLog, LogError},
     },
 };

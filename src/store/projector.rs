@@ -15,6 +15,12 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub mod error;
+mod waiting;
+
+pub use error::{load_checkpoint, ProjectorError, PROJECTION};
+pub use waiting::{NotYetApplied, ProjectionWatch, VerdictError};
+
 use crate::{
     core::{
         events::{quarantine::envelope_kind, DecodeError, Quarantine, Recorded},
@@ -22,43 +28,12 @@ use crate::{
     },
     daemon::metrics::Metrics,
     store::{
-        db::{self, leader, orders, refunds, users, verdicts, DbError},
+        db::{self, leader, orders, refunds, users, verdicts},
         identity,
         outcomes::{self, outbox},
         stream::{EventLog, LogError},
     },
 };
-
-/// The name of the projection in `projector_checkpoints`.
-pub const PROJECTION: &str = "wxledger";
-
-/// Why a projector round ended; it starts over from the checkpoint after a pause.
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectorError {
-    /// Postgres failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// NATS failed.
-    #[error(transparent)]
-    Log(#[from] LogError),
-    /// An event this build cannot read; the projector waits rather than skip it.
-    #[error("event {seq} cannot be read: {source}")]
-    Decode {
-        /// Its sequence.
-        seq: u64,
-        /// Why.
-        source: DecodeError,
-    },
-    /// Another writer moved the checkpoint under us.
-    #[error("checkpoint moved by another projector")]
-    CheckpointMoved,
-}
-
-impl From<tokio_postgres::Error> for ProjectorError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        ProjectorError::Db(DbError::Query(e))
-    }
-}
 
 /// Folds the stream into the schema's tables.
 pub struct Projector {
@@ -266,18 +241,6 @@ impl Projector {
 /// How often a projector halted on an unreadable event looks for its quarantine.
 pub const HALT_RECHECK: Duration = Duration::from_secs(1);
 
-async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, ProjectorError> {
-    let row = client
-        .query_opt(
-            "SELECT last_seq FROM projector_checkpoints WHERE projection = $1",
-            &[&PROJECTION],
-        )
-        .await?;
-    Ok(row.map_or(0, |r| {
-        u64::try_from(r.get::<_, i64>(0)).expect("checkpoints are not negative")
-    }))
-}
-
 /// Folds `records` (all newer than `checkpoint`) over the rows they touch and commits
 /// the changed rows with the new checkpoint. Returns the new checkpoint. Writes no
 /// outcomes: this is the batch of a replay into another schema, which must never publish.
@@ -387,121 +350,4 @@ async fn apply(
     tx.commit().await?;
     tracing::debug!(from = checkpoint + 1, to = last, "batch applied");
     Ok(last)
-}
-
-/// Lets handlers wait until the projection has applied a given event.
-#[derive(Clone)]
-pub struct ProjectionWatch {
-    applied: watch::Receiver<u64>,
-    pool: deadpool_postgres::Pool,
-    metrics: Option<Metrics>,
-}
-
-/// The projection did not reach the event in time.
-#[derive(Debug, thiserror::Error)]
-#[error("projection has not applied event {0} yet")]
-pub struct NotYetApplied(pub u64);
-
-/// Why [`ProjectionWatch::wait_for_verdict`] has no verdict to give.
-#[derive(Debug, thiserror::Error)]
-pub enum VerdictError {
-    /// The projection did not reach the event in time; it will (retry later).
-    #[error(transparent)]
-    NotYetApplied(#[from] NotYetApplied),
-    /// Postgres failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The event was applied but keeps no verdict (a bug in the caller: it waits on an
-    /// event [`crate::core::fold::keeps_verdict`] does not name).
-    #[error("event {0} keeps no verdict")]
-    NotKept(u64),
-    /// The stored verdict does not read as one (written by another build?).
-    #[error("{0}")]
-    Unreadable(String),
-}
-
-impl ProjectionWatch {
-    /// A watch fed by a local projector, falling back to the stored checkpoint (which a
-    /// projector in another process advances).
-    pub fn new(applied: watch::Receiver<u64>, pool: deadpool_postgres::Pool) -> Self {
-        Self {
-            applied,
-            pool,
-            metrics: None,
-        }
-    }
-
-    /// Never says an event is applied while the local projector refuses the stream
-    /// ([`crate::store::identity`]): its sequences may be ones the projection passed
-    /// on another stream.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Waits until event `seq` is applied, or `timeout` passes.
-    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> Result<(), NotYetApplied> {
-        let mut applied = self.applied.clone();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let metrics = self.metrics.as_ref();
-        let refused = || metrics.is_some_and(|m| m.projector_stream_mismatch().is_some());
-        loop {
-            if *applied.borrow_and_update() >= seq && !refused() {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return Err(NotYetApplied(seq)),
-                changed = applied.changed() => {
-                    if changed.is_ok() {
-                        continue;
-                    }
-                    // No local projector: only the stored checkpoint can tell.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                // The local projector may be standing by while another process applies.
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            // Ask Postgres only when the local projector has not answered promptly.
-            if let Ok(client) = self.pool.get().await {
-                if load_checkpoint(&client).await.is_ok_and(|cp| cp >= seq) && !refused() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    /// Waits until event `seq` is applied, or `timeout` passes, and reads the fold's
-    /// verdict on it: stored with the batch that applied it, so this works whichever
-    /// process applied it (a local projector may be standing by). Only events that keep
-    /// their verdict ([`crate::core::fold::keeps_verdict`]) have one.
-    pub async fn wait_for_verdict(
-        &self,
-        seq: u64,
-        timeout: Duration,
-    ) -> Result<Verdict, VerdictError> {
-        self.wait_for(seq, timeout).await?;
-        let client = self.pool.get().await.map_err(DbError::from)?;
-        let at = i64::try_from(seq).expect("sequences fit in i64");
-        match verdicts::get(&**client, at).await {
-            Ok(Some(verdict)) => Ok(verdict),
-            Ok(None) => Err(VerdictError::NotKept(seq)),
-            Err(verdicts::ReadError::Query(e)) => Err(DbError::Query(e).into()),
-            Err(e @ verdicts::ReadError::Unreadable { .. }) => {
-                Err(VerdictError::Unreadable(e.to_string()))
-            }
-        }
-    }
-
-    /// The checkpoint the local projector reported last.
-    pub fn applied(&self) -> u64 {
-        *self.applied.borrow()
-    }
-
-    /// The projection's checkpoint as Postgres stores it, which whichever process is
-    /// applying advances (the local projector may be standing by), or the local one when
-    /// that is newer.
-    pub async fn checkpoint(&self) -> Result<u64, ProjectorError> {
-        let client = self.pool.get().await.map_err(DbError::from)?;
-        Ok(load_checkpoint(&client).await?.max(self.applied()))
-    }
 }

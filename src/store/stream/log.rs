@@ -16,9 +16,8 @@ use uuid::Uuid;
 
 use super::connect::Reconnections;
 
-use crate::core::events::{Envelope, Event, Quarantine, Recorded};
+use crate::core::events::{Envelope, Event};
 use crate::settings::{NatsSettings, Storage};
-use crate::store::identity::StreamIdentity;
 
 /// What can go wrong talking to the log. All of it is infrastructure: retry later.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +44,7 @@ pub enum LogError {
     },
 }
 
-fn js_err(e: impl std::fmt::Display) -> LogError {
+pub(super) fn js_err(e: impl std::fmt::Display) -> LogError {
     LogError::Jetstream(e.to_string())
 }
 
@@ -173,6 +172,11 @@ impl EventLog {
     /// The JetStream context of this connection (the outcome stream shares it).
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.js
+    }
+
+    /// The events' stream's name.
+    pub fn stream_name(&self) -> &str {
+        &self.stream
     }
 
     /// True while the client holds a connection to NATS.
@@ -308,35 +312,6 @@ impl EventLog {
         }
     }
 
-    /// The sequences quarantined so far: every `event.quarantined` on the stream, read by
-    /// subject (there are few), so a reader knows them before it reaches the events they
-    /// skip. One that does not decode is passed over here; the projector halts on it.
-    pub async fn quarantine(&self) -> Result<Quarantine, LogError> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
-        let subject = self.subject("event.quarantined");
-        let mut quarantine = Quarantine::default();
-        let mut from = 1;
-        loop {
-            let found = stream
-                .raw_message_builder()
-                .sequence(from)
-                .next_by_subject(subject.clone())
-                .send()
-                .await;
-            let message = match found {
-                Ok(m) => m,
-                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
-                    return Ok(quarantine)
-                }
-                Err(e) => return Err(js_err(e)),
-            };
-            if let Ok(rec) = Recorded::from_payload(message.sequence, &message.payload) {
-                quarantine.note(&rec);
-            }
-            from = message.sequence + 1;
-        }
-    }
-
     /// Every event from `start_seq` on, in stream order, as `(seq, payload)`; it waits
     /// for new events at the end (the live projector's read).
     pub async fn read_from(
@@ -421,36 +396,6 @@ impl EventLog {
     /// Flushes and closes the connection.
     pub async fn close(&self) {
         let _ = self.client.flush().await;
-    }
-
-    /// The stream's identity (its creation time and first event) and last sequence,
-    /// against which the projector checks the stream its projection was built from.
-    pub async fn identity(&self) -> Result<StreamIdentity, LogError> {
-        // Getting the stream asks for its info: one request, not two.
-        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
-        let info = stream.cached_info();
-        let created =
-            DateTime::from_timestamp(info.created.unix_timestamp(), info.created.nanosecond())
-                .expect("NATS tells a valid time");
-        let first = if info.state.messages == 0 {
-            None
-        } else {
-            let found = stream
-                .raw_message_builder()
-                .sequence(info.state.first_sequence)
-                .send()
-                .await;
-            match found {
-                Ok(m) => Some(m.payload),
-                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => None,
-                Err(e) => return Err(js_err(e)),
-            }
-        };
-        Ok(StreamIdentity::new(
-            created,
-            first.as_ref(),
-            info.state.last_sequence,
-        ))
     }
 }
 

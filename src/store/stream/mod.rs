@@ -2,6 +2,7 @@
 //! reading a sequence range back. The vocabulary it carries is [`crate::core::events`].
 
 pub mod connect;
+mod facts;
 pub mod log;
 
 pub use log::{Appended, EventLog, LogError};
