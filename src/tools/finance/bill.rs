@@ -281,10 +281,12 @@ fn line_of(number: usize, text: &str) -> Result<BillLine, BillError> {
     let refund_key = |column: usize| Some(c[column]).filter(|v| !v.is_empty() && *v != "0");
     let naive = NaiveDateTime::parse_from_str(c[0], TIME_FORMAT)
         .map_err(|_| bad(0, format!("{:?} is not yyyy-MM-dd HH:mm:ss", c[0])))?;
+    // chrono reads years down to -262143: before 08:00 on its first day, +08:00 has no
+    // UTC instant, so the edge of the calendar is refused like any other bad time.
     let trade_time = china()
         .from_local_datetime(&naive)
         .single()
-        .expect("a fixed offset maps every local time once");
+        .ok_or_else(|| bad(0, format!("{:?} is outside the calendar", c[0])))?;
     Ok(BillLine {
         line: number,
         trade_time,

@@ -326,3 +326,18 @@ fn an_empty_day_has_a_zero_summary() {
     assert!(parsed.lines.is_empty());
     assert_eq!(parsed.summary, BillSummary::default());
 }
+
+#[test]
+fn a_time_at_the_edge_of_the_calendar_is_refused_not_a_panic() {
+    // Found while writing the trade_bill fuzz target (fuzz/): chrono reads years down to
+    // -262143, and 交易时间 at +08:00 before 08:00 on that year's first day has no UTC
+    // instant; the parser panicked on it.
+    let line = payment("4200000001", "no-1", "0.01")
+        .replace("2024-05-01 13:51:31", "-262143-01-01 00:00:00");
+    let summary = totals(1, "0.01", "0.00", "0.00000", "0.01", "0.00");
+    let err = parse(&bill(&[line], &summary)).unwrap_err();
+    assert!(
+        matches!(&err, BillError::Line { line: 2, problem } if problem.contains("交易时间")),
+        "{err}"
+    );
+}
