@@ -867,3 +867,26 @@ impl TestEnv {
             .unwrap()
     }
 }
+
+impl TestEnv {
+    /// A gauge as the daemon's `/metrics` (on `metrics.listen`) says it.
+    pub async fn gauge(&self, name: &str) -> i64 {
+        let base = self.metrics.as_deref().expect("metrics.listen was set");
+        let text = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("{name} is exposed"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}

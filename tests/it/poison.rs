@@ -26,22 +26,7 @@ use crate::{
 
 /// `wxledger_projector_halted_seq` as the daemon's `/metrics` says it.
 async fn halted_at(env: &TestEnv) -> u64 {
-    let base = env.metrics.as_deref().expect("metrics.listen was set");
-    let text = env
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("wxledger_projector_halted_seq "))
-        .expect("the halt gauge is exposed")
-        .trim()
-        .parse()
-        .unwrap()
+    u64::try_from(env.gauge("wxledger_projector_halted_seq").await).expect("not negative")
 }
 
 async fn checkpoint(env: &TestEnv) -> u64 {

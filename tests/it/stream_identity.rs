@@ -26,27 +26,6 @@ use wxledger::{
 
 use crate::common::{database_url, drop_schema, eventually, TestEnv};
 
-/// A gauge as the daemon's `/metrics` says it.
-async fn gauge(env: &TestEnv, name: &str) -> i64 {
-    let base = env.metrics.as_deref().expect("metrics.listen was set");
-    let text = env
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("{name} is exposed"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 async fn checkpoint_of(client: &tokio_postgres::Client) -> u64 {
     let row = client
         .query_one("SELECT last_seq FROM projector_checkpoints", &[])
@@ -123,7 +102,7 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
     let built_from = identity::load(&**db).await.unwrap().expect("recorded");
     let stream = env.log.identity().await.unwrap();
     assert_eq!(built_from.created, stream.created);
-    assert_eq!(gauge(&env, "wxledger_projector_stream_mismatch").await, 0);
+    assert_eq!(env.gauge("wxledger_projector_stream_mismatch").await, 0);
 
     // The stream is deleted and recreated; new events reuse sequences the projection
     // passed.
@@ -136,7 +115,7 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
     // The projector refuses, loudly: the gauge, and the API role's readiness says why.
     assert!(
         eventually(Duration::from_secs(20), || async {
-            gauge(&env, "wxledger_projector_stream_mismatch").await == 1
+            env.gauge("wxledger_projector_stream_mismatch").await == 1
         })
         .await,
         "the projector refuses the recreated stream"
@@ -219,7 +198,7 @@ async fn a_recreated_stream_is_refused_until_the_projection_is_rebuilt_from_it()
     drop(rebuilt_db);
     drop(rebuilt);
     // The old schema still refuses.
-    assert_eq!(gauge(&env, "wxledger_projector_stream_mismatch").await, 1);
+    assert_eq!(env.gauge("wxledger_projector_stream_mismatch").await, 1);
     drop_schema(&database_url(), &into).await;
 }
 
