@@ -2,17 +2,13 @@
 //! only; a frozen NATS (its socket still connected) stops both until it resumes; a
 //! projector held back beyond `projector.ready_max_lag_events` stops the API role.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::{
-    common::{eventually, TestEnv},
+    common::{eventually, LocalNats, TestEnv},
     operations::Doc,
     proxy::Proxy,
 };
@@ -86,62 +82,10 @@ async fn postgres_unreachable_shows_in_readyz() {
     );
 }
 
-/// A nats-server of our own with JetStream in a temp dir, no auth (unlike
-/// `nats_auth::PrivateNats`), that the test can pause; killed and removed on drop (also
-/// when a test panics, and also while stopped).
-struct PausableNats {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl PausableNats {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("wxl-ready-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("/usr/sbin/nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        // The daemon's connect waits for it to listen (`nats.connect_timeout_secs`).
-        Self {
-            child,
-            dir,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server.
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill -{signal}");
-    }
-}
-
-impl Drop for PausableNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test]
 async fn a_frozen_nats_is_not_ready_though_connected_and_is_again_once_it_resumes() {
-    let nats = PausableNats::start();
-    let env = TestEnv::start_with(|s| s.nats.url = nats.url.clone()).await;
+    let nats = LocalNats::start();
+    let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
     let doc = Doc::fetch(&env).await;
     for path in ["/readyz/webhooks", "/readyz/api"] {
         let (status, body) = ask_documented(&env, &doc, path).await;

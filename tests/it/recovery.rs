@@ -4,11 +4,7 @@
 //! 503 `not_yet_applied`; outcomes kept in the outbox while NATS was away go out within
 //! 2 s of its return.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -20,7 +16,7 @@ use wxledger::{
 };
 
 use crate::{
-    common::{eventually, TestEnv},
+    common::{eventually, LocalNats, TestEnv},
     outcomes::{hold_checkpoint, wait_projector_blocked},
     proxy::Proxy,
 };
@@ -30,90 +26,6 @@ const RECOVERED_WITHIN: Duration = Duration::from_millis(2_500);
 
 /// How long a test waits for recovery at all (main took 16–22 s after a NATS restart).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(25);
-
-/// A nats-server of our own with JetStream on a fixed loopback port and store directory,
-/// so it can be killed and started again as the same server with the same streams. The
-/// process is killed and the directory removed on drop.
-struct RestartableNats {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl RestartableNats {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("wxl-recovery-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut nats = Self {
-            port,
-            dir,
-            child: None,
-        };
-        nats.spawn();
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("/usr/sbin/nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-    }
-
-    /// Kills the server with SIGKILL and waits for it to be gone.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill -9");
-            child.wait().expect("the server exits");
-        }
-    }
-
-    /// Starts the server again and answers the moment it accepts connections.
-    async fn restart(&mut self) -> Instant {
-        self.spawn();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Instant::now();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server never listened again"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-impl Drop for RestartableNats {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// When `check` first holds, polling from `since`; `None` after [`GIVE_UP_AFTER`].
 async fn first_time<F, Fut>(since: Instant, mut check: F) -> Option<Instant>
@@ -155,7 +67,7 @@ fn assert_recovered(what: &str, back: Instant, done: Option<Instant>) {
 
 #[tokio::test]
 async fn events_are_applied_within_2_s_of_a_restarted_nats_accepting_connections() {
-    let mut nats = RestartableNats::start();
+    let mut nats = LocalNats::start();
     let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
     env.login("o-rec-0").await;
 
