@@ -97,6 +97,10 @@ impl leader::Round for Projector {
             tracing::debug!("another projector holds the lock; standing by");
             return Ok(());
         };
+        let _leading = self
+            .metrics
+            .as_ref()
+            .map(|m| crate::daemon::metrics::leader::Leading::new(m, "projector"));
         let mut checkpoint = load_checkpoint(&client).await?;
         self.applied.send_replace(checkpoint);
         let metrics = self.metrics.as_ref();

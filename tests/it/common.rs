@@ -4,8 +4,7 @@
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
     sync::{
         atomic::{AtomicI64, Ordering},
         Arc,
@@ -889,101 +888,5 @@ impl TestEnv {
             .trim()
             .parse()
             .unwrap()
-    }
-}
-
-/// A nats-server of our own with JetStream on a fixed loopback port and store directory,
-/// so it can be killed and started again as the same server with the same streams. The
-/// process is killed and the directory removed on drop (also when a test panics, and
-/// also while stopped). No auth, unlike `nats_auth::PrivateNats`.
-pub struct LocalNats {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl LocalNats {
-    pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("wxl-nats-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut nats = Self {
-            port,
-            dir,
-            child: None,
-        };
-        nats.spawn();
-        nats
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("/usr/sbin/nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-    }
-
-    /// Kills the server with SIGKILL and waits for it to be gone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill -9");
-            child.wait().expect("the server exits");
-        }
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server.
-    pub fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("the server runs");
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(sent.success(), "kill -{signal}");
-    }
-
-    /// Starts the server again and answers the moment it accepts connections.
-    pub async fn restart(&mut self) -> tokio::time::Instant {
-        self.spawn();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return tokio::time::Instant::now();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nats-server never listened again"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-impl Drop for LocalNats {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

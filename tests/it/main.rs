@@ -2,6 +2,7 @@
 //! NATS JetStream and Postgres; each test in its own schema and stream.
 
 mod audit;
+mod cluster;
 mod common;
 mod compose;
 mod db_orders;

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use wxledger::tools::harness::NatsNode;
 
 use crate::{
-    common::{eventually, LocalNats, TestEnv},
+    common::{eventually, TestEnv},
     operations::Doc,
     proxy::Proxy,
 };
@@ -84,7 +85,7 @@ async fn postgres_unreachable_shows_in_readyz() {
 
 #[tokio::test]
 async fn a_frozen_nats_is_not_ready_though_connected_and_is_again_once_it_resumes() {
-    let nats = LocalNats::start();
+    let nats = NatsNode::start();
     let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
     let doc = Doc::fetch(&env).await;
     for path in ["/readyz/webhooks", "/readyz/api"] {
@@ -92,7 +93,7 @@ async fn a_frozen_nats_is_not_ready_though_connected_and_is_again_once_it_resume
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
 
-    nats.signal("STOP");
+    nats.pause();
     let frozen = eventually(Duration::from_secs(10), || async {
         ask(&env.api, "/readyz/webhooks").await.0 == StatusCode::SERVICE_UNAVAILABLE
     })
@@ -107,7 +108,7 @@ async fn a_frozen_nats_is_not_ready_though_connected_and_is_again_once_it_resume
     let (status, _) = env.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK, "liveness does not depend on NATS");
 
-    nats.signal("CONT");
+    nats.resume();
     assert!(
         eventually(Duration::from_secs(10), || async {
             ask(&env.api, "/readyz/webhooks").await.0 == StatusCode::OK

@@ -13,10 +13,11 @@ use uuid::Uuid;
 use wxledger::{
     core::events::{Event, UserRegistered},
     store::stream::log::Draft,
+    tools::harness::NatsNode,
 };
 
 use crate::{
-    common::{eventually, LocalNats, TestEnv},
+    common::{eventually, TestEnv},
     outcomes::{hold_checkpoint, wait_projector_blocked},
     proxy::Proxy,
 };
@@ -67,7 +68,7 @@ fn assert_recovered(what: &str, back: Instant, done: Option<Instant>) {
 
 #[tokio::test]
 async fn events_are_applied_within_2_s_of_a_restarted_nats_accepting_connections() {
-    let mut nats = LocalNats::start();
+    let mut nats = NatsNode::start();
     let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
     env.login("o-rec-0").await;
 

@@ -213,3 +213,10 @@ mod tests {
         assert_eq!(failure_reason("phone 13800138000\""), "other");
     }
 }
+
+/// One label named `role`: a role one instance per schema leads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Role {
+    /// `projector` or `publisher`.
+    pub role: &'static str,
+}

@@ -6,6 +6,7 @@
 //! [`labels`]; gauges that need NATS or Postgres are refreshed by [`scrape`] with a timeout.
 
 pub mod labels;
+pub mod leader;
 pub mod process;
 mod register;
 pub mod scrape;
@@ -102,6 +103,8 @@ struct Inner {
     projector_halted_seq: Gauge,
     /// 1 while the projector refuses the stream (not the one its projection was built from).
     projector_stream_mismatch: Gauge,
+    /// 1 per role this instance leads (see [`leader`]).
+    leader: Family<labels::Role, Gauge>,
     /// Why it refuses, for readiness.
     stream_mismatch_reason: std::sync::Mutex<Option<String>>,
     gauges: Gauges,
@@ -148,6 +151,7 @@ impl Metrics {
             projector_halted_seq: Gauge::default(),
             projector_stream_mismatch: Gauge::default(),
             stream_mismatch_reason: std::sync::Mutex::new(None),
+            leader: leader::family(),
             committed_at: AtomicU64::new(0),
             head_read_at: AtomicU64::new(0),
             scrape_timeout_ms: AtomicU64::new(millis(MetricsSettings::default().scrape_timeout)),

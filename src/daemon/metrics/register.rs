@@ -83,6 +83,12 @@ pub(super) fn all(r: &mut Registry, i: &Inner) {
          schema with `wxledger replay` and switch to it",
         i.projector_stream_mismatch.clone(),
     );
+    r.register(
+        "wxledger_leader",
+        "1 while this instance holds the role's advisory lock (projector, publisher) and is \
+         the active one of the instances on its schema; 0 while it stands by",
+        i.leader.clone(),
+    );
     let g = &i.gauges;
     r.register(
         "wxledger_nats_up",

@@ -143,6 +143,7 @@ impl leader::Round for Publisher {
             tracing::debug!("another outcome publisher holds the lock; standing by");
             return Ok(());
         };
+        let _leading = crate::daemon::metrics::leader::Leading::new(&self.metrics, "publisher");
         tracing::info!(
             stream = self.stream.name(),
             last_seq = lease.last,
