@@ -266,3 +266,19 @@ async fn outcomes_published(rig: &Rig) {
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "each outcome once");
 }
+
+/// `nats.url` as a comma list connects, and to a server that answers when the first one
+/// listed does not (it was parsed as one URL: "invalid port number").
+#[tokio::test]
+async fn a_comma_list_of_servers_connects() {
+    let dead = wxledger::tools::harness::nats::free_port();
+    let settings = wxledger::settings::NatsSettings {
+        url: format!("nats://127.0.0.1:{dead},{}", crate::common::nats_url()),
+        connect_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let client = wxledger::store::stream::connect::connect(&settings, "comma-list")
+        .await
+        .expect("connects through the list");
+    client.flush().await.unwrap();
+}

@@ -55,6 +55,16 @@ struct Reconnecting {
     count: watch::Sender<u64>,
 }
 
+/// The servers of `url`, a comma-separated list (`nats://a:4222,nats://b:4222`): the
+/// client connects to one and fails over to the others. async-nats parses a `&str` as one
+/// URL, so the list is split here.
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|one| !one.is_empty())
+        .collect()
+}
+
 /// Connects to `settings.url` as `name` with the configured credentials and TLS.
 /// Failures that retrying cannot fix (credentials refused, TLS, a bad URL or settings)
 /// return at once; an unreachable server (refused, DNS, timeout) is logged at once and
@@ -83,7 +93,7 @@ pub async fn connect_watched(
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let attempt = tokio::time::timeout(
             remaining.max(Duration::from_millis(100)),
-            options.connect(settings.url.as_str()),
+            options.connect(servers(&settings.url)),
         )
         .await;
         let cause = match attempt {

@@ -268,16 +268,16 @@ impl NatsCluster {
 
     /// A client of the running nodes.
     async fn client(&self) -> anyhow::Result<async_nats::Client> {
-        let urls: Vec<String> = self
+        let urls = self
             .nodes
             .iter()
             .filter(|n| n.is_running())
-            .map(NatsNode::url)
-            .collect();
+            .map(|n| n.url().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(Duration::from_secs(2)))
-            .connect(urls.join(","))
+            .connect(urls)
             .await?;
         Ok(client)
     }

@@ -126,3 +126,12 @@ fn reconnection_attempts_start_at_once_and_stay_close_together() {
         last = delay;
     }
 }
+
+#[test]
+fn a_comma_list_is_several_servers() {
+    assert_eq!(
+        servers("nats://a:4222, nats://b:4222,,tls://c:4443"),
+        ["nats://a:4222", "nats://b:4222", "tls://c:4443"]
+    );
+    assert_eq!(servers("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+}
