@@ -47,14 +47,19 @@ async fn killing_the_active_daemon_hands_over_within_5s_losing_nothing() {
     let seen = rig.checkpoint().await;
     let deadline = killed + Duration::from_secs(15);
     while rig.checkpoint().await <= seen {
-        assert!(Instant::now() < deadline, "nothing applied after the kill\n{}", rig.logs());
+        assert!(
+            Instant::now() < deadline,
+            "nothing applied after the kill\n{}",
+            rig.logs()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let takeover = killed.elapsed();
     let publisher = rig.wait_leader("publisher", Duration::from_secs(10)).await;
     assert_ne!(publisher, active, "the publisher moved too");
     assert!(
-        load.wait_paid(paid_before + 10, Duration::from_secs(30)).await,
+        load.wait_paid(paid_before + 10, Duration::from_secs(30))
+            .await,
         "the load goes on after the kill: {:?}\n{}",
         load.tally(),
         rig.logs()
@@ -109,14 +114,19 @@ async fn killing_the_stream_leader_loses_and_doubles_nothing() {
     let election = killed.elapsed();
     // Appends resume: new payments are booked past the kill.
     assert!(
-        load.wait_paid(paid_before + 10, Duration::from_secs(40)).await,
+        load.wait_paid(paid_before + 10, Duration::from_secs(40))
+            .await,
         "appends never resumed: {:?}\n{}",
         load.tally(),
         rig.logs()
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while rig.checkpoint().await <= seq_before {
-        assert!(Instant::now() < deadline, "nothing applied after the kill\n{}", rig.logs());
+        assert!(
+            Instant::now() < deadline,
+            "nothing applied after the kill\n{}",
+            rig.logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recovered = killed.elapsed();
@@ -178,7 +188,10 @@ async fn a_token_from_one_instance_works_on_the_others() {
         .json()
         .await
         .unwrap();
-    let no = order["out_trade_no"].as_str().expect("placed on d1").to_owned();
+    let no = order["out_trade_no"]
+        .as_str()
+        .expect("placed on d1")
+        .to_owned();
     for i in 0..3 {
         let me = rig
             .http
@@ -197,7 +210,11 @@ async fn a_token_from_one_instance_works_on_the_others() {
             .send()
             .await
             .unwrap();
-        assert_eq!(read.status(), StatusCode::OK, "d{i} reads the order d1 placed");
+        assert_eq!(
+            read.status(),
+            StatusCode::OK,
+            "d{i} reads the order d1 placed"
+        );
     }
 }
 
@@ -229,7 +246,10 @@ async fn outcome_fencing_holds_on_an_r3_stream() {
     let second = outcomes.publish("c", "t", 1, body()).await.unwrap();
     assert_eq!(second.seq, 2);
     let stale = outcomes.publish("d", "t", 1, body()).await;
-    assert!(matches!(stale, Err(LogError::Overtaken { expected: 1 })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(LogError::Overtaken { expected: 1 })),
+        "{stale:?}"
+    );
     assert_eq!(outcomes.last_seq().await.unwrap(), 2);
 }
 
@@ -238,11 +258,17 @@ async fn outcomes_published(rig: &Rig) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let db = rig.deployment.db().await.unwrap();
     loop {
-        let pending = wxledger::store::outcomes::outbox::pending(&**db).await.unwrap();
+        let pending = wxledger::store::outcomes::outbox::pending(&**db)
+            .await
+            .unwrap();
         if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{pending} outcomes never published\n{}", rig.logs());
+        assert!(
+            Instant::now() < deadline,
+            "{pending} outcomes never published\n{}",
+            rig.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut settings = rig.deployment.nats_settings();

@@ -187,7 +187,12 @@ impl Daemon {
 
     /// The last `lines` lines of its log, headed by its name.
     pub fn log_tail(&self, lines: usize) -> String {
-        format!("--- {} ({}) ---\n{}\n", self.name, self.base(), tail(&self.log, lines))
+        format!(
+            "--- {} ({}) ---\n{}\n",
+            self.name,
+            self.base(),
+            tail(&self.log, lines)
+        )
     }
 
     /// Whether the process was not killed.

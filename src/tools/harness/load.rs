@@ -171,7 +171,10 @@ impl Load {
 
 /// One user: logs in, then orders, gets the prepay and pays, until stopped.
 async fn user(shared: Arc<Shared>, i: usize) {
-    let openid = format!("o-load-{i}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let openid = format!(
+        "o-load-{i}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let Some(token) = login(&shared, &openid).await else {
         return;
     };
@@ -197,7 +200,10 @@ async fn login(shared: &Shared, openid: &str) -> Option<String> {
 async fn order(shared: &Shared, token: &str) -> Option<Paid> {
     let body = json!({"amount": shared.config.amount, "description": "load"});
     let (status, order) = call(shared, Method::POST, "/v1/orders", Some(token), Some(body)).await?;
-    let no = order["out_trade_no"].as_str().filter(|_| status / 100 == 2)?.to_owned();
+    let no = order["out_trade_no"]
+        .as_str()
+        .filter(|_| status / 100 == 2)?
+        .to_owned();
     let path = format!("/v1/orders/{no}/wechat-pay");
     let (status, _) = call(shared, Method::POST, &path, Some(token), None).await?;
     if status != 200 {

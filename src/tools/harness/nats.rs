@@ -325,8 +325,12 @@ impl NatsCluster {
         while Instant::now() < deadline {
             match self.client().await {
                 Ok(client) => {
-                    match js_api(&client, &format!("STREAM.CREATE.{probe}"), &config.to_string())
-                        .await
+                    match js_api(
+                        &client,
+                        &format!("STREAM.CREATE.{probe}"),
+                        &config.to_string(),
+                    )
+                    .await
                     {
                         Ok(_) => {
                             js_api(&client, &format!("STREAM.DELETE.{probe}"), "").await?;

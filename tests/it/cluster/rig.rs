@@ -32,7 +32,9 @@ impl Rig {
     pub async fn start(n: usize) -> Self {
         let serial = SERIAL.lock().await;
         let nats = NatsCluster::start().await.expect("the NATS cluster starts");
-        let sim = Simulator::build(&sim_settings()).await.expect("simulator binds");
+        let sim = Simulator::build(&sim_settings())
+            .await
+            .expect("simulator binds");
         let sim_base = format!("http://{}", sim.local_addr());
         let sim_stop = sim.stop_token();
         tokio::spawn(sim.run_until_stopped());
