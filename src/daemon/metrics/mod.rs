@@ -427,6 +427,8 @@ mod tests {
             "wxledger_events_appended_total{type=\"order.placed\"} 1\n",
             "wxledger_append_duration_seconds_count 2\n",
             "wxledger_notifies_total{outcome=\"recorded\"} 1\n",
+            "wxledger_leader{role=\"projector\"} 0\n",
+            "wxledger_leader{role=\"publisher\"} 0\n",
             "# EOF\n",
         ] {
             assert!(text.contains(needle), "missing {needle}\n{text}");
