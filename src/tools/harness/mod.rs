@@ -6,12 +6,14 @@
 
 pub mod balancer;
 pub mod check;
+pub mod cluster;
 pub mod daemon;
 pub mod load;
 pub mod nats;
 
 pub use balancer::Balancer;
 pub use check::{check, Verdict};
+pub use cluster::NatsCluster;
 pub use daemon::{Daemon, Deployment};
 pub use load::{notify_tally, Load, LoadConfig, LoadReport, NotifyTally, Paid, Tally};
-pub use nats::{NatsCluster, NatsNode};
+pub use nats::NatsNode;
