@@ -64,7 +64,7 @@ async fn killing_the_active_daemon_hands_over_within_5s_losing_nothing() {
         load.tally(),
         rig.logs()
     );
-    let (report, verdict) = rig.verdict(load).await;
+    let (report, verdict) = rig.verdict(load, Vec::new()).await;
     eprintln!(
         "active daemon d{active} killed: d{next} applied within {takeover:?}; {} paid, {} booked; \
          load {:?}; notifies {:?}; balancer {:?} (refused {})",
@@ -102,10 +102,14 @@ async fn killing_the_stream_leader_loses_and_doubles_nothing() {
         .wait_stream_leader(&stream, None, Duration::from_secs(10))
         .await
         .unwrap();
+    // Orders whose users pay the moment the leader dies: their notifies arrive during
+    // the election, when no append can be acknowledged.
+    let held = rig.unpaid_orders(5).await;
     let paid_before = load.paid();
     let seq_before = rig.checkpoint().await;
     rig.nats.kill(leader);
     let killed = Instant::now();
+    let paid_in_election = rig.pay(&held).await;
     let elected = rig
         .nats
         .wait_stream_leader(&stream, Some(leader), Duration::from_secs(20))
@@ -138,14 +142,16 @@ async fn killing_the_stream_leader_loses_and_doubles_nothing() {
         load.tally(),
         rig.logs()
     );
-    let (report, verdict) = rig.verdict(load).await;
+    let (report, verdict) = rig.verdict(load, paid_in_election).await;
+    let notifies = notify_tally(&rig.http, &rig.sim).await.unwrap();
     eprintln!(
         "stream leader n{leader} killed: n{elected} elected after {election:?}, payments booked \
          again after {recovered:?}; {} paid, {} booked; load {:?}; notifies {:?}",
-        verdict.paid,
-        verdict.booked,
-        report.tally,
-        notify_tally(&rig.http, &rig.sim).await.unwrap(),
+        verdict.paid, verdict.booked, report.tally, notifies,
+    );
+    assert!(
+        notifies.server_errors + notifies.unanswered > 0 && notifies.retries > 0,
+        "notifies during the election were refused and retried: {notifies:?}"
     );
     outcomes_published(&rig).await;
 }

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use tokio::{sync::MutexGuard, time::Instant};
 use tokio_util::sync::CancellationToken;
 use wxledger::{
     sim::Simulator,
-    tools::harness::{self, Balancer, Daemon, Deployment, Load, LoadConfig, NatsCluster, Verdict},
+    tools::harness::{
+        self, Balancer, Daemon, Deployment, Load, LoadConfig, NatsCluster, Paid, Verdict,
+    },
 };
 
 use crate::common::{blocking, database_url, sim_settings};
@@ -132,9 +135,72 @@ impl Rig {
             .map_or(0, |r| r.get(0))
     }
 
+    /// `n` orders of one user, placed and given their prepay through the balancer,
+    /// not paid yet.
+    pub async fn unpaid_orders(&self, n: usize) -> Vec<String> {
+        let api = self.balancer.base();
+        let sim = |path: &str, body: Value| {
+            let req = self.http.post(format!("{}{path}", self.sim)).json(&body);
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let code = sim(
+            "/sim/mini/login-codes",
+            json!({"openid": "o-cluster-unpaid"}),
+        )
+        .await;
+        let post = |path: String, token: Option<&str>, body: Value| {
+            let mut req = self.http.post(format!("{api}{path}")).json(&body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let login = post("/v1/auth/login".into(), None, json!({"code": code["code"]})).await;
+        let token = login["token"].as_str().expect("logged in").to_owned();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let body = json!({"amount": 100, "description": "held"});
+            let order = post("/v1/orders".into(), Some(&token), body).await;
+            let no = order["out_trade_no"].as_str().expect("placed").to_owned();
+            let prepay = post(
+                format!("/v1/orders/{no}/wechat-pay"),
+                Some(&token),
+                json!({}),
+            )
+            .await;
+            assert!(prepay.is_object(), "prepay: {prepay}");
+            out.push(no);
+        }
+        out
+    }
+
+    /// The simulated users pay `orders` (WeChat sends the notifies).
+    pub async fn pay(&self, orders: &[String]) -> Vec<Paid> {
+        let mut out = Vec::new();
+        for no in orders {
+            let paid: Value = self
+                .http
+                .post(format!("{}/sim/pay/pay", self.sim))
+                .json(&json!({"out_trade_no": no}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push(Paid {
+                out_trade_no: no.clone(),
+                transaction_id: paid["transaction_id"].as_str().unwrap().to_owned(),
+                amount: 100,
+            });
+        }
+        out
+    }
+
     /// Stops the load and checks its payments: none lost, none doubled, audit clean.
-    pub async fn verdict(&self, load: Load) -> (harness::LoadReport, Verdict) {
-        let report = load.stop().await;
+    pub async fn verdict(&self, load: Load, also: Vec<Paid>) -> (harness::LoadReport, Verdict) {
+        let mut report = load.stop().await;
+        report.paid.extend(also);
         let verdict = harness::check(&self.deployment, &report.paid, Duration::from_secs(30))
             .await
             .unwrap_or_else(|e| panic!("the check runs: {e:#}\n{}", self.logs()));
