@@ -404,6 +404,13 @@ impl EventLog {
 /// from where it was (a frozen or restarted server), within about twice this.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
+/// How long a read waits for its next event before it asks the stream whether one is
+/// there; if so, the consumer is stuck (its server died in a cluster and async-nats'
+/// own recreation backs off to 10 s a try, or hangs), and a new one is made from the next
+/// sequence. Found by the cluster tests: a killed stream leader left the projector
+/// without events for over 30 s.
+pub const STALL: Duration = Duration::from_secs(4);
+
 /// What an ordered consumer delivers.
 type Messages = BoxStream<'static, Result<(u64, Bytes), LogError>>;
 
@@ -420,8 +427,21 @@ impl Reader {
     /// The next event, or an error; `None` once the consumer ends.
     async fn next(&mut self) -> Option<Result<(u64, Bytes), LogError>> {
         let mut watching = true;
+        let mut stalled = tokio::time::interval_at(tokio::time::Instant::now() + STALL, STALL);
         loop {
             tokio::select! {
+                _ = stalled.tick() => {
+                    // Nothing delivered for a while: fine at the stream's end, a stuck
+                    // consumer if the stream holds what we wait for.
+                    if !matches!(self.log.last_seq().await, Ok(last) if last >= self.next) {
+                        continue;
+                    }
+                    tracing::warn!(from = self.next, "the stream holds events its consumer does not deliver; reading on with a new consumer");
+                    match self.log.ordered_from(self.next).await {
+                        Ok(messages) => self.messages = messages,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
                 changed = self.reconnections.changed(), if watching => {
                     if changed.is_err() {
                         // The client is gone; its consumer ends on its own.

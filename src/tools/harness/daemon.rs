@@ -275,9 +275,16 @@ impl Daemon {
     }
 }
 
+/// Set (to anything) to keep the instances' logs after a run, for a post-mortem.
+pub const KEEP_LOGS: &str = "WXLEDGER_HARNESS_KEEP_LOGS";
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os(KEEP_LOGS).is_some() {
+            eprintln!("{} log kept: {}", self.name, self.log.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
