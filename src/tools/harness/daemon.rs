@@ -151,7 +151,21 @@ impl Deployment {
             "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE",
             self.schema
         );
-        let _ = tokio::time::timeout(Duration::from_secs(20), client.batch_execute(&drop)).await;
+        if client.batch_execute(&drop).await.is_ok() {
+            return;
+        }
+        // A killed instance's session may still hold a lock for a moment: end the
+        // sessions holding the schema's tables, then try again.
+        let _ = client
+            .execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                &[&self.schema],
+            )
+            .await;
+        let _ = client.batch_execute(&drop).await;
     }
 }
 

@@ -15,7 +15,7 @@ use wxledger::{
     },
 };
 
-use crate::common::{blocking, database_url, sim_settings};
+use crate::common::{blocking, database_url, drop_schema, sim_settings};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -223,8 +223,8 @@ impl Drop for Rig {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
-        let deployment = self.deployment.clone();
-        blocking(async move { deployment.drop_schema().await });
+        let (url, schema) = (database_url(), self.deployment.schema.clone());
+        blocking(async move { drop_schema(&url, &schema).await });
     }
 }
 
