@@ -5,4 +5,5 @@ pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod finance;
+pub mod harness;
 pub mod tail;

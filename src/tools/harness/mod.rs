@@ -1,0 +1,3 @@
+//! Private servers and processes for the fault tests and `wxledger bench faults`.
+
+pub mod postgres;
