@@ -23,6 +23,7 @@ mod payments;
 mod pg_tls;
 mod phone;
 mod poison;
+mod private_pg;
 mod profile;
 mod projection;
 mod proxy;

@@ -1,5 +1,5 @@
 //! A harness for fault runs on real engines, on this machine: private nats-servers (one,
-//! or a 3-node JetStream cluster), `wxledger serve` processes on one schema and stream, a
+//! or a 3-node JetStream cluster), a private PostgreSQL, `wxledger serve` processes on one schema and stream, a
 //! TCP round-robin balancer in front of them, a load that behaves like WeChat and a mini
 //! program, and the check that nothing was lost or doubled. Used by the cluster tests and
 //! the fault bench; it takes the `wxledger` binary's path, never test-only code.
@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod load;
 pub mod nats;
+pub mod postgres;
 
 pub use balancer::Balancer;
 pub use check::{check, Verdict};
@@ -17,3 +18,4 @@ pub use cluster::NatsCluster;
 pub use daemon::{Daemon, Deployment};
 pub use load::{notify_tally, Load, LoadConfig, LoadReport, NotifyTally, Paid, Tally};
 pub use nats::NatsNode;
+pub use postgres::PrivatePostgres;
