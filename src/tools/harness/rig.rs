@@ -216,7 +216,12 @@ impl<N: NatsServers> Rig<N> {
     }
 
     /// A POST through the balancer; its answer's body when 2xx.
-    async fn api_post(&self, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+    async fn api_post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .post(format!("{}{path}", self.balancer.base()))
@@ -287,7 +292,11 @@ impl<N: NatsServers> Rig<N> {
 
     /// Stops the load and checks its payments and `also` (waiting up to 30 s for them to
     /// be booked); the caller judges the verdict.
-    pub async fn verdict(&self, load: Load, also: Vec<Paid>) -> anyhow::Result<(LoadReport, Verdict)> {
+    pub async fn verdict(
+        &self,
+        load: Load,
+        also: Vec<Paid>,
+    ) -> anyhow::Result<(LoadReport, Verdict)> {
         let mut report = load.stop().await;
         report.paid.extend(also);
         let verdict = check(&self.deployment, &report.paid, Duration::from_secs(30)).await?;

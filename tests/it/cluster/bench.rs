@@ -21,9 +21,16 @@ async fn the_fault_bench_runs_a_daemon_kill_end_to_end() {
     assert_eq!(row.kind, Kind::DaemonKill);
     assert!(row.errors.is_empty(), "{:?}", row.errors);
     assert_eq!(row.injected, 1);
-    assert_eq!((row.lost, row.doubled, row.audit_breaches), (0, 0, 0), "{report:#?}");
+    assert_eq!(
+        (row.lost, row.doubled, row.audit_breaches),
+        (0, 0, 0),
+        "{report:#?}"
+    );
     let run = &report.runs[0];
-    assert!(run.paid >= 10, "payments on both sides of the fault: {run:#?}");
+    assert!(
+        run.paid >= 10,
+        "payments on both sides of the fault: {run:#?}"
+    );
     assert!(
         run.recovery_ms.is_some(),
         "the probe succeeded and the payments were booked after the restart: {run:#?}"

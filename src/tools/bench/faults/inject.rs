@@ -94,7 +94,9 @@ async fn common<N: NatsServers>(
             pg.restart().await?
         }
         Kind::ActiveDaemonKill => {
-            let active = rig.wait_leader("projector", Duration::from_secs(10)).await?;
+            let active = rig
+                .wait_leader("projector", Duration::from_secs(10))
+                .await?;
             rig.daemons[active].kill();
             Instant::now()
         }
@@ -195,10 +197,15 @@ where
     }
     let (report, verdict) = rig.verdict(load, Vec::new()).await?;
     let notifies = notify_tally(&rig.http, &rig.sim).await?;
-    if !verdict.is_clean() || recovered.total().is_none_or(|t| t > kind.target()) {
-        if std::env::var_os(crate::tools::harness::daemon::KEEP_LOGS).is_some() {
-            eprintln!("{}", rig.logs());
-        }
+    let missed = !verdict.is_clean() || recovered.total().is_none_or(|t| t > kind.target());
+    if missed && std::env::var_os(crate::tools::harness::daemon::KEEP_LOGS).is_some() {
+        eprintln!("{}", rig.logs());
     }
-    Ok(RunResult::new(kind, report.tally, notifies, &verdict, recovered))
+    Ok(RunResult::new(
+        kind,
+        report.tally,
+        notifies,
+        &verdict,
+        recovered,
+    ))
 }

@@ -170,8 +170,12 @@ impl Report {
                 doubled: of.iter().map(|r| r.doubled).sum(),
                 audit_breaches: of.iter().map(|r| r.audit_breaches).sum(),
                 met: errors.is_empty()
-                    && of.iter().all(|r| r.lost == 0 && r.doubled == 0 && r.audit_breaches == 0)
-                    && recovery_ms.iter().all(|t| t.is_some_and(|t| t <= target_ms)),
+                    && of
+                        .iter()
+                        .all(|r| r.lost == 0 && r.doubled == 0 && r.audit_breaches == 0)
+                    && recovery_ms
+                        .iter()
+                        .all(|t| t.is_some_and(|t| t <= target_ms)),
                 recovery_ms,
                 target_ms,
                 errors,
