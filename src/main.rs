@@ -94,11 +94,15 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Bench(args) = &cli.command {
+        if args.quiet() && std::env::var_os("RUST_LOG").is_none() {
+            std::env::set_var("RUST_LOG", "warn");
+        }
+    }
     telemetry::init(cli.log_json);
     if let Command::Bench(args) = &cli.command {
         if !args.needs_settings() {
-            cli::bench::crypto();
-            return Ok(ExitCode::SUCCESS);
+            return cli::bench::run_standalone(args).await;
         }
     }
     // The one place that decides which commands run in development mode.

@@ -4,6 +4,7 @@
 //! daemon or the stream leader's nats-server loses and doubles nothing; a token issued by
 //! one instance works on the others; the outcome stream's fencing holds on the cluster.
 
+mod bench;
 mod rig;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! `wxledger bench`: `crypto` measures how fast the crypto on the notify and payment paths runs on
-//! this machine, printed as a table (one core, release build recommended).
+//! this machine, printed as a table (one core, release build recommended); `faults` runs the
+//! fault matrix on private servers.
 
+pub mod faults;
 pub mod notifies;
 pub mod rebuild;
 

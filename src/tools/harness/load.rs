@@ -144,6 +144,11 @@ impl Load {
         self.shared.paid.lock().expect("never poisoned").len()
     }
 
+    /// The payments the simulator made so far.
+    pub fn paid_list(&self) -> Vec<Paid> {
+        self.shared.paid.lock().expect("never poisoned").clone()
+    }
+
     /// Waits until the simulator made at least `n` payments (up to `within`).
     pub async fn wait_paid(&self, n: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
@@ -157,15 +162,22 @@ impl Load {
     }
 
     /// Lets every user finish the order in hand, then stops.
-    pub async fn stop(self) -> LoadReport {
+    pub async fn stop(mut self) -> LoadReport {
         self.shared.stop.cancel();
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
         LoadReport {
             tally: self.shared.counts.tally(),
             paid: self.shared.paid.lock().expect("never poisoned").clone(),
         }
+    }
+}
+
+impl Drop for Load {
+    /// A load dropped without [`Load::stop`] (a run that failed) stops too.
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
     }
 }
 

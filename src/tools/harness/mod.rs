@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod load;
 pub mod nats;
 pub mod postgres;
+pub mod rig;
 
 pub use balancer::Balancer;
 pub use check::{check, Verdict};
@@ -19,3 +20,4 @@ pub use daemon::{Daemon, Deployment};
 pub use load::{notify_tally, Load, LoadConfig, LoadReport, NotifyTally, Paid, Tally};
 pub use nats::NatsNode;
 pub use postgres::PrivatePostgres;
+pub use rig::{NatsServers, Rig, RigOptions};

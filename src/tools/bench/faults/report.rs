@@ -1,0 +1,224 @@
+//! The fault bench's results: one [`RunResult`] per run, one [`Row`] per kind (its runs
+//! summed), printed as a markdown table or written as JSON.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{recovery::Recovered, Kind};
+use crate::tools::harness::{NotifyTally, Tally, Verdict};
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The fault.
+    pub kind: Kind,
+    /// The clients' answers (the load, not the probes).
+    pub load: Tally,
+    /// WeChat's notify attempts.
+    pub notifies: NotifyTally,
+    /// Payments the simulator made.
+    pub paid: usize,
+    /// Paid and never booked, or missing on the stream.
+    pub lost: usize,
+    /// Booked twice, or appended twice.
+    pub doubled: usize,
+    /// The audit's breaches.
+    pub audit_breaches: usize,
+    /// Until the probe succeeded, in ms from the fault's end.
+    pub probe_ms: Option<u128>,
+    /// Until the payments made before the end were booked, in ms from the fault's end.
+    pub booked_ms: Option<u128>,
+    /// The later of the two: the time to full recovery.
+    pub recovery_ms: Option<u128>,
+    /// Why the run could not be made.
+    pub error: Option<String>,
+}
+
+fn ms(d: Option<Duration>) -> Option<u128> {
+    d.map(|d| d.as_millis())
+}
+
+impl RunResult {
+    /// A run that was made.
+    pub fn new(
+        kind: Kind,
+        load: Tally,
+        notifies: NotifyTally,
+        verdict: &Verdict,
+        recovered: Recovered,
+    ) -> Self {
+        Self {
+            kind,
+            load,
+            notifies,
+            paid: verdict.paid,
+            lost: verdict.lost.len().max(verdict.missing_on_stream.len()),
+            doubled: verdict.doubled.len() + verdict.repeated_on_stream.len(),
+            audit_breaches: verdict.audit_breaches.len(),
+            probe_ms: ms(recovered.probe),
+            booked_ms: ms(recovered.booked),
+            recovery_ms: ms(recovered.total()),
+            error: None,
+        }
+    }
+
+    /// A run that failed before its verdict.
+    pub fn failed(kind: Kind, error: String) -> Self {
+        Self {
+            kind,
+            load: Tally::default(),
+            notifies: NotifyTally::default(),
+            paid: 0,
+            lost: 0,
+            doubled: 0,
+            audit_breaches: 0,
+            probe_ms: None,
+            booked_ms: None,
+            recovery_ms: None,
+            error: Some(error),
+        }
+    }
+
+    /// One line for the progress log.
+    pub fn summary(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("{}: failed: {e}", self.kind.name());
+        }
+        format!(
+            "{}: recovery {} ms (probe {} ms, booked {} ms); paid {}, lost {}, doubled {}, \
+             audit breaches {}; load {:?}; notifies {:?}",
+            self.kind.name(),
+            opt(self.recovery_ms),
+            opt(self.probe_ms),
+            opt(self.booked_ms),
+            self.paid,
+            self.lost,
+            self.doubled,
+            self.audit_breaches,
+            self.load,
+            self.notifies,
+        )
+    }
+}
+
+fn opt(v: Option<u128>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// One kind's runs, summed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The fault.
+    pub kind: Kind,
+    /// Faults injected (runs made).
+    pub injected: usize,
+    /// 2xx answers: the clients' and the notifies'.
+    pub ok: u64,
+    /// 5xx answers: the clients' and the notifies'.
+    pub server_errors: u64,
+    /// Requests and notifies that got no answer (refused, reset, timed out).
+    pub unanswered: u64,
+    /// Requests sent again: the clients' retries and WeChat's notify retries.
+    pub retries: u64,
+    /// Payments lost.
+    pub lost: usize,
+    /// Payments doubled.
+    pub doubled: usize,
+    /// Audit breaches.
+    pub audit_breaches: usize,
+    /// Each run's time to full recovery, in ms (`None`: not recovered within the wait).
+    pub recovery_ms: Vec<Option<u128>>,
+    /// The target, in ms.
+    pub target_ms: u128,
+    /// Whether every run was made, lost and doubled nothing, and recovered within target.
+    pub met: bool,
+    /// Runs that could not be made, and why.
+    pub errors: Vec<String>,
+}
+
+/// The whole bench.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// One row per kind.
+    pub rows: Vec<Row>,
+    /// Every run.
+    pub runs: Vec<RunResult>,
+}
+
+impl Report {
+    /// Sums the runs by kind.
+    pub fn from_runs(runs: Vec<RunResult>) -> Self {
+        let mut rows: Vec<Row> = Vec::new();
+        for kind in Kind::ALL {
+            let of: Vec<&RunResult> = runs.iter().filter(|r| r.kind == kind).collect();
+            if of.is_empty() {
+                continue;
+            }
+            let sum = |f: &dyn Fn(&RunResult) -> u64| of.iter().map(|r| f(r)).sum::<u64>();
+            let target_ms = kind.target().as_millis();
+            let recovery_ms: Vec<Option<u128>> = of.iter().map(|r| r.recovery_ms).collect();
+            let errors: Vec<String> = of.iter().filter_map(|r| r.error.clone()).collect();
+            let row = Row {
+                kind,
+                injected: of.iter().filter(|r| r.error.is_none()).count(),
+                ok: sum(&|r| r.load.ok + r.notifies.ok),
+                server_errors: sum(&|r| r.load.server_errors + r.notifies.server_errors),
+                unanswered: sum(&|r| r.load.connection_errors + r.notifies.unanswered),
+                retries: sum(&|r| r.load.retries + r.notifies.retries),
+                lost: of.iter().map(|r| r.lost).sum(),
+                doubled: of.iter().map(|r| r.doubled).sum(),
+                audit_breaches: of.iter().map(|r| r.audit_breaches).sum(),
+                met: errors.is_empty()
+                    && of
+                        .iter()
+                        .all(|r| r.lost == 0 && r.doubled == 0 && r.audit_breaches == 0)
+                    && recovery_ms
+                        .iter()
+                        .all(|t| t.is_some_and(|t| t <= target_ms)),
+                recovery_ms,
+                target_ms,
+                errors,
+            };
+            rows.push(row);
+        }
+        Self { rows, runs }
+    }
+
+    /// Whether every row met its targets.
+    pub fn met(&self) -> bool {
+        self.rows.iter().all(|r| r.met)
+    }
+
+    /// The markdown table.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "| fault kind | injected | 2xx | 5xx | no answer | retries | lost | doubled | \
+             recovery, ms (each run) | target, ms |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n",
+        );
+        for r in &self.rows {
+            let each: Vec<String> = r.recovery_ms.iter().map(|t| opt(*t)).collect();
+            let mut doubled = r.doubled.to_string();
+            if r.audit_breaches > 0 {
+                doubled.push_str(&format!(" (audit: {} breaches)", r.audit_breaches));
+            }
+            let mut injected = r.injected.to_string();
+            if !r.errors.is_empty() {
+                injected.push_str(&format!(" ({} failed)", r.errors.len()));
+            }
+            out.push_str(&format!(
+                "| {} | {injected} | {} | {} | {} | {} | {} | {doubled} | {} | {} |\n",
+                r.kind.name(),
+                r.ok,
+                r.server_errors,
+                r.unanswered,
+                r.retries,
+                r.lost,
+                each.join(", "),
+                r.target_ms,
+            ));
+        }
+        out
+    }
+}
