@@ -46,15 +46,8 @@ async fn killing_the_active_daemon_hands_over_within_5s_losing_nothing() {
     // The first event the new leader applies: the checkpoint passes what it was when the
     // new leader was seen (the dead one commits nothing more).
     let seen = rig.checkpoint().await;
-    let deadline = killed + Duration::from_secs(15);
-    while rig.checkpoint().await <= seen {
-        assert!(
-            Instant::now() < deadline,
-            "nothing applied after the kill\n{}",
-            rig.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    rig.wait_checkpoint_past(seen, killed + Duration::from_secs(15))
+        .await;
     let takeover = killed.elapsed();
     let publisher = rig.wait_leader("publisher", Duration::from_secs(10)).await;
     assert_ne!(publisher, active, "the publisher moved too");
@@ -125,15 +118,8 @@ async fn killing_the_stream_leader_loses_and_doubles_nothing() {
         load.tally(),
         rig.logs()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rig.checkpoint().await <= seq_before {
-        assert!(
-            Instant::now() < deadline,
-            "nothing applied after the kill\n{}",
-            rig.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rig.wait_checkpoint_past(seq_before, Instant::now() + Duration::from_secs(20))
+        .await;
     let recovered = killed.elapsed();
     rig.nats.restart(leader).await;
     let paid_now = load.paid();

@@ -363,26 +363,7 @@ pub fn blocking(work: impl std::future::Future<Output = ()> + Send + 'static) {
 /// long: a connection of the stopped daemon, parked on the test's runtime (which this drop
 /// blocks), may hold a lock on the schema's tables; it is terminated after a short wait.
 pub async fn drop_schema(url: &str, schema: &str) {
-    let work = async {
-        let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
-            return;
-        };
-        tokio::spawn(conn);
-        let drop = format!("SET lock_timeout = '3s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
-        if client.batch_execute(&drop).await.is_ok() {
-            return;
-        }
-        let _ = client
-            .execute(
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
-                 JOIN pg_class c ON c.oid = l.relation \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
-                &[&schema],
-            )
-            .await;
-        let _ = client.batch_execute(&drop).await;
-    };
+    let work = wxledger::tools::harness::daemon::drop_schema(url, schema);
     let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
 }
 

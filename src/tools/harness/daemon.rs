@@ -141,31 +141,7 @@ impl Deployment {
     /// Drops the deployment's schema (the stream lives on the private servers, which go
     /// with the test); failures are ignored.
     pub async fn drop_schema(&self) {
-        let Ok((client, conn)) =
-            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await
-        else {
-            return;
-        };
-        tokio::spawn(conn);
-        let drop = format!(
-            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {} CASCADE",
-            self.schema
-        );
-        if client.batch_execute(&drop).await.is_ok() {
-            return;
-        }
-        // A killed instance's session may still hold a lock for a moment: end the
-        // sessions holding the schema's tables, then try again.
-        let _ = client
-            .execute(
-                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
-                 JOIN pg_class c ON c.oid = l.relation \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
-                &[&self.schema],
-            )
-            .await;
-        let _ = client.batch_execute(&drop).await;
+        drop_schema(&self.database_url, &self.schema).await;
     }
 }
 
@@ -301,4 +277,28 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Drops `schema` at `url`, ignoring failures. A killed instance's session may still hold
+/// a lock on the schema's tables for a moment: after a short wait the sessions holding
+/// them are ended and the drop tried again.
+pub async fn drop_schema(url: &str, schema: &str) {
+    let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
+        return;
+    };
+    tokio::spawn(conn);
+    let drop = format!("SET lock_timeout = '3s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
+    if client.batch_execute(&drop).await.is_ok() {
+        return;
+    }
+    let _ = client
+        .execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+             JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+            &[&schema],
+        )
+        .await;
+    let _ = client.batch_execute(&drop).await;
 }

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::MutexGuard;
+use tokio::{sync::MutexGuard, time::Instant};
 use wxledger::tools::harness::{self, Load, NatsCluster, Paid, RigOptions, Verdict};
 
 use crate::common::{blocking, database_url, drop_schema, sim_settings};
@@ -65,6 +65,18 @@ impl Rig {
     /// The projection's checkpoint.
     pub async fn checkpoint(&self) -> i64 {
         self.inner.checkpoint().await.unwrap()
+    }
+
+    /// Waits until the checkpoint passes `seq` (panics with the logs after `deadline`).
+    pub async fn wait_checkpoint_past(&self, seq: i64, deadline: Instant) {
+        while self.checkpoint().await <= seq {
+            assert!(
+                Instant::now() < deadline,
+                "nothing applied past {seq}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// `n` orders of one user, placed and given their prepay, not paid yet.
