@@ -105,3 +105,85 @@ async fn a_range_read_ends_after_its_last_sequence_and_an_empty_one_reads_nothin
     assert_eq!(read(4..=4).await, vec![4]);
     log.delete_stream().await.unwrap();
 }
+
+/// The next event of `read` (up to 10 s): its sequence and event.
+async fn next_event(
+    read: &mut (impl futures::Stream<Item = Result<(u64, bytes::Bytes), wxledger::store::stream::LogError>>
+              + Unpin),
+) -> (u64, Event) {
+    let (seq, payload) = tokio::time::timeout(Duration::from_secs(10), read.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the read goes on")
+        .expect("no error");
+    (seq, Recorded::from_payload(seq, &payload).unwrap().event)
+}
+
+/// The names of `stream`'s consumers.
+async fn consumer_names(client: &async_nats::Client, stream: &str) -> Vec<String> {
+    let answer = client
+        .request(format!("$JS.API.CONSUMER.NAMES.{stream}"), "".into())
+        .await
+        .unwrap();
+    let names: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+    serde_json::from_value(names["consumers"].clone()).unwrap_or_default()
+}
+
+/// While no consumer can be made (in a cluster: no meta leader yet after a node died;
+/// here: the stream's consumer limit is full once the read's consumer is gone), a read
+/// goes on event by event with direct gets, and takes a consumer again once it can.
+#[tokio::test]
+async fn a_read_goes_on_event_by_event_while_no_consumer_can_be_made() {
+    use async_nats::jetstream::{consumer::pull, stream};
+    let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let settings = settings(&id, 120);
+    let client = async_nats::connect(nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let limited = js
+        .create_stream(stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![format!("{}.>", settings.subject_prefix)],
+            max_consumers: 2,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let log = EventLog::open(&settings).await.unwrap();
+    append(&log, &registered(1), "k-1").await;
+    let mut read = log.read_from(1).await.unwrap();
+    assert_eq!(next_event(&mut read).await, (1, registered(1)));
+
+    // The read's consumer gone and the limit full: no new one can be made.
+    let reads = consumer_names(&client, &settings.stream).await;
+    assert_eq!(reads.len(), 1, "the read's consumer: {reads:?}");
+    let durable = |name: &str| pull::Config {
+        durable_name: Some(name.into()),
+        ..Default::default()
+    };
+    limited.create_consumer(durable("a")).await.unwrap();
+    limited.delete_consumer(&reads[0]).await.unwrap();
+    limited.create_consumer(durable("b")).await.unwrap();
+    append(&log, &registered(2), "k-2").await;
+    append(&log, &registered(3), "k-3").await;
+    assert_eq!(next_event(&mut read).await, (2, registered(2)));
+    assert_eq!(next_event(&mut read).await, (3, registered(3)));
+
+    // Room again: the read takes a consumer and goes on with it.
+    limited.delete_consumer("b").await.unwrap();
+    append(&log, &registered(4), "k-4").await;
+    assert_eq!(next_event(&mut read).await, (4, registered(4)));
+    // (The read makes it while someone waits on it, as the projector always does.)
+    let (fifth, again) = tokio::join!(next_event(&mut read), async {
+        let again = crate::common::eventually(Duration::from_secs(8), || async {
+            consumer_names(&client, &settings.stream).await.len() == 2
+        })
+        .await;
+        append(&log, &registered(5), "k-5").await;
+        again
+    });
+    assert!(again, "the read made a consumer again");
+    assert_eq!(fifth, (5, registered(5)));
+    drop(read);
+    log.delete_stream().await.unwrap();
+}

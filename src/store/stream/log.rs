@@ -1,7 +1,14 @@
 //! The event log on JetStream: the stream ensured from settings, durable appends with
 //! `Nats-Msg-Id`, and ordered reads of a sequence range.
 
-use std::{ops::RangeInclusive, time::Duration};
+use std::{
+    ops::RangeInclusive,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_nats::{
     connection::State,
@@ -11,7 +18,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{stream::BoxStream, Stream, StreamExt};
+use futures::{future::BoxFuture, stream::BoxStream, Stream, StreamExt};
 use uuid::Uuid;
 
 use super::connect::Reconnections;
@@ -78,6 +85,13 @@ pub struct EventLog {
     prefix: String,
     outcome_stream: String,
     reconnections: Reconnections,
+    /// The same connection with a short timeout, for the reader's looks at the stream
+    /// while it waits (see [`Reader`]): a request lost in a leader election costs this,
+    /// not the append timeout.
+    quick: jetstream::Context,
+    /// The highest sequence an append through this handle was acknowledged at: a read
+    /// waiting below it knows at once that its consumer is stuck.
+    appended: Arc<AtomicU64>,
 }
 
 impl EventLog {
@@ -110,9 +124,13 @@ impl EventLog {
         let (client, reconnections) = super::connect::connect_watched(settings, "wxledger").await?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(settings.ack_timeout);
+        let mut quick = jetstream::new(client.clone());
+        quick.set_timeout(settings.ack_timeout.min(QUICK_TIMEOUT));
         Ok(Self {
             client,
             js,
+            quick,
+            appended: Arc::default(),
             stream: settings.stream.clone(),
             prefix: settings.subject_prefix.clone(),
             outcome_stream: settings.outcome_stream(),
@@ -206,13 +224,16 @@ impl EventLog {
         msg_id: &str,
     ) -> Result<Appended, LogError> {
         let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
-        self.publish(
-            self.subject(&envelope.kind),
-            msg_id,
-            None,
-            Bytes::from(payload),
-        )
-        .await
+        let appended = self
+            .publish(
+                self.subject(&envelope.kind),
+                msg_id,
+                None,
+                Bytes::from(payload),
+            )
+            .await?;
+        self.appended.fetch_max(appended.seq, Ordering::Relaxed);
+        Ok(appended)
     }
 
     /// Publishes `payload` on `subject` (of this stream or another on this connection,
@@ -297,9 +318,34 @@ impl EventLog {
 
     /// The sequence of the newest event (0 for an empty stream).
     pub async fn last_seq(&self) -> Result<u64, LogError> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
-        let info = stream.get_info().await.map_err(js_err)?;
-        Ok(info.state.last_sequence)
+        Self::last_seq_with(&self.js, &self.stream).await
+    }
+
+    /// [`EventLog::last_seq`] with the [`QUICK_TIMEOUT`].
+    async fn quick_last_seq(&self) -> Result<u64, LogError> {
+        Self::last_seq_with(&self.quick, &self.stream).await
+    }
+
+    /// The stream's last sequence, asked through `js`: getting the stream asks for its
+    /// info, one request.
+    async fn last_seq_with(js: &jetstream::Context, stream: &str) -> Result<u64, LogError> {
+        let stream = js.get_stream(stream).await.map_err(js_err)?;
+        Ok(stream.cached_info().state.last_sequence)
+    }
+
+    /// The payload of the event at `seq` from any replica (a direct get, with the
+    /// [`QUICK_TIMEOUT`]), or `None` when the one that answered has no such event (yet).
+    async fn direct_at(&self, seq: u64) -> Result<Option<Bytes>, LogError> {
+        let stream = self
+            .quick
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(js_err)?;
+        match stream.direct_get(seq).await {
+            Ok(m) => Ok(Some(m.payload)),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(js_err(e)),
+        }
     }
 
     /// The payload of the event at `seq`, or `None` when the stream has no such event.
@@ -346,6 +392,8 @@ impl EventLog {
             log: self.clone(),
             next: start,
             reconnections,
+            direct: false,
+            renewing: None,
         };
         // Dropping the consumer once the range is read stops its deliveries.
         Ok(
@@ -363,7 +411,16 @@ impl EventLog {
 
     /// An ordered consumer from `start_seq` on, without end.
     async fn ordered_from(&self, start_seq: u64) -> Result<Messages, LogError> {
-        let stream = self.js.get_stream(&self.stream).await.map_err(js_err)?;
+        self.ordered_from_with(&self.js, start_seq).await
+    }
+
+    /// [`EventLog::ordered_from`], asking through `js` (with its timeout).
+    async fn ordered_from_with(
+        &self,
+        js: &jetstream::Context,
+        start_seq: u64,
+    ) -> Result<Messages, LogError> {
+        let stream = js.get_stream(&self.stream).await.map_err(js_err)?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
@@ -404,42 +461,104 @@ impl EventLog {
 /// from where it was (a frozen or restarted server), within about twice this.
 pub const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
-/// How long a read waits for its next event before it asks the stream whether one is
-/// there; if so, the consumer is stuck (its server died in a cluster and async-nats'
-/// own recreation backs off to 10 s a try, or hangs), and a new one is made from the next
-/// sequence. Found by the cluster tests: a killed stream leader left the projector
-/// without events for over 30 s.
-pub const STALL: Duration = Duration::from_secs(4);
+/// How long a read waits for its next event before it looks whether the stream holds
+/// it: at once in this process's own appends, and every [`STALL_ASK`] by asking the
+/// stream. If the stream holds it, the consumer is stuck (its server died in a cluster,
+/// and async-nats' own recreation backs off to 10 s a try, or hangs) and a new one is
+/// made from the next sequence. Found by the cluster tests: a killed stream leader left
+/// the projector without events for over 30 s, then (with a 4 s look) for up to 4 s
+/// after the new leader was elected.
+pub const STALL: Duration = Duration::from_millis(250);
+
+/// How often a waiting read asks the stream for its last sequence, and how often a
+/// read going event by event tries for a consumer again.
+pub const STALL_ASK: Duration = Duration::from_secs(1);
+
+/// The timeout of those looks, of making the new consumer and of reading one event
+/// directly: a request sent while the cluster elects a leader goes unanswered, and the
+/// next try should not wait for the append timeout to learn that.
+pub const QUICK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What an ordered consumer delivers.
 type Messages = BoxStream<'static, Result<(u64, Bytes), LogError>>;
 
 /// One read of the stream: the consumer in hand, the next sequence it owes, and the
 /// client's reconnections, watched to make the consumer again after each one.
+///
+/// A consumer cannot be made while the cluster has no meta leader (a killed node may have
+/// led both the stream and the meta group, and each elects on its own, 4–9 s apart).
+/// Meanwhile the read goes event by event with direct gets, which any replica answers
+/// (the stream allows them), and keeps trying for a consumer in the background.
 struct Reader {
     messages: Messages,
     log: EventLog,
     next: u64,
     reconnections: Reconnections,
+    /// Reading event by event: no consumer could be made.
+    direct: bool,
+    /// A new consumer being made (from the sequence next was when it began).
+    renewing: Option<BoxFuture<'static, Result<Messages, LogError>>>,
 }
 
 impl Reader {
     /// The next event, or an error; `None` once the consumer ends.
     async fn next(&mut self) -> Option<Result<(u64, Bytes), LogError>> {
         let mut watching = true;
-        let mut stalled = tokio::time::interval_at(tokio::time::Instant::now() + STALL, STALL);
+        let mut looks = tokio::time::interval_at(tokio::time::Instant::now() + STALL, STALL);
+        looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut asked = tokio::time::Instant::now();
         loop {
+            if self.direct {
+                // Not there yet, or NATS away: the next look tries again.
+                if let Ok(Some(payload)) = self.log.direct_at(self.next).await {
+                    let seq = self.next;
+                    self.next += 1;
+                    return Some(Ok((seq, payload)));
+                }
+            }
             tokio::select! {
-                _ = stalled.tick() => {
-                    // Nothing delivered for a while: fine at the stream's end, a stuck
-                    // consumer if the stream holds what we wait for.
-                    if !matches!(self.log.last_seq().await, Ok(last) if last >= self.next) {
+                _ = looks.tick() => {
+                    if asked.elapsed() >= STALL_ASK && self.direct {
+                        asked = tokio::time::Instant::now();
+                        self.renew(false);
                         continue;
                     }
-                    tracing::warn!(from = self.next, "the stream holds events its consumer does not deliver; reading on with a new consumer");
-                    match self.log.ordered_from(self.next).await {
-                        Ok(messages) => self.messages = messages,
-                        Err(e) => return Some(Err(e)),
+                    if self.direct || self.renewing.is_some() {
+                        continue;
+                    }
+                    // Nothing delivered for a while: fine at the stream's end, a stuck
+                    // consumer if the stream holds what we wait for.
+                    let held = if self.log.appended.load(Ordering::Relaxed) >= self.next {
+                        true
+                    } else if asked.elapsed() >= STALL_ASK {
+                        asked = tokio::time::Instant::now();
+                        // A failed look proves nothing: NATS may be electing a leader.
+                        matches!(self.log.quick_last_seq().await, Ok(last) if last >= self.next)
+                    } else {
+                        false
+                    };
+                    if held {
+                        tracing::warn!(from = self.next, "the stream holds events its consumer does not deliver; reading on with a new consumer");
+                        self.renew(false);
+                    }
+                }
+                renewed = renewal(&mut self.renewing) => {
+                    self.renewing = None;
+                    match renewed {
+                        Ok(messages) => {
+                            if self.direct {
+                                tracing::info!(from = self.next, "a consumer again after reading event by event");
+                            }
+                            self.messages = messages;
+                            self.direct = false;
+                        }
+                        Err(e) => {
+                            if !self.direct {
+                                tracing::warn!(from = self.next, error = %e, "no new consumer yet; reading event by event meanwhile");
+                            }
+                            self.messages = futures::stream::pending().boxed();
+                            self.direct = true;
+                        }
                     }
                 }
                 changed = self.reconnections.changed(), if watching => {
@@ -449,18 +568,41 @@ impl Reader {
                         continue;
                     }
                     tracing::info!(from = self.next, "NATS reconnected; reading on with a new consumer");
-                    match self.log.ordered_from(self.next).await {
-                        Ok(messages) => self.messages = messages,
-                        Err(e) => return Some(Err(e)),
-                    }
+                    self.renew(true);
                 }
-                next = self.messages.next() => {
-                    if let Some(Ok((seq, _))) = &next {
-                        self.next = seq + 1;
+                next = self.messages.next(), if !self.direct => {
+                    match &next {
+                        // A consumer made before direct reads went further: already read.
+                        Some(Ok((seq, _))) if *seq < self.next => continue,
+                        Some(Ok((seq, _))) => self.next = seq + 1,
+                        _ => {}
                     }
                     return next;
                 }
             }
         }
+    }
+
+    /// Starts making a new consumer from the next sequence, unless one is being made
+    /// (`again`: even then, as after a reconnection, which lost the request in flight).
+    fn renew(&mut self, again: bool) {
+        if self.renewing.is_some() && !again {
+            return;
+        }
+        let log = self.log.clone();
+        let from = self.next;
+        self.renewing = Some(Box::pin(async move {
+            log.ordered_from_with(&log.quick, from).await
+        }));
+    }
+}
+
+/// The consumer being made, once made; never while none is.
+async fn renewal(
+    renewing: &mut Option<BoxFuture<'static, Result<Messages, LogError>>>,
+) -> Result<Messages, LogError> {
+    match renewing {
+        Some(making) => making.await,
+        None => std::future::pending().await,
     }
 }

@@ -91,6 +91,11 @@ impl NatsCluster {
 
     /// A client of the running nodes.
     async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        self.client_timing_out(Duration::from_secs(2)).await
+    }
+
+    /// A client of the running nodes whose requests wait `timeout` for an answer.
+    async fn client_timing_out(&self, timeout: Duration) -> anyhow::Result<async_nats::Client> {
         let urls = self
             .nodes
             .iter()
@@ -99,7 +104,7 @@ impl NatsCluster {
             .collect::<Result<Vec<_>, _>>()?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
-            .request_timeout(Some(Duration::from_secs(2)))
+            .request_timeout(Some(timeout))
             .connect(urls)
             .await?;
         Ok(client)
@@ -108,8 +113,11 @@ impl NatsCluster {
     /// The index of the node leading `stream`'s raft group, from `$JS.API.STREAM.INFO`'s
     /// `cluster.leader` (`None` while there is no leader, e.g. during an election).
     pub async fn stream_leader(&self, stream: &str) -> anyhow::Result<Option<usize>> {
-        let client = self.client().await?;
-        let info = js_api(&client, &format!("STREAM.INFO.{stream}"), "").await?;
+        Self::leader_of(&self.client().await?, stream).await
+    }
+
+    async fn leader_of(client: &async_nats::Client, stream: &str) -> anyhow::Result<Option<usize>> {
+        let info = js_api(client, &format!("STREAM.INFO.{stream}"), "").await?;
         Ok(info["cluster"]["leader"]
             .as_str()
             .and_then(|name| name.strip_prefix('n'))
@@ -117,6 +125,9 @@ impl NatsCluster {
     }
 
     /// Waits until `stream` has a leader other than `not` (up to `within`); answers it.
+    /// Asks every [`LEADER_POLL`], each ask waiting at most [`LEADER_ASK`] (an ask sent
+    /// during the election goes unanswered), so it learns of a new leader soon after it
+    /// is elected: the fault bench times elections with it.
     pub async fn wait_stream_leader(
         &self,
         stream: &str,
@@ -124,8 +135,9 @@ impl NatsCluster {
         within: Duration,
     ) -> anyhow::Result<usize> {
         let deadline = Instant::now() + within;
+        let client = self.client_timing_out(LEADER_ASK).await?;
         loop {
-            if let Ok(Some(i)) = self.stream_leader(stream).await {
+            if let Ok(Some(i)) = Self::leader_of(&client, stream).await {
                 if Some(i) != not {
                     return Ok(i);
                 }
@@ -133,7 +145,7 @@ impl NatsCluster {
             if Instant::now() > deadline {
                 bail!("stream {stream} had no new leader within {within:?}");
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(LEADER_POLL).await;
         }
     }
 
@@ -171,6 +183,11 @@ impl NatsCluster {
 }
 
 /// One JetStream API request (`$JS.API.<what>`); an answer with `error` is an error.
+/// How often [`NatsCluster::wait_stream_leader`] asks.
+const LEADER_POLL: Duration = Duration::from_millis(50);
+/// How long one of its asks may take.
+const LEADER_ASK: Duration = Duration::from_millis(250);
+
 async fn js_api(
     client: &async_nats::Client,
     what: &str,

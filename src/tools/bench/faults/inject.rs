@@ -68,6 +68,11 @@ pub(super) trait Inject {
     async fn inject(&mut self, kind: Kind, pg: &mut PrivatePostgres) -> anyhow::Result<Fault>;
     /// Undoes what the fault left after the recovery (starts a killed cluster node).
     async fn after(&mut self, fault: &Fault) -> anyhow::Result<()>;
+    /// For a killed stream leader: when the cluster elected the next one, from the
+    /// kill (the engine's part of the recovery); `None` for every other fault.
+    async fn elected(&self, _fault: &Fault) -> Option<Duration> {
+        None
+    }
 }
 
 /// The faults on the daemon and Postgres, on any rig.
@@ -158,6 +163,16 @@ impl Inject for Rig<NatsCluster> {
         }
         Ok(())
     }
+
+    async fn elected(&self, fault: &Fault) -> Option<Duration> {
+        let killed = fault.restart_node?;
+        let stream = &self.deployment.stream;
+        self.nats
+            .wait_stream_leader(stream, Some(killed), PATIENCE)
+            .await
+            .ok()?;
+        Some(fault.end.elapsed())
+    }
 }
 
 /// Warm-up, fault, recovery, more load, verdict.
@@ -189,7 +204,10 @@ where
         fault.end.elapsed().as_millis(),
         before.len()
     );
-    let recovered = recovery::measure(rig, &token, &before, fault.end, PATIENCE).await;
+    let (recovered, elected) = tokio::join!(
+        recovery::measure(rig, &token, &before, fault.end, PATIENCE),
+        rig.elected(&fault),
+    );
     rig.after(&fault).await?;
     let paid = load.paid();
     if !load.wait_paid(paid + options.after, PATIENCE).await {
@@ -197,15 +215,9 @@ where
     }
     let (report, verdict) = rig.verdict(load, Vec::new()).await?;
     let notifies = notify_tally(&rig.http, &rig.sim).await?;
-    let missed = !verdict.is_clean() || recovered.total().is_none_or(|t| t > kind.target());
-    if missed && std::env::var_os(crate::tools::harness::daemon::KEEP_LOGS).is_some() {
+    let result = RunResult::new(kind, report.tally, notifies, &verdict, recovered, elected);
+    if !result.met() && std::env::var_os(crate::tools::harness::daemon::KEEP_LOGS).is_some() {
         eprintln!("{}", rig.logs());
     }
-    Ok(RunResult::new(
-        kind,
-        report.tally,
-        notifies,
-        &verdict,
-        recovered,
-    ))
+    Ok(result)
 }
