@@ -56,11 +56,19 @@ pub fn client() -> reqwest::Client {
         .expect("a plain HTTP client builds")
 }
 
+/// How many client errors were printed (the first few, so a run with no answers says why).
+static ERRORS_SHOWN: AtomicUsize = AtomicUsize::new(0);
+
 async fn post(http: &reqwest::Client, url: &str, notify: &SignedNotify) -> Outcome {
     match notify.request(http, url).send().await {
         Ok(r) if r.status().as_u16() == 204 => Outcome::Accepted,
         Ok(r) => Outcome::Refused(r.status().as_u16()),
-        Err(_) => Outcome::Unanswered,
+        Err(e) => {
+            if ERRORS_SHOWN.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("[load] no answer: {e:?}");
+            }
+            Outcome::Unanswered
+        }
     }
 }
 
