@@ -24,6 +24,7 @@ async fn a_tiny_load_run_reports_every_row_and_its_counts_add_up() {
         publishes: 10,
         copy_rows: 300,
     };
+    options.book_within = std::time::Duration::from_secs(20);
     let report = load::run(&options).await.expect("the run completes");
     print!("{}", report.table());
 

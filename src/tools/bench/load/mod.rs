@@ -69,6 +69,9 @@ pub struct Options {
     pub api_rounds: usize,
     /// How much of each raw figure.
     pub raw: RawSizes,
+    /// How long a phase waits for its accepted notifies to be booked (and for the
+    /// projector to catch up before it starts).
+    pub book_within: Duration,
 }
 
 impl Options {
@@ -92,6 +95,7 @@ impl Options {
                 publishes: 2_000,
                 copy_rows: 200_000,
             },
+            book_within: Duration::from_secs(120),
         }
     }
 }
@@ -196,6 +200,7 @@ async fn measure(
         url: format!("{}/webhooks/wechatpay", daemon.base()),
         notifier: Notifier::new()?,
         next_transaction: 0,
+        book_within: options.book_within,
     };
     let c = options.in_flight.max(1);
     let mut notifies = Vec::new();

@@ -43,6 +43,8 @@ pub struct Phases<'a> {
     pub notifier: Notifier,
     /// The next WeChat transaction number (unique across the run's phases).
     pub next_transaction: usize,
+    /// How long to wait for bookings (see [`super::Options::book_within`]).
+    pub book_within: Duration,
 }
 
 impl Phases<'_> {
@@ -58,7 +60,7 @@ impl Phases<'_> {
             .map(|_| uuid::Uuid::new_v4().simple().to_string())
             .collect();
         let last = signed::place_recharges(self.log, &orders).await?;
-        self.caught_up(last, Duration::from_secs(120)).await?;
+        self.caught_up(last, self.book_within).await?;
         eprintln!("[load] {name}: signing {count} notifies ...");
         let notifies = Arc::new(self.notifier.sign_all(&orders, self.next_transaction));
         self.next_transaction += count;
@@ -88,7 +90,7 @@ impl Phases<'_> {
         );
         let booked = self
             .bookings
-            .wait_booked(&orders, accepted, Duration::from_secs(120))
+            .wait_booked(&orders, accepted, self.book_within)
             .await;
         let lag_ms = Percentiles::of(self.bookings.lags(&orders, &samples));
         let phase = NotifyPhase {
