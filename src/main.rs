@@ -40,9 +40,10 @@ enum Command {
     /// Run the WeChat simulator.
     Sim,
     /// Print how fast this machine runs the crypto of the payment paths (`crypto`), a
-    /// load of notifies through the webhook into the books (`notifies`), or the full
-    /// rebuild of a long history (`rebuild`). `notifies` and `rebuild` need NATS and
-    /// Postgres and use a scratch schema and stream.
+    /// load of notifies through the webhook into the books (`notifies`), the full
+    /// rebuild of a long history (`rebuild`), the daemon in its own process as a user
+    /// would measure it (`load`), or the fault matrix (`faults`). `notifies`, `rebuild`
+    /// and `load` need NATS and Postgres and use a scratch schema and stream.
     Bench(cli::bench::Args),
     /// Walk a scripted mini program user through the API (daemon and simulator running).
     Demo(cli::demo::Args),

@@ -1,11 +1,12 @@
 //! `wxledger bench`: how fast this machine runs the payment crypto, a load of notifies,
-//! or the full rebuild of a long history; or the fault matrix on private servers.
+//! or the full rebuild of a long history; the daemon under load as a user would measure
+//! it; or the fault matrix on private servers.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use wxledger::{
-    tools::bench::{self, faults},
+    tools::bench::{self, faults, load},
     Settings,
 };
 
@@ -15,12 +16,34 @@ pub struct Args {
     /// What to measure.
     #[arg(value_enum, default_value = "crypto")]
     what: Target,
-    /// Notifies to post (`notifies`).
-    #[arg(long, default_value_t = 5000)]
-    count: usize,
-    /// Notifies in flight (`notifies`).
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    /// Notifies to post (`notifies`: default 5,000; `load`'s closed loop: 20,000).
+    #[arg(long)]
+    count: Option<usize>,
+    /// Notifies in flight (`notifies`: default 32; `load`'s closed loops: 64).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Open-loop rates, notifies per second, comma-separated (`load`).
+    #[arg(long, value_delimiter = ',', default_values_t = [2000.0, 5000.0])]
+    rate: Vec<f64>,
+    /// Seconds of each open loop (`load`).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Warm-up notifies before the closed loop, not judged (`load`).
+    #[arg(long, default_value_t = 2000)]
+    warmup: usize,
+    /// The NATS the daemon appends to (`load`; default `nats.url`), e.g. a server with
+    /// `sync_interval: always`.
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// Start a private nats-server for the daemon instead (`load`).
+    #[arg(long, conflicts_with = "nats_url")]
+    private_nats: bool,
+    /// API users at once, and rounds (login, place order, wallet pay, me) each (`load`).
+    #[arg(long, default_value_t = 4)]
+    api_users: usize,
+    /// Rounds of each API user (`load`).
+    #[arg(long, default_value_t = 100)]
+    api_rounds: usize,
     /// Events in the history (`rebuild`).
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
@@ -40,7 +63,7 @@ pub struct Args {
     /// Payments made before each fault and again after its recovery (`faults`).
     #[arg(long, default_value_t = 10)]
     payments: usize,
-    /// Also write the results as JSON to this file (`faults`).
+    /// Also write the results as JSON to this file (`faults`, `load`).
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -54,6 +77,11 @@ enum Target {
     /// The full rebuild of a long history, beside the raw JetStream read and Postgres
     /// COPY rates (scratch stream and schemas).
     Rebuild,
+    /// The daemon as a user would measure it: `wxledger serve` in its own process on a
+    /// scratch schema and stream, notifies from this process in a closed loop and in open
+    /// loops at fixed rates (answer time percentiles, projection lag), API latency less
+    /// WeChat's time, and the raw figures of the machine; a table of issue 14's targets.
+    Load,
     /// The fault matrix (kill -9, stop, pause of the daemon, NATS and Postgres; a cluster
     /// node; the active daemon) on private servers under load: a table of answers,
     /// retries, lost and doubled payments and the time to full recovery.
@@ -66,10 +94,10 @@ impl Args {
         !matches!(self.what, Target::Crypto | Target::Faults)
     }
 
-    /// Whether the bench logs only warnings by default (`faults`: the in-process
-    /// simulator would log every notify).
+    /// Whether the bench logs only warnings by default (`faults`, `load`: the in-process
+    /// simulator would log every request).
     pub fn quiet(&self) -> bool {
-        matches!(self.what, Target::Faults)
+        matches!(self.what, Target::Faults | Target::Load)
     }
 }
 
@@ -99,9 +127,38 @@ pub async fn run_standalone(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Runs `load`: prints its table, writes its JSON; fails when its counts do not add up.
+async fn run_load(settings: Settings, args: &Args) -> anyhow::Result<()> {
+    let mut options = load::Options::new(
+        std::env::current_exe()?,
+        args.nats_url.clone().unwrap_or(settings.nats.url),
+        settings.database,
+    );
+    options.private_nats = args.private_nats;
+    options.closed = args.count.unwrap_or(options.closed);
+    options.in_flight = args.concurrency.unwrap_or(options.in_flight).max(1);
+    options.rates = args.rate.iter().copied().filter(|r| *r > 0.0).collect();
+    options.seconds = args.seconds;
+    options.warmup = args.warmup;
+    options.api_users = args.api_users.max(1);
+    options.api_rounds = args.api_rounds.max(1);
+    let report = load::run(&options).await?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    anyhow::ensure!(
+        report.counts_add_up(),
+        "the counts do not add up: a notify accepted but not booked, or booked twice"
+    );
+    Ok(())
+}
+
 /// Runs the chosen benchmark and prints its rates.
 pub async fn run(settings: Settings, args: Args) -> anyhow::Result<()> {
     match args.what {
+        Target::Load => run_load(settings, &args).await?,
         Target::Crypto => bench::crypto(),
         Target::Faults => unreachable!("faults needs no settings"),
         Target::Rebuild => {
@@ -112,7 +169,9 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<()> {
             bench::rebuild::run(settings, options).await?;
         }
         Target::Notifies => {
-            bench::notifies::run(settings, args.count, args.concurrency.max(1)).await?;
+            let count = args.count.unwrap_or(5_000);
+            let concurrency = args.concurrency.unwrap_or(32).max(1);
+            bench::notifies::run(settings, count, concurrency).await?;
         }
     }
     Ok(())

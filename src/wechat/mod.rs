@@ -1,6 +1,6 @@
 //! Talking to WeChat (or the simulator, whose base URL is configuration).
 
-mod call;
+pub(crate) mod call;
 pub mod mini;
 pub mod pay;
 

@@ -225,3 +225,42 @@ async fn wechat_errors_map_to_clear_statuses() {
     }
     assert_eq!(env.last_seq().await, seq, "failed logins append nothing");
 }
+
+#[tokio::test]
+async fn an_answer_that_waited_on_wechat_says_how_long_in_server_timing() {
+    use wxledger::daemon::api::server_timing::wechat_millis;
+    let env = TestEnv::start().await;
+    let code = env.login_code("o-timing").await;
+    let resp = env
+        .http
+        .post(format!("{}/v1/auth/login", env.api))
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let timing = resp
+        .headers()
+        .get("server-timing")
+        .expect("login waited on code2session")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let waited = wechat_millis(&timing).unwrap_or_else(|| panic!("no wechat;dur in {timing:?}"));
+    assert!(waited > 0.0, "{timing}");
+    let token = resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A request that never called WeChat says nothing of it.
+    let me = env
+        .http
+        .get(format!("{}/v1/me", env.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert!(me.headers().get("server-timing").is_none());
+}

@@ -2,6 +2,7 @@
 //! NATS JetStream and Postgres; each test in its own schema and stream.
 
 mod audit;
+mod bench_load;
 mod cluster;
 mod common;
 mod compose;

@@ -11,6 +11,7 @@ mod limited;
 mod openapi;
 mod operations;
 mod orders;
+pub mod server_timing;
 mod user_view;
 mod users;
 mod webhook;
@@ -150,6 +151,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             operations::measure,
         ))
         .with_state(state)
+        .layer(middleware::from_fn(server_timing::wechat_wait))
         .layer(middleware::from_fn(name_request_in_internal_errors))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(

@@ -1,10 +1,13 @@
 //! `wxledger bench`: `crypto` measures how fast the crypto on the notify and payment paths runs on
 //! this machine, printed as a table (one core, release build recommended); `faults` runs the
-//! fault matrix on private servers.
+//! fault matrix on private servers; `load` measures the daemon as a user would, from
+//! another process.
 
 pub mod faults;
+pub mod load;
 pub mod notifies;
 pub mod rebuild;
+pub mod signed;
 
 use std::time::Instant;
 
@@ -22,14 +25,29 @@ fn rate(iterations: u32, mut op: impl FnMut()) -> f64 {
     f64::from(iterations) / start.elapsed().as_secs_f64()
 }
 
-/// Prints operations per second for RSA-2048 sign and verify (ring) and AES-256-GCM
-/// decryption of a notify-sized resource.
-pub fn crypto() {
+/// A signed notify-sized message: the key, the message and its signature.
+fn signed_message() -> (SigningKey, Vec<u8>, String) {
     let key = SigningKey::from_pkcs8_pem(MERCHANT_KEY).expect("the bundled test key parses");
-    let public = key.verifying_key();
     let body = vec![b'x'; 900];
     let message = response_message("1700000000", "nonce", &body);
     let signature = key.sign(&message);
+    (key, message, signature)
+}
+
+/// RSA-2048 SHA-256 verifications per second on one core (ring), over `iterations`.
+pub fn rsa_verify_rate(iterations: u32) -> f64 {
+    let (key, message, signature) = signed_message();
+    let public = key.verifying_key();
+    rate(iterations, || {
+        public.verify(&message, &signature).expect("verifies");
+    })
+}
+
+/// Prints operations per second for RSA-2048 sign and verify (ring) and AES-256-GCM
+/// decryption of a notify-sized resource.
+pub fn crypto() {
+    let (key, message, _) = signed_message();
+    let body = vec![b'x'; 900];
     let aead = ApiV3Key::new("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").expect("32 bytes");
     let sealed = aead.encrypt("uluk4a9R25RW", "transaction", &body);
 
@@ -40,12 +58,7 @@ pub fn crypto() {
                 key.sign(&message);
             }),
         ),
-        (
-            "RSA-2048 verify (ring)",
-            rate(5_000, || {
-                public.verify(&message, &signature).expect("verifies");
-            }),
-        ),
+        ("RSA-2048 verify (ring)", rsa_verify_rate(5_000)),
         (
             "AES-256-GCM decrypt, 900 B resource",
             rate(50_000, || {

@@ -6,24 +6,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use anyhow::Context;
 use futures::{stream, StreamExt};
 use uuid::Uuid;
 
-use crate::core::crypto::random_alphanumeric;
-use crate::{
-    core::events::{Event, OrderKind, OrderPlaced},
-    daemon::startup::App,
-    sim::devkeys,
-    store::stream::{log::Draft, EventLog},
-    wechat::pay::crypto::{response_message, ApiV3Key, SigningKey},
-    Settings,
-};
-
-struct SignedNotify {
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
+use super::signed::{self, Notifier};
+use crate::{daemon::startup::App, store::stream::EventLog, Settings};
 
 /// Runs the load: `count` notifies, `concurrency` in flight.
 pub async fn run(mut settings: Settings, count: usize, concurrency: usize) -> anyhow::Result<()> {
@@ -79,73 +66,10 @@ async fn load(
     let orders: Vec<String> = (0..count)
         .map(|_| Uuid::new_v4().simple().to_string())
         .collect();
-    let placed = stream::iter(orders.iter().map(|no| async move {
-        let event = Event::OrderPlaced(OrderPlaced {
-            out_trade_no: no.clone(),
-            user_id: Uuid::new_v4(),
-            openid: format!("o-bench-{no}"),
-            kind: OrderKind::Recharge,
-            amount: 100,
-            currency: "CNY".into(),
-            description: "bench".into(),
-            appid: crate::settings::SIM_APPID.into(),
-            mchid: devkeys::MCHID.into(),
-            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
-        });
-        log.append(Draft {
-            event: &event,
-            correlation_id: "bench",
-            msg_id: &event.msg_id(None),
-            occurred_at: chrono::Utc::now(),
-        })
-        .await
-    }))
-    .buffer_unordered(64)
-    .collect::<Vec<_>>()
-    .await;
-    placed.into_iter().collect::<Result<Vec<_>, _>>()?;
+    signed::place_recharges(log, &orders).await?;
 
     eprintln!("signing and encrypting {count} notifies ...");
-    let signer = SigningKey::from_pkcs8_pem(devkeys::PUBLIC_KEY_MODE_KEY_PEM)?;
-    let aead = ApiV3Key::new(devkeys::APIV3_KEY).context("the dev APIv3 key is 32 bytes")?;
-    let notifies: Vec<SignedNotify> = orders
-        .iter()
-        .enumerate()
-        .map(|(i, no)| {
-            let transaction = serde_json::json!({
-                "appid": crate::settings::SIM_APPID, "mchid": devkeys::MCHID,
-                "out_trade_no": no, "transaction_id": format!("42{i:026}"),
-                "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
-                "bank_type": "OTHERS", "success_time": "2026-11-21T10:00:00+08:00",
-                "payer": {"openid": format!("o-bench-{no}")},
-                "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
-            });
-            let nonce = random_alphanumeric(12);
-            let ciphertext = aead.encrypt(&nonce, "transaction", transaction.to_string().as_bytes());
-            let body = serde_json::json!({
-                "id": Uuid::new_v4(), "create_time": "2026-11-21T10:00:00+08:00",
-                "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
-                "summary": "支付成功",
-                "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-                             "ciphertext": ciphertext, "associated_data": "transaction", "nonce": nonce},
-            })
-            .to_string();
-            let timestamp = chrono::Utc::now().timestamp().to_string();
-            let header_nonce = random_alphanumeric(32);
-            let signature = signer.sign(&response_message(&timestamp, &header_nonce, body.as_bytes()));
-            SignedNotify {
-                headers: vec![
-                    ("Wechatpay-Serial", devkeys::PUBLIC_KEY_ID.to_owned()),
-                    ("Wechatpay-Signature", signature),
-                    ("Wechatpay-Timestamp", timestamp),
-                    ("Wechatpay-Nonce", header_nonce),
-                    ("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048".to_owned()),
-                    ("Content-Type", "application/json".to_owned()),
-                ],
-                body,
-            }
-        })
-        .collect();
+    let notifies = Notifier::new()?.sign_all(&orders, 0);
 
     eprintln!("posting {count} notifies, {concurrency} in flight ...");
     let http = Arc::new(reqwest::Client::new());
@@ -155,11 +79,10 @@ async fn load(
         let http = http.clone();
         let url = url.clone();
         async move {
-            let mut req = http.post(&url);
-            for (k, v) in &n.headers {
-                req = req.header(*k, v);
-            }
-            req.body(n.body).send().await.map(|r| r.status().as_u16())
+            n.request(&http, &url)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
         }
     }))
     .buffer_unordered(concurrency)

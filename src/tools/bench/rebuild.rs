@@ -55,16 +55,16 @@ pub struct Options {
 }
 
 /// One row of the printed table.
-struct Measured {
-    path: &'static str,
-    count: u64,
-    unit: &'static str,
-    elapsed: Duration,
-    bytes: Option<u64>,
+pub(super) struct Measured {
+    pub(super) path: &'static str,
+    pub(super) count: u64,
+    pub(super) unit: &'static str,
+    pub(super) elapsed: Duration,
+    pub(super) bytes: Option<u64>,
 }
 
 impl Measured {
-    fn per_sec(&self) -> f64 {
+    pub(super) fn per_sec(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -109,22 +109,9 @@ async fn measure(
     let mut rows = Vec::new();
 
     // 1. The raw read.
-    let started = Instant::now();
-    let (mut count, mut bytes) = (0u64, 0u64);
-    let mut messages = log.read_range(1..=last).await?;
-    while let Some(message) = messages.next().await {
-        let (_, payload) = message?;
-        count += 1;
-        bytes += payload.len() as u64;
-    }
-    drop(messages);
-    rows.push(Measured {
-        path: "JetStream ordered read, raw (no decoding)",
-        count,
-        unit: "messages",
-        elapsed: started.elapsed(),
-        bytes: Some(bytes),
-    });
+    let (read, bytes) = raw_read(log, last).await?;
+    let count = read.count;
+    rows.push(read);
 
     // 3 before 2: the rebuild says how many postings a raw COPY should match.
     let into = format!("bench_rebuild_{id}");
@@ -152,31 +139,14 @@ async fn measure(
     };
 
     // 2. The raw COPY, into an empty schema of its own.
-    let copy_schema = format!("bench_copy_{id}");
-    let copy_settings = DatabaseSettings {
-        url: settings.database.url.clone(),
-        schema: copy_schema.clone(),
-        pool_size: 1,
-        connect_timeout: settings.database.connect_timeout,
-        sslmode: settings.database.sslmode,
-        ssl_root_cert: settings.database.ssl_root_cert.clone(),
-    };
-    let pool = db::pool(&copy_settings)?;
-    db::migrate(&pool, &copy_schema).await?;
-    drop(pool);
-    let postings = postings(entries.max(1));
-    let mut client = db::connect_dedicated(&db::pg_config(&copy_settings)?).await?;
-    let started = Instant::now();
-    let tx = client.transaction().await?;
-    let copied = copy_in(&tx, &postings).await?;
-    tx.commit().await?;
-    rows.push(Measured {
-        path: "Postgres binary COPY, ledger_entries rows, committed",
-        count: copied,
-        unit: "rows",
-        elapsed: started.elapsed(),
-        bytes: None,
-    });
+    rows.push(
+        raw_copy(
+            &settings.database,
+            &format!("bench_copy_{id}"),
+            entries.max(1),
+        )
+        .await?,
+    );
     rows.push(rebuild);
 
     if options.batches {
@@ -236,6 +206,61 @@ async fn measure(
     Ok(())
 }
 
+/// The raw JetStream ordered read of sequences `1..=last` (no decoding); answers the row
+/// and the bytes read.
+pub(super) async fn raw_read(log: &EventLog, last: u64) -> anyhow::Result<(Measured, u64)> {
+    let started = Instant::now();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut messages = log.read_range(1..=last).await?;
+    while let Some(message) = messages.next().await {
+        let (_, payload) = message?;
+        count += 1;
+        bytes += payload.len() as u64;
+    }
+    drop(messages);
+    let row = Measured {
+        path: "JetStream ordered read, raw (no decoding)",
+        count,
+        unit: "messages",
+        elapsed: started.elapsed(),
+        bytes: Some(bytes),
+    };
+    Ok((row, bytes))
+}
+
+/// A raw binary COPY of `rows` postings shaped like the rebuild's into `ledger_entries` of
+/// `schema` (migrated here, empty; the caller drops it), committed.
+pub(super) async fn raw_copy(
+    database: &DatabaseSettings,
+    schema: &str,
+    rows: u64,
+) -> anyhow::Result<Measured> {
+    let copy_settings = DatabaseSettings {
+        url: database.url.clone(),
+        schema: schema.to_owned(),
+        pool_size: 1,
+        connect_timeout: database.connect_timeout,
+        sslmode: database.sslmode,
+        ssl_root_cert: database.ssl_root_cert.clone(),
+    };
+    let pool = db::pool(&copy_settings)?;
+    db::migrate(&pool, schema).await?;
+    drop(pool);
+    let postings = postings(rows);
+    let mut client = db::connect_dedicated(&db::pg_config(&copy_settings)?).await?;
+    let started = Instant::now();
+    let tx = client.transaction().await?;
+    let copied = copy_in(&tx, &postings).await?;
+    tx.commit().await?;
+    Ok(Measured {
+        path: "Postgres binary COPY, ledger_entries rows, committed",
+        count: copied,
+        unit: "rows",
+        elapsed: started.elapsed(),
+        bytes: None,
+    })
+}
+
 /// A progress line on stderr every 5 seconds.
 fn every_5s(what: &'static str) -> impl FnMut(&Progress) {
     let mut last_line = Instant::now();
@@ -289,14 +314,14 @@ fn start() -> DateTime<Utc> {
 /// 100.00, pays an order by WeChat and one from the wallet; every fourth user gets a
 /// partial refund and every third lets an order expire. One event a second from
 /// 2026-11-01 00:00 China time, so it spans days.
-struct History {
+pub(super) struct History {
     user: u64,
     seq: u64,
     queue: VecDeque<Event>,
 }
 
 impl History {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             user: 0,
             seq: 0,
