@@ -15,12 +15,23 @@ pub struct Args {
     /// What to measure.
     #[arg(value_enum, default_value = "crypto")]
     what: Target,
-    /// Notifies to post (`notifies`).
+    /// Notifies to post (`notifies`), events to append per row (`appends`).
     #[arg(long, default_value_t = 5000)]
     count: usize,
-    /// Notifies in flight (`notifies`).
+    /// Notifies (`notifies`) or appends (`appends`) in flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Only single publishes (`off`) or only group commit (`on`); both by default
+    /// (`appends`).
+    #[arg(long, value_parser = ["on", "off"])]
+    group_commit: Option<String>,
+    /// Most events in one atomic batch, 1 to 1000 (`appends`).
+    #[arg(long, default_value_t = 500)]
+    max_batch: usize,
+    /// The nats-server 2.12+ to start (`appends`); default `$WXLEDGER_NATS_SERVER`, as
+    /// `scripts/install-nats-server.sh` prints it.
+    #[arg(long, env = "WXLEDGER_NATS_SERVER")]
+    nats_server: Option<PathBuf>,
     /// Events in the history (`rebuild`).
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
@@ -54,6 +65,9 @@ enum Target {
     /// The full rebuild of a long history, beside the raw JetStream read and Postgres
     /// COPY rates (scratch stream and schemas).
     Rebuild,
+    /// Durable appends per second, single publishes against group commit, on private
+    /// nats-servers (the pinned 2.15 with `sync_interval: always` and default fsync).
+    Appends,
     /// The fault matrix (kill -9, stop, pause of the daemon, NATS and Postgres; a cluster
     /// node; the active daemon) on private servers under load: a table of answers,
     /// retries, lost and doubled payments and the time to full recovery.
@@ -61,23 +75,42 @@ enum Target {
 }
 
 impl Args {
-    /// `crypto` and `faults` need no settings (`faults` starts its own private servers).
+    /// `crypto`, `appends` and `faults` need no settings (`appends` and `faults` start
+    /// their own private servers).
     pub fn needs_settings(&self) -> bool {
-        !matches!(self.what, Target::Crypto | Target::Faults)
+        !matches!(self.what, Target::Crypto | Target::Appends | Target::Faults)
     }
 
     /// Whether the bench logs only warnings by default (`faults`: the in-process
     /// simulator would log every notify).
     pub fn quiet(&self) -> bool {
-        matches!(self.what, Target::Faults)
+        matches!(self.what, Target::Faults | Target::Appends)
     }
 }
 
 /// Runs a benchmark that needs no settings.
 pub async fn run_standalone(args: &Args) -> anyhow::Result<ExitCode> {
-    if !matches!(args.what, Target::Faults) {
-        bench::crypto();
-        return Ok(ExitCode::SUCCESS);
+    match args.what {
+        Target::Faults => {}
+        Target::Appends => {
+            let server = args.nats_server.clone().context(
+                "bench appends needs nats-server 2.12+: --nats-server PATH or \
+                 WXLEDGER_NATS_SERVER=$(scripts/install-nats-server.sh)",
+            )?;
+            let options = bench::appends::Options {
+                count: args.count.max(1),
+                concurrency: args.concurrency.max(1),
+                group_commit: args.group_commit.as_deref().map(|g| g == "on"),
+                max_batch: args.max_batch,
+                server,
+            };
+            bench::appends::run(&options).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {
+            bench::crypto();
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let mut options = faults::Options::new(std::env::current_exe()?);
     options.runs = args.runs as usize;
@@ -103,7 +136,7 @@ pub async fn run_standalone(args: &Args) -> anyhow::Result<ExitCode> {
 pub async fn run(settings: Settings, args: Args) -> anyhow::Result<()> {
     match args.what {
         Target::Crypto => bench::crypto(),
-        Target::Faults => unreachable!("faults needs no settings"),
+        Target::Faults | Target::Appends => unreachable!("needs no settings"),
         Target::Rebuild => {
             let options = bench::rebuild::Options {
                 events: args.events,

@@ -10,6 +10,7 @@ mod envelope;
 mod erasure;
 mod faults;
 mod fencing;
+mod group_commit;
 mod limits;
 mod log;
 mod login;

@@ -2,6 +2,7 @@
 //! this machine, printed as a table (one core, release build recommended); `faults` runs the
 //! fault matrix on private servers.
 
+pub mod appends;
 pub mod faults;
 pub mod notifies;
 pub mod rebuild;
