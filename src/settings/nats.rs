@@ -194,7 +194,8 @@ mod tests {
         s.nats.group_commit_max_messages = 1000;
         s.nats.group_commit_in_flight = 50;
         s.nats.group_commit_max_wait = std::time::Duration::from_millis(10);
-        s.validate().expect("the server's limits themselves are allowed");
+        s.validate()
+            .expect("the server's limits themselves are allowed");
         for (field, change) in [
             ("nats.group_commit_max_messages", (1001, 50, 10_000)),
             ("nats.group_commit_max_messages", (0, 50, 10_000)),
@@ -203,7 +204,10 @@ mod tests {
             ("nats.group_commit_max_wait_us", (1000, 50, 10_001)),
         ] {
             let mut s = Settings::default();
-            (s.nats.group_commit_max_messages, s.nats.group_commit_in_flight) = (change.0, change.1);
+            (
+                s.nats.group_commit_max_messages,
+                s.nats.group_commit_in_flight,
+            ) = (change.0, change.1);
             s.nats.group_commit_max_wait = std::time::Duration::from_micros(change.2);
             let err = s.validate().unwrap_err().to_string();
             assert!(err.contains(field), "{change:?}: {err}");

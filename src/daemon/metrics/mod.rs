@@ -324,7 +324,10 @@ impl Metrics {
     /// Atomic batches committed and the appends in them, so far (the bench and tests read
     /// it).
     pub fn group_commit_batches(&self) -> (u64, u64) {
-        (self.0.group_batches.get(), self.0.group_batched_events.get())
+        (
+            self.0.group_batches.get(),
+            self.0.group_batched_events.get(),
+        )
     }
 
     /// Appends sent as single publishes instead of in a batch, for `reason`, so far.

@@ -116,12 +116,18 @@ pub(super) async fn publish(
         h.insert(BATCH_SEQUENCE, sequence.to_string().as_str());
         h
     };
-    let lost = |e: &dyn std::fmt::Display| BatchError::NotAcknowledged(LogError::NotAcknowledged(e.to_string()));
+    let lost = |e: &dyn std::fmt::Display| {
+        BatchError::NotAcknowledged(LogError::NotAcknowledged(e.to_string()))
+    };
     // No reply asked before the commit: the server answers only the commit, and a batch
     // with a gap (a message lost on the way) is refused whole.
     for (i, m) in rest.iter().enumerate() {
         client
-            .publish_with_headers(m.subject.clone(), headers(i + 1, &m.msg_id), m.payload.clone())
+            .publish_with_headers(
+                m.subject.clone(),
+                headers(i + 1, &m.msg_id),
+                m.payload.clone(),
+            )
             .await
             .map_err(|e| lost(&e))?;
     }
@@ -137,7 +143,10 @@ pub(super) async fn publish(
         .map_err(|e| lost(&e))?;
     let ack: PubAck = serde_json::from_slice(&reply.payload).map_err(|e| lost(&e))?;
     if let Some(e) = ack.error {
-        return Err(BatchError::Refused(Refused::from_code(e.err_code, e.description)));
+        return Err(BatchError::Refused(Refused::from_code(
+            e.err_code,
+            e.description,
+        )));
     }
     if ack.batch.as_deref() != Some(id.as_str()) || ack.count != Some(messages.len() as u64) {
         return Err(BatchError::NotBatched(format!(
@@ -176,7 +185,10 @@ pub(super) async fn allow_on_stream(
             .timeout(Some(timeout));
         let subject = format!("$JS.API.STREAM.{verb}.{stream}");
         async move {
-            let reply = client.send_request(subject, request).await.map_err(js_err)?;
+            let reply = client
+                .send_request(subject, request)
+                .await
+                .map_err(js_err)?;
             let answer: serde_json::Value =
                 serde_json::from_slice(&reply.payload).map_err(js_err)?;
             match answer.get("error") {

@@ -269,8 +269,7 @@ impl Committer {
         if self.client.connection_state() != State::Connected {
             return (0..n).map(|_| Err(LogError::Disconnected)).collect();
         }
-        let refused = match atomic::publish(&self.client, messages, self.limits.ack_timeout).await
-        {
+        let refused = match atomic::publish(&self.client, messages, self.limits.ack_timeout).await {
             Ok(last) => {
                 if let Some(m) = self.shared.metrics.get() {
                     m.group_commit_batch(n);
@@ -311,7 +310,11 @@ impl Committer {
                     .collect();
             }
         };
-        tracing::debug!(events = n, reason, "batch refused; single publishes instead");
+        tracing::debug!(
+            events = n,
+            reason,
+            "batch refused; single publishes instead"
+        );
         self.shared.fallback(reason, n);
         self.singles(messages).await
     }
@@ -319,7 +322,10 @@ impl Committer {
     /// Each message as its own publish, all in flight at once.
     async fn singles(&self, messages: &[Message]) -> Vec<Answer> {
         if self.client.connection_state() != State::Connected {
-            return messages.iter().map(|_| Err(LogError::Disconnected)).collect();
+            return messages
+                .iter()
+                .map(|_| Err(LogError::Disconnected))
+                .collect();
         }
         futures::future::join_all(messages.iter().map(|m| {
             publish_single(
@@ -335,7 +341,10 @@ impl Committer {
 
     fn stop_grouping(&self, why: &str) {
         if self.shared.grouped.swap(false, Ordering::AcqRel) {
-            tracing::warn!(why, "group commit off for good: single publishes from now on");
+            tracing::warn!(
+                why,
+                "group commit off for good: single publishes from now on"
+            );
         }
     }
 }

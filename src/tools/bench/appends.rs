@@ -132,7 +132,13 @@ async fn row(
         .with_context(|| format!("nats-server {}", spec.binary.display()))?;
 
     // Warm-up: connections, the stream's first block.
-    append_n(&log, options.concurrency.min(100), options.concurrency, "warm").await?;
+    append_n(
+        &log,
+        options.concurrency.min(100),
+        options.concurrency,
+        "warm",
+    )
+    .await?;
     let before = metrics.group_commit_batches();
     let fallbacks_before = fallbacks(&metrics);
     let started = Instant::now();
