@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
+# The pinned current nats-server (scripts/nats-server.txt): the group commit tests start
+# private servers with it; the shared server stays the machine's Debian 2.9.10.
+WXLEDGER_NATS_SERVER=$(scripts/install-nats-server.sh)
+export WXLEDGER_NATS_SERVER
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # Integration tests mostly wait on sockets: run more of them than there are cores.

@@ -27,7 +27,7 @@ pub use mode::{
     production_problems, require_production_credentials, require_production_pay_credentials, Mode,
     ModeSource,
 };
-pub use nats::{NatsSettings, Storage};
+pub use nats::{GroupCommit, NatsSettings, Storage};
 pub use outcomes::OutcomeSettings;
 pub use pay::{KeySourceError, PayApi, PaySettings};
 pub use pay_v2::{PayV2Settings, V2SignType};

@@ -16,10 +16,12 @@ pub struct Args {
     /// What to measure.
     #[arg(value_enum, default_value = "crypto")]
     what: Target,
-    /// Notifies to post (`notifies`: default 5,000; `load`'s closed loop: 20,000).
+    /// Notifies to post (`notifies`: default 5,000; `load`'s closed loop: 20,000), events
+    /// to append per row (`appends`: 5,000).
     #[arg(long)]
     count: Option<usize>,
-    /// Notifies in flight (`notifies`: default 32; `load`'s closed loops: 64).
+    /// Notifies in flight (`notifies`: default 32; `load`'s closed loops: 64), appends in
+    /// flight (`appends`: 32).
     #[arg(long)]
     concurrency: Option<usize>,
     /// Open-loop rates, notifies per second, comma-separated (`load`).
@@ -44,6 +46,17 @@ pub struct Args {
     /// Rounds of each API user (`load`).
     #[arg(long, default_value_t = 100)]
     api_rounds: usize,
+    /// Only single publishes (`off`) or only group commit (`on`); both by default
+    /// (`appends`).
+    #[arg(long, value_parser = ["on", "off"])]
+    group_commit: Option<String>,
+    /// Most events in one atomic batch, 1 to 1000 (`appends`).
+    #[arg(long, default_value_t = 500)]
+    max_batch: usize,
+    /// The nats-server 2.12+ to start (`appends`); default `$WXLEDGER_NATS_SERVER`, as
+    /// `scripts/install-nats-server.sh` prints it.
+    #[arg(long, env = "WXLEDGER_NATS_SERVER")]
+    nats_server: Option<PathBuf>,
     /// Events in the history (`rebuild`).
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
@@ -82,6 +95,9 @@ enum Target {
     /// loops at fixed rates (answer time percentiles, projection lag), API latency less
     /// WeChat's time, and the raw figures of the machine; a table of issue 14's targets.
     Load,
+    /// Durable appends per second, single publishes against group commit, on private
+    /// nats-servers (the pinned 2.15 with `sync_interval: always` and default fsync).
+    Appends,
     /// The fault matrix (kill -9, stop, pause of the daemon, NATS and Postgres; a cluster
     /// node; the active daemon) on private servers under load: a table of answers,
     /// retries, lost and doubled payments and the time to full recovery.
@@ -89,23 +105,42 @@ enum Target {
 }
 
 impl Args {
-    /// `crypto` and `faults` need no settings (`faults` starts its own private servers).
+    /// `crypto`, `appends` and `faults` need no settings (`appends` and `faults` start
+    /// their own private servers).
     pub fn needs_settings(&self) -> bool {
-        !matches!(self.what, Target::Crypto | Target::Faults)
+        !matches!(self.what, Target::Crypto | Target::Appends | Target::Faults)
     }
 
     /// Whether the bench logs only warnings by default (`faults`, `load`: the in-process
     /// simulator would log every request).
     pub fn quiet(&self) -> bool {
-        matches!(self.what, Target::Faults | Target::Load)
+        matches!(self.what, Target::Faults | Target::Load | Target::Appends)
     }
 }
 
 /// Runs a benchmark that needs no settings.
 pub async fn run_standalone(args: &Args) -> anyhow::Result<ExitCode> {
-    if !matches!(args.what, Target::Faults) {
-        bench::crypto();
-        return Ok(ExitCode::SUCCESS);
+    match args.what {
+        Target::Faults => {}
+        Target::Appends => {
+            let server = args.nats_server.clone().context(
+                "bench appends needs nats-server 2.12+: --nats-server PATH or \
+                 WXLEDGER_NATS_SERVER=$(scripts/install-nats-server.sh)",
+            )?;
+            let options = bench::appends::Options {
+                count: args.count.unwrap_or(5000).max(1),
+                concurrency: args.concurrency.unwrap_or(32).max(1),
+                group_commit: args.group_commit.as_deref().map(|g| g == "on"),
+                max_batch: args.max_batch,
+                server,
+            };
+            bench::appends::run(&options).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {
+            bench::crypto();
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let mut options = faults::Options::new(std::env::current_exe()?);
     options.runs = args.runs as usize;
@@ -160,7 +195,7 @@ pub async fn run(settings: Settings, args: Args) -> anyhow::Result<()> {
     match args.what {
         Target::Load => run_load(settings, &args).await?,
         Target::Crypto => bench::crypto(),
-        Target::Faults => unreachable!("faults needs no settings"),
+        Target::Faults | Target::Appends => unreachable!("needs no settings"),
         Target::Rebuild => {
             let options = bench::rebuild::Options {
                 events: args.events,

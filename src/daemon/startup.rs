@@ -161,6 +161,7 @@ impl App {
         .await?;
         db::migrate(&pool, &settings.database.schema).await?;
         let log = EventLog::dial(&settings.nats).await?;
+        log.record_group_commit_into(&metrics);
         if settings.mode == Mode::Production && !log.server_requires_auth() {
             // Whoever reaches such a server could append a payment.notified of their own.
             return Err(StartError::Settings(SettingsError::Production(vec![

@@ -1,4 +1,5 @@
-//! Durations read from whole milliseconds or seconds: a key keeps its `_ms` or `_secs`
+//! Durations read from whole microseconds, milliseconds or seconds: a key keeps its `_us`,
+//! `_ms` or `_secs`
 //! suffix (what operators' files and `WXLEDGER__...` variables say), while its field
 //! hands out a [`Duration`], so no caller converts units.
 //!
@@ -12,6 +13,11 @@ use serde::{Deserialize, Deserializer};
 /// A [`Duration`] from a whole number of milliseconds.
 pub(crate) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     u64::deserialize(d).map(Duration::from_millis)
+}
+
+/// A [`Duration`] from a whole number of microseconds.
+pub(crate) fn micros<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_micros)
 }
 
 /// A [`Duration`] from a whole number of seconds.

@@ -11,6 +11,7 @@ mod envelope;
 mod erasure;
 mod faults;
 mod fencing;
+mod group_commit;
 mod limits;
 mod log;
 mod login;

@@ -80,6 +80,16 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// `wxledger_group_commit_fallbacks_total`: why appends went out as single publishes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Fallback {
+    /// `duplicate` (a msg id already in the stream's duplicate window), `busy` (too many
+    /// batches in flight on the server), `incomplete` (the server lost part of the batch),
+    /// `unsupported` (the stream or server refuses atomic batches: single publishes from
+    /// then on).
+    pub reason: &'static str,
+}
+
 /// One label named `serial`: a WeChat Pay platform certificate held (a bounded set: at
 /// most the few WeChat lists, expired ones evicted).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

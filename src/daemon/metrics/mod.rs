@@ -97,6 +97,10 @@ struct Inner {
     call_latency: Latencies<labels::Call>,
     batch_events: Histogram,
     batch_latency: Histogram,
+    group_batches: Counter,
+    group_batched_events: Counter,
+    group_batch_events: Histogram,
+    group_fallbacks: Family<labels::Fallback, Counter>,
     sweep_runs: Family<labels::Sweep, Counter>,
     sweep_items: Family<labels::Sweep, Counter>,
     /// The sequence of the event that halted the projector; 0 while it runs.
@@ -146,6 +150,11 @@ impl Metrics {
             call_latency: Family::new_with_constructor(latency),
             batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 7)),
             batch_latency: latency(),
+            group_batches: Counter::default(),
+            group_batched_events: Counter::default(),
+            // 1 to 1024: the server takes at most 1000 events in a batch.
+            group_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            group_fallbacks: Family::default(),
             sweep_runs: Family::default(),
             sweep_items: Family::default(),
             projector_halted_seq: Gauge::default(),
@@ -294,6 +303,39 @@ impl Metrics {
     pub fn projector_batch(&self, events: usize, seconds: f64) {
         self.0.batch_events.observe(events as f64);
         self.0.batch_latency.observe(seconds);
+    }
+
+    /// One atomic batch of `events` appends committed by group commit.
+    pub fn group_commit_batch(&self, events: usize) {
+        self.0.group_batches.inc();
+        self.0.group_batched_events.inc_by(events as u64);
+        self.0.group_batch_events.observe(events as f64);
+    }
+
+    /// A batch of `events` appends group commit sent as single publishes instead, for
+    /// `reason` (see [`labels::Fallback`]).
+    pub fn group_commit_fallback(&self, reason: &'static str, events: usize) {
+        self.0
+            .group_fallbacks
+            .get_or_create(&labels::Fallback { reason })
+            .inc_by(events as u64);
+    }
+
+    /// Atomic batches committed and the appends in them, so far (the bench and tests read
+    /// it).
+    pub fn group_commit_batches(&self) -> (u64, u64) {
+        (
+            self.0.group_batches.get(),
+            self.0.group_batched_events.get(),
+        )
+    }
+
+    /// Appends sent as single publishes instead of in a batch, for `reason`, so far.
+    pub fn group_commit_fallbacks(&self, reason: &'static str) -> u64 {
+        self.0
+            .group_fallbacks
+            .get(&labels::Fallback { reason })
+            .map_or(0, |c| c.get())
     }
 
     /// The projector committed at Unix time `now`.

@@ -30,6 +30,27 @@ pub(super) fn all(r: &mut Registry, i: &Inner) {
         i.append_latency.clone(),
     );
     r.register(
+        "wxledger_group_commit_batches",
+        "Atomic batches committed by group commit",
+        i.group_batches.clone(),
+    );
+    r.register(
+        "wxledger_group_commit_batched_events",
+        "Appends committed inside atomic batches",
+        i.group_batched_events.clone(),
+    );
+    r.register(
+        "wxledger_group_commit_batch_events",
+        "Appends in each atomic batch committed",
+        i.group_batch_events.clone(),
+    );
+    r.register(
+        "wxledger_group_commit_fallbacks",
+        "Appends group commit sent as single publishes instead of in a batch, by reason \
+         (duplicate, busy, incomplete, unsupported)",
+        i.group_fallbacks.clone(),
+    );
+    r.register(
         "wxledger_notifies",
         "WeChat Pay API v3 notifies received, by outcome",
         i.notifies.clone(),

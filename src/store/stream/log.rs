@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use futures::{future::BoxFuture, stream::BoxStream, Stream, StreamExt};
 use uuid::Uuid;
 
-use super::connect::Reconnections;
+use super::{atomic::Message, connect::Reconnections, group::Group};
 
 use crate::core::events::{Envelope, Event};
 use crate::settings::{NatsSettings, Storage};
@@ -79,9 +79,9 @@ pub struct Draft<'a> {
 /// Handle on the stream; cheap to clone.
 #[derive(Clone)]
 pub struct EventLog {
-    client: async_nats::Client,
-    js: jetstream::Context,
-    stream: String,
+    pub(super) client: async_nats::Client,
+    pub(super) js: jetstream::Context,
+    pub(super) stream: String,
     prefix: String,
     outcome_stream: String,
     reconnections: Reconnections,
@@ -92,6 +92,8 @@ pub struct EventLog {
     /// The highest sequence an append through this handle was acknowledged at: a read
     /// waiting below it knows at once that its consumer is stuck.
     appended: Arc<AtomicU64>,
+    /// Group commit of appends ([`super::group`]), shared by the clones.
+    pub(super) group: Arc<Group>,
 }
 
 impl EventLog {
@@ -135,6 +137,7 @@ impl EventLog {
             prefix: settings.subject_prefix.clone(),
             outcome_stream: settings.outcome_stream(),
             reconnections,
+            group: Arc::new(Group::new(settings)),
         })
     }
 
@@ -179,7 +182,7 @@ impl EventLog {
                 self.js.create_stream(config).await.map_err(js_err)?;
             }
         }
-        Ok(())
+        self.start_group_commit().await
     }
 
     /// The subject an event type is published on.
@@ -225,12 +228,11 @@ impl EventLog {
     ) -> Result<Appended, LogError> {
         let payload = serde_json::to_vec(envelope).expect("an envelope always serializes");
         let appended = self
-            .publish(
-                self.subject(&envelope.kind),
-                msg_id,
-                None,
-                Bytes::from(payload),
-            )
+            .append_message(Message {
+                subject: self.subject(&envelope.kind),
+                msg_id: msg_id.to_owned(),
+                payload: Bytes::from(payload),
+            })
             .await?;
         self.appended.fetch_max(appended.seq, Ordering::Relaxed);
         Ok(appended)
@@ -255,28 +257,7 @@ impl EventLog {
         if !self.is_connected() {
             return Err(LogError::Disconnected);
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, msg_id);
-        if let Some(seq) = expected_last {
-            headers.insert(NATS_EXPECTED_LAST_SEQUENCE, seq.to_string().as_str());
-        }
-        let refused = |e: jetstream::context::PublishError| match (e.kind(), expected_last) {
-            (PublishErrorKind::WrongLastSequence, Some(expected)) => {
-                LogError::Overtaken { expected }
-            }
-            _ => LogError::NotAcknowledged(e.to_string()),
-        };
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(refused)?
-            .await
-            .map_err(refused)?;
-        Ok(Appended {
-            seq: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        publish_single(&self.js, subject, msg_id, expected_last, payload).await
     }
 
     /// Appends envelopes as given, in order, with up to `in_flight` acknowledgements
@@ -454,6 +435,37 @@ impl EventLog {
     pub async fn close(&self) {
         let _ = self.client.flush().await;
     }
+}
+
+/// One publish on `js` with `Nats-Msg-Id` (and `Nats-Expected-Last-Sequence`), waiting for
+/// its acknowledgement: [`EventLog::publish`] once connected, and group commit's single
+/// publishes.
+pub(super) async fn publish_single(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    expected_last: Option<u64>,
+    payload: Bytes,
+) -> Result<Appended, LogError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, msg_id);
+    if let Some(seq) = expected_last {
+        headers.insert(NATS_EXPECTED_LAST_SEQUENCE, seq.to_string().as_str());
+    }
+    let refused = |e: jetstream::context::PublishError| match (e.kind(), expected_last) {
+        (PublishErrorKind::WrongLastSequence, Some(expected)) => LogError::Overtaken { expected },
+        _ => LogError::NotAcknowledged(e.to_string()),
+    };
+    let ack = js
+        .publish_with_headers(subject, headers, payload)
+        .await
+        .map_err(refused)?
+        .await
+        .map_err(refused)?;
+    Ok(Appended {
+        seq: ack.sequence,
+        duplicate: ack.duplicate,
+    })
 }
 
 /// The longest a read's pull request waits at the stream's end; the server sends an idle

@@ -3,6 +3,7 @@
 //! fault matrix on private servers; `load` measures the daemon as a user would, from
 //! another process.
 
+pub mod appends;
 pub mod faults;
 pub mod load;
 pub mod notifies;

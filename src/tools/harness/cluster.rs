@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::time::Instant;
 
-use super::nats::{free_port, Member, NatsNode};
+use super::nats::{free_port, Member, NatsNode, NodeSpec};
 
 /// Three nats-servers on loopback routed into one JetStream cluster, each with its own
 /// store directory; node `i` is named `n<i>`.
@@ -35,12 +35,15 @@ impl NatsCluster {
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let nodes = (0..3)
             .map(|i| {
-                NatsNode::spawned(Some(Member {
-                    name: &format!("n{i}"),
-                    cluster: &name,
-                    route_port: routes[i],
-                    routes: &routes,
-                }))
+                NatsNode::spawned(
+                    Some(Member {
+                        name: &format!("n{i}"),
+                        cluster: &name,
+                        route_port: routes[i],
+                        routes: &routes,
+                    }),
+                    &NodeSpec::default(),
+                )
             })
             .collect();
         let cluster = Self { nodes };

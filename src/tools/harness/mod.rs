@@ -18,6 +18,6 @@ pub use check::{check, Verdict};
 pub use cluster::NatsCluster;
 pub use daemon::{Daemon, Deployment};
 pub use load::{notify_tally, Load, LoadConfig, LoadReport, NotifyTally, Paid, Tally};
-pub use nats::NatsNode;
+pub use nats::{NatsNode, NodeSpec};
 pub use postgres::PrivatePostgres;
 pub use rig::{NatsServers, Rig, RigOptions};

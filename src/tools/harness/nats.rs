@@ -12,8 +12,62 @@ use std::{
 
 use tokio::time::Instant;
 
-/// The server binary (Debian's `nats-server` package).
+/// The server binary (Debian's `nats-server` package, 2.9.10 on these machines).
 pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+/// The environment variable naming the pinned current nats-server (2.12+) that
+/// `scripts/install-nats-server.sh` installs; `scripts/test.sh` sets it.
+pub const PINNED_SERVER_VAR: &str = "WXLEDGER_NATS_SERVER";
+
+/// Which nats-server a node runs and what its config adds.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// The binary.
+    pub binary: PathBuf,
+    /// Lines added inside the config's `jetstream { }` block
+    /// (`sync_interval: always`, ...).
+    pub jetstream: Vec<String>,
+}
+
+impl Default for NodeSpec {
+    /// Debian's server, JetStream's defaults.
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from(NATS_SERVER),
+            jetstream: Vec::new(),
+        }
+    }
+}
+
+impl NodeSpec {
+    /// The pinned current server named by `WXLEDGER_NATS_SERVER`, or why there is none.
+    pub fn pinned() -> Result<Self, String> {
+        let binary = std::env::var_os(PINNED_SERVER_VAR).ok_or_else(|| {
+            format!(
+                "{PINNED_SERVER_VAR} is not set: this needs the pinned nats-server 2.15 \
+                 (atomic batches). scripts/test.sh installs and sets it; by hand: \
+                 export {PINNED_SERVER_VAR}=$(scripts/install-nats-server.sh)"
+            )
+        })?;
+        let binary = PathBuf::from(binary);
+        if !binary.is_file() {
+            return Err(format!(
+                "{PINNED_SERVER_VAR}={} is not a file: run scripts/install-nats-server.sh",
+                binary.display()
+            ));
+        }
+        Ok(Self {
+            binary,
+            jetstream: Vec::new(),
+        })
+    }
+
+    /// Every write fsynced before it is acknowledged (`sync_interval: always`, 2.10+).
+    pub fn sync_always(mut self) -> Self {
+        self.jetstream.push("sync_interval: always".into());
+        self
+    }
+}
 
 /// A free loopback port (free when asked; the server binds it soon after).
 pub fn free_port() -> u16 {
@@ -36,6 +90,7 @@ pub struct NatsNode {
     port: u16,
     dir: PathBuf,
     config: PathBuf,
+    binary: PathBuf,
     child: Option<Child>,
 }
 
@@ -49,17 +104,24 @@ pub(super) struct Member<'a> {
 }
 
 impl NatsNode {
-    /// A standalone server on a free port; answers once it is spawned (see [`Self::wait_listening`]).
+    /// A standalone Debian server on a free port; answers once it is spawned (see
+    /// [`Self::wait_listening`]).
     pub fn start() -> Self {
-        Self::spawned(None)
+        Self::start_with(&NodeSpec::default())
     }
 
-    pub(super) fn spawned(member: Option<Member<'_>>) -> Self {
+    /// A standalone server as `spec` says, on a free port.
+    pub fn start_with(spec: &NodeSpec) -> Self {
+        Self::spawned(None, spec)
+    }
+
+    pub(super) fn spawned(member: Option<Member<'_>>, spec: &NodeSpec) -> Self {
         let dir = temp_dir("nats");
         let port = free_port();
         let store = dir.join("store");
+        let jetstream: String = spec.jetstream.iter().map(|l| format!("  {l}\n")).collect();
         let mut config = format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n",
+            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n{jetstream}}}\n",
             store.display()
         );
         if let Some(m) = member {
@@ -83,6 +145,7 @@ impl NatsNode {
             port,
             dir,
             config: path,
+            binary: spec.binary.clone(),
             child: None,
         };
         node.spawn();
@@ -110,7 +173,7 @@ impl NatsNode {
             .append(true)
             .open(self.dir.join("server.log"))
             .expect("the log opens");
-        let child = Command::new(NATS_SERVER)
+        let child = Command::new(&self.binary)
             .arg("-c")
             .arg(&self.config)
             .stdout(Stdio::null())
