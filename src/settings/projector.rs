@@ -15,8 +15,9 @@ pub struct ProjectorSettings {
     pub enabled: bool,
     /// Most events applied in one Postgres transaction.
     pub batch_size: usize,
-    /// A batch is applied once no event arrived for this long; `batch_linger_ms`, in
-    /// milliseconds.
+    /// How long a batch may wait for more events after its first; `batch_linger_ms`, in
+    /// milliseconds. At 0 (the default) a batch is what was delivered while the last one
+    /// committed, so batches grow with the load and an event waits for one commit at most.
     #[serde(rename = "batch_linger_ms", deserialize_with = "millis")]
     pub batch_linger: Duration,
     /// How long a handler waits for the projector to apply its event;
@@ -33,7 +34,7 @@ impl Default for ProjectorSettings {
         Self {
             enabled: true,
             batch_size: 500,
-            batch_linger: Duration::from_millis(5),
+            batch_linger: Duration::ZERO,
             read_your_writes_timeout: Duration::from_secs(5),
             ready_max_lag_events: 1000,
         }

@@ -334,7 +334,8 @@ async fn the_outbox_holds_the_outcomes_of_one_in_memory_pass_once() {
     }
     // The same outcomes written again (a batch retried after its commit's answer was
     // lost) change nothing.
-    outcomes::outbox::insert(&db.client, &expected)
+    let insert = db.client.prepare(outcomes::outbox::INSERT).await.unwrap();
+    outcomes::outbox::insert(&db.client, &insert, &expected)
         .await
         .unwrap();
     assert_eq!(stored().await, expected);
