@@ -316,9 +316,22 @@ impl App {
     /// NATS.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.stop.clone();
+        // The projector runs on a runtime of its own, so the requests' tasks never queue
+        // ahead of a batch: every caller that waits for its own event waits on it.
+        let projector_runtime = match self.projector {
+            Some(_) => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("wxledger-projector")
+                    .enable_all()
+                    .build()?,
+            ),
+            None => None,
+        };
         let projector = self
             .projector
-            .map(|p| tokio::spawn(p.run(stop.child_token())));
+            .zip(projector_runtime.as_ref())
+            .map(|(p, runtime)| runtime.spawn(p.run(stop.child_token())));
         let publisher = self
             .publisher
             .map(|p| tokio::spawn(p.run(stop.child_token())));
@@ -374,6 +387,9 @@ impl App {
             }
         }
         certificates.abort();
+        if let Some(runtime) = projector_runtime {
+            runtime.shutdown_background();
+        }
         self.log.close().await;
         result
     }

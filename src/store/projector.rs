@@ -11,10 +11,11 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+mod batch;
 pub mod error;
 mod waiting;
 
@@ -22,18 +23,15 @@ pub use error::{load_checkpoint, ProjectorError, PROJECTION};
 pub use waiting::{NotYetApplied, ProjectionWatch, VerdictError};
 
 use crate::{
-    core::{
-        events::{quarantine::envelope_kind, DecodeError, Quarantine, Recorded},
-        fold::{Keys, State, Verdict},
-    },
+    core::events::{quarantine::envelope_kind, DecodeError, Quarantine, Recorded},
     daemon::metrics::Metrics,
     store::{
-        db::{self, leader, orders, refunds, users, verdicts},
+        db::{self, leader},
         identity,
-        outcomes::{self, outbox},
         stream::{EventLog, LogError},
     },
 };
+use batch::{apply, Statements};
 
 /// Folds the stream into the schema's tables.
 pub struct Projector {
@@ -101,6 +99,7 @@ impl leader::Round for Projector {
             .metrics
             .as_ref()
             .map(|m| crate::daemon::metrics::leader::Leading::new(m, "projector"));
+        let statements = Statements::prepare(&client).await?;
         let mut checkpoint = load_checkpoint(&client).await?;
         self.applied.send_replace(checkpoint);
         let metrics = self.metrics.as_ref();
@@ -120,11 +119,24 @@ impl leader::Round for Projector {
             let Some(first) = first else {
                 return Err(LogError::Jetstream("event stream ended".into()).into());
             };
+            // The batch is what was delivered while the last one committed and what
+            // arrives within the linger after its first event: a deadline, so an event
+            // waits for at most one linger and one commit (a linger per next event filled
+            // whole batches under steady traffic: lag ≈ batch_size / rate).
             let mut batch = vec![first?];
+            let linger_until = tokio::time::Instant::now() + self.linger;
             while batch.len() < self.batch_size {
-                match tokio::time::timeout(self.linger, messages.next()).await {
-                    Ok(Some(next)) => batch.push(next?),
-                    Ok(None) | Err(_) => break,
+                let next = match messages.next().now_or_never() {
+                    Some(next) => next,
+                    None if self.linger.is_zero() => break,
+                    None => match tokio::time::timeout_at(linger_until, messages.next()).await {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    },
+                };
+                match next {
+                    Some(next) => batch.push(next?),
+                    None => break,
                 }
             }
             let mut records = Vec::with_capacity(batch.len());
@@ -138,7 +150,7 @@ impl leader::Round for Projector {
                         // The events before it are applied: the checkpoint stops just
                         // short of the poison.
                         checkpoint = self
-                            .commit(&mut client, checkpoint, passed, &mut records)
+                            .commit(&mut client, &statements, checkpoint, passed, &mut records)
                             .await?;
                         let halt = Halt {
                             seq,
@@ -158,7 +170,7 @@ impl leader::Round for Projector {
                 passed = seq;
             }
             checkpoint = self
-                .commit(&mut client, checkpoint, passed, &mut records)
+                .commit(&mut client, &statements, checkpoint, passed, &mut records)
                 .await?;
         }
     }
@@ -177,6 +189,7 @@ impl Projector {
     async fn commit(
         &self,
         client: &mut tokio_postgres::Client,
+        statements: &Statements,
         checkpoint: u64,
         through: u64,
         records: &mut Vec<Recorded>,
@@ -185,7 +198,7 @@ impl Projector {
             return Ok(checkpoint);
         }
         let started = std::time::Instant::now();
-        let checkpoint = apply(client, checkpoint, through, records, true).await?;
+        let checkpoint = apply(client, statements, checkpoint, through, records, true).await?;
         if let Some(m) = &self.metrics {
             m.projector_batch(records.len(), started.elapsed().as_secs_f64());
             if m.projector_halted_at().is_some_and(|seq| seq <= checkpoint) {
@@ -254,7 +267,8 @@ pub async fn apply_batch(
     records: &[Recorded],
 ) -> Result<u64, ProjectorError> {
     let last = records.last().expect("batches are not empty").seq;
-    apply(client, checkpoint, last, records, false).await
+    let statements = Statements::prepare(client).await?;
+    apply(client, &statements, checkpoint, last, records, false).await
 }
 
 /// [`apply_batch`], also writing the batch's outcomes to the outbox in the same
@@ -266,92 +280,6 @@ pub async fn apply_batch_with_outcomes(
     records: &[Recorded],
 ) -> Result<u64, ProjectorError> {
     let last = records.last().expect("batches are not empty").seq;
-    apply(client, checkpoint, last, records, true).await
-}
-
-/// Folds `records` and moves the checkpoint to `last` (the last record's sequence, or
-/// past quarantined events after it).
-async fn apply(
-    client: &mut tokio_postgres::Client,
-    checkpoint: u64,
-    last: u64,
-    records: &[Recorded],
-    with_outcomes: bool,
-) -> Result<u64, ProjectorError> {
-    let tx = client.transaction().await?;
-    let mut keys = Keys::default();
-    records.iter().for_each(|r| keys.add(&r.event));
-    let mut state = State::default();
-    for user in users::load_for(&tx, &keys).await? {
-        state.users.load(user);
-    }
-    // Two phases: a payment may credit the wallet of an order placed in an earlier batch,
-    // so the loaded orders name more accounts to load.
-    for order in orders::load_orders(&tx, &keys).await? {
-        keys.add_order(&order);
-        state.orders.load(order);
-    }
-    for refund in refunds::load(&tx, &keys).await? {
-        state.refunds.load(refund);
-    }
-    for payment in orders::load_payments(&tx, &keys).await? {
-        state.ledger.load_payment(payment);
-    }
-    for balance in orders::load_balances(&tx, &keys).await? {
-        state.ledger.load_balance(balance);
-    }
-    let verdicts = state.apply_all(records);
-    for (rec, verdict) in records.iter().zip(&verdicts) {
-        if let Verdict::Refused(refusal) = verdict {
-            tracing::info!(
-                seq = rec.seq,
-                kind = rec.event.kind(),
-                reason = refusal.as_str(),
-                "event refused by the fold"
-            );
-        }
-    }
-    let failures = state.ledger.take_new_failures();
-    for f in &failures {
-        tracing::warn!(
-            seq = f.seq,
-            reason = %f.reason,
-            out_trade_no = f.out_trade_no.as_deref(),
-            transaction_id = f.transaction_id.as_deref(),
-            amount = f.amount,
-            "payment failure logged"
-        );
-    }
-    users::upsert(&tx, &state.users.take_changed()).await?;
-    orders::upsert_orders(&tx, &state.orders.take_changed()).await?;
-    refunds::upsert(&tx, &state.refunds.take_changed()).await?;
-    orders::insert_payments(&tx, &state.ledger.take_new_payments()).await?;
-    let entries = state.ledger.take_new_entries();
-    orders::insert_entries(&tx, &entries).await?;
-    orders::upsert_balances(&tx, &state.ledger.take_changed_balances()).await?;
-    orders::insert_failures(&tx, &failures).await?;
-    verdicts::insert(&tx, &state.take_verdicts()).await?;
-    if with_outcomes {
-        let decided = outcomes::derive(records, &verdicts, &entries, &failures, &state);
-        outbox::insert(&tx, &decided).await?;
-    }
-    let (old, new) = (
-        i64::try_from(checkpoint).expect("sequences fit in i64"),
-        i64::try_from(last).expect("sequences fit in i64"),
-    );
-    let moved = tx
-        .execute(
-            "INSERT INTO projector_checkpoints (projection, last_seq, updated_at)
-             VALUES ($1, $3, now())
-             ON CONFLICT (projection) DO UPDATE SET last_seq = $3, updated_at = now()
-             WHERE projector_checkpoints.last_seq = $2",
-            &[&PROJECTION, &old, &new],
-        )
-        .await?;
-    if moved != 1 {
-        return Err(ProjectorError::CheckpointMoved);
-    }
-    tx.commit().await?;
-    tracing::debug!(from = checkpoint + 1, to = last, "batch applied");
-    Ok(last)
+    let statements = Statements::prepare(client).await?;
+    apply(client, &statements, checkpoint, last, records, true).await
 }

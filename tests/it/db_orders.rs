@@ -25,9 +25,10 @@ use wxledger::{
             self,
             orders::{
                 balance, balance_from_row, due_for_expiry, entry_from_row, failure_from_row,
-                failures, for_user, get, insert_entries, insert_failures, insert_payments,
-                ledger_for_account, order_from_row, payment_from_row, upsert_balances,
-                upsert_orders,
+                failures, for_user, get, insert_entries, insert_entries_sql, insert_failures,
+                insert_failures_sql, insert_payments, insert_payments_sql, ledger_for_account,
+                order_from_row, payment_from_row, upsert_balances, upsert_orders,
+                upsert_orders_sql, UPSERT_BALANCES,
             },
         },
         outcomes::{self, Outcome, OutcomeKind},
@@ -334,7 +335,8 @@ async fn the_outbox_holds_the_outcomes_of_one_in_memory_pass_once() {
     }
     // The same outcomes written again (a batch retried after its commit's answer was
     // lost) change nothing.
-    outcomes::outbox::insert(&db.client, &expected)
+    let insert = db.client.prepare(outcomes::outbox::INSERT).await.unwrap();
+    outcomes::outbox::insert(&db.client, &insert, &expected)
         .await
         .unwrap();
     assert_eq!(stored().await, expected);
@@ -353,13 +355,24 @@ async fn writes_are_idempotent_and_a_wallet_cannot_go_negative() {
         state.ledger.take_changed_balances(),
         state.ledger.take_new_failures(),
     );
+    let statement = |sql: String| {
+        let client = &db.client;
+        async move { client.prepare(&sql).await.unwrap() }
+    };
+    let (upsert_o, insert_p, insert_e, upsert_b, insert_f) = (
+        statement(upsert_orders_sql()).await,
+        statement(insert_payments_sql()).await,
+        statement(insert_entries_sql()).await,
+        statement(UPSERT_BALANCES.into()).await,
+        statement(insert_failures_sql()).await,
+    );
     let tx = db.client.transaction().await.unwrap();
     for _ in 0..2 {
-        upsert_orders(&tx, &orders).await.unwrap();
-        insert_payments(&tx, &payments).await.unwrap();
-        insert_entries(&tx, &entries).await.unwrap();
-        upsert_balances(&tx, &balances).await.unwrap();
-        insert_failures(&tx, &failures).await.unwrap();
+        upsert_orders(&tx, &upsert_o, &orders).await.unwrap();
+        insert_payments(&tx, &insert_p, &payments).await.unwrap();
+        insert_entries(&tx, &insert_e, &entries).await.unwrap();
+        upsert_balances(&tx, &upsert_b, &balances).await.unwrap();
+        insert_failures(&tx, &insert_f, &failures).await.unwrap();
     }
     // An older version of a row does not overwrite a newer one.
     let mut stale = orders
@@ -369,7 +382,7 @@ async fn writes_are_idempotent_and_a_wallet_cannot_go_negative() {
         .clone();
     stale.last_seq = 1;
     stale.state = OrderState::Created;
-    upsert_orders(&tx, &[stale]).await.unwrap();
+    upsert_orders(&tx, &upsert_o, &[stale]).await.unwrap();
     assert_eq!(
         get(&tx, "o1").await.unwrap().unwrap().state,
         OrderState::Paid
@@ -394,14 +407,16 @@ async fn writes_are_idempotent_and_a_wallet_cannot_go_negative() {
         balance: -1,
         last_seq: 99,
     };
-    let err = upsert_balances(&db.client, &[negative]).await.unwrap_err();
+    let err = upsert_balances(&db.client, &upsert_b, &[negative])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::CHECK_VIOLATION));
     let overdrawn_sales = Balance {
         account: SALES.into(),
         balance: -1,
         last_seq: 99,
     };
-    upsert_balances(&db.client, &[overdrawn_sales])
+    upsert_balances(&db.client, &upsert_b, &[overdrawn_sales])
         .await
         .unwrap();
 }

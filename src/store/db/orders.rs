@@ -3,10 +3,12 @@
 //! the reads the API and the background jobs make.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{GenericClient, Row, Statement};
 use uuid::Uuid;
 
-use crate::core::fold::{Balance, Failure, Keys, LedgerEntry, Order, PaidWith, Payment};
+use crate::core::fold::{
+    ledger::WALLET_PREFIX, Balance, Failure, Keys, LedgerEntry, Order, PaidWith, Payment,
+};
 
 mod rows;
 
@@ -18,11 +20,11 @@ use self::rows::{ENTRY_COLUMNS, FAILURE_COLUMNS, ORDER_COLUMNS, PAYMENT_COLUMNS}
 
 // ---- the projector's loads and writes ----
 
-/// The rows of `select` (ending in `= ANY($1)`) whose key is in `keys`; no query for
-/// an empty set.
+/// The rows of `select` (a statement whose one parameter is an array of keys) whose
+/// key is in `keys`; no query for an empty set.
 pub(super) async fn rows_keyed<T>(
     client: &impl GenericClient,
-    select: &str,
+    select: &Statement,
     keys: &std::collections::BTreeSet<String>,
     f: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
 ) -> Result<Vec<T>, tokio_postgres::Error> {
@@ -33,36 +35,89 @@ pub(super) async fn rows_keyed<T>(
     all(&client.query(select, &[&keys]).await?, f)
 }
 
-/// The orders numbered in `keys.out_trade_nos`.
+/// The projector's load of orders ([`load_orders`]): those numbered in `$1`.
+pub fn load_orders_sql() -> String {
+    format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = ANY($1)")
+}
+
+/// The orders numbered in `keys.out_trade_nos`, by `load` (from [`load_orders_sql`]).
 pub async fn load_orders(
     client: &impl GenericClient,
+    load: &Statement,
     keys: &Keys,
 ) -> Result<Vec<Order>, tokio_postgres::Error> {
-    let select = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = ANY($1)");
-    rows_keyed(client, &select, &keys.out_trade_nos, order_from_row).await
+    rows_keyed(client, load, &keys.out_trade_nos, order_from_row).await
 }
 
-/// The payments booked for `keys.transaction_ids`.
+/// The projector's load of payments ([`load_payments`]): those of the transaction ids in `$1`.
+pub fn load_payments_sql() -> String {
+    format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = ANY($1)")
+}
+
+/// The payments booked for `keys.transaction_ids`, by `load` (from [`load_payments_sql`]).
 pub async fn load_payments(
     client: &impl GenericClient,
+    load: &Statement,
     keys: &Keys,
 ) -> Result<Vec<Payment>, tokio_postgres::Error> {
-    let select = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE transaction_id = ANY($1)");
-    rows_keyed(client, &select, &keys.transaction_ids, payment_from_row).await
+    rows_keyed(client, load, &keys.transaction_ids, payment_from_row).await
 }
 
-/// The balances of `keys.accounts` (call after adding the loaded orders' wallets).
+/// The projector's load of balances ([`load_balances`]): the accounts in `$1`, and the
+/// wallets of the orders numbered in `$2` (what [`Keys::add_order`] adds once the orders
+/// are loaded), so that both phases of the load are one query. `$3` is
+/// [`WALLET_PREFIX`]: [`crate::core::fold::wallet_account`] names a wallet by the prefix
+/// and its owner's id, hyphenated in lower case as Postgres prints a uuid.
+pub const LOAD_BALANCES: &str = "SELECT account, balance, last_seq FROM balances
+     WHERE account = ANY($1::text[] || ARRAY(
+         SELECT $3::text || user_id::text FROM orders WHERE out_trade_no = ANY($2::text[])))";
+
+/// The balances of `keys.accounts` and of the wallets of the orders in
+/// `keys.out_trade_nos`, by `load` (from [`LOAD_BALANCES`]).
 pub async fn load_balances(
     client: &impl GenericClient,
+    load: &Statement,
     keys: &Keys,
 ) -> Result<Vec<Balance>, tokio_postgres::Error> {
-    let select = "SELECT account, balance, last_seq FROM balances WHERE account = ANY($1)";
-    rows_keyed(client, select, &keys.accounts, balance_from_row).await
+    if keys.accounts.is_empty() && keys.out_trade_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let accounts: Vec<&str> = keys.accounts.iter().map(String::as_str).collect();
+    let orders: Vec<&str> = keys.out_trade_nos.iter().map(String::as_str).collect();
+    let rows = client
+        .query(load, &[&accounts, &orders, &WALLET_PREFIX])
+        .await?;
+    all(&rows, balance_from_row)
 }
 
-/// Inserts or replaces `orders` whose `last_seq` is newer than the stored row's.
+/// The projector's upsert of orders ([`upsert_orders`]).
+pub fn upsert_orders_sql() -> String {
+    format!(
+        "INSERT INTO orders ({ORDER_COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], \
+                     $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                     $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], \
+                     $15::timestamptz[], $16::timestamptz[], $17::int8[], $18::text[], \
+                     $19::int8[], $20::int8[])
+                 ON CONFLICT (out_trade_no) DO UPDATE SET
+                     user_id = EXCLUDED.user_id, openid = EXCLUDED.openid,
+                     kind = EXCLUDED.kind, amount = EXCLUDED.amount,
+                     currency = EXCLUDED.currency, description = EXCLUDED.description,
+                     appid = EXCLUDED.appid, mchid = EXCLUDED.mchid, state = EXCLUDED.state,
+                     prepay_id = EXCLUDED.prepay_id, transaction_id = EXCLUDED.transaction_id,
+                     placed_at = EXCLUDED.placed_at, expires_at = EXCLUDED.expires_at,
+                     paid_at = EXCLUDED.paid_at, closed_at = EXCLUDED.closed_at,
+                     last_seq = EXCLUDED.last_seq, paid_with = EXCLUDED.paid_with,
+                     refunded = EXCLUDED.refunded, refunding = EXCLUDED.refunding
+                 WHERE orders.last_seq < EXCLUDED.last_seq"
+    )
+}
+
+/// Inserts or replaces `orders` whose `last_seq` is newer than the stored row's,
+/// by `statement` (prepared from [`upsert_orders_sql`]).
 pub async fn upsert_orders(
     client: &impl GenericClient,
+    statement: &Statement,
     orders: &[Order],
 ) -> Result<(), tokio_postgres::Error> {
     if orders.is_empty() {
@@ -95,25 +150,7 @@ pub async fn upsert_orders(
     let refunding: Vec<i64> = orders.iter().map(|o| o.refunding).collect();
     client
         .execute(
-            &format!(
-                "INSERT INTO orders ({ORDER_COLUMNS})
-                 SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], \
-                     $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                     $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], \
-                     $15::timestamptz[], $16::timestamptz[], $17::int8[], $18::text[], \
-                     $19::int8[], $20::int8[])
-                 ON CONFLICT (out_trade_no) DO UPDATE SET
-                     user_id = EXCLUDED.user_id, openid = EXCLUDED.openid,
-                     kind = EXCLUDED.kind, amount = EXCLUDED.amount,
-                     currency = EXCLUDED.currency, description = EXCLUDED.description,
-                     appid = EXCLUDED.appid, mchid = EXCLUDED.mchid, state = EXCLUDED.state,
-                     prepay_id = EXCLUDED.prepay_id, transaction_id = EXCLUDED.transaction_id,
-                     placed_at = EXCLUDED.placed_at, expires_at = EXCLUDED.expires_at,
-                     paid_at = EXCLUDED.paid_at, closed_at = EXCLUDED.closed_at,
-                     last_seq = EXCLUDED.last_seq, paid_with = EXCLUDED.paid_with,
-                     refunded = EXCLUDED.refunded, refunding = EXCLUDED.refunding
-                 WHERE orders.last_seq < EXCLUDED.last_seq"
-            ),
+            statement,
             &[
                 &out_trade_no,
                 &user_id,
@@ -141,9 +178,18 @@ pub async fn upsert_orders(
     Ok(())
 }
 
-/// Inserts or replaces `balances` whose `last_seq` is newer than the stored row's.
+/// The projector's upsert of balances ([`upsert_balances`]).
+pub const UPSERT_BALANCES: &str = "INSERT INTO balances (account, balance, last_seq)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[])
+             ON CONFLICT (account) DO UPDATE
+             SET balance = EXCLUDED.balance, last_seq = EXCLUDED.last_seq
+             WHERE balances.last_seq < EXCLUDED.last_seq";
+
+/// Inserts or replaces `balances` whose `last_seq` is newer than the stored row's,
+/// by `statement` (prepared from [`UPSERT_BALANCES`]).
 pub async fn upsert_balances(
     client: &impl GenericClient,
+    statement: &Statement,
     balances: &[Balance],
 ) -> Result<(), tokio_postgres::Error> {
     if balances.is_empty() {
@@ -153,21 +199,26 @@ pub async fn upsert_balances(
     let balance: Vec<i64> = balances.iter().map(|b| b.balance).collect();
     let last_seq: Vec<i64> = balances.iter().map(|b| b.last_seq).collect();
     client
-        .execute(
-            "INSERT INTO balances (account, balance, last_seq)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[])
-             ON CONFLICT (account) DO UPDATE
-             SET balance = EXCLUDED.balance, last_seq = EXCLUDED.last_seq
-             WHERE balances.last_seq < EXCLUDED.last_seq",
-            &[&account, &balance, &last_seq],
-        )
+        .execute(statement, &[&account, &balance, &last_seq])
         .await?;
     Ok(())
 }
 
-/// Inserts newly booked payments (a transaction id already stored is left alone).
+/// The projector's insert of payments ([`insert_payments`]).
+pub fn insert_payments_sql() -> String {
+    format!(
+        "INSERT INTO payments ({PAYMENT_COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], \
+                     $5::text[], $6::text[], $7::timestamptz[])
+                 ON CONFLICT (transaction_id) DO NOTHING"
+    )
+}
+
+/// Inserts newly booked payments (a transaction id already stored is left alone),
+/// by `statement` (prepared from [`insert_payments_sql`]).
 pub async fn insert_payments(
     client: &impl GenericClient,
+    statement: &Statement,
     payments: &[Payment],
 ) -> Result<(), tokio_postgres::Error> {
     if payments.is_empty() {
@@ -182,12 +233,7 @@ pub async fn insert_payments(
     let occurred_at: Vec<DateTime<Utc>> = payments.iter().map(|p| p.occurred_at).collect();
     client
         .execute(
-            &format!(
-                "INSERT INTO payments ({PAYMENT_COLUMNS})
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], \
-                     $5::text[], $6::text[], $7::timestamptz[])
-                 ON CONFLICT (transaction_id) DO NOTHING"
-            ),
+            statement,
             &[
                 &transaction_id,
                 &out_trade_no,
@@ -202,9 +248,21 @@ pub async fn insert_payments(
     Ok(())
 }
 
-/// Inserts new postings (insert-only; a line already stored is left alone).
+/// The projector's insert of postings ([`insert_entries`]).
+pub fn insert_entries_sql() -> String {
+    format!(
+        "INSERT INTO ledger_entries ({ENTRY_COLUMNS})
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], \
+                     $5::int8[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+                 ON CONFLICT (group_id, line) DO NOTHING"
+    )
+}
+
+/// Inserts new postings (insert-only; a line already stored is left alone),
+/// by `statement` (prepared from [`insert_entries_sql`]).
 pub async fn insert_entries(
     client: &impl GenericClient,
+    statement: &Statement,
     entries: &[LedgerEntry],
 ) -> Result<(), tokio_postgres::Error> {
     if entries.is_empty() {
@@ -224,12 +282,7 @@ pub async fn insert_entries(
     let occurred_at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.occurred_at).collect();
     client
         .execute(
-            &format!(
-                "INSERT INTO ledger_entries ({ENTRY_COLUMNS})
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], \
-                     $5::int8[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
-                 ON CONFLICT (group_id, line) DO NOTHING"
-            ),
+            statement,
             &[
                 &seq,
                 &group_id,
@@ -246,9 +299,21 @@ pub async fn insert_entries(
     Ok(())
 }
 
-/// Inserts new failure rows (one per event and reason).
+/// The projector's insert of failures ([`insert_failures`]).
+pub fn insert_failures_sql() -> String {
+    format!(
+        "INSERT INTO failure_log ({FAILURE_COLUMNS})
+                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], \
+                     $5::int8[], $6::jsonb[], $7::timestamptz[])
+                 ON CONFLICT (seq, reason) DO NOTHING"
+    )
+}
+
+/// Inserts new failure rows (one per event and reason),
+/// by `statement` (prepared from [`insert_failures_sql`]).
 pub async fn insert_failures(
     client: &impl GenericClient,
+    statement: &Statement,
     failures: &[Failure],
 ) -> Result<(), tokio_postgres::Error> {
     if failures.is_empty() {
@@ -267,12 +332,7 @@ pub async fn insert_failures(
     let occurred_at: Vec<DateTime<Utc>> = failures.iter().map(|f| f.occurred_at).collect();
     client
         .execute(
-            &format!(
-                "INSERT INTO failure_log ({FAILURE_COLUMNS})
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], \
-                     $5::int8[], $6::jsonb[], $7::timestamptz[])
-                 ON CONFLICT (seq, reason) DO NOTHING"
-            ),
+            statement,
             &[
                 &seq,
                 &reason,

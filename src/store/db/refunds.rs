@@ -2,7 +2,7 @@
 //! and the reads the API and the reconciliation sweep make.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{GenericClient, Row, Statement};
 
 use super::{
     copy::{CopyRow, EncodeError, RowWriter},
@@ -40,18 +40,44 @@ pub fn refund_from_row(row: &Row) -> Result<RefundRow, tokio_postgres::Error> {
     })
 }
 
-/// The refunds numbered in `keys.out_refund_nos`.
-pub async fn load(
-    client: &impl GenericClient,
-    keys: &Keys,
-) -> Result<Vec<RefundRow>, tokio_postgres::Error> {
-    let select = format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = ANY($1)");
-    rows_keyed(client, &select, &keys.out_refund_nos, refund_from_row).await
+/// The projector's load ([`load`]): the refunds numbered in `$1`.
+pub fn load_sql() -> String {
+    format!("SELECT {REFUND_COLUMNS} FROM refunds WHERE out_refund_no = ANY($1)")
 }
 
-/// Inserts or replaces `refunds` whose `last_seq` is newer than the stored row's.
+/// The refunds numbered in `keys.out_refund_nos`, by `load` (from [`load_sql`]).
+pub async fn load(
+    client: &impl GenericClient,
+    load: &Statement,
+    keys: &Keys,
+) -> Result<Vec<RefundRow>, tokio_postgres::Error> {
+    rows_keyed(client, load, &keys.out_refund_nos, refund_from_row).await
+}
+
+/// The projector's write ([`upsert`]).
+pub fn upsert_sql() -> String {
+    format!(
+        "INSERT INTO refunds ({REFUND_COLUMNS})
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], \
+                     $5::text[], $6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                     $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int8[])
+                 ON CONFLICT (out_refund_no) DO UPDATE SET
+                     out_trade_no = EXCLUDED.out_trade_no, amount = EXCLUDED.amount,
+                     reason = EXCLUDED.reason, state = EXCLUDED.state,
+                     requested = EXCLUDED.requested, reserved_from = EXCLUDED.reserved_from,
+                     refund_id = EXCLUDED.refund_id, wechat_status = EXCLUDED.wechat_status,
+                     code = EXCLUDED.code, message = EXCLUDED.message,
+                     requested_at = EXCLUDED.requested_at, settled_at = EXCLUDED.settled_at,
+                     last_seq = EXCLUDED.last_seq
+                 WHERE refunds.last_seq < EXCLUDED.last_seq"
+    )
+}
+
+/// Inserts or replaces `refunds` whose `last_seq` is newer than the stored row's, by
+/// `statement` (prepared from [`upsert_sql`]).
 pub async fn upsert(
     client: &impl GenericClient,
+    statement: &Statement,
     refunds: &[RefundRow],
 ) -> Result<(), tokio_postgres::Error> {
     if refunds.is_empty() {
@@ -75,21 +101,7 @@ pub async fn upsert(
     let last_seq: Vec<i64> = refunds.iter().map(|r| r.last_seq).collect();
     client
         .execute(
-            &format!(
-                "INSERT INTO refunds ({REFUND_COLUMNS})
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], \
-                     $5::text[], $6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                     $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int8[])
-                 ON CONFLICT (out_refund_no) DO UPDATE SET
-                     out_trade_no = EXCLUDED.out_trade_no, amount = EXCLUDED.amount,
-                     reason = EXCLUDED.reason, state = EXCLUDED.state,
-                     requested = EXCLUDED.requested, reserved_from = EXCLUDED.reserved_from,
-                     refund_id = EXCLUDED.refund_id, wechat_status = EXCLUDED.wechat_status,
-                     code = EXCLUDED.code, message = EXCLUDED.message,
-                     requested_at = EXCLUDED.requested_at, settled_at = EXCLUDED.settled_at,
-                     last_seq = EXCLUDED.last_seq
-                 WHERE refunds.last_seq < EXCLUDED.last_seq"
-            ),
+            statement,
             &[
                 &out_refund_no,
                 &out_trade_no,

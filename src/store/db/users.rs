@@ -2,7 +2,7 @@
 //! the API's reads. Also the sealed session keys (`wx_sessions`).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::{GenericClient, Row, Statement};
 use uuid::Uuid;
 
 use super::copy::{CopyRow, EncodeError, RowWriter};
@@ -68,19 +68,24 @@ fn from_row(row: &Row) -> User {
     }
 }
 
-/// The rows whose id or phone is among `keys`.
+/// The projector's load ([`load_for`]): the rows whose id or phone is among `$1`, `$2`.
+pub fn load_sql() -> String {
+    format!("SELECT {COLUMNS} FROM users WHERE user_id = ANY($1) OR phone_key = ANY($2)")
+}
+
+/// The rows whose id or phone is among `keys`, by `load` (prepared from [`load_sql`]);
+/// no query when `keys` names no user.
 pub async fn load_for(
     client: &impl GenericClient,
+    load: &Statement,
     keys: &Keys,
 ) -> Result<Vec<User>, tokio_postgres::Error> {
+    if keys.user_ids.is_empty() && keys.phones.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<Uuid> = keys.user_ids.iter().copied().collect();
-    let phones: Vec<String> = keys.phones.iter().cloned().collect();
-    let rows = client
-        .query(
-            &format!("SELECT {COLUMNS} FROM users WHERE user_id = ANY($1) OR phone_key = ANY($2)"),
-            &[&ids, &phones],
-        )
-        .await?;
+    let phones: Vec<&str> = keys.phones.iter().map(String::as_str).collect();
+    let rows = client.query(load, &[&ids, &phones]).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -111,9 +116,32 @@ fn phone_columns(phone: Option<&BoundPhone>) -> PhoneColumns {
     }
 }
 
-/// Inserts or replaces `users` (one statement, however many rows).
+/// The projector's write ([`upsert`]): inserts or replaces the rows of the arrays.
+pub const UPSERT: &str = "INSERT INTO users (user_id, openid, unionid, phone_country_code, \
+         phone_number, phone_sealed, phone_key, phone_bound_at, nickname, avatar_url, \
+         profile_sealed, erased_at, registered_at, last_login_at, login_count, last_seq, \
+         unionid_sealed)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], \
+         $11::text[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
+         $15::int8[], $16::int8[], $17::text[])
+     ON CONFLICT (user_id) DO UPDATE SET
+         openid = EXCLUDED.openid, unionid = EXCLUDED.unionid,
+         unionid_sealed = EXCLUDED.unionid_sealed,
+         phone_country_code = EXCLUDED.phone_country_code,
+         phone_number = EXCLUDED.phone_number, phone_sealed = EXCLUDED.phone_sealed,
+         phone_key = EXCLUDED.phone_key,
+         phone_bound_at = EXCLUDED.phone_bound_at, nickname = EXCLUDED.nickname,
+         avatar_url = EXCLUDED.avatar_url, profile_sealed = EXCLUDED.profile_sealed,
+         erased_at = EXCLUDED.erased_at, registered_at = EXCLUDED.registered_at,
+         last_login_at = EXCLUDED.last_login_at, login_count = EXCLUDED.login_count,
+         last_seq = EXCLUDED.last_seq";
+
+/// Inserts or replaces `users` by `upsert` (prepared from [`UPSERT`]): one statement,
+/// however many rows.
 pub async fn upsert(
     client: &impl GenericClient,
+    upsert: &Statement,
     users: &[User],
 ) -> Result<(), tokio_postgres::Error> {
     if users.is_empty() {
@@ -159,24 +187,7 @@ pub async fn upsert(
     }
     client
         .execute(
-            "INSERT INTO users (user_id, openid, unionid, phone_country_code, phone_number, \
-                 phone_sealed, phone_key, phone_bound_at, nickname, avatar_url, profile_sealed, \
-                 erased_at, registered_at, last_login_at, login_count, last_seq, unionid_sealed)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], \
-                 $11::text[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], \
-                 $15::int8[], $16::int8[], $17::text[])
-             ON CONFLICT (user_id) DO UPDATE SET
-                 openid = EXCLUDED.openid, unionid = EXCLUDED.unionid,
-                 unionid_sealed = EXCLUDED.unionid_sealed,
-                 phone_country_code = EXCLUDED.phone_country_code,
-                 phone_number = EXCLUDED.phone_number, phone_sealed = EXCLUDED.phone_sealed,
-                 phone_key = EXCLUDED.phone_key,
-                 phone_bound_at = EXCLUDED.phone_bound_at, nickname = EXCLUDED.nickname,
-                 avatar_url = EXCLUDED.avatar_url, profile_sealed = EXCLUDED.profile_sealed,
-                 erased_at = EXCLUDED.erased_at, registered_at = EXCLUDED.registered_at,
-                 last_login_at = EXCLUDED.last_login_at, login_count = EXCLUDED.login_count,
-                 last_seq = EXCLUDED.last_seq",
+            upsert,
             &[
                 &user_id,
                 &openid,

@@ -2,7 +2,7 @@
 //! ([`crate::core::fold::keeps_verdict`]), written with the batch that decided it and read by
 //! whoever waits on that event, in this process or another.
 
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 
 use super::copy::{CopyRow, EncodeError, RowWriter};
 use crate::core::fold::{KeptVerdict, Verdict};
@@ -25,10 +25,20 @@ pub enum ReadError {
     },
 }
 
-/// Inserts `verdicts`; a sequence that has one already keeps it (the first verdict on an
-/// event is the one that decided).
+/// The projector's write ([`insert`]).
+pub fn insert_sql() -> String {
+    format!(
+        "INSERT INTO verdicts ({COLUMNS})
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+         ON CONFLICT (seq) DO NOTHING"
+    )
+}
+
+/// Inserts `verdicts` by `statement` (prepared from [`insert_sql`]); a sequence that has
+/// one already keeps it (the first verdict on an event is the one that decided).
 pub async fn insert(
     client: &impl GenericClient,
+    statement: &Statement,
     verdicts: &[KeptVerdict],
 ) -> Result<(), tokio_postgres::Error> {
     if verdicts.is_empty() {
@@ -40,15 +50,7 @@ pub async fn insert(
     let code: Vec<Option<&str>> = verdicts.iter().map(code).collect();
     let detail: Vec<Option<serde_json::Value>> = verdicts.iter().map(detail).collect();
     client
-        .execute(
-            &format!(
-                "INSERT INTO verdicts ({COLUMNS})
-                 SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], \
-                     $5::jsonb[])
-                 ON CONFLICT (seq) DO NOTHING"
-            ),
-            &[&seq, &event, &verdict, &code, &detail],
-        )
+        .execute(statement, &[&seq, &event, &verdict, &code, &detail])
         .await?;
     Ok(())
 }

@@ -2,13 +2,20 @@
 //! publishing order, deleted once JetStream acknowledged them.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 
 use super::Outcome;
 
-/// Inserts `outcomes`; one already there (the same id) is left as it is.
+/// The projector's write ([`insert`]).
+pub const INSERT: &str = "INSERT INTO outbox (id, seq, kind, payload, occurred_at)
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::jsonb[], $5::timestamptz[])
+     ON CONFLICT (id) DO NOTHING";
+
+/// Inserts `outcomes` by `statement` (prepared from [`INSERT`]); one already there (the
+/// same id) is left as it is.
 pub async fn insert(
     client: &impl GenericClient,
+    statement: &Statement,
     outcomes: &[Outcome],
 ) -> Result<(), tokio_postgres::Error> {
     if outcomes.is_empty() {
@@ -26,13 +33,7 @@ pub async fn insert(
         .collect();
     let occurred_at: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.occurred_at).collect();
     client
-        .execute(
-            "INSERT INTO outbox (id, seq, kind, payload, occurred_at)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::jsonb[], \
-                 $5::timestamptz[])
-             ON CONFLICT (id) DO NOTHING",
-            &[&id, &seq, &kind, &payload, &occurred_at],
-        )
+        .execute(statement, &[&id, &seq, &kind, &payload, &occurred_at])
         .await?;
     Ok(())
 }
