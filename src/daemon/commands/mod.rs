@@ -93,7 +93,9 @@ impl Ctx {
                 occurred_at: (self.clock)(),
             })
             .await?;
-        tracing::info!(
+        // DEBUG: one line per event on the hot path would cost more than the append; the
+        // stream itself and `wxledger_events_appended_total` are the record.
+        tracing::debug!(
             seq = appended.seq,
             kind = event.kind(),
             duplicate = appended.duplicate,
