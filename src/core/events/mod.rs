@@ -432,6 +432,50 @@ mod tests {
     }
 
     #[test]
+    fn payloads_read_as_their_envelope_says_and_nothing_more() {
+        let event = Event::PhoneBound(PhoneBound {
+            user_id: Uuid::nil(),
+            country_code: "86".into(),
+            pure_phone_number: "13800138000".into(),
+            source: PhoneSource::PhoneCode,
+        });
+        let envelope = Envelope {
+            id: Uuid::nil(),
+            kind: event.kind().into(),
+            version: event.version(),
+            occurred_at: "2026-11-21T08:02:55Z".parse().unwrap(),
+            correlation_id: "c".into(),
+            data: event.to_data(),
+        };
+        let json = serde_json::to_value(&envelope).unwrap();
+        let rec = Recorded::from_payload(3, json.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (rec.event, rec.correlation_id.as_str()),
+            (event.clone(), "c")
+        );
+        // A type with an escape is read as well (it cannot be borrowed from the payload).
+        let escaped = json
+            .to_string()
+            .replace("user.phone_bound", "user\\u002ephone_bound");
+        assert_eq!(
+            Recorded::from_payload(3, escaped.as_bytes()).unwrap().event,
+            event
+        );
+        let mut extra = json.clone();
+        extra["extra"] = 1.into();
+        assert!(matches!(
+            Recorded::from_payload(3, extra.to_string().as_bytes()),
+            Err(DecodeError::Envelope(_))
+        ));
+        let mut extra = json;
+        extra["data"]["extra"] = 1.into();
+        assert!(matches!(
+            Recorded::from_payload(3, extra.to_string().as_bytes()),
+            Err(DecodeError::Data { .. })
+        ));
+    }
+
+    #[test]
     fn decode_reads_what_encode_writes() {
         let event = Event::PhoneBound(PhoneBound {
             user_id: Uuid::nil(),

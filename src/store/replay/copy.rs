@@ -115,11 +115,11 @@ pub async fn rebuild(
                     last = Some(seq);
                 }
             }
-            if state.ledger.entries().len() >= FLUSH_ENTRIES {
-                if load_tx.send(added(&mut state)).await.is_err() {
-                    // The writer stopped: its error is the one to report.
-                    return Ok(());
-                }
+            if state.ledger.entries().len() >= FLUSH_ENTRIES
+                && load_tx.send(added(&mut state)).await.is_err()
+            {
+                // The writer stopped: its error is the one to report.
+                return Ok(());
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 done.elapsed = started.elapsed();
