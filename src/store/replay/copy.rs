@@ -3,12 +3,13 @@
 //! of changed rows (`projector::apply_batch`); this one writes every row once. Both run
 //! the same fold (`State::apply`), so they give the same tables (tests/it/replay.rs).
 //!
-//! Three tasks overlap: one reads and decodes the stream, this one folds, one writes
-//! to Postgres. The rows the fold only ever adds (postings, payments, kept verdicts) are
-//! written as it goes; the other tables are written from the final state.
+//! Three tasks overlap: one reads the stream, this one decodes and folds, one writes
+//! to Postgres. Postings are written as the fold goes (the fold never reads them back);
+//! the other tables are written from the final state.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -16,8 +17,8 @@ use super::{as_of::AsOf, error::ReplayError, progress::Progress};
 
 use crate::{
     core::{
-        events::{Quarantine, Recorded},
-        fold::{KeptVerdict, LedgerEntry, Payment, State},
+        events::Quarantine,
+        fold::{LedgerEntry, State},
     },
     store::{
         db::copy::copy_in,
@@ -28,20 +29,15 @@ use crate::{
 
 // Debug builds (the tests) use tiny sizes, so that a short history crosses many chunk
 // and flush boundaries and the test comparing both sinks covers them.
-/// Events handed from the reader to the fold at a time.
+/// Messages handed from the reader to the fold at a time.
 const READ_CHUNK: usize = if cfg!(debug_assertions) { 3 } else { 1_024 };
-/// Postings held before they are handed to the writer, with the payments and verdicts
-/// made meanwhile.
+/// Postings held before they are handed to the writer.
 const FLUSH_ENTRIES: usize = if cfg!(debug_assertions) { 5 } else { 50_000 };
 
 /// What the writer is handed.
 enum Load {
-    /// Rows the fold made and will never change: written as they come.
-    Added {
-        entries: Vec<LedgerEntry>,
-        payments: Vec<Payment>,
-        verdicts: Vec<KeptVerdict>,
-    },
+    /// Postings, in order.
+    Entries(Vec<LedgerEntry>),
     /// The final state and the sequence of the last event folded: write the rest and
     /// commit.
     Rest(Box<State>, Option<u64>),
@@ -54,8 +50,6 @@ pub struct Loaded {
     pub tables: Vec<(&'static str, u64)>,
     /// From the start until the last event was folded (postings were written meanwhile).
     pub folded_after: Duration,
-    /// After the fold: how long each step took (a table's COPY, the indexes, the commit).
-    pub steps: Vec<(&'static str, Duration)>,
 }
 
 impl Loaded {
@@ -86,7 +80,7 @@ pub async fn rebuild(
     let started = Instant::now();
     let mut done = Progress::start(end);
     let (chunks_tx, mut chunks) = mpsc::channel(32);
-    let reader = tokio::spawn(read(log, quarantine.clone(), end, chunks_tx));
+    let reader = tokio::spawn(read(log, end, chunks_tx));
     let (load_tx, loads) = mpsc::channel(2);
     let writer = tokio::spawn(write(client, loads));
 
@@ -96,10 +90,13 @@ pub async fn rebuild(
     let mut folded_after = Duration::ZERO;
     let folded: Result<(), ReplayError> = async {
         while let Some(chunk) = chunks.recv().await {
-            for (seq, rec) in chunk? {
+            for (seq, payload) in chunk? {
                 done.read += 1;
                 done.seq = seq;
-                let Some(rec) = rec else {
+                let Some(rec) = quarantine
+                    .read(seq, &payload)
+                    .map_err(|source| ProjectorError::Decode { seq, source })?
+                else {
                     // Skipped: the checkpoint passes it, as the live one does, when it
                     // reached the event before it (a time may have stopped it earlier).
                     if last.unwrap_or(0) + 1 == seq {
@@ -115,11 +112,12 @@ pub async fn rebuild(
                     last = Some(seq);
                 }
             }
-            if state.ledger.entries().len() >= FLUSH_ENTRIES
-                && load_tx.send(added(&mut state)).await.is_err()
-            {
-                // The writer stopped: its error is the one to report.
-                return Ok(());
+            if state.ledger.entries().len() >= FLUSH_ENTRIES {
+                let entries = state.ledger.drain_entries();
+                if load_tx.send(Load::Entries(entries)).await.is_err() {
+                    // The writer stopped: its error is the one to report.
+                    return Ok(());
+                }
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 done.elapsed = started.elapsed();
@@ -128,7 +126,8 @@ pub async fn rebuild(
             }
         }
         folded_after = started.elapsed();
-        if load_tx.send(added(&mut state)).await.is_ok() {
+        let entries = state.ledger.drain_entries();
+        if load_tx.send(Load::Entries(entries)).await.is_ok() {
             let _ = load_tx
                 .send(Load::Rest(Box::new(std::mem::take(&mut state)), last))
                 .await;
@@ -152,27 +151,8 @@ pub async fn rebuild(
     Ok((done, loaded))
 }
 
-/// The rows `state` added since the last call, which it forgets (the fold never reads
-/// postings or verdicts back, and keeps its payments to book each one once).
-fn added(state: &mut State) -> Load {
-    Load::Added {
-        entries: state.ledger.drain_entries(),
-        payments: state.ledger.take_new_payments(),
-        verdicts: state.take_verdicts(),
-    }
-}
-
-/// An event read, by sequence: `None` when it is quarantined (skipped, not decoded).
-type Read = (u64, Option<Recorded>);
-
-/// Sends the stream's events up to `end`, decoded (but those in `quarantine`), in order,
-/// in chunks. Decoding here, beside the fold rather than in it, puts it on another core.
-async fn read(
-    log: EventLog,
-    quarantine: Quarantine,
-    end: u64,
-    out: mpsc::Sender<Result<Vec<Read>, ReplayError>>,
-) {
+/// Sends the stream's messages up to `end`, in order, in chunks.
+async fn read(log: EventLog, end: u64, out: mpsc::Sender<Result<Vec<(u64, Bytes)>, ReplayError>>) {
     if end == 0 {
         return;
     }
@@ -192,15 +172,7 @@ async fn read(
                 return;
             }
         };
-        match quarantine.read(seq, &payload) {
-            Ok(rec) => chunk.push((seq, rec)),
-            Err(source) => {
-                let _ = out
-                    .send(Err(ProjectorError::Decode { seq, source }.into()))
-                    .await;
-                return;
-            }
-        }
+        chunk.push((seq, payload));
         if chunk.len() == READ_CHUNK || seq == end {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_CHUNK));
             if out.send(Ok(full)).await.is_err() || seq == end {
@@ -245,29 +217,17 @@ async fn write(
     let mut loaded = Loaded::default();
     while let Some(load) = loads.recv().await {
         match load {
-            Load::Added {
-                entries,
-                payments,
-                verdicts,
-            } => {
+            Load::Entries(entries) => {
                 loaded.add("ledger_entries", copy_in(&tx, &entries).await?);
-                loaded.add("payments", copy_in(&tx, &payments).await?);
-                loaded.add("verdicts", copy_in(&tx, &verdicts).await?);
             }
-            Load::Rest(state, last) => {
-                let mut step = Instant::now();
-                let mut timed = |loaded: &mut Loaded, name| {
-                    loaded.steps.push((name, step.elapsed()));
-                    step = Instant::now();
-                };
+            Load::Rest(mut state, last) => {
                 loaded.add("users", copy_in(&tx, state.users.iter()).await?);
-                timed(&mut loaded, "users");
                 loaded.add("orders", copy_in(&tx, state.orders.iter()).await?);
-                timed(&mut loaded, "orders");
                 loaded.add("refunds", copy_in(&tx, state.refunds.iter()).await?);
+                loaded.add("payments", copy_in(&tx, state.ledger.payments()).await?);
                 loaded.add("balances", copy_in(&tx, state.ledger.balances()).await?);
                 loaded.add("failure_log", copy_in(&tx, state.ledger.failures()).await?);
-                timed(&mut loaded, "refunds, balances, failure_log");
+                loaded.add("verdicts", copy_in(&tx, &state.take_verdicts()).await?);
                 if let Some(last) = last {
                     let last = i64::try_from(last).expect("sequences fit in i64");
                     tx.execute(
@@ -280,9 +240,7 @@ async fn write(
                 for (_, definition) in &indexes {
                     tx.batch_execute(definition).await?;
                 }
-                timed(&mut loaded, "indexes");
                 tx.commit().await?;
-                timed(&mut loaded, "commit");
                 return Ok(loaded);
             }
         }

@@ -216,15 +216,6 @@ async fn measure(
         loaded.folded_after.as_secs_f64(),
         (done.elapsed.saturating_sub(loaded.folded_after)).as_secs_f64()
     );
-    println!(
-        "after the fold: {}",
-        loaded
-            .steps
-            .iter()
-            .map(|(step, took)| format!("{step} {:.2} s", took.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     println!();
     println!("| path | count | seconds | per second | MB/s |");
     println!("|---|---:|---:|---:|---:|");
