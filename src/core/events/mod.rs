@@ -9,8 +9,11 @@ pub mod personal;
 pub mod quarantine;
 pub mod refund;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 pub use pay::{
@@ -256,14 +259,16 @@ impl Event {
         v.expect("event data are plain structs that always serialize")
     }
 
-    /// Reads `data` of the given type and version, upcasting older versions.
-    pub fn decode(kind: &str, version: u32, data: serde_json::Value) -> Result<Self, DecodeError> {
+    /// Reads `data` of the given type and version, upcasting older versions. `data` is a
+    /// parsed JSON value, or the raw JSON text as read from the stream (no intermediate
+    /// value is built then).
+    pub fn decode(kind: &str, version: u32, data: impl EventData) -> Result<Self, DecodeError> {
         fn parse<T: serde::de::DeserializeOwned>(
             kind: &str,
             version: u32,
-            data: serde_json::Value,
+            data: impl EventData,
         ) -> Result<T, DecodeError> {
-            serde_json::from_value(data).map_err(|source| DecodeError::Data {
+            data.parse().map_err(|source| DecodeError::Data {
                 kind: kind.to_owned(),
                 version,
                 source,
@@ -354,7 +359,8 @@ impl Recorded {
     /// from a row it loaded, or a rebuild would differ from the live tables with the
     /// batch boundaries.
     pub fn from_payload(seq: u64, payload: &[u8]) -> Result<Self, DecodeError> {
-        let envelope: Envelope = serde_json::from_slice(payload).map_err(DecodeError::Envelope)?;
+        let envelope: RawEnvelope<'_> =
+            serde_json::from_slice(payload).map_err(DecodeError::Envelope)?;
         Ok(Self {
             seq,
             id: envelope.id,
@@ -362,6 +368,39 @@ impl Recorded {
             correlation_id: envelope.correlation_id,
             event: Event::decode(&envelope.kind, envelope.version, envelope.data)?,
         })
+    }
+}
+
+/// [`Envelope`] as read from a payload: the same fields, with `data` left as the JSON
+/// text it is (read once, straight into its typed event) and the type borrowed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope<'a> {
+    id: Uuid,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    version: u32,
+    occurred_at: DateTime<Utc>,
+    correlation_id: String,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// What an event's `data` is read from: [`Event::decode`] takes either.
+pub trait EventData {
+    /// Deserializes the data as `T`.
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error>;
+}
+
+impl EventData for serde_json::Value {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(self)
+    }
+}
+
+impl EventData for &RawValue {
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get())
     }
 }
 
@@ -390,6 +429,50 @@ mod tests {
                 .parse::<DateTime<Utc>>()
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn payloads_read_as_their_envelope_says_and_nothing_more() {
+        let event = Event::PhoneBound(PhoneBound {
+            user_id: Uuid::nil(),
+            country_code: "86".into(),
+            pure_phone_number: "13800138000".into(),
+            source: PhoneSource::PhoneCode,
+        });
+        let envelope = Envelope {
+            id: Uuid::nil(),
+            kind: event.kind().into(),
+            version: event.version(),
+            occurred_at: "2026-11-21T08:02:55Z".parse().unwrap(),
+            correlation_id: "c".into(),
+            data: event.to_data(),
+        };
+        let json = serde_json::to_value(&envelope).unwrap();
+        let rec = Recorded::from_payload(3, json.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (rec.event, rec.correlation_id.as_str()),
+            (event.clone(), "c")
+        );
+        // A type with an escape is read as well (it cannot be borrowed from the payload).
+        let escaped = json
+            .to_string()
+            .replace("user.phone_bound", "user\\u002ephone_bound");
+        assert_eq!(
+            Recorded::from_payload(3, escaped.as_bytes()).unwrap().event,
+            event
+        );
+        let mut extra = json.clone();
+        extra["extra"] = 1.into();
+        assert!(matches!(
+            Recorded::from_payload(3, extra.to_string().as_bytes()),
+            Err(DecodeError::Envelope(_))
+        ));
+        let mut extra = json;
+        extra["data"]["extra"] = 1.into();
+        assert!(matches!(
+            Recorded::from_payload(3, extra.to_string().as_bytes()),
+            Err(DecodeError::Data { .. })
+        ));
     }
 
     #[test]

@@ -378,19 +378,31 @@ impl Ledger {
             }
             after.push(new);
         }
+        let group_id = posting.group_id.to_string();
         for (line, ((account, delta), balance)) in lines.iter().zip(after).enumerate() {
-            self.balances.insert(
-                (*account).to_owned(),
-                Balance {
-                    account: (*account).to_owned(),
-                    balance,
-                    last_seq: posting.seq,
-                },
-            );
-            self.changed_balances.insert((*account).to_owned());
+            // Most postings go to an account already held and changed: no new key then.
+            match self.balances.get_mut(*account) {
+                Some(row) => {
+                    row.balance = balance;
+                    row.last_seq = posting.seq;
+                }
+                None => {
+                    self.balances.insert(
+                        (*account).to_owned(),
+                        Balance {
+                            account: (*account).to_owned(),
+                            balance,
+                            last_seq: posting.seq,
+                        },
+                    );
+                }
+            }
+            if !self.changed_balances.contains(*account) {
+                self.changed_balances.insert((*account).to_owned());
+            }
             self.entries.push(LedgerEntry {
                 seq: posting.seq,
-                group_id: posting.group_id.to_string(),
+                group_id: group_id.clone(),
                 line: i32::try_from(line).expect("a group has a few lines"),
                 account: (*account).to_owned(),
                 amount: *delta,

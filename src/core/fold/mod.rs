@@ -199,20 +199,20 @@ impl State {
             Event::PrepayIssued(e) => self.orders.prepay_issued(seq, e),
             Event::OrderClosed(e) => self.orders.closed(seq, rec.occurred_at, e),
             Event::PaymentNotified(e) => {
-                let context = json!({"source": "notify", "notify_id": e.notify_id});
-                self.reported(seq, rec, PaySource::Notify, context, &e.transaction)
+                let context = || json!({"source": "notify", "notify_id": e.notify_id});
+                self.reported(seq, rec, PaySource::Notify, &context, &e.transaction)
             }
             Event::PaymentQueried(e) => {
-                let context = json!({"source": "query", "query_reason": e.reason});
-                self.reported(seq, rec, PaySource::Query, context, &e.transaction)
+                let context = || json!({"source": "query", "query_reason": e.reason});
+                self.reported(seq, rec, PaySource::Query, &context, &e.transaction)
             }
             Event::LegacyPaymentNotified(e) => {
-                let context = json!({"source": "notify", "api": "v2"});
-                self.reported(seq, rec, PaySource::Notify, context, &e.transaction)
+                let context = || json!({"source": "notify", "api": "v2"});
+                self.reported(seq, rec, PaySource::Notify, &context, &e.transaction)
             }
             Event::LegacyPaymentQueried(e) => {
-                let context = json!({"source": "query", "api": "v2", "query_reason": e.reason});
-                self.reported(seq, rec, PaySource::Query, context, &e.transaction)
+                let context = || json!({"source": "query", "api": "v2", "query_reason": e.reason});
+                self.reported(seq, rec, PaySource::Query, &context, &e.transaction)
             }
             Event::BalancePayRequested(e) => {
                 orders::balance_pay(&mut self.orders, &mut self.ledger, seq, rec.occurred_at, e)
@@ -244,7 +244,7 @@ impl State {
         seq: i64,
         rec: &Recorded,
         source: PaySource,
-        context: serde_json::Value,
+        context: &dyn Fn() -> serde_json::Value,
         transaction: &crate::core::events::Transaction,
     ) -> Verdict {
         let report = orders::Report { source, context };

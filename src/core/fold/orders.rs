@@ -235,7 +235,9 @@ impl Orders {
     }
 
     fn touch(&mut self, out_trade_no: &str, seq: i64) -> &mut Order {
-        self.dirty.insert(out_trade_no.to_owned());
+        if !self.dirty.contains(out_trade_no) {
+            self.dirty.insert(out_trade_no.to_owned());
+        }
         let order = self
             .by_no
             .get_mut(out_trade_no)

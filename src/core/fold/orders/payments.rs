@@ -6,18 +6,18 @@ use serde_json::json;
 use super::*;
 
 /// Who reported a transaction, for the payment row and the failure context.
-#[derive(Debug, Clone)]
-pub(in crate::core::fold) struct Report {
+pub(in crate::core::fold) struct Report<'a> {
     pub source: PaySource,
-    /// `{"source": ..., "notify_id"|"query_reason": ...}`.
-    pub context: serde_json::Value,
+    /// Makes `{"source": ..., "notify_id"|"query_reason": ...}` for a failure's detail;
+    /// built only when a failure is recorded, which most reports never do.
+    pub context: &'a dyn Fn() -> serde_json::Value,
 }
 
 /// One event's view: its sequence, time and report.
 struct Ctx<'a> {
     seq: i64,
     at: DateTime<Utc>,
-    report: &'a Report,
+    report: &'a Report<'a>,
     tx: &'a Transaction,
 }
 
@@ -30,7 +30,7 @@ impl Ctx<'_> {
         amount: Option<i64>,
         extra: serde_json::Value,
     ) -> Verdict {
-        let mut detail = self.report.context.clone();
+        let mut detail = (self.report.context)();
         detail["trade_state"] = json!(self.tx.trade_state);
         if let (Some(detail), serde_json::Value::Object(extra)) = (detail.as_object_mut(), extra) {
             detail.extend(extra);
@@ -58,7 +58,7 @@ pub(in crate::core::fold) fn reported(
     ledger: &mut Ledger,
     seq: i64,
     at: DateTime<Utc>,
-    report: &Report,
+    report: &Report<'_>,
     tx: &Transaction,
 ) -> Verdict {
     let ctx = Ctx {
