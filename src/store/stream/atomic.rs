@@ -17,7 +17,7 @@ use async_nats::{header::NATS_MESSAGE_ID, HeaderMap};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::log::{js_err, LogError};
+use super::error::{js_err, LogError};
 
 const BATCH_ID: &str = "Nats-Batch-Id";
 const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";

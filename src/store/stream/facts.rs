@@ -4,7 +4,10 @@
 use async_nats::jetstream::stream;
 use chrono::DateTime;
 
-use super::log::{js_err, EventLog, LogError};
+use super::{
+    error::{js_err, LogError},
+    EventLog,
+};
 use crate::{
     core::events::{Quarantine, Recorded},
     store::identity::StreamIdentity,

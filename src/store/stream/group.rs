@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{
     atomic::{self, BatchError, Message, Refused},
-    log::{publish_single, Appended, EventLog, LogError},
+    error::{publish_single, Appended, LogError},
 };
 use crate::{
     daemon::metrics::Metrics,
@@ -53,7 +53,8 @@ struct Limits {
     ack_timeout: Duration,
 }
 
-/// The group commit of one connection, shared by every clone of its [`EventLog`].
+/// The group commit of one connection, shared by every clone of its
+/// [`super::EventLog`].
 pub(super) struct Group {
     mode: GroupCommit,
     limits: Limits,
@@ -83,7 +84,7 @@ impl Shared {
 }
 
 impl Group {
-    /// Group commit as `settings` ask, not started (see [`EventLog::start_group_commit`]).
+    /// Group commit as `settings` ask, not started (see [`Group::start`]).
     pub(super) fn new(settings: &NatsSettings) -> Self {
         Self {
             mode: settings.group_commit,
@@ -99,16 +100,21 @@ impl Group {
     }
 }
 
-impl EventLog {
-    /// Starts grouping appends if `nats.group_commit` asks for it and the server has
-    /// atomic batches (2.12+), allowing them on the stream (`allow_atomic`). With `on`, an
-    /// older server is an error; with `auto`, appends stay single publishes.
-    pub(super) async fn start_group_commit(&self) -> Result<(), LogError> {
-        let group = &self.group;
+impl Group {
+    /// Starts grouping appends to `stream` if `nats.group_commit` asks for it and the
+    /// server has atomic batches (2.12+), allowing them on the stream (`allow_atomic`).
+    /// With `on`, an older server is an error; with `auto`, appends stay single publishes.
+    pub(super) async fn start(
+        &self,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        stream: &str,
+    ) -> Result<(), LogError> {
+        let group = self;
         if group.mode == GroupCommit::Off || group.queue.get().is_some() {
             return Ok(());
         }
-        let version = self.client.server_info().version;
+        let version = client.server_info().version;
         if !atomic::server_supports(&version) {
             if group.mode == GroupCommit::On {
                 return Err(LogError::Jetstream(format!(
@@ -122,7 +128,7 @@ impl EventLog {
             );
             return Ok(());
         }
-        atomic::allow_on_stream(&self.client, &self.stream, group.limits.ack_timeout).await?;
+        atomic::allow_on_stream(client, stream, group.limits.ack_timeout).await?;
         let limits = group.limits;
         let (queue, queued) = mpsc::channel(limits.max_messages * (limits.in_flight + 1));
         if group.queue.set(queue).is_ok() {
@@ -130,8 +136,8 @@ impl EventLog {
             tokio::spawn(batch(
                 queued,
                 Committer {
-                    client: self.client.clone(),
-                    js: self.js.clone(),
+                    client: client.clone(),
+                    js: js.clone(),
                     limits,
                     shared: group.shared.clone(),
                 },
@@ -147,31 +153,33 @@ impl EventLog {
         Ok(())
     }
 
-    /// Counts group commit's batches and fallbacks in `metrics`.
-    pub fn record_group_commit_into(&self, metrics: &Metrics) {
-        let _ = self.group.shared.metrics.set(metrics.clone());
+    /// Counts the batches and fallbacks in `metrics`.
+    pub(super) fn record_into(&self, metrics: &Metrics) {
+        let _ = self.shared.metrics.set(metrics.clone());
     }
 
     /// Whether appends are grouped into atomic batches now.
-    pub fn group_commit_active(&self) -> bool {
-        self.group.queue.get().is_some() && self.group.shared.grouped()
+    pub(super) fn active(&self) -> bool {
+        self.queue.get().is_some() && self.shared.grouped()
     }
 
-    /// Appends `message` to this stream and waits for its acknowledgement: through the
-    /// batches when group commit is on, else as a single publish.
-    pub(super) async fn append_message(&self, message: Message) -> Answer {
-        let queue = match self.group.queue.get() {
-            Some(queue) if self.group.shared.grouped() => queue,
-            _ => {
-                return self
-                    .publish(message.subject, &message.msg_id, None, message.payload)
-                    .await
-            }
-        };
-        // As a single publish does: refused at once while disconnected.
-        if !self.is_connected() {
+    /// Appends `message` and waits for its acknowledgement: through the batches when
+    /// group commit is on, else as a single publish on `js`. Refused at once while
+    /// `client` is disconnected: a publish queued now would be sent on reconnect, after
+    /// the caller has been told it failed.
+    pub(super) async fn append(
+        &self,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        message: Message,
+    ) -> Answer {
+        if client.connection_state() != State::Connected {
             return Err(LogError::Disconnected);
         }
+        let Some(queue) = self.queue.get().filter(|_| self.shared.grouped()) else {
+            return publish_single(js, message.subject, &message.msg_id, None, message.payload)
+                .await;
+        };
         let (answer, answered) = oneshot::channel();
         let stopped = || LogError::Jetstream("the group commit task stopped".into());
         queue
@@ -182,7 +190,7 @@ impl EventLog {
     }
 }
 
-/// Forms batches from the queue until every [`EventLog`] clone is gone.
+/// Forms batches from the queue until every [`super::EventLog`] clone is gone.
 async fn batch(mut queue: mpsc::Receiver<Pending>, committer: Committer) {
     let limits = committer.limits;
     let in_flight = Arc::new(Semaphore::new(limits.in_flight));

@@ -3,8 +3,10 @@
 
 mod atomic;
 pub mod connect;
+mod error;
 mod facts;
 mod group;
 pub mod log;
+pub mod reader;
 
 pub use log::{Appended, EventLog, LogError};
