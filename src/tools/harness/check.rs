@@ -119,7 +119,8 @@ pub async fn check(
         .collect();
     doubled.sort();
 
-    let on_stream = stream_payments(&deployment.nats_settings()).await?;
+    let nats = deployment.nats_settings();
+    let on_stream = settled(|| stream_payments(&nats)).await?;
     let missing_on_stream = paid
         .iter()
         .filter(|p| !on_stream.contains_key(&p.transaction_id))
@@ -132,7 +133,10 @@ pub async fn check(
         .collect();
     repeated_on_stream.sort();
 
-    let report = audit::run(&deployment.settings(), &audit::Options::default(), |_| {}).await?;
+    let settings = deployment.settings();
+    let report =
+        settled(|| async { Ok(audit::run(&settings, &audit::Options::default(), |_| {}).await?) })
+            .await?;
     let audit_breaches = report.breaches.iter().map(|b| format!("{b:?}")).collect();
     Ok(Verdict {
         paid: paid.len(),
@@ -143,6 +147,32 @@ pub async fn check(
         repeated_on_stream,
         audit_breaches,
     })
+}
+
+/// How often [`settled`] tries.
+const ATTEMPTS: u32 = 5;
+
+/// Runs `step` until it succeeds, up to [`ATTEMPTS`] times a second apart: right after a
+/// fault a cluster may still be settling (a restarted node catching up, the meta group
+/// electing) and a request to NATS times out. The check only reads; a read that keeps
+/// failing is still an error.
+async fn settled<T, F, Fut>(mut step: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Ok(done) => return Ok(done),
+            Err(e) if attempt < ATTEMPTS => {
+                eprintln!("[check] attempt {attempt} failed, trying again: {e:#}");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Payment events on the stream, counted per transaction id.
