@@ -174,6 +174,18 @@ impl Reader {
                 }
             }
             tokio::select! {
+                // An event in hand first: the looks and their timer only matter while
+                // none comes.
+                biased;
+                next = self.messages.next(), if !self.direct => {
+                    match &next {
+                        // A consumer made before direct reads went further: already read.
+                        Some(Ok((seq, _))) if *seq < self.next => continue,
+                        Some(Ok((seq, _))) => self.next = seq + 1,
+                        _ => {}
+                    }
+                    return next;
+                }
                 _ = looks.tick() => {
                     if asked.elapsed() >= STALL_ASK && self.direct {
                         asked = tokio::time::Instant::now();
@@ -226,15 +238,6 @@ impl Reader {
                     }
                     tracing::info!(from = self.next, "NATS reconnected; reading on with a new consumer");
                     self.renew(true);
-                }
-                next = self.messages.next(), if !self.direct => {
-                    match &next {
-                        // A consumer made before direct reads went further: already read.
-                        Some(Ok((seq, _))) if *seq < self.next => continue,
-                        Some(Ok((seq, _))) => self.next = seq + 1,
-                        _ => {}
-                    }
-                    return next;
                 }
             }
         }
