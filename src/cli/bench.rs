@@ -40,6 +40,11 @@ pub struct Args {
     /// Start a private nats-server for the daemon instead (`load`).
     #[arg(long, conflicts_with = "nats_url")]
     private_nats: bool,
+    /// A setting of the daemon under load, `section.key=value` (`load`; repeatable), e.g.
+    /// `--daemon-setting projector.batch_linger_ms=0` or `--daemon-setting
+    /// nats.group_commit=on`: passed to it as `WXLEDGER__SECTION__KEY`.
+    #[arg(long, value_parser = parse_daemon_setting)]
+    daemon_setting: Vec<(String, String)>,
     /// API users at once, and rounds (login, place order, wallet pay, me) each (`load`).
     #[arg(long, default_value_t = 4)]
     api_users: usize,
@@ -162,6 +167,22 @@ pub async fn run_standalone(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `section.key=value` as the environment variable that sets it and its value.
+fn parse_daemon_setting(arg: &str) -> Result<(String, String), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?}: expected section.key=value"))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let word = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if parts.len() < 2 || !parts.iter().all(word) {
+        return Err(format!(
+            "{key:?}: expected section.key, e.g. projector.batch_linger_ms"
+        ));
+    }
+    let name = format!("WXLEDGER__{}", parts.join("__").to_ascii_uppercase());
+    Ok((name, value.to_owned()))
+}
+
 /// Runs `load`: prints its table, writes its JSON; fails when its counts do not add up.
 async fn run_load(settings: Settings, args: &Args) -> anyhow::Result<()> {
     let mut options = load::Options::new(
@@ -177,6 +198,7 @@ async fn run_load(settings: Settings, args: &Args) -> anyhow::Result<()> {
     options.warmup = args.warmup;
     options.api_users = args.api_users.max(1);
     options.api_rounds = args.api_rounds.max(1);
+    options.daemon_settings = args.daemon_setting.clone();
     let report = load::run(&options).await?;
     print!("{}", report.table());
     if let Some(path) = &args.json {

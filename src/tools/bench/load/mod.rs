@@ -69,6 +69,9 @@ pub struct Options {
     pub api_rounds: usize,
     /// How much of each raw figure.
     pub raw: RawSizes,
+    /// Settings of the daemon beyond the bench's own, as environment variables
+    /// (`WXLEDGER__SECTION__KEY`, value); they win over the bench's.
+    pub daemon_settings: Vec<(String, String)>,
     /// How long a phase waits for its accepted notifies to be booked (and for the
     /// projector to catch up before it starts).
     pub book_within: Duration,
@@ -96,6 +99,7 @@ impl Options {
                 copy_rows: 200_000,
             },
             book_within: Duration::from_secs(120),
+            daemon_settings: Vec::new(),
         }
     }
 }
@@ -155,6 +159,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     deployment.wechat_base = sim_base.clone();
     deployment.notify_url = format!("http://127.0.0.1:{port}/webhooks/wechatpay");
     deployment.extra = bench_env(port);
+    deployment
+        .extra
+        .extend(options.daemon_settings.iter().cloned());
     let raw_nats = NatsSettings {
         stream: format!("{}_RAW", deployment.stream),
         subject_prefix: format!("{}_raw", deployment.prefix),
