@@ -135,6 +135,12 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
             assert_eq!(loaded.is_some(), sink == Sink::Copy);
             let replayed = snapshot(&connect(&into).await).await;
             assert_eq!(&replayed, tables, "{sink:?} as of sequence {seq}");
+            // The indexes and constraints the full rebuild drops while loading are back.
+            assert_eq!(
+                indexes_and_keys(&into).await,
+                indexes_and_keys(&env.schema).await,
+                "{sink:?}: the live schema's indexes and constraints"
+            );
         }
     }
     // As of a time: the moment event B was accepted.
@@ -191,6 +197,27 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
         "the live tables are untouched"
     );
     drop_schema(&database_url(), &into).await;
+}
+
+/// Every index and constraint definition of `schema`, with its name taken out.
+async fn indexes_and_keys(schema: &str) -> Vec<String> {
+    let client = connect("public").await;
+    let rows = client
+        .query(
+            "SELECT replace(indexdef, $1 || '.', '') FROM pg_indexes WHERE schemaname = $1
+             UNION ALL
+             SELECT c.conrelid::regclass::text || ' ' || c.conname || ' '
+                    || pg_get_constraintdef(c.oid)
+             FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+             WHERE n.nspname = $1
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<_, String>(0).replace(&format!("{schema}."), ""))
+        .collect()
 }
 
 async fn schema_exists(client: &tokio_postgres::Client, schema: &str) -> bool {

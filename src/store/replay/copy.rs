@@ -219,8 +219,31 @@ struct Index {
 }
 
 /// Drops the schema's secondary indexes, to be built once at the end from the loaded
-/// tables (sorted) rather than updated row by row; the ones behind constraints stay.
+/// tables (sorted) rather than updated row by row, and the postings' primary key (the
+/// only table loaded while the fold runs, where its upkeep took CPU from the fold; a
+/// duplicate fails the rebuild when the key is added back, as it failed the COPY). The
+/// other constraints' indexes stay.
 async fn drop_indexes(client: &tokio_postgres::Client) -> Result<Vec<Index>, ReplayError> {
+    let mut indexes = Vec::new();
+    let keys = client
+        .query(
+            "SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = 'ledger_entries'::regclass AND contype = 'p'",
+            &[],
+        )
+        .await?;
+    for key in &keys {
+        let (name, definition): (String, String) = (key.get(0), key.get(1));
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE ledger_entries DROP CONSTRAINT {name}"
+            ))
+            .await?;
+        indexes.push(Index {
+            table: "ledger_entries".into(),
+            definition: format!("ALTER TABLE ledger_entries ADD CONSTRAINT {name} {definition}"),
+        });
+    }
     let rows = client
         .query(
             "SELECT quote_ident(i.indexname), i.tablename::text, i.indexdef FROM pg_indexes i
@@ -231,7 +254,6 @@ async fn drop_indexes(client: &tokio_postgres::Client) -> Result<Vec<Index>, Rep
             &[],
         )
         .await?;
-    let mut indexes = Vec::with_capacity(rows.len());
     for row in &rows {
         let name: String = row.get(0);
         client.batch_execute(&format!("DROP INDEX {name}")).await?;
