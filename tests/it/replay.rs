@@ -1,9 +1,10 @@
 //! `wxledger replay --as-of`: folding the stream up to a sequence or a time into a schema
 //! of its own gives exactly the tables the live projector had at that point.
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::json;
-use wxledger::store::replay::{replay, replay_with, AsOf, Sink};
+use wxledger::store::replay::{build_schema, replay, replay_with, AsOf, Sink};
 
 use crate::common::{database_url, drop_schema, dump_table, TestEnv};
 
@@ -134,6 +135,12 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
             assert_eq!(loaded.is_some(), sink == Sink::Copy);
             let replayed = snapshot(&connect(&into).await).await;
             assert_eq!(&replayed, tables, "{sink:?} as of sequence {seq}");
+            // The indexes and constraints the full rebuild drops while loading are back.
+            assert_eq!(
+                indexes_and_keys(&into).await,
+                indexes_and_keys(&env.schema).await,
+                "{sink:?}: the live schema's indexes and constraints"
+            );
         }
     }
     // As of a time: the moment event B was accepted.
@@ -190,4 +197,105 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
         "the live tables are untouched"
     );
     drop_schema(&database_url(), &into).await;
+}
+
+/// Every index and constraint definition of `schema`, with its name taken out.
+async fn indexes_and_keys(schema: &str) -> Vec<String> {
+    let client = connect("public").await;
+    let rows = client
+        .query(
+            "SELECT replace(indexdef, $1 || '.', '') FROM pg_indexes WHERE schemaname = $1
+             UNION ALL
+             SELECT c.conrelid::regclass::text || ' ' || c.conname || ' '
+                    || pg_get_constraintdef(c.oid)
+             FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+             WHERE n.nspname = $1
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<_, String>(0).replace(&format!("{schema}."), ""))
+        .collect()
+}
+
+async fn schema_exists(client: &tokio_postgres::Client, schema: &str) -> bool {
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The tables are built in a schema of their own that takes the target's name only in
+/// the last transaction: a replay that fails midway leaves no target (or the replaced
+/// one untouched), never a schema a projector could go on from.
+#[tokio::test]
+async fn a_replay_that_fails_midway_leaves_no_target_and_the_replaced_one_untouched() {
+    let env = TestEnv::start().await;
+    let (token, _) = env.login("o-replay-fails").await;
+    let recharge = env.recharge(&token, 500).await;
+    env.sim_pay(&recharge, json!({})).await;
+    env.wait_order_state(&token, &recharge, "paid").await;
+    env.wait_applied().await;
+    let settings = env.settings();
+    let into = format!("{}_fails", env.schema);
+    let build = build_schema(&into);
+    let admin = connect("public").await;
+    // A build an earlier replay left behind is dropped, not reused.
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA {build}; CREATE TABLE {build}.leftover (x int)"
+        ))
+        .await
+        .unwrap();
+    replay(&settings, AsOf::Seq(u64::MAX), &into, false, |_| {})
+        .await
+        .unwrap();
+    assert!(
+        !schema_exists(&admin, &build).await,
+        "the build was renamed"
+    );
+    let good = snapshot(&connect(&into).await).await;
+    let leftover: Option<String> = admin
+        .query_one(&format!("SELECT to_regclass('{into}.leftover')::text"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftover, None, "the leftover build was dropped, not reused");
+
+    // An event no build can read stops every replay after its tables were migrated
+    // and part of the stream folded.
+    env.log
+        .publish(
+            env.log.subject("order.placed"),
+            "replay-garbage",
+            None,
+            Bytes::from_static(b"\xff not an envelope"),
+        )
+        .await
+        .unwrap();
+    for sink in [Sink::Copy, Sink::Batches] {
+        let failed = replay_with(&settings, AsOf::Seq(u64::MAX), &into, true, sink, |_| {}).await;
+        assert!(failed.is_err(), "{sink:?}: the garbage stops it");
+        assert_eq!(
+            snapshot(&connect(&into).await).await,
+            good,
+            "{sink:?}: the replaced schema is untouched"
+        );
+    }
+    drop_schema(&database_url(), &into).await;
+    for sink in [Sink::Copy, Sink::Batches] {
+        let failed = replay_with(&settings, AsOf::Seq(u64::MAX), &into, false, sink, |_| {}).await;
+        assert!(failed.is_err(), "{sink:?}: the garbage stops it");
+        assert!(
+            !schema_exists(&admin, &into).await,
+            "{sink:?}: no target schema after a failed replay"
+        );
+    }
+    drop_schema(&database_url(), &build).await;
 }

@@ -6,7 +6,7 @@ use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
 use tokio_postgres::{
     types::{IsNull, ToSql, Type},
-    Transaction,
+    Client,
 };
 
 use super::DbError;
@@ -72,10 +72,9 @@ impl RowWriter<'_> {
 /// How many bytes go to Postgres at a time.
 const CHUNK: usize = 1 << 20;
 
-/// Loads `rows` into `T::TABLE` with one binary COPY inside `client`'s transaction;
-/// returns the rows written.
+/// Loads `rows` into `T::TABLE` with one binary COPY; returns the rows written.
 pub async fn copy_in<'r, T: CopyRow + 'r>(
-    client: &Transaction<'_>,
+    client: &Client,
     rows: impl IntoIterator<Item = &'r T>,
 ) -> Result<u64, DbError> {
     let types: Vec<Type> = client

@@ -55,10 +55,15 @@ pub async fn replay(
     )
 }
 
-/// Folds the stream up to `as_of` into the schema `into`, created and migrated here. An
-/// existing schema is refused unless `replace` (which drops it first). `progress` is
-/// called about once a second and once at the end. With [`Sink::Copy`] it also returns
-/// the rows loaded per table.
+/// Folds the stream up to `as_of` into the schema `into`. An existing schema is refused
+/// unless `replace`. `progress` is called about once a second and once at the end. With
+/// [`Sink::Copy`] it also returns the rows loaded per table.
+///
+/// The tables are built in a schema of their own ([`build_schema`]), created and
+/// migrated here, and only the last transaction, with the stream identity, drops the
+/// replaced schema and renames the build to `into`: a replay that dies midway leaves no
+/// `into` (or the old one, untouched), never a schema a projector could go on from.
+/// The build an earlier replay left behind is dropped first.
 pub async fn replay_with(
     settings: &Settings,
     as_of: AsOf,
@@ -67,32 +72,19 @@ pub async fn replay_with(
     sink: Sink,
     progress: impl FnMut(&Progress),
 ) -> Result<(Progress, Option<Loaded>), ReplayError> {
-    let target = target(settings, into)?;
-    let pg = db::pg_config(&target)?;
+    target(settings, into)?;
+    let build = in_schema(settings, build_schema(into));
+    let pg = db::pg_config(&build)?;
     let admin = db::connect_dedicated(&pg).await?;
-    let exists: bool = admin
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&into],
-        )
-        .await?
-        .get(0);
-    if exists && !replace {
-        return Err(ReplayError::Target {
-            schema: into.to_owned(),
-            problem: "exists; pass --replace to drop and rebuild it".into(),
-        });
+    if !replace && exists(&admin, into).await? {
+        return Err(refused(into));
     }
-    if exists {
-        admin
-            .batch_execute(&format!("DROP SCHEMA {into} CASCADE"))
-            .await?;
-    }
-    drop(admin);
-    let pool = db::pool(&target)?;
-    db::migrate(&pool, into).await?;
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", build.schema))
+        .await?;
+    let pool = db::pool(&build)?;
+    db::migrate(&pool, &build.schema).await?;
     drop(pool);
-    let client = db::connect_dedicated(&pg).await?;
 
     let log = EventLog::open(&settings.nats).await?;
     // Read before the events: the rebuilt schema records the stream it was built from,
@@ -107,15 +99,60 @@ pub async fn replay_with(
         AsOf::Time(_) => head,
     };
     let (done, loaded) = if sink == Sink::Copy {
-        let (done, loaded) = rebuild(client, log, &quarantine, as_of, end, progress).await?;
+        let clients = [
+            db::connect_dedicated(&pg).await?,
+            db::connect_dedicated(&pg).await?,
+        ];
+        let (done, loaded) = rebuild(clients, log, &quarantine, as_of, end, progress).await?;
         (done, Some(loaded))
     } else {
+        let client = db::connect_dedicated(&pg).await?;
         let done = apply_in_batches(client, log, &quarantine, as_of, end, progress).await?;
         (done, None)
     };
-    let target = db::connect_dedicated(&pg).await?;
-    identity::record(&target, &identity::BuiltFrom::from(&built_from)).await?;
+    let mut admin = admin;
+    let switch = admin.transaction().await?;
+    identity::record(&switch, &identity::BuiltFrom::from(&built_from)).await?;
+    if replace {
+        switch
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {into} CASCADE"))
+            .await?;
+    } else if exists(&switch, into).await? {
+        return Err(refused(into));
+    }
+    switch
+        .batch_execute(&format!("ALTER SCHEMA {} RENAME TO {into}", build.schema))
+        .await?;
+    switch.commit().await?;
     Ok((done, loaded))
+}
+
+/// The schema a replay into `into` builds its tables in before they take that name: a
+/// plain name of its own per target (a digest of it, as `into` may be 63 bytes long).
+pub fn build_schema(into: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(into.as_bytes());
+    format!("replay_build_{}", hex::encode(&digest[..8]))
+}
+
+async fn exists(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<bool, ReplayError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .get(0))
+}
+
+fn refused(into: &str) -> ReplayError {
+    ReplayError::Target {
+        schema: into.to_owned(),
+        problem: "exists; pass --replace to drop and rebuild it".into(),
+    }
 }
 
 /// The database settings of the target schema, checked.
@@ -133,14 +170,22 @@ pub fn target(settings: &Settings, into: &str) -> Result<DatabaseSettings, Repla
     if matches!(into, "public" | "pg_catalog" | "information_schema") {
         return Err(problem("is a system schema"));
     }
-    Ok(DatabaseSettings {
+    if into.starts_with("replay_build_") {
+        return Err(problem("is the name of a replay's build schema"));
+    }
+    Ok(in_schema(settings, into.to_owned()))
+}
+
+/// The database settings of the replay's connections to `schema`.
+fn in_schema(settings: &Settings, schema: String) -> DatabaseSettings {
+    DatabaseSettings {
         url: settings.database.url.clone(),
-        schema: into.to_owned(),
+        schema,
         pool_size: 2,
         connect_timeout: settings.database.connect_timeout,
         sslmode: settings.database.sslmode,
         ssl_root_cert: settings.database.ssl_root_cert.clone(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -157,6 +202,7 @@ mod tests {
             "1abc",
             "public",
             "pg_temp_books",
+            &build_schema("books"),
             // Postgres would fold it to the live schema's name.
             &settings.database.schema.to_uppercase(),
             "Books",

@@ -247,11 +247,10 @@ pub(super) async fn raw_copy(
     db::migrate(&pool, schema).await?;
     drop(pool);
     let postings = postings(rows);
-    let mut client = db::connect_dedicated(&db::pg_config(&copy_settings)?).await?;
+    let client = db::connect_dedicated(&db::pg_config(&copy_settings)?).await?;
     let started = Instant::now();
-    let tx = client.transaction().await?;
-    let copied = copy_in(&tx, &postings).await?;
-    tx.commit().await?;
+    // One statement, committed on its own (as the rebuild's loads are).
+    let copied = copy_in(&client, &postings).await?;
     Ok(Measured {
         path: "Postgres binary COPY, ledger_entries rows, committed",
         count: copied,
