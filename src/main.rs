@@ -50,7 +50,7 @@ enum Command {
     /// rebuild of a long history (`rebuild`), the daemon in its own process as a user
     /// would measure it (`load`), or the fault matrix (`faults`). `notifies`, `rebuild`
     /// and `load` need NATS and Postgres and use a scratch schema and stream.
-    Bench(cli::bench::Args),
+    Bench(Box<cli::bench::Args>),
     /// Walk a scripted mini program user through the API (daemon and simulator running).
     Demo(cli::demo::Args),
     /// Fold the stream up to a point into a schema of its own (the books as they were
@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => cli::serve::run(settings).await?,
         Command::Migrate => cli::migrate::run(&settings).await?,
         Command::Sim => cli::sim::run(&settings).await?,
-        Command::Bench(args) => cli::bench::run(settings, args).await?,
+        Command::Bench(args) => cli::bench::run(settings, *args).await?,
         Command::Demo(args) => cli::demo::run(args).await?,
         Command::Replay(args) => cli::replay::run(&settings, args).await?,
         Command::Reconcile(args) => return cli::reconcile::run(&settings, args).await,
