@@ -178,6 +178,7 @@ impl App {
         let outcome_stream = OutcomeStream::ensure(&log, &settings.nats).await?;
 
         let (applied_tx, applied_rx) = watch::channel(0);
+        let demand = crate::store::projector::Demand::default();
         let projector = settings.projector.enabled.then(|| {
             Projector::new(
                 db::pg_config(&settings.database).expect("the pool was built from the same URL"),
@@ -187,6 +188,7 @@ impl App {
                 settings.projector.batch_linger,
                 applied_tx,
             )
+            .with_demand(demand.clone())
             .with_metrics(metrics.clone())
         });
 
@@ -239,6 +241,7 @@ impl App {
             sealer: Sealer::new(&session_key_encryption_key(&settings)),
             vault: crate::store::privacy::Vault::new(&settings.privacy),
             projection: ProjectionWatch::new(applied_rx, pool.clone())
+                .with_demand(demand)
                 .with_metrics(metrics.clone()),
             clock,
             read_your_writes: settings.projector.read_your_writes_timeout,

@@ -20,7 +20,7 @@ pub mod error;
 mod waiting;
 
 pub use error::{load_checkpoint, ProjectorError, PROJECTION};
-pub use waiting::{NotYetApplied, ProjectionWatch, VerdictError};
+pub use waiting::{Demand, NotYetApplied, ProjectionWatch, VerdictError};
 
 use crate::{
     core::events::{quarantine::envelope_kind, DecodeError, Quarantine, Recorded},
@@ -42,6 +42,7 @@ pub struct Projector {
     linger: Duration,
     applied: watch::Sender<u64>,
     metrics: Option<Metrics>,
+    demand: Demand,
 }
 
 impl Projector {
@@ -62,7 +63,14 @@ impl Projector {
             linger,
             applied,
             metrics: None,
+            demand: Demand::default(),
         }
+    }
+
+    /// Lingers only while no caller of the [`ProjectionWatch`] sharing `demand` waits.
+    pub fn with_demand(mut self, demand: Demand) -> Self {
+        self.demand = demand;
+        self
     }
 
     /// Records each batch's size and duration in `metrics`.
@@ -122,16 +130,21 @@ impl leader::Round for Projector {
             // The batch is what was delivered while the last one committed and what
             // arrives within the linger after its first event: a deadline, so an event
             // waits for at most one linger and one commit (a linger per next event filled
-            // whole batches under steady traffic: lag ≈ batch_size / rate).
+            // whole batches under steady traffic: lag ≈ batch_size / rate). No linger
+            // while a caller waits for an event (read-your-writes): it is committed with
+            // what was delivered.
             let mut batch = vec![first?];
             let linger_until = tokio::time::Instant::now() + self.linger;
             while batch.len() < self.batch_size {
                 let next = match messages.next().now_or_never() {
                     Some(next) => next,
-                    None if self.linger.is_zero() => break,
-                    None => match tokio::time::timeout_at(linger_until, messages.next()).await {
-                        Ok(next) => next,
-                        Err(_) => break,
+                    None if self.linger.is_zero() || self.demand.waits_beyond(checkpoint) => break,
+                    None => tokio::select! {
+                        next = tokio::time::timeout_at(linger_until, messages.next()) => match next {
+                            Ok(next) => next,
+                            Err(_) => break,
+                        },
+                        () = self.demand.woken() => break,
                     },
                 };
                 match next {

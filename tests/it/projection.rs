@@ -14,7 +14,7 @@ use wxledger::{
     settings::DatabaseSettings,
     store::{
         db,
-        projector::Projector,
+        projector::{Demand, ProjectionWatch, Projector},
         stream::{log::Draft, EventLog},
     },
 };
@@ -385,4 +385,70 @@ async fn a_projector_killed_during_credits_neither_loses_nor_doubles_one() {
         dump_books(&reference.pool).await
     );
     env.assert_events_match_schemas().await;
+}
+
+/// The projector lingers for more events only while nobody waits: a caller waiting for
+/// its own event is answered with what was delivered, while the same projector without
+/// the shared demand holds a lone event for its whole linger.
+#[tokio::test]
+async fn a_waiting_caller_is_not_held_by_the_linger() {
+    let env = TestEnv::start_with(|s| s.projector.enabled = false).await;
+    let linger = Duration::from_secs(30);
+    let run = |demand: Option<Demand>| {
+        let (tx, rx) = watch::channel(0);
+        let mut projector = Projector::new(
+            db::pg_config(&db_settings(&env.schema)).unwrap(),
+            &env.schema,
+            env.log.clone(),
+            500,
+            linger,
+            tx,
+        );
+        let mut watch = ProjectionWatch::new(rx, env.pool.clone());
+        if let Some(demand) = demand {
+            projector = projector.with_demand(demand.clone());
+            watch = watch.with_demand(demand);
+        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(projector.run(stop.clone()));
+        (watch, stop, task)
+    };
+    let events = random_history(3, 2);
+
+    // Unshared: the lone event waits out the linger.
+    let (watch, stop, task) = run(None);
+    let first = append_all(&env.log, &events[..1]).await;
+    let held = watch.wait_for(first, Duration::from_secs(2)).await;
+    assert!(
+        held.is_err(),
+        "applied within 2 s of a 30 s linger: {held:?}"
+    );
+    stop.cancel();
+    task.abort();
+
+    // Shared: a caller waits, so the batch is committed at once (before and after the
+    // projector has the event in hand).
+    let (watch, stop, task) = run(Some(Demand::default()));
+    watch
+        .wait_for(first, Duration::from_secs(10))
+        .await
+        .expect("the held event applied at once by a projector that sees the waiter");
+    let second = env
+        .log
+        .append(Draft {
+            event: &events[1],
+            correlation_id: "test",
+            msg_id: "linger-second",
+            occurred_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap()
+        .seq;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    watch
+        .wait_for(second, Duration::from_secs(10))
+        .await
+        .expect("a lingering batch committed when a caller starts waiting");
+    stop.cancel();
+    let _ = task.await;
 }

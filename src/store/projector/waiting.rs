@@ -1,9 +1,15 @@
 //! [`ProjectionWatch`]: a caller waits until its event is applied and reads the fold's
 //! verdict on it, whichever process applied it.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::error::{load_checkpoint, ProjectorError};
 use crate::{
@@ -12,12 +18,47 @@ use crate::{
     store::db::{verdicts, DbError},
 };
 
+/// Who is waiting for the projector in this process: the highest sequence a caller
+/// waits for, and a wake-up. The projector lingers for more events only while nobody
+/// waits (batches grow under a load of notifies, and a caller reading its own write is
+/// not held by the linger). Shared by a [`ProjectionWatch`] and the
+/// [`super::Projector`] of one process ([`ProjectionWatch::with_demand`],
+/// [`super::Projector::with_demand`]); unshared, the projector always lingers.
+#[derive(Clone, Default)]
+pub struct Demand(Arc<Wanted>);
+
+#[derive(Default)]
+struct Wanted {
+    seq: AtomicU64,
+    woken: Notify,
+}
+
+impl Demand {
+    /// A caller waits for `seq`: wakes a lingering projector.
+    fn want(&self, seq: u64) {
+        if self.0.seq.fetch_max(seq, Ordering::AcqRel) < seq {
+            self.0.woken.notify_one();
+        }
+    }
+
+    /// Whether a caller waits for an event after `checkpoint`.
+    pub(super) fn waits_beyond(&self, checkpoint: u64) -> bool {
+        self.0.seq.load(Ordering::Acquire) > checkpoint
+    }
+
+    /// Returns when a caller starts waiting (at once if one did since the last call).
+    pub(super) async fn woken(&self) {
+        self.0.woken.notified().await;
+    }
+}
+
 /// Lets handlers wait until the projection has applied a given event.
 #[derive(Clone)]
 pub struct ProjectionWatch {
     applied: watch::Receiver<u64>,
     pool: deadpool_postgres::Pool,
     metrics: Option<Metrics>,
+    demand: Demand,
 }
 
 /// The projection did not reach the event in time.
@@ -51,7 +92,14 @@ impl ProjectionWatch {
             applied,
             pool,
             metrics: None,
+            demand: Demand::default(),
         }
+    }
+
+    /// Tells the local projector, sharing `demand`, when a caller waits.
+    pub fn with_demand(mut self, demand: Demand) -> Self {
+        self.demand = demand;
+        self
     }
 
     /// Never says an event is applied while the local projector refuses the stream
@@ -68,6 +116,9 @@ impl ProjectionWatch {
         let deadline = tokio::time::Instant::now() + timeout;
         let metrics = self.metrics.as_ref();
         let refused = || metrics.is_some_and(|m| m.projector_stream_mismatch().is_some());
+        if *applied.borrow() < seq {
+            self.demand.want(seq);
+        }
         loop {
             if *applied.borrow_and_update() >= seq && !refused() {
                 return Ok(());
