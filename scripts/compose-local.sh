@@ -64,6 +64,17 @@ with_env() {
   mapfile -t vars <"$envfile"
   env -i PATH="$PATH" HOME="${HOME:-/root}" "${vars[@]}" "$@"
 }
+# The same in the background, output to LOG, its pid kept for cleanup: `env` execs the
+# service, so the pid is the service's own (`with_env ... &` would be a subshell's, and
+# killing it left the service running).
+spawn() {
+  local log=$1 envfile=$2
+  shift 2
+  local vars=()
+  mapfile -t vars <"$envfile"
+  env -i PATH="$PATH" HOME="${HOME:-/root}" "${vars[@]}" "$@" >"$log" 2>&1 &
+  pids+=($!)
+}
 
 # nats: compose's config and auth files, on private ports and storage.
 mkdir -p "$tmp/nats/data"
@@ -75,8 +86,7 @@ if [ "$(printf '%s\n' "$version" 2.10 | sort -V | head -n1)" != 2.10 ]; then
   sed -i '/sync_interval/d' "$tmp/nats/wxledger.conf"
 fi
 env_of "$tmp/secrets/nats.env" >"$tmp/nats.env"
-with_env "$tmp/nats.env" "$nats_server" --config "$tmp/nats/wxledger.conf" >"$tmp/nats.log" 2>&1 &
-pids+=($!)
+spawn "$tmp/nats.log" "$tmp/nats.env" "$nats_server" --config "$tmp/nats/wxledger.conf"
 
 # postgres: a database of this run's own on the machine's server.
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $db" >/dev/null
@@ -88,10 +98,8 @@ for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break
   sleep 0.1
 done
-with_env "$tmp/sim.env" "$bin" sim >"$tmp/sim.log" 2>&1 &
-pids+=($!)
-with_env "$tmp/wxledger.env" "$bin" serve >"$tmp/wxledger.log" 2>&1 &
-pids+=($!)
+spawn "$tmp/sim.log" "$tmp/sim.env" "$bin" sim
+spawn "$tmp/wxledger.log" "$tmp/wxledger.env" "$bin" serve
 
 # wxledger's healthcheck, as compose runs it, until healthy.
 healthy=0

@@ -24,4 +24,28 @@ async fn the_compose_stack_takes_a_payment_and_the_documented_demo_passes() {
     );
     assert!(stdout.contains("healthy"), "{stdout}");
     assert!(stdout.contains("compose-local: demo passed"), "{stdout}");
+    // Every service it started is stopped when it ends: none still listens on its port
+    // ("compose-local: nats :P, sim :P, wxledger :P healthy ...").
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("healthy"))
+        .expect("the script names its services' ports");
+    let ports: Vec<u16> = line
+        .split(':')
+        .skip(1)
+        .filter_map(|part| {
+            part.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(ports.len(), 3, "{line}");
+    for port in ports {
+        let open = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        assert!(
+            !open,
+            "a service still listens on :{port} after the script ended"
+        );
+    }
 }
