@@ -198,6 +198,20 @@ pub fn lock_key(schema: &str, name: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"))
 }
 
+/// Whether a schema named `schema` exists.
+pub async fn schema_exists(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .get(0))
+}
+
 /// Creates the schema and applies every file of `projections/` not applied yet.
 /// Safe to run from several processes at once (advisory lock) and again at every start.
 pub async fn migrate(pool: &Pool, schema: &str) -> Result<(), DbError> {

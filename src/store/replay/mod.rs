@@ -76,7 +76,7 @@ pub async fn replay_with(
     let build = in_schema(settings, build_schema(into));
     let pg = db::pg_config(&build)?;
     let admin = db::connect_dedicated(&pg).await?;
-    if !replace && exists(&admin, into).await? {
+    if !replace && db::schema_exists(&admin, into).await? {
         return Err(refused(into));
     }
     admin
@@ -117,7 +117,7 @@ pub async fn replay_with(
         switch
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {into} CASCADE"))
             .await?;
-    } else if exists(&switch, into).await? {
+    } else if db::schema_exists(&switch, into).await? {
         return Err(refused(into));
     }
     switch
@@ -133,19 +133,6 @@ pub fn build_schema(into: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(into.as_bytes());
     format!("replay_build_{}", hex::encode(&digest[..8]))
-}
-
-async fn exists(
-    client: &impl tokio_postgres::GenericClient,
-    schema: &str,
-) -> Result<bool, ReplayError> {
-    Ok(client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&schema],
-        )
-        .await?
-        .get(0))
 }
 
 fn refused(into: &str) -> ReplayError {

@@ -267,7 +267,7 @@ pub async fn run(
     }
     let pg = db::pg_config(&settings.database)?;
     let mut live = db::connect_dedicated(&pg).await?;
-    if schema_exists(&live, &scratch).await? {
+    if crate::store::db::schema_exists(&live, &scratch).await? {
         return Err(AuditError::Keep {
             schema: scratch,
             problem: "exists; drop it or name another schema".into(),
@@ -382,16 +382,6 @@ pub async fn run(
         breaches,
         elapsed: started.elapsed(),
     })
-}
-
-async fn schema_exists(client: &tokio_postgres::Client, schema: &str) -> Result<bool, AuditError> {
-    Ok(client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&schema],
-        )
-        .await?
-        .get(0))
 }
 
 /// Drops the scratch schema; a failure only leaves it behind, which the log says.
