@@ -610,6 +610,20 @@ impl TestEnv {
             .collect()
     }
 
+    /// The failure log's reasons once it holds at least `n` (at most 10 s): a notify the
+    /// simulator sends is delivered in the background, after `/sim/pay/notify` answered.
+    pub async fn failure_reasons_once(&self, n: usize) -> Vec<String> {
+        let mut reasons = Vec::new();
+        for _ in 0..200 {
+            reasons = self.failure_reasons().await;
+            if reasons.len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        reasons
+    }
+
     /// Waits until the projection's checkpoint reached the stream's last event.
     pub async fn wait_applied(&self) {
         let head = self.last_seq().await;

@@ -109,7 +109,7 @@ async fn each_decision_is_one_outcome_with_its_derived_id_in_source_order() {
     env.wait_refund_state(&paid, "R-out-1", "succeeded").await;
     env.sim_post("/sim/pay/notify", stranger("4200000000000000000000000777"))
         .await;
-    assert_eq!(env.failure_reasons().await, ["unknown_order"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["unknown_order"]);
     wait_outbox_empty(&env).await;
 
     let outcomes = env.wait_outcomes(5).await;
@@ -356,7 +356,7 @@ async fn a_restarted_publisher_sends_what_is_left_and_a_repeat_is_stored_once() 
     let second = env.paid_recharge(&token, 200).await;
     env.sim_post("/sim/pay/notify", stranger("4200000000000000000000000555"))
         .await;
-    assert_eq!(env.failure_reasons().await, ["unknown_order"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["unknown_order"]);
     assert_eq!(env.outbox_len().await, 3, "decided and kept");
     assert!(env.outcomes().await.is_empty(), "nobody publishes");
 

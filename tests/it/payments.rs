@@ -319,7 +319,7 @@ async fn an_expired_order_is_closed_at_wechat_and_a_late_payment_is_flagged_not_
 
     env.sim_pay(&no, json!({})).await;
     env.wait_delivered(&no, 204).await;
-    assert_eq!(env.failure_reasons().await, ["paid_after_close"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["paid_after_close"]);
     let books = env.books().await;
     assert_eq!(
         books_of(&books, "suspense"),

@@ -150,7 +150,7 @@ async fn abnormal_then_success_is_booked_once_even_with_duplicate_notifies() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     env.settle("R-abn", "abnormal").await;
     env.wait_refund_state(&no, "R-abn", "abnormal").await;
-    assert_eq!(env.failure_reasons().await, ["refund_abnormal"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["refund_abnormal"]);
     env.sim_faults(json!({"duplicates": 3, "concurrent": true}))
         .await;
     env.settle("R-abn", "success").await;
@@ -372,7 +372,7 @@ async fn two_concurrent_wallet_payments_beyond_the_balance_exactly_one_succeeds(
     assert_eq!(env.balance(&token).await, 200);
     let books = env.books().await;
     assert_eq!(books_of(&books, "sales"), 300);
-    assert_eq!(env.failure_reasons().await, ["insufficient_balance"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["insufficient_balance"]);
 }
 
 #[tokio::test]
@@ -507,7 +507,7 @@ async fn a_refund_the_fold_refuses_is_answered_from_its_verdict_and_so_is_its_re
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(again["error"], refused);
     assert_eq!(env.count_events("refund.requested").await, 2);
-    assert_eq!(env.failure_reasons().await, ["refund_exceeds_paid"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["refund_exceeds_paid"]);
 
     // A projection built before verdicts were kept has none: the retry is still a 409.
     env.db()

@@ -89,7 +89,7 @@ async fn replay_as_of_a_sequence_or_a_time_equals_the_live_tables_then() {
             "amount": {"total": 50, "currency": "CNY"}}}),
     )
     .await;
-    assert_eq!(env.failure_reasons().await, ["unknown_order"]);
+    assert_eq!(env.failure_reasons_once(1).await, ["unknown_order"]);
     mark(env.last_seq().await, snapshot(&live).await);
 
     // D: a refund WeChat refuses and one it closes: both amounts go back.
