@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::json;
-use wxledger::store::replay::{build_schema, replay, replay_with, AsOf, Sink};
+use wxledger::store::replay::{build_schema, replay, replay_lock, replay_with, AsOf, Sink};
 
 use crate::common::{database_url, drop_schema, dump_table, TestEnv};
 
@@ -251,6 +251,25 @@ async fn a_replay_that_fails_midway_leaves_no_target_and_the_replaced_one_untouc
         .batch_execute(&format!(
             "CREATE SCHEMA {build}; CREATE TABLE {build}.leftover (x int)"
         ))
+        .await
+        .unwrap();
+    // While another replay into it runs (its lock held), a replay is refused and leaves
+    // that one's build alone.
+    let other = connect("public").await;
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&replay_lock(&into)])
+        .await
+        .unwrap();
+    let refused = replay(&settings, AsOf::Seq(u64::MAX), &into, false, |_| {})
+        .await
+        .expect_err("a second replay into one schema is refused");
+    assert!(refused.to_string().contains("another replay"), "{refused}");
+    assert!(
+        schema_exists(&admin, &build).await,
+        "the running one's build kept"
+    );
+    other
+        .execute("SELECT pg_advisory_unlock($1)", &[&replay_lock(&into)])
         .await
         .unwrap();
     replay(&settings, AsOf::Seq(u64::MAX), &into, false, |_| {})

@@ -76,6 +76,18 @@ pub async fn replay_with(
     let build = in_schema(settings, build_schema(into));
     let pg = db::pg_config(&build)?;
     let admin = db::connect_dedicated(&pg).await?;
+    // One replay into `into` at a time: another would drop this one's build. Held by the
+    // admin connection (a session lock) until the switch has committed.
+    let free: bool = admin
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&replay_lock(into)])
+        .await?
+        .get(0);
+    if !free {
+        return Err(ReplayError::Target {
+            schema: into.to_owned(),
+            problem: "another replay into it is running".into(),
+        });
+    }
     if !replace && db::schema_exists(&admin, into).await? {
         return Err(refused(into));
     }
@@ -125,6 +137,11 @@ pub async fn replay_with(
         .await?;
     switch.commit().await?;
     Ok((done, loaded))
+}
+
+/// The advisory lock a replay into `into` holds while it runs.
+pub fn replay_lock(into: &str) -> i64 {
+    db::lock_key(into, "replay")
 }
 
 /// The schema a replay into `into` builds its tables in before they take that name: a
