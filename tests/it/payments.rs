@@ -250,14 +250,7 @@ async fn money_problems_land_in_the_failure_log_not_the_wallet() {
     env.sim_post("/sim/pay/notify", json!({"transaction": foreign}))
         .await;
 
-    let mut reasons = Vec::new();
-    for _ in 0..100 {
-        reasons = env.failure_reasons().await;
-        if reasons.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut reasons = env.failure_reasons_once(4).await;
     reasons.sort();
     assert_eq!(
         reasons,
