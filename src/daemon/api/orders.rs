@@ -219,8 +219,7 @@ pub async fn balance_pay(
     RequestId(request_id): RequestId,
     Path(no): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = orders::own_order(&app, user_id, &no).await?;
-    let paid = commands::wallet_pay(&app, user_id, order, &request_id).await?;
+    let paid = commands::wallet_pay(&app, user_id, &no, &request_id).await?;
     Ok(Json(paid.into()))
 }
 

@@ -79,12 +79,17 @@ pub async fn user_view(
     user: User,
 ) -> Result<UserView, ApiError> {
     let state = keys::load(client, &app.vault, user.user_id).await?;
+    Ok(view_of(user, state))
+}
+
+/// Renders `user` under `state`, their data key as [`keys::load`] found it.
+pub fn view_of(user: User, state: UserKey) -> UserView {
     let erased = user.erased_at.is_some() || matches!(state, UserKey::Erased);
     // (A sealed value under a missing key cannot be: shown as absent, and logged.)
     if erased {
         // The key is gone (perhaps before the projector applied `user.erased`): nothing
         // personal is shown, in clear or not.
-        return Ok(UserView::from_erased(user));
+        return UserView::from_erased(user);
     }
     let key = match state {
         UserKey::Live(key) => Some(*key),
@@ -106,7 +111,7 @@ pub async fn user_view(
         Some(sealed) => open(key.as_ref(), user.user_id, |k| k.open_unionid(sealed)),
         None => user.unionid,
     };
-    Ok(UserView {
+    UserView {
         user_id: user.user_id,
         unionid,
         has_phone: phone.is_some(),
@@ -118,7 +123,7 @@ pub async fn user_view(
         login_count: user.login_count,
         erased: false,
         balance: None,
-    })
+    }
 }
 
 impl UserView {

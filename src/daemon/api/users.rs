@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{
     limited::{self, Limited},
-    user_view::{user_view, UserView},
+    user_view::{user_view, view_of, UserView},
     ApiError, ApiJson, AppState, AuthUser, IdempotencyKey, RequestId,
 };
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
         users::{self, LoggedIn, PhoneProof},
         CommandError,
     },
-    store::db,
+    store::{db, privacy::keys},
 };
 
 /// `POST /v1/auth/login` body.
@@ -149,13 +149,15 @@ pub async fn me(
     AuthUser(user_id): AuthUser,
 ) -> Result<Json<UserView>, ApiError> {
     let client = app.pool.get().await?;
-    let user = db::users::get(&**client, user_id)
-        .await?
-        .ok_or(CommandError::UserNotFound)?;
-    let balance =
-        crate::store::db::orders::balance(&**client, &crate::core::fold::wallet_account(user_id))
-            .await?;
-    let mut view = user_view(&app, &**client, user).await?;
+    let wallet = crate::core::fold::wallet_account(user_id);
+    // The three reads in one round trip (one connection pipelines what is polled at once).
+    let (user, balance, key) = futures::try_join!(
+        async { Ok::<_, ApiError>(db::users::get(&**client, user_id).await?) },
+        async { Ok(db::orders::balance(&**client, &wallet).await?) },
+        async { Ok(keys::load(&**client, &app.vault, user_id).await?) },
+    )?;
+    let user = user.ok_or(CommandError::UserNotFound)?;
+    let mut view = view_of(user, key);
     view.balance = Some(balance);
     Ok(Json(view))
 }

@@ -48,7 +48,13 @@ pub async fn place(ctx: &Ctx, new: NewOrder<'_>, request_id: &str) -> Result<Pla
     } = new;
     let out_trade_no = OutTradeNo::issue(user_id, kind.as_str(), key);
     let client = ctx.pool.get().await?;
-    if let Some(existing) = orders::get(&**client, out_trade_no.as_str()).await? {
+    // Both reads in one round trip (one connection pipelines what is polled at once).
+    let (existing, user) = futures::try_join!(
+        orders::get(&**client, out_trade_no.as_str()),
+        users::get(&**client, user_id),
+    )?;
+    drop(client);
+    if let Some(existing) = existing {
         return if existing.amount == amount.get() {
             Ok(Placed {
                 created: false,
@@ -58,10 +64,7 @@ pub async fn place(ctx: &Ctx, new: NewOrder<'_>, request_id: &str) -> Result<Pla
             Err(CommandError::IdempotencyKeyReused)
         };
     }
-    let user = users::get(&**client, user_id)
-        .await?
-        .ok_or(CommandError::UnknownUser)?;
-    drop(client);
+    let user = user.ok_or(CommandError::UnknownUser)?;
     let event = Event::OrderPlaced(OrderPlaced {
         out_trade_no: out_trade_no.as_str().to_owned(),
         user_id,

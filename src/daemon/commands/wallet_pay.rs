@@ -8,21 +8,35 @@ use uuid::Uuid;
 use super::{orders::payable, settle, CommandError, Ctx};
 use crate::{
     core::{
+        domain::OutTradeNo,
         events::{BalancePayRequested, Event, OrderKind, QueryReason},
         fold::{wallet_account, Order, PaidWith, Refusal, Verdict},
     },
-    store::db::orders,
+    store::{db::orders, projector::ProjectionWatch},
 };
 
-/// Pays `order` (the caller's) from `user_id`'s wallet: the paid order, or why not
-/// (`InsufficientBalance` when nothing moved). Paying again an order this wallet paid
-/// answers the order as it is.
+/// Pays the order numbered `no` (the caller's: another user's is not found) from
+/// `user_id`'s wallet: the paid order, or why not (`InsufficientBalance` when nothing
+/// moved). Paying again an order this wallet paid answers the order as it is.
 pub async fn wallet_pay(
     ctx: &Ctx,
     user_id: Uuid,
-    order: Order,
+    no: &str,
     request_id: &str,
 ) -> Result<Order, CommandError> {
+    let no = OutTradeNo::parse(no).map_err(|_| CommandError::OrderNotFound)?;
+    let wallet = wallet_account(user_id);
+    let client = ctx.pool.get().await?;
+    // The order and the balance in one round trip (one connection pipelines what is
+    // polled at once).
+    let (order, balance) = futures::try_join!(
+        orders::get(&**client, no.as_str()),
+        orders::balance(&**client, &wallet),
+    )?;
+    drop(client);
+    let order = order
+        .filter(|o| o.user_id == user_id)
+        .ok_or(CommandError::OrderNotFound)?;
     if order.state.is_paid() && order.paid_with == Some(PaidWith::Wallet) {
         return Ok(order);
     }
@@ -30,9 +44,6 @@ pub async fn wallet_pay(
         return Err(CommandError::NotPayableFromWallet);
     }
     payable(ctx, &order)?;
-    let client = ctx.pool.get().await?;
-    let balance = orders::balance(&**client, &wallet_account(user_id)).await?;
-    drop(client);
     if balance < order.amount {
         return Err(insufficient(balance, order.amount));
     }
@@ -44,10 +55,14 @@ pub async fn wallet_pay(
     // One request per HTTP request: a retry is a new decision, which finds the order paid.
     let msg_id = event.msg_id(Some(request_id));
     let appended = ctx.record(&event, request_id, &msg_id).await?;
-    let verdict = ctx
-        .projection
-        .wait_for_verdict(appended.seq, ctx.read_your_writes)
-        .await?;
+    ctx.wait_for(appended.seq).await?;
+    // The verdict and the order (to render it paid) in one round trip.
+    let client = ctx.pool.get().await?;
+    let (verdict, paid) = futures::try_join!(
+        async { Ok::<_, CommandError>(ProjectionWatch::verdict(&**client, appended.seq).await?) },
+        async { Ok(orders::get(&**client, &order.out_trade_no).await?) },
+    )?;
+    drop(client);
     match verdict {
         Verdict::Applied(_)
         | Verdict::Refused(Refusal::AlreadyPaid {
@@ -67,10 +82,7 @@ pub async fn wallet_pay(
             ))
         }
     }
-    // Read only to render the paid order.
-    let paid = orders::get(&**ctx.pool.get().await?, &order.out_trade_no)
-        .await?
-        .ok_or_else(|| CommandError::internal("an order disappeared"))?;
+    let paid = paid.ok_or_else(|| CommandError::internal("an order disappeared"))?;
     if paid.prepay_id.is_some() {
         close_prepay(ctx, &paid.out_trade_no, request_id).await;
     }

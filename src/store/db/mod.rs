@@ -1,5 +1,10 @@
 //! Postgres: the pool (every connection's `search_path` is the configured schema), the
 //! migrations in `projections/`, and the advisory-lock keys.
+//!
+//! The reads on a request's path (an order, a user, a balance, a verdict, a data key)
+//! use `query_typed*`: a query given as text is otherwise prepared first, one more
+//! round trip. Reads a request needs together are polled at once on one connection,
+//! which pipelines them into one round trip.
 
 pub mod copy;
 pub mod leader;

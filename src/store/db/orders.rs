@@ -3,7 +3,7 @@
 //! the reads the API and the background jobs make.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row, Statement};
+use tokio_postgres::{types::Type, GenericClient, Row, Statement};
 use uuid::Uuid;
 
 use crate::core::fold::{
@@ -355,9 +355,9 @@ pub async fn get(
     out_trade_no: &str,
 ) -> Result<Option<Order>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE out_trade_no = $1"),
-            &[&out_trade_no],
+            &[(&out_trade_no, Type::TEXT)],
         )
         .await?;
     row.as_ref().map(order_from_row).transpose()
@@ -446,9 +446,9 @@ pub async fn balance(
     account: &str,
 ) -> Result<i64, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT balance FROM balances WHERE account = $1",
-            &[&account],
+            &[(&account, Type::TEXT)],
         )
         .await?;
     row.map_or(Ok(0), |r| r.try_get(0))

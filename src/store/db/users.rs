@@ -2,7 +2,7 @@
 //! the API's reads. Also the sealed session keys (`wx_sessions`).
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Row, Statement};
+use tokio_postgres::{types::Type, GenericClient, Row, Statement};
 use uuid::Uuid;
 
 use super::copy::{CopyRow, EncodeError, RowWriter};
@@ -245,9 +245,9 @@ pub async fn get(
     user_id: Uuid,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             &format!("SELECT {COLUMNS} FROM users WHERE user_id = $1"),
-            &[&user_id],
+            &[(&user_id, Type::UUID)],
         )
         .await?;
     Ok(row.as_ref().map(from_row))
@@ -260,9 +260,9 @@ pub async fn phone_owner(
     owner_keys: &[String],
 ) -> Result<Option<Uuid>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT user_id FROM users WHERE phone_key = ANY($1) LIMIT 1",
-            &[&owner_keys],
+            &[(&owner_keys, Type::TEXT_ARRAY)],
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
@@ -292,9 +292,9 @@ pub async fn session_key(
     user_id: Uuid,
 ) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT sealed_session_key FROM wx_sessions WHERE user_id = $1",
-            &[&user_id],
+            &[(&user_id, Type::UUID)],
         )
         .await?;
     Ok(row.map(|r| r.get(0)))

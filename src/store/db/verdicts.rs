@@ -2,7 +2,7 @@
 //! ([`crate::core::fold::keeps_verdict`]), written with the batch that decided it and read by
 //! whoever waits on that event, in this process or another.
 
-use tokio_postgres::{GenericClient, Statement};
+use tokio_postgres::{types::Type, GenericClient, Statement};
 
 use super::copy::{CopyRow, EncodeError, RowWriter};
 use crate::core::fold::{KeptVerdict, Verdict};
@@ -58,9 +58,9 @@ pub async fn insert(
 /// The verdict on the event at `seq`, if it keeps one and was applied.
 pub async fn get(client: &impl GenericClient, seq: i64) -> Result<Option<Verdict>, ReadError> {
     let Some(row) = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT verdict, detail FROM verdicts WHERE seq = $1",
-            &[&seq],
+            &[(&seq, Type::INT8)],
         )
         .await?
     else {

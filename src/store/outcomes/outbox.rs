@@ -2,7 +2,7 @@
 //! publishing order, deleted once JetStream acknowledged them.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Statement};
+use tokio_postgres::{types::Type, GenericClient, Statement};
 
 use super::Outcome;
 
@@ -58,9 +58,9 @@ pub async fn next(
 ) -> Result<Vec<Pending>, tokio_postgres::Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = client
-        .query(
+        .query_typed(
             "SELECT id, seq, kind, payload FROM outbox ORDER BY seq, id LIMIT $1",
-            &[&limit],
+            &[(&limit, Type::INT8)],
         )
         .await?;
     Ok(rows
@@ -82,9 +82,13 @@ pub async fn delete(
     if ids.is_empty() {
         return Ok(0);
     }
-    client
-        .execute("DELETE FROM outbox WHERE id = ANY($1)", &[&ids])
-        .await
+    let deleted = client
+        .query_typed(
+            "DELETE FROM outbox WHERE id = ANY($1) RETURNING 1",
+            &[(&ids, Type::TEXT_ARRAY)],
+        )
+        .await?;
+    Ok(u64::try_from(deleted.len()).expect("a count fits"))
 }
 
 /// How many outcomes wait.

@@ -4,7 +4,7 @@
 //! made for an erased user.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use tokio_postgres::{types::Type, GenericClient};
 use uuid::Uuid;
 
 use super::{DataKey, Vault};
@@ -41,9 +41,9 @@ pub async fn load(
     user_id: Uuid,
 ) -> Result<UserKey, KeyError> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT key_id, sealed_key FROM user_keys WHERE user_id = $1",
-            &[&user_id],
+            &[(&user_id, Type::UUID)],
         )
         .await?;
     let Some(row) = row else {

@@ -40,9 +40,9 @@ impl From<tokio_postgres::Error> for ProjectorError {
 /// The projection's checkpoint: the last sequence applied (0 before any).
 pub async fn load_checkpoint(client: &tokio_postgres::Client) -> Result<u64, ProjectorError> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT last_seq FROM projector_checkpoints WHERE projection = $1",
-            &[&PROJECTION],
+            &[(&PROJECTION, tokio_postgres::types::Type::TEXT)],
         )
         .await?;
     Ok(row.map_or(0, |r| {

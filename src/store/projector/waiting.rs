@@ -155,8 +155,16 @@ impl ProjectionWatch {
     ) -> Result<Verdict, VerdictError> {
         self.wait_for(seq, timeout).await?;
         let client = self.pool.get().await.map_err(DbError::from)?;
+        Self::verdict(&**client, seq).await
+    }
+
+    /// The fold's verdict on the applied event at `seq` (one that keeps its verdict).
+    pub async fn verdict(
+        client: &impl tokio_postgres::GenericClient,
+        seq: u64,
+    ) -> Result<Verdict, VerdictError> {
         let at = i64::try_from(seq).expect("sequences fit in i64");
-        match verdicts::get(&**client, at).await {
+        match verdicts::get(client, at).await {
             Ok(Some(verdict)) => Ok(verdict),
             Ok(None) => Err(VerdictError::NotKept(seq)),
             Err(verdicts::ReadError::Query(e)) => Err(DbError::Query(e).into()),
