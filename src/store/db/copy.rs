@@ -118,6 +118,9 @@ pub async fn copy_in<'r, T: CopyRow + 'r>(
         }
         if buf.len() >= CHUNK {
             sink.send(buf.split().freeze()).await?;
+            // A fresh chunk at once: grown from empty, it would be reallocated and
+            // copied about twenty times on its way to a mebibyte.
+            buf.reserve(CHUNK + 64 * 1024);
         }
     }
     buf.put_i16(-1);
