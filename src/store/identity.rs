@@ -244,6 +244,40 @@ pub async fn hold(
     }
 }
 
+/// For a projector standing by (another process applies): judges the stream against the
+/// identity the projection at `checkpoint` recorded, without recording anything, and
+/// sets or clears the mismatch in `metrics` as [`hold`] does, so that this process's
+/// [`crate::store::projector::ProjectionWatch`] and readiness refuse a stream the active
+/// projector refuses (a waiter here would otherwise take the stored checkpoint for its
+/// new event's). A WARN once per change; the active projector logs the ERROR.
+pub async fn judge_standing_by(
+    client: &tokio_postgres::Client,
+    log: &EventLog,
+    checkpoint: u64,
+    metrics: Option<&Metrics>,
+) -> Result<(), ProjectorError> {
+    let Some(metrics) = metrics else {
+        return Ok(());
+    };
+    let stream = log.identity().await?;
+    let recorded = load(client).await?;
+    let now = judge(recorded.as_ref(), &stream, checkpoint)
+        .err()
+        .map(|m| m.to_string());
+    let was = metrics.projector_stream_mismatch();
+    if now != was {
+        match &now {
+            Some(reason) => tracing::warn!(
+                checkpoint,
+                "standing by, and the stream is not the one the projection was built                  from: {reason}"
+            ),
+            None => tracing::info!("the stream is the one the projection was built from again"),
+        }
+        metrics.projector_stream_refused(now);
+    }
+    Ok(())
+}
+
 /// `messages`, which also ends in an error as soon as the stream stops being `known`
 /// (recreated, or ending before `checkpoint`), looked at every [`RECHECK`]: the
 /// round then starts over and [`hold`] refuses. An ordered consumer follows a recreated

@@ -43,6 +43,8 @@ pub struct Projector {
     applied: watch::Sender<u64>,
     metrics: Option<Metrics>,
     demand: Demand,
+    /// When this projector, standing by, last judged the stream.
+    identity_checked: Option<std::time::Instant>,
 }
 
 impl Projector {
@@ -64,6 +66,7 @@ impl Projector {
             applied,
             metrics: None,
             demand: Demand::default(),
+            identity_checked: None,
         }
     }
 
@@ -99,9 +102,28 @@ impl leader::Round for Projector {
     /// One attempt: lock, then apply batches until stopped or failed. The connection,
     /// and with it the lock, is dropped when this returns.
     async fn round(&mut self, stop: &CancellationToken) -> Result<(), ProjectorError> {
-        let Some(mut client) = leader::lead(&self.pg, &self.schema, PROJECTION).await? else {
-            tracing::debug!("another projector holds the lock; standing by");
-            return Ok(());
+        let mut client = match leader::try_lead(&self.pg, &self.schema, PROJECTION).await? {
+            leader::Lead::Leading(client) => client,
+            leader::Lead::Standby(client) => {
+                tracing::debug!("another projector holds the lock; standing by");
+                // A standby judges the stream too, so that its process's watch and
+                // readiness refuse a stream the active projector refuses.
+                if self
+                    .identity_checked
+                    .is_none_or(|at| at.elapsed() >= identity::RECHECK)
+                {
+                    self.identity_checked = Some(std::time::Instant::now());
+                    let checkpoint = load_checkpoint(&client).await?;
+                    identity::judge_standing_by(
+                        &client,
+                        &self.log,
+                        checkpoint,
+                        self.metrics.as_ref(),
+                    )
+                    .await?;
+                }
+                return Ok(());
+            }
         };
         let _leading = self
             .metrics

@@ -251,3 +251,63 @@ async fn a_stream_ending_before_the_checkpoint_is_refused() {
     stop.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_standby_refuses_a_recreated_stream_as_the_active_projector_does() {
+    let mut env = TestEnv::start().await;
+    for i in 0..2 {
+        env.login(&format!("o-standby-{i}")).await;
+    }
+    env.wait_applied().await;
+    env.stop_daemon().await;
+    // Another process leads (this test holds the projector's lock), so the projector
+    // started here only ever stands by; its process's watch knows only the stored
+    // checkpoint.
+    let leader = env.db().await;
+    leader
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&db::lock_key(
+                &env.schema,
+                wxledger::store::projector::PROJECTION,
+            )],
+        )
+        .await
+        .unwrap();
+    let metrics = Metrics::new();
+    let (standby, applied) = projector(&env, &env.schema, &metrics);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(standby.run(stop.clone()));
+    let watch = ProjectionWatch::new(applied, env.pool.clone()).with_metrics(metrics.clone());
+    let before = env.last_seq().await;
+    watch
+        .wait_for(before, Duration::from_secs(5))
+        .await
+        .expect("applied before the recreation");
+
+    let nats = env.settings().nats;
+    env.log.delete_stream().await.unwrap();
+    env.log.ensure_stream(&nats).await.unwrap();
+    let reused = register(&env.log, "o-standby-after-the-recreation").await;
+    assert!(
+        reused < before,
+        "{reused} reuses a sequence the projection passed"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            metrics.projector_stream_mismatch().is_some()
+        })
+        .await,
+        "the standby refuses the recreated stream too"
+    );
+    assert!(
+        watch
+            .wait_for(reused, Duration::from_millis(500))
+            .await
+            .is_err(),
+        "a waiter beside the standby is not told an event at a passed sequence is applied"
+    );
+    stop.cancel();
+    task.await.unwrap();
+    drop(leader);
+}

@@ -27,6 +27,23 @@ pub async fn lead(
     schema: &str,
     name: &str,
 ) -> Result<Option<tokio_postgres::Client>, DbError> {
+    Ok(match try_lead(pg, schema, name).await? {
+        Lead::Leading(client) => Some(client),
+        Lead::Standby(_) => None,
+    })
+}
+
+/// What [`try_lead`] got: the connection either way.
+pub enum Lead {
+    /// The connection holds the lock (as long as it lives).
+    Leading(tokio_postgres::Client),
+    /// Another session holds the lock; the connection holds nothing.
+    Standby(tokio_postgres::Client),
+}
+
+/// [`lead`], keeping the connection when another session leads (a standby may look at
+/// the schema with it).
+pub async fn try_lead(pg: &PgConfig, schema: &str, name: &str) -> Result<Lead, DbError> {
     let client = connect_dedicated(pg).await?;
     let locked: bool = client
         .query_one(
@@ -35,7 +52,11 @@ pub async fn lead(
         )
         .await?
         .get(0);
-    Ok(locked.then_some(client))
+    Ok(if locked {
+        Lead::Leading(client)
+    } else {
+        Lead::Standby(client)
+    })
 }
 
 /// A worker that leads: each round takes the lock (see [`lead`]) and works while it
