@@ -10,6 +10,8 @@ WXLEDGER_NATS_SERVER=$(scripts/install-nats-server.sh)
 export WXLEDGER_NATS_SERVER
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+# The API docs build without a broken or private link.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
 # Integration tests mostly wait on sockets: run more of them than there are cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
 log=$(mktemp)

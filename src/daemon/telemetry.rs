@@ -2,7 +2,7 @@
 //! level policy for what the daemon answers. ERROR is for what needs a person (a 500, a
 //! bug); an expected refusal or unavailability (a 503 while NATS or Postgres is away, a
 //! read not applied yet) is a WARN, at most one line per kind and second, carrying how
-//! many it stands for ([`warn_expected!`](crate::daemon::telemetry::warn_expected)).
+//! many it stands for (`warn_expected!`).
 
 use std::{
     collections::HashMap,
@@ -102,7 +102,7 @@ pub(crate) use warn_expected;
 
 /// The HTTP trace layer's failure hook: a 500 (or a failed response) is an ERROR; any
 /// other 5xx (503 while a dependency is away, 504 past a deadline) is expected: a WARN, one
-/// line per status and second on the process's throttle, like [`warn_expected!`].
+/// line per status and second on the process's throttle, like `warn_expected!`.
 pub fn on_server_error(class: ServerErrorsFailureClass, latency: Duration, _: &tracing::Span) {
     server_error(&EXPECTED, class, latency, Instant::now());
 }

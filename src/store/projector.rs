@@ -6,7 +6,7 @@
 //! It reads only the stream its projection was built from ([`crate::store::identity`]).
 //!
 //! [`ProjectionWatch`] lets a caller wait until an event is applied and read the fold's
-//! [`Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
+//! [`crate::core::fold::Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
 //! caller whichever process applied the event.
 
 use std::time::Duration;

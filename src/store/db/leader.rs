@@ -76,7 +76,7 @@ const WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs `worker`'s rounds until `stop` is cancelled. After a round that ended well
 /// (stopped, or standing by) it pauses `idle`; after a failed one it logs `failed` with
-/// the error (at WARN once per [`WARN_EVERY`] of failing, at DEBUG between) and pauses
+/// the error (at WARN once per `WARN_EVERY` of failing, at DEBUG between) and pauses
 /// about 100 ms, doubling up to [`MAX_BACKOFF`] while rounds keep failing, each pause
 /// between half and all of that (so standbys do not retry in step).
 pub async fn run(worker: &mut impl Round, stop: &CancellationToken, idle: Duration, failed: &str) {

@@ -1,10 +1,10 @@
 //! The outcome stream: the decisions the fold made, for consumers who want "order paid"
-//! rather than the inputs that led to it. [`derive`] reads what a batch booked (its new
+//! rather than the inputs that led to it. `derive` reads what a batch booked (its new
 //! postings and failure rows, with the fold's verdict on each event for the balances it
 //! left) and names each decision with an id derived from its source,
 //! so re-folding the same events names the same outcomes and a duplicate is detectable.
 //!
-//! [`derive`] is pure, like the fold: no clock, no I/O. The projector writes its result to
+//! `derive` is pure, like the fold: no clock, no I/O. The projector writes its result to
 //! the `outbox` table in the batch's own transaction ([`outbox`]); the [`publisher`] sends
 //! committed rows to the outcome [`OutcomeStream`], each publish fenced by the stream's last
 //! sequence so that a stale publisher cannot reorder them.

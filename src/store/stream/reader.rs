@@ -1,5 +1,5 @@
 //! Reading the stream: an ordered consumer from any sequence, kept going through
-//! reconnections, dead consumers and cluster elections (see [`Reader`]).
+//! reconnections, dead consumers and cluster elections (see `Reader`).
 
 use std::{ops::RangeInclusive, sync::atomic::Ordering, time::Duration};
 

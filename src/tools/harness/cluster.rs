@@ -128,7 +128,7 @@ impl NatsCluster {
     }
 
     /// Waits until `stream` has a leader other than `not` (up to `within`); answers it.
-    /// Asks every [`LEADER_POLL`], each ask waiting at most [`LEADER_ASK`] (an ask sent
+    /// Asks every `LEADER_POLL`, each ask waiting at most `LEADER_ASK` (an ask sent
     /// during the election goes unanswered), so it learns of a new leader soon after it
     /// is elected: the fault bench times elections with it.
     pub async fn wait_stream_leader(

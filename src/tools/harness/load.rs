@@ -3,7 +3,7 @@
 //! as a client would (same `Idempotency-Key`), and pay in the simulator, which delivers
 //! the notifies (to the deployment's `pay.notify_url`, the balancer) with its own
 //! time-scaled retry schedule. Every answer is counted by kind; every payment the
-//! simulator made is remembered for [`super::check`].
+//! simulator made is remembered for `super::check`.
 
 use std::{
     sync::{
@@ -47,7 +47,7 @@ struct Counts {
     gave_up: AtomicU64,
 }
 
-/// A snapshot of [`Counts`].
+/// A snapshot of `Counts`.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Tally {
     /// 2xx answers.

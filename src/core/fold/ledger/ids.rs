@@ -69,7 +69,7 @@ impl ParseIdError {
 impl FromStr for Account {
     type Err = ParseIdError;
 
-    /// The account named `s`. A wallet's user id must be written as [`Display`] writes it
+    /// The account named `s`. A wallet's user id must be written as [`std::fmt::Display`] writes it
     /// (hyphenated, lower case), so that parsing and writing back gives the same bytes.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ParseIdError::new("account", s);

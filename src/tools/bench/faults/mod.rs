@@ -6,7 +6,7 @@
 //!
 //! Per run: warm up, inject the fault ([`Kind`]), measure the time to full recovery
 //! ([`recovery`]), let the load go on, stop it and check that nothing was lost or doubled
-//! ([`crate::tools::harness::check`], the audit included). The runs of a kind make one row
+//! (`tools::harness::check`, the audit included). The runs of a kind make one row
 //! of the table ([`report`]). Progress goes to stderr. CLI glue, so errors are `anyhow`.
 
 mod inject;

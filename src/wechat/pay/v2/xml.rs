@@ -152,7 +152,7 @@ pub fn write<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String
     write_root("xml", fields)
 }
 
-/// [`write`] under another root element (a refund notify's `req_info` is `<root>`).
+/// `write` under another root element (a refund notify's `req_info` is `<root>`).
 pub fn write_root<'a>(root: &str, fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     debug_assert!(is_name(root), "{root:?} is not an XML name");
     let mut out = format!("<{root}>");
