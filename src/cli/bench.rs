@@ -40,6 +40,10 @@ pub struct Args {
     /// Start a private nats-server for the daemon instead (`load`).
     #[arg(long, conflicts_with = "nats_url")]
     private_nats: bool,
+    /// The NATS of `--nats-url` fsyncs every write (`jetstream { sync_interval: always }`;
+    /// the server does not say): the ingest target is then the durable one (`load`).
+    #[arg(long, requires = "nats_url")]
+    nats_sync_always: bool,
     /// A setting of the daemon under load, `section.key=value` (`load`; repeatable), e.g.
     /// `--daemon-setting projector.batch_linger_ms=0` or `--daemon-setting
     /// nats.group_commit=on`: passed to it as `WXLEDGER__SECTION__KEY`.
@@ -191,6 +195,7 @@ async fn run_load(settings: Settings, args: &Args) -> anyhow::Result<()> {
         settings.database,
     );
     options.private_nats = args.private_nats;
+    options.sync_always = args.nats_sync_always;
     options.closed = args.count.unwrap_or(options.closed);
     options.in_flight = args.concurrency.unwrap_or(options.in_flight).max(1);
     options.rates = args.rate.iter().copied().filter(|r| *r > 0.0).collect();

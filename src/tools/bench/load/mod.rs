@@ -51,6 +51,9 @@ pub struct Options {
     pub nats_url: String,
     /// Start a private nats-server (JetStream, a temporary directory) instead.
     pub private_nats: bool,
+    /// The NATS fsyncs every write (`sync_interval: always`), as the caller says: the
+    /// server does not tell. Chooses the ingest target.
+    pub sync_always: bool,
     /// The Postgres (its `url`; the scratch schemas are the bench's own).
     pub database: DatabaseSettings,
     /// Notifies of the warm-up (closed loop), not judged.
@@ -85,6 +88,7 @@ impl Options {
             binary,
             nats_url,
             private_nats: false,
+            sync_always: false,
             database,
             warmup: 2_000,
             closed: 20_000,
@@ -179,6 +183,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let mut report = result?;
     report.nats_url = nats_url;
     report.private_nats = private.is_some();
+    report.sync_always = options.sync_always;
     report.judge();
     Ok(report)
 }
@@ -260,6 +265,7 @@ async fn measure(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         nats_url: String::new(),
         private_nats: false,
+        sync_always: false,
         notifies,
         payments_rows: u64::try_from(payments_rows).unwrap_or(0),
         payments_orders: u64::try_from(payments_orders).unwrap_or(0),

@@ -160,6 +160,8 @@ pub struct Report {
     pub nats_url: String,
     /// Whether that was a private nats-server started for the run.
     pub private_nats: bool,
+    /// Whether that NATS fsyncs every write (`sync_interval: always`), as the caller said.
+    pub sync_always: bool,
     /// The notify phases, in order (the warm-up first).
     pub notifies: Vec<NotifyPhase>,
     /// `payments` rows at the end, and distinct orders among them (equal: none doubled).
@@ -174,6 +176,10 @@ pub struct Report {
     pub targets: Vec<Target>,
 }
 
+/// The ingest targets, notifies per second: with the server's default fsync, and with
+/// `sync_interval: always` (through group commit).
+const INGEST_DEFAULT_FSYNC: f64 = 12_000.0;
+const INGEST_SYNC_ALWAYS: f64 = 10_000.0;
 /// The notify-rate targets: (rate, answer p99 at most, ms) and (rate, lag p99 at most, ms).
 const ANSWER_P99: (f64, f64) = (5_000.0, 20.0);
 const LAG_P99: (f64, f64) = (2_000.0, 50.0);
@@ -186,14 +192,19 @@ impl Report {
             .iter()
             .rfind(|p| p.in_flight.is_some() && !p.name.starts_with("warm-up"));
         let at_rate = |rate: f64| self.notifies.iter().find(|p| p.rate == Some(rate));
+        let (fsync, ingest) = if self.sync_always {
+            ("sync_interval: always", INGEST_SYNC_ALWAYS)
+        } else {
+            ("default fsync", INGEST_DEFAULT_FSYNC)
+        };
         let mut targets = vec![Target::new(
             format!(
-                "webhook ingest, closed loop ({} in flight), default fsync",
+                "webhook ingest, closed loop ({} in flight), {fsync}",
                 closed.and_then(|p| p.in_flight).unwrap_or(0)
             ),
             closed.map(|p| p.per_second),
             ">=",
-            12_000.0,
+            ingest,
             "notifies/s",
         )];
         targets.push(Target::new(
@@ -313,7 +324,54 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
-    use super::Percentiles;
+    use super::{NotifyPhase, Percentiles, Report};
+
+    fn closed_loop_at(per_second: f64, sync_always: bool) -> Report {
+        let mut report = Report {
+            started_at: String::new(),
+            cores: 2,
+            nats_url: String::new(),
+            private_nats: false,
+            sync_always,
+            notifies: vec![NotifyPhase {
+                name: "closed loop, 64 in flight".into(),
+                in_flight: Some(64),
+                rate: None,
+                sent: 1,
+                accepted: 1,
+                refused: 0,
+                unanswered: 0,
+                seconds: 1.0,
+                per_second,
+                answer_ms: None,
+                booked: 1,
+                lag_ms: None,
+            }],
+            payments_rows: 1,
+            payments_orders: 1,
+            api: Vec::new(),
+            raw: Vec::new(),
+            targets: Vec::new(),
+        };
+        report.judge();
+        report
+    }
+
+    #[test]
+    fn the_ingest_target_follows_the_servers_fsync() {
+        let default = closed_loop_at(11_000.0, false);
+        let ingest = &default.targets[0];
+        assert!(ingest.name.ends_with("default fsync"), "{}", ingest.name);
+        assert_eq!((ingest.target, ingest.met), (12_000.0, Some(false)));
+        let always = closed_loop_at(11_000.0, true);
+        let ingest = &always.targets[0];
+        assert!(
+            ingest.name.ends_with("sync_interval: always"),
+            "{}",
+            ingest.name
+        );
+        assert_eq!((ingest.target, ingest.met), (10_000.0, Some(true)));
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
