@@ -1,7 +1,7 @@
 //! Paying an order from the wallet. The fold decides, in stream order, so two payments
 //! racing for one balance cannot both succeed; the command answers from the fold's verdict
-//! on its own event ([`crate::store::projector::ProjectionWatch::verdict`], read with the paid order), whichever
-//! process applied it.
+//! on its own event ([`crate::store::projector::ProjectionWatch::verdict`], read with the
+//! paid order), whichever process applied it.
 
 use uuid::Uuid;
 
