@@ -52,7 +52,7 @@ pub struct Args {
     /// API users at once, and rounds (login, place order, wallet pay, me) each (`load`).
     #[arg(long, default_value_t = 4)]
     api_users: usize,
-    /// Rounds of each API user (`load`).
+    /// Rounds of each API user (`load`; 0 skips the API phase).
     #[arg(long, default_value_t = 100)]
     api_rounds: usize,
     /// Only single publishes (`off`) or only group commit (`on`); both by default
@@ -202,7 +202,7 @@ async fn run_load(settings: Settings, args: &Args) -> anyhow::Result<()> {
     options.seconds = args.seconds;
     options.warmup = args.warmup;
     options.api_users = args.api_users.max(1);
-    options.api_rounds = args.api_rounds.max(1);
+    options.api_rounds = args.api_rounds;
     options.daemon_settings = args.daemon_setting.clone();
     let report = load::run(&options).await?;
     print!("{}", report.table());

@@ -68,7 +68,7 @@ pub struct Options {
     pub seconds: f64,
     /// Users of the API phase, at once.
     pub api_users: usize,
-    /// Rounds (login, place order, wallet pay, me) of each API user.
+    /// Rounds (login, place order, wallet pay, me) of each API user; 0: no API phase.
     pub api_rounds: usize,
     /// How much of each raw figure.
     pub raw: RawSizes,
@@ -228,16 +228,20 @@ async fn measure(
         notifies.push(phases.run(name, Mode::Open(rate), count).await?);
     }
 
-    eprintln!("[load] API calls ...");
-    let api = api::measure(
-        &reqwest::Client::new(),
-        &daemon.base(),
-        sim_base,
-        options.api_users,
-        options.api_rounds,
-    )
-    .await
-    .with_context(|| daemon.log_tail(20))?;
+    let api = if options.api_rounds == 0 {
+        Vec::new()
+    } else {
+        eprintln!("[load] API calls ...");
+        api::measure(
+            &reqwest::Client::new(),
+            &daemon.base(),
+            sim_base,
+            options.api_users,
+            options.api_rounds,
+        )
+        .await
+        .with_context(|| daemon.log_tail(20))?
+    };
 
     let db = deployment.db().await?;
     let row = db

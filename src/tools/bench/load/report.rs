@@ -293,10 +293,12 @@ impl Report {
             "\npayments rows {}, distinct orders {}\n",
             self.payments_rows, self.payments_orders
         ));
-        out.push_str(
-            "\n| API call (ms) | ok | failed | total p50 | total p99 | WeChat p50 | WeChat p99 | \
-             daemon-added p50 | daemon-added p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
+        if !self.api.is_empty() {
+            out.push_str(
+                "\n| API call (ms) | ok | failed | total p50 | total p99 | WeChat p50 | WeChat p99 | \
+                 daemon-added p50 | daemon-added p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            );
+        }
         for c in &self.api {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
