@@ -254,11 +254,8 @@ pub async fn judge_standing_by(
     client: &tokio_postgres::Client,
     log: &EventLog,
     checkpoint: u64,
-    metrics: Option<&Metrics>,
+    metrics: &Metrics,
 ) -> Result<(), ProjectorError> {
-    let Some(metrics) = metrics else {
-        return Ok(());
-    };
     let stream = log.identity().await?;
     let recorded = load(client).await?;
     let now = judge(recorded.as_ref(), &stream, checkpoint)

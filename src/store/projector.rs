@@ -6,8 +6,8 @@
 //! It reads only the stream its projection was built from ([`crate::store::identity`]).
 //!
 //! [`ProjectionWatch`] lets a caller wait until an event is applied and read the fold's
-//! [`crate::core::fold::Verdict`] on it, which the batch stores with its rows (`verdicts`), so it reaches the
-//! caller whichever process applied the event.
+//! [`crate::core::fold::Verdict`] on it, which the batch stores with its rows
+//! (`verdicts`), so it reaches the caller whichever process applied the event.
 
 use std::time::Duration;
 
@@ -107,20 +107,16 @@ impl leader::Round for Projector {
             leader::Lead::Standby(client) => {
                 tracing::debug!("another projector holds the lock; standing by");
                 // A standby judges the stream too, so that its process's watch and
-                // readiness refuse a stream the active projector refuses.
-                if self
+                // readiness (both read the metrics) refuse a stream the active one refuses.
+                let due = self
                     .identity_checked
-                    .is_none_or(|at| at.elapsed() >= identity::RECHECK)
-                {
+                    .is_none_or(|at| at.elapsed() >= identity::RECHECK);
+                if let (true, Some(metrics)) = (due, &self.metrics) {
                     self.identity_checked = Some(std::time::Instant::now());
+                    // Read before the stream's end, which only grows: a checkpoint the
+                    // active projector moves meanwhile is never taken for lost writes.
                     let checkpoint = load_checkpoint(&client).await?;
-                    identity::judge_standing_by(
-                        &client,
-                        &self.log,
-                        checkpoint,
-                        self.metrics.as_ref(),
-                    )
-                    .await?;
+                    identity::judge_standing_by(&client, &self.log, checkpoint, metrics).await?;
                 }
                 return Ok(());
             }

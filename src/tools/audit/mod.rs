@@ -267,7 +267,7 @@ pub async fn run(
     }
     let pg = db::pg_config(&settings.database)?;
     let mut live = db::connect_dedicated(&pg).await?;
-    if crate::store::db::schema_exists(&live, &scratch).await? {
+    if db::schema_exists(&live, &scratch).await? {
         return Err(AuditError::Keep {
             schema: scratch,
             problem: "exists; drop it or name another schema".into(),
