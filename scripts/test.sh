@@ -20,6 +20,12 @@ set +e
 cargo test --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# Each failing test's first lines (where it panicked and why) again at the end, where a
+# reader of the run's tail sees them: a failure's message (with logs) is often long.
+if [ "$status" -ne 0 ]; then
+    echo "--- failures, first lines ---"
+    awk '/^thread .* panicked at / { n = 6 } n > 0 { print substr($0, 1, 300); n-- }' "$log"
+fi
 # One closing line for the whole run, summed over the test binaries.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

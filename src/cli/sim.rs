@@ -8,10 +8,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let sim = Simulator::build(&settings.sim)
         .await
         .context("binding sim.listen")?;
+    let signal = startup::shutdown_signal();
     tracing::info!(addr = %sim.local_addr(), "WeChat simulator serving");
     let stop = sim.stop_token();
     tokio::spawn(async move {
-        startup::shutdown_signal().await;
+        signal.await;
         stop.cancel();
     });
     sim.run_until_stopped().await?;

@@ -266,7 +266,8 @@ pub async fn judge_standing_by(
         match &now {
             Some(reason) => tracing::warn!(
                 checkpoint,
-                "standing by, and the stream is not the one the projection was built                  from: {reason}"
+                "standing by, and the stream is not the one the projection was built \
+                 from: {reason}"
             ),
             None => tracing::info!("the stream is the one the projection was built from again"),
         }

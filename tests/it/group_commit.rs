@@ -24,7 +24,7 @@ use wxledger::{
 /// A private server of the pinned release, listening.
 async fn current_server(spec: impl FnOnce(NodeSpec) -> NodeSpec) -> NatsNode {
     let pinned = NodeSpec::pinned().unwrap_or_else(|why| panic!("{why}"));
-    let node = NatsNode::start_with(&spec(pinned));
+    let mut node = NatsNode::start_with(&spec(pinned));
     node.wait_listening().await;
     node
 }
@@ -341,7 +341,7 @@ async fn nats_killed_mid_batch_leaves_no_success_answered_without_its_event_stor
 
 #[tokio::test]
 async fn on_the_debian_server_auto_appends_with_single_publishes_and_on_is_refused() {
-    let nats = NatsNode::start();
+    let mut nats = NatsNode::start();
     nats.wait_listening().await;
     let (log, metrics) = open(&settings(&nats.url(), |_| {})).await;
     assert!(!log.group_commit_active(), "2.9.10 has no atomic batches");

@@ -85,7 +85,8 @@ async fn postgres_unreachable_shows_in_readyz() {
 
 #[tokio::test]
 async fn a_frozen_nats_is_not_ready_though_connected_and_is_again_once_it_resumes() {
-    let nats = NatsNode::start();
+    let mut nats = NatsNode::start();
+    nats.wait_listening().await;
     let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
     let doc = Doc::fetch(&env).await;
     for path in ["/readyz/webhooks", "/readyz/api"] {

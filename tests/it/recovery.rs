@@ -69,6 +69,7 @@ fn assert_recovered(what: &str, back: Instant, done: Option<Instant>) {
 #[tokio::test]
 async fn events_are_applied_within_2_s_of_a_restarted_nats_accepting_connections() {
     let mut nats = NatsNode::start();
+    nats.wait_listening().await;
     let env = TestEnv::start_with(|s| s.nats.url = nats.url()).await;
     env.login("o-rec-0").await;
 

@@ -108,8 +108,8 @@ async fn row(
     grouped: bool,
     options: &Options,
 ) -> anyhow::Result<Row> {
-    let node = NatsNode::start_with(spec);
-    node.wait_listening().await;
+    let mut node = NatsNode::start_with(spec);
+    node.listening().await?;
     let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
     let settings = NatsSettings {
         url: node.url(),

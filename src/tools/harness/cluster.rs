@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::time::Instant;
 
-use super::nats::{free_port, Member, NatsNode, NodeSpec};
+use super::nats::{free_ports, Member, NatsNode, NodeSpec};
 
 /// Three nats-servers on loopback routed into one JetStream cluster, each with its own
 /// store directory; node `i` is named `n<i>`.
@@ -18,8 +18,9 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts three nodes and answers once the cluster has a JetStream meta leader and
     /// accepts an R3 stream (a probe stream is created and deleted). A cluster that does
-    /// not get there in 30 s (seen once on a loaded machine: a port picked free was taken
-    /// before its node bound it) is removed and started again on fresh ports, once.
+    /// not get there (a node that exits, seen on a loaded machine when a port picked free
+    /// was taken before its node bound it, or no leader within 30 s) is removed and
+    /// started again on fresh ports, once.
     pub async fn start() -> anyhow::Result<Self> {
         match Self::start_once().await {
             Ok(cluster) => Ok(cluster),
@@ -32,23 +33,25 @@ impl NatsCluster {
 
     async fn start_once() -> anyhow::Result<Self> {
         let name = format!("wxl{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports = free_ports(6);
+        let (clients, routes) = ports.split_at(3);
         let nodes = (0..3)
             .map(|i| {
                 NatsNode::spawned(
                     Some(Member {
                         name: &format!("n{i}"),
                         cluster: &name,
+                        client_port: clients[i],
                         route_port: routes[i],
-                        routes: &routes,
+                        routes,
                     }),
                     &NodeSpec::default(),
                 )
             })
             .collect();
-        let cluster = Self { nodes };
-        for node in &cluster.nodes {
-            node.wait_listening().await;
+        let mut cluster = Self { nodes };
+        for node in &mut cluster.nodes {
+            node.listening().await?;
         }
         cluster
             .wait_ready(Duration::from_secs(30))

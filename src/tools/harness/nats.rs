@@ -71,10 +71,24 @@ impl NodeSpec {
 
 /// A free loopback port (free when asked; the server binds it soon after).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a loopback port is free")
+    free_ports(1)[0]
+}
+
+/// `n` distinct free loopback ports. They are bound all at once and then released: ports
+/// asked for one at a time may repeat, since a port released is free to be handed out
+/// again (a node once got its own client port as its route port).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port is free"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .expect("a bound socket has an address")
+                .port()
+        })
+        .collect()
 }
 
 /// A fresh directory under the system's temporary directory.
@@ -92,13 +106,20 @@ pub struct NatsNode {
     config: PathBuf,
     binary: PathBuf,
     child: Option<Child>,
+    /// Where the running process's lines start in `server.log` (appended to across
+    /// restarts).
+    log_from: u64,
+    /// A standalone server that never listened yet: nobody knows its client port, which
+    /// may still change.
+    movable: bool,
 }
 
-/// Cluster membership of a node: its server name, the cluster's name, its route port and
-/// the route ports of every member.
+/// Cluster membership of a node: its server name, the cluster's name, its client and
+/// route ports, and the route ports of every member.
 pub(super) struct Member<'a> {
     pub name: &'a str,
     pub cluster: &'a str,
+    pub client_port: u16,
     pub route_port: u16,
     pub routes: &'a [u16],
 }
@@ -117,7 +138,8 @@ impl NatsNode {
 
     pub(super) fn spawned(member: Option<Member<'_>>, spec: &NodeSpec) -> Self {
         let dir = temp_dir("nats");
-        let port = free_port();
+        let movable = member.is_none();
+        let port = member.as_ref().map_or_else(free_port, |m| m.client_port);
         let store = dir.join("store");
         let jetstream: String = spec.jetstream.iter().map(|l| format!("  {l}\n")).collect();
         let mut config = format!(
@@ -147,6 +169,8 @@ impl NatsNode {
             config: path,
             binary: spec.binary.clone(),
             child: None,
+            log_from: 0,
+            movable,
         };
         node.spawn();
         node
@@ -173,6 +197,7 @@ impl NatsNode {
             .append(true)
             .open(self.dir.join("server.log"))
             .expect("the log opens");
+        self.log_from = log.metadata().map_or(0, |m| m.len());
         let child = Command::new(&self.binary)
             .arg("-c")
             .arg(&self.config)
@@ -226,24 +251,84 @@ impl NatsNode {
         self.wait_listening().await
     }
 
-    /// Waits (up to 10 s) until the client port accepts connections.
-    pub async fn wait_listening(&self) -> Instant {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    /// Waits (up to 10 s) until the client port accepts connections; panics with the
+    /// server's log when it does not (see [`Self::listening`]).
+    pub async fn wait_listening(&mut self) -> Instant {
+        self.listening().await.unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Waits (up to 10 s) until the client port accepts connections, or says why not (the
+    /// server exited, or never listened) with its log. A standalone server that exits
+    /// before it ever listened because its port was taken meanwhile (another test picked
+    /// it too) is started again on a fresh port, up to three times; a cluster member or a
+    /// restarted server is not, as others know its port.
+    pub async fn listening(&mut self) -> anyhow::Result<Instant> {
+        let mut deadline = Instant::now() + Duration::from_secs(10);
+        let mut moved = 0;
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
+            // Its own log says so: a connection alone may reach whoever took the port.
+            if self.says_listening()
+                && tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
             {
-                return Instant::now();
+                self.movable = false;
+                return Ok(Instant::now());
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server never listened on {}:\n{}",
-                self.port,
-                self.log_tail(20)
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                self.child = None;
+                let log = self.log_tail(20);
+                if self.movable && moved < 3 && log.contains("address already in use") {
+                    moved += 1;
+                    self.move_to(free_port());
+                    self.spawn();
+                    deadline = Instant::now() + Duration::from_secs(10);
+                    continue;
+                }
+                anyhow::bail!(
+                    "nats-server on {} exited ({status}) before listening:\n{log}",
+                    self.port
+                );
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "nats-server never listened on {}:\n{}",
+                    self.port,
+                    self.log_tail(20)
+                );
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Whether the running process logged that it listens for clients on its port.
+    fn says_listening(&self) -> bool {
+        let Ok(log) = std::fs::read(self.dir.join("server.log")) else {
+            return false;
+        };
+        let from = usize::try_from(self.log_from).unwrap_or(usize::MAX);
+        let line = format!(
+            "Listening for client connections on 127.0.0.1:{}",
+            self.port
+        );
+        log.get(from..)
+            .is_some_and(|new| String::from_utf8_lossy(new).contains(&line))
+    }
+
+    /// Rewrites the config to listen for clients on `port`.
+    fn move_to(&mut self, port: u16) {
+        let config = std::fs::read_to_string(&self.config).expect("the config reads");
+        let moved = config.replacen(
+            &format!("listen: \"127.0.0.1:{}\"", self.port),
+            &format!("listen: \"127.0.0.1:{port}\""),
+            1,
+        );
+        std::fs::write(&self.config, moved).expect("the config is written");
+        self.port = port;
     }
 }
 

@@ -49,7 +49,9 @@ pub(super) async fn run_once(kind: Kind, options: &Options) -> anyhow::Result<Ru
         _ => {
             let instances = if kind == Kind::ActiveDaemonKill { 3 } else { 1 };
             let options_n = rig_options(instances);
-            let mut rig = Rig::start(NatsNode::start(), options_n).await?;
+            let mut nats = NatsNode::start();
+            nats.listening().await?;
+            let mut rig = Rig::start(nats, options_n).await?;
             measured(kind, &mut rig, &mut pg, options).await
         }
     }

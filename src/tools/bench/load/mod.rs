@@ -135,9 +135,9 @@ fn bench_env(port: u16) -> Vec<(String, String)> {
 
 /// Runs the bench and answers its report; everything it made is removed afterwards.
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let private = options.private_nats.then(NatsNode::start);
-    if let Some(node) = &private {
-        node.wait_listening().await;
+    let mut private = options.private_nats.then(NatsNode::start);
+    if let Some(node) = &mut private {
+        node.listening().await?;
     }
     let nats_url = private
         .as_ref()
