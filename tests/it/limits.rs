@@ -130,95 +130,16 @@ async fn unfinished_headers_and_idle_keep_alive_connections_are_closed() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
-/// A login whose head is sent with `Expect: 100-continue` and whose body is not: once the
-/// "100 Continue" is read, the router is reading the body (a request in progress).
-async fn in_progress(env: &TestEnv) -> TcpStream {
-    let mut conn = connect(env).await;
-    conn.write_all(
-        b"POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-          Expect: 100-continue\r\nContent-Length: 12\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut interim = [0u8; 25];
-    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut interim))
-        .await
-        .expect("the router reads the body")
-        .unwrap();
-    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-    conn
-}
-
-/// Reads an answer's head (up to 5 s), lower-cased; "" when the connection closed.
-async fn answer_head(conn: &mut TcpStream) -> String {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
-    String::from_utf8_lossy(&seen).to_lowercase()
-}
-
-/// Whether the server closed `conn` within `limit` (reading what is left).
-async fn closed_within(conn: &mut TcpStream, limit: Duration) -> bool {
-    read_to_close(conn, limit).await.is_some()
-}
-
 #[tokio::test]
-async fn the_connection_limit_holds_and_idle_connections_make_room() {
+async fn the_connection_limit_holds() {
     let env = TestEnv::start_with(|s| s.limits.max_connections = 2).await;
-    // Both slots hold requests in progress: the next client waits.
-    let mut first = in_progress(&env).await;
-    let mut second = in_progress(&env).await;
+    let first = connect(&env).await;
+    let second = connect(&env).await;
+    // Both slots are held by clients that say nothing: the next one waits.
     assert_eq!(healthz(&env).await, StatusCode::GATEWAY_TIMEOUT);
-    // Neither was cut for room, nor told to close: each is answered once its body comes,
-    // and stays open for the next request.
-    for conn in [&mut first, &mut second] {
-        conn.write_all(br#"{"code": ""}"#).await.unwrap();
-        let head = answer_head(conn).await;
-        assert!(head.starts_with("http/1.1 4"), "{head:?}");
-        assert!(!head.contains("connection: close"), "{head:?}");
-    }
-
-    // Both are now idle keep-alive connections: a newcomer is served at once (not after
-    // the 10 s header timeout), in the room one of them made.
-    let asked = Instant::now();
+    drop(first);
     assert_eq!(healthz(&env).await, StatusCode::OK);
-    assert!(
-        asked.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        asked.elapsed()
-    );
-    let first_closed = closed_within(&mut first, Duration::from_millis(500)).await;
-    let second_closed = closed_within(&mut second, Duration::from_millis(500)).await;
-    assert!(
-        first_closed || second_closed,
-        "an idle connection made room"
-    );
-    drop((first, second));
-
-    // A client that said nothing is idle too; one whose request has begun is not.
-    let mut silent = connect(&env).await;
-    let mut begun = connect(&env).await;
-    begun.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(healthz(&env).await, StatusCode::OK);
-    assert!(
-        closed_within(&mut silent, Duration::from_secs(1)).await,
-        "the silent client made room"
-    );
-    begun.write_all(b"Host: t\r\n\r\n").await.unwrap();
-    let head = answer_head(&mut begun).await;
-    assert!(
-        head.starts_with("http/1.1 200 ok"),
-        "the begun request was kept: {head:?}"
-    );
+    drop(second);
 }
 
 async fn login_status(

@@ -42,9 +42,8 @@ pub struct LimitSettings {
     /// dropped call.
     #[serde(rename = "webhook_timeout_ms", deserialize_with = "millis")]
     pub webhook_timeout: Duration,
-    /// Connections served at once (at most [`MAX_CONNECTIONS`]); further ones wait in the
-    /// listen backlog while idle connections are closed to make room. Keep it below the
-    /// process's open-file limit (`ulimit -n`).
+    /// Connections served at once; further ones wait in the listen backlog until one
+    /// closes. Keep it below the process's open-file limit (`ulimit -n`).
     pub max_connections: usize,
     /// Whether a connection is kept open for further requests (HTTP/1.1 keep-alive).
     pub keep_alive: bool,
@@ -84,10 +83,6 @@ pub struct LimitSettings {
     /// WeChat 15 s later.
     pub webhook_per_ip: Rate,
 }
-
-/// The most `limits.max_connections` may be: far past any open-file limit, and what the
-/// accept loop counts in one semaphore acquisition at shutdown.
-pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 impl Default for LimitSettings {
     fn default() -> Self {
@@ -214,12 +209,6 @@ impl LimitSettings {
         if self.max_connections == 0 {
             return Err(invalid("limits.max_connections", "must be at least 1"));
         }
-        if self.max_connections > MAX_CONNECTIONS {
-            return Err(invalid(
-                "limits.max_connections",
-                "must be at most 1000000 (each connection is an open file)",
-            ));
-        }
         if self.max_tracked_keys == 0 {
             return Err(invalid("limits.max_tracked_keys", "must be at least 1"));
         }
@@ -279,12 +268,6 @@ mod tests {
             ..LimitSettings::default()
         };
         off.validate().unwrap();
-        let crowd = LimitSettings {
-            max_connections: MAX_CONNECTIONS + 1,
-            ..LimitSettings::default()
-        };
-        let err = crowd.validate().unwrap_err().to_string();
-        assert!(err.contains("limits.max_connections"), "{err}");
     }
 
     #[test]
