@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use wxledger::{daemon::startup, tools::tail, Settings};
+use wxledger::{daemon::signals, tools::tail, Settings};
 
 /// The `events` subcommands.
 #[derive(clap::Subcommand)]
@@ -57,7 +57,7 @@ async fn run_tail(settings: &Settings, args: TailArgs) -> anyhow::Result<()> {
         result = tail::tail(&settings.nats, &options, print) => {
             result.map_err(|e| anyhow::anyhow!("events tail: {} ({})", e, e.code()))?;
         }
-        () = startup::shutdown_signal() => {}
+        () = signals::shutdown_signal() => {}
     }
     Ok(())
 }

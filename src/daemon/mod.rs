@@ -8,5 +8,6 @@ pub mod healthcheck;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod signals;
 pub mod startup;
 pub mod telemetry;
